@@ -1,0 +1,144 @@
+"""Server cost: requests/s and server CPU µs per request, variants beside stdlib references.
+
+    python -m benchmarks.server_cost [--seconds 3] [--repeat 3] [--csv benchmarks/results/server_cost.csv]
+
+For each server and load, a fresh server process and a separate bare-gevent load
+process (benchmarks.loadgen; no locust).  Server CPU per request = Δ(user+sys
+CPU of the server process tree) / Δ requests over the same measured window.
+Loads: persistent 64 B ECHO over 50 connections (1 for the one-at-a-time
+servers, which could serve no more), and connect-per-request over 10.
+Rounds interleave the servers so drift on a noisy machine hits all of them
+alike; the median of the rounds is reported, with the goal ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from loadtest.server_process import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+# name -> (command to launch, one connection at a time?)
+SERVERS: dict[str, tuple[list[str], bool]] = {
+    "blocking": ([sys.executable, "-m", "servers", "blocking", "--port", "0"], True),
+    "threaded": ([sys.executable, "-m", "servers", "threaded", "--port", "0"], False),
+    "selectors": ([sys.executable, "-m", "servers", "selectors", "--port", "0"], False),
+    "ref:asyncio": ([sys.executable, "-m", "benchmarks.reference_servers", "asyncio", "--port", "0"], False),
+    "ref:ThreadingTCPServer": (
+        [sys.executable, "-m", "benchmarks.reference_servers", "threadingtcpserver", "--port", "0"],
+        False,
+    ),
+    "ref:TCPServer": ([sys.executable, "-m", "benchmarks.reference_servers", "tcpserver", "--port", "0"], True),
+    "floor:minimal-selectors": (
+        [sys.executable, "-m", "benchmarks.reference_servers", "minimal-selectors", "--port", "0"],
+        False,
+    ),
+}
+GOALS: list[tuple[str, str, float | None]] = [  # (variant, reference, max ratio of persistent-echo CPU per request)
+    ("selectors", "ref:asyncio", 0.6),
+    ("floor:minimal-selectors", "ref:asyncio", None),
+    ("selectors", "floor:minimal-selectors", None),
+    ("threaded", "ref:ThreadingTCPServer", 1.1),
+    ("blocking", "ref:TCPServer", 1.1),
+]
+
+
+def measure(name: str, mode: str, seconds: float) -> dict[str, float]:
+    cmd, one_at_a_time = SERVERS[name]
+    connections = (1 if one_at_a_time else 50) if mode == "persistent" else 10
+    with ServerProcess.launch(cmd, name) as server:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.loadgen",
+                "--port",
+                str(server.port),
+                "--server-pid",
+                str(server.pid),
+                "--mode",
+                mode,
+                "--connections",
+                str(connections),
+                "--seconds",
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            cwd=ROOT,
+            check=True,
+        )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["connections"] = connections
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "server_cost.csv")
+    args = ap.parse_args()
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for round_no in range(args.repeat):
+        for mode in ("persistent", "connect"):
+            for name in SERVERS:
+                r = measure(name, mode, args.seconds)
+                runs.setdefault((name, mode), []).append(r)
+                print(
+                    f"round {round_no + 1} {mode:10} {name:24} {r['rps']:9,.0f} req/s "
+                    f"{r['server_cpu_us_per_request']:6.1f} µs/req",
+                    file=sys.stderr,
+                )
+    rows = []
+    for (name, mode), rs in runs.items():
+        rows.append(
+            {
+                "server": name,
+                "load": "persistent-echo" if mode == "persistent" else "connect-per-request",
+                "connections": rs[0]["connections"],
+                "rps": round(statistics.median(r["rps"] for r in rs)),
+                "server_cpu_us_per_request": round(statistics.median(r["server_cpu_us_per_request"] for r in rs), 1),
+                "server_user_us_per_request": round(statistics.median(r["server_user_us_per_request"] for r in rs), 1),
+                "server_sys_us_per_request": round(statistics.median(r["server_sys_us_per_request"] for r in rs), 1),
+                "client_cpu_us_per_request": round(statistics.median(r["client_cpu_us_per_request"] for r in rs), 1),
+                "errors": sum(r["errors"] for r in rs),
+                "rounds": len(rs),
+            }
+        )
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    with args.csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print("| server | load | conns | req/s | server CPU µs/req | of which user | of which sys |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['server']} | {r['load']} | {r['connections']} | {r['rps']:,} | {r['server_cpu_us_per_request']} "
+            f"| {r['server_user_us_per_request']} | {r['server_sys_us_per_request']} |"
+        )
+    cost = {(r["server"], r["load"]): r["server_cpu_us_per_request"] for r in rows}
+    ok = True
+    print()
+    for variant, ref, limit in GOALS:
+        for load in ("persistent-echo", "connect-per-request"):
+            ratio = cost[(variant, load)] / cost[(ref, load)]
+            has_goal = limit is not None and load == "persistent-echo"
+            goal = f"goal <= {limit}" if has_goal else "(no goal)"
+            verdict = ("ok" if ratio <= limit else "MISSED") if has_goal else ""
+            ok &= verdict != "MISSED"
+            print(f"{load:20} {variant:10} / {ref:24} = {ratio:4.2f}  {goal} {verdict}")
+    print(f"\nwrote {args.csv}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The ``socklab`` command.
+
+    socklab client [--variant V | --target HOST:PORT] [--requests N] [--connections C] [--op OP] ...
+
+``client`` starts a server variant as its own process (unless given a target),
+sends a bounded number of requests over C persistent connections from plain
+threads, prints a one-screen latency summary and stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+import time
+from typing import NoReturn
+
+from loadtest.server_process import ServerProcess, ServerStartError
+from servers import VARIANTS
+from servers.protocol import Op, ResponseDecoder, encode_request
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _client(args: argparse.Namespace) -> int:
+    server = None
+    if args.target:
+        host, _, port = args.target.rpartition(":")
+        address = (host or "127.0.0.1", int(port))
+    else:
+        try:
+            server = ServerProcess.start(args.variant)
+        except ServerStartError as exc:
+            print(f"socklab client: {exc}", file=sys.stderr)
+            return 2
+        address = server.address
+        print(f"started {args.variant} on {address[0]}:{address[1]} (pid {server.pid})")
+    frame = encode_request(Op[args.op.upper()], args.arg, b"x" * args.payload_bytes)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    per_conn = [
+        args.requests // args.connections + (i < args.requests % args.connections) for i in range(args.connections)
+    ]
+
+    def run(n: int) -> None:
+        mine: list[float] = []
+        try:
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                decoder = ResponseDecoder()
+                for _ in range(n):
+                    started = time.perf_counter()
+                    sock.sendall(frame)
+                    got: list[tuple[int, bytes]] = []
+                    while not got:
+                        data = sock.recv(65536)
+                        if not data:
+                            raise ConnectionError("server closed the connection")
+                        got = decoder.feed(data)
+                    mine.append(time.perf_counter() - started)
+                    if got[0][0] != 0:
+                        raise ConnectionError(f"status {got[0][0]}")
+        except OSError as exc:
+            with lock:
+                failures.append(str(exc))
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(n,)) for n in per_conn]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        if server is not None:
+            server.stop()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    if latencies:
+
+        def pct(p: float) -> float:
+            return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e6
+
+        print(
+            f"{len(latencies)} requests in {wall:.2f} s = {len(latencies) / wall:,.0f} req/s over "
+            f"{args.connections} connection(s); latency µs p50 {pct(50):.0f}  p90 {pct(90):.0f}  "
+            f"p99 {pct(99):.0f}  max {latencies[-1] * 1e6:.0f}"
+        )
+    for failure in sorted(set(failures)):
+        print(f"failure: {failure} ×{failures.count(failure)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="socklab", description="socklab: measure TCP server architectures")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    c = sub.add_parser("client", help="start a variant and exercise it with a built-in client")
+    c.add_argument("--variant", default="selectors", choices=list(VARIANTS))
+    c.add_argument("--target", help="HOST:PORT of a running server instead of starting one")
+    c.add_argument("--requests", type=int, default=2000)
+    c.add_argument("--connections", type=int, default=4)
+    c.add_argument("--op", default="echo", choices=[op.name.lower() for op in Op])
+    c.add_argument("--arg", type=int, default=0, help="SLEEP ms or WORK µs")
+    c.add_argument("--payload-bytes", type=int, default=64)
+    c.set_defaults(func=_client)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

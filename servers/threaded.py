@@ -1,0 +1,52 @@
+"""threaded — one thread per accepted connection.
+
+The main thread only accepts; each connection gets its own thread running the
+same blocking request loop as the `blocking` variant.  Waiting (SLEEP, a slow
+client) overlaps across connections; CPU work (WORK) does not, because all the
+threads share one GIL.  Each connection costs a thread: its stack, a kernel
+task, and a context switch per request.
+
+On stop, open sockets are shut down so threads blocked in recv() return; the
+threads are daemons, so one still inside a SLEEP does not hold up the exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+from servers.base import BaseServer, BlockingConnectionMixin, LockedCountersMixin
+
+
+class ThreadedServer(LockedCountersMixin, BlockingConnectionMixin, BaseServer):
+    variant = "threaded"
+    description = "a thread per connection, each running the blocking request loop"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def serve_forever(self) -> None:
+        accept = self.listener.accept
+        while True:
+            conn, _ = accept()
+            self.stats.connections += 1  # only this thread writes it
+            with self._open_lock:
+                self._open.add(conn)
+            threading.Thread(target=self._connection_thread, args=(conn,), daemon=True).start()
+
+    def _connection_thread(self, conn: socket.socket) -> None:
+        try:
+            self.serve_connection(conn)
+        finally:
+            with self._open_lock:
+                self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):  # already closed by its thread
+                conn.shutdown(socket.SHUT_RDWR)  # wakes its thread out of recv()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from loadtest.server_process import ServerProcess
+
+VARIANTS = ["blocking", "threaded", "selectors"]
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def server(variant: str) -> Iterator[ServerProcess]:
+    proc = ServerProcess.start(variant, extra_args=["--read-timeout", "3"])
+    try:
+        yield proc
+    finally:
+        proc.stop()
