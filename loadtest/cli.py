@@ -14,17 +14,11 @@ import socket
 import sys
 import threading
 import time
-from typing import NoReturn
 
 from loadtest.server_process import ServerProcess, ServerStartError
 from servers import VARIANTS
+from servers.cli import OneLineParser
 from servers.protocol import Op, ResponseDecoder, encode_request
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        sys.exit(2)
 
 
 def _client(args: argparse.Namespace) -> int:

@@ -66,9 +66,11 @@ class ServerProcess:
         return cls.launch([*wrapper, *cmd, *extra_args], variant, timeout=timeout)
 
     @classmethod
-    def launch(cls, cmd: list[str], label: str, *, timeout: float = 10.0) -> ServerProcess:
+    def launch(
+        cls, cmd: list[str], label: str, *, timeout: float = 10.0, env: dict[str, str] | None = None
+    ) -> ServerProcess:
         """Run any command that speaks the ``listening``/``stopped`` line protocol."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,216 @@
+"""A raw-socket client for the socklab wire protocol, with timings and classified failures.
+
+It knows nothing of Locust: it reports each finished request to an ``on_request``
+callback (the Locust users pass one that fires ``events.request``; the bare
+benchmark passes one that only counts), so the same socket code runs inside and
+outside Locust.  Under Locust the ``socket`` module is gevent's, so blocking
+calls here yield to other users.
+
+Timings (the metric definitions of the design notes):
+
+- latency: request handed to the kernel (just before ``sendall``) → last reply byte.
+- connect time: ``connect()`` start → return.
+- first-reply time (connect-per-request): ``connect()`` start → first reply byte.
+  With SYN cookies ``connect()`` can return while the server holds nothing for
+  us, so connect time alone understates what a client waits.
+
+Failures are raised as :class:`RequestFailure` whose text is one stable,
+readable class, so Locust's failure table groups them.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from servers.protocol import RESPONSE_HEADER, Op, Status, encode_request
+
+# on_request(request_type, name, latency_s, response_length, exception)
+RequestHook = Callable[[str, str, float, int, BaseException | None], Any]
+
+OP_NAMES = {int(op): op.name for op in Op}
+STATUS_NAMES = {int(s): s.name for s in Status}
+RECV_SIZE = 65536
+MAX_REPLY = (1 << 30) + 1  # a length prefix beyond this cannot be a socklab reply
+
+
+class RequestFailure(Exception):
+    """A failed connect or request; ``str()`` is its class, stable across occurrences."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        # Locust's failure table shows repr(); make it the readable class, not the class name.
+        return str(self)
+
+
+def refused(address: str) -> RequestFailure:
+    return RequestFailure("refused", f"nothing listening at {address} (ECONNREFUSED)")
+
+
+def classify(exc: BaseException, phase: str, address: str, timeout: float | None) -> RequestFailure:
+    """Turn a socket exception into one of the failure classes."""
+    if isinstance(exc, RequestFailure):
+        return exc
+    if isinstance(exc, ConnectionRefusedError):
+        return refused(address)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        if phase == "connect":
+            return RequestFailure("connect timeout", f"no handshake with {address} within {timeout:g} s")
+        return RequestFailure("read timeout", f"no complete reply within {timeout:g} s")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return RequestFailure("reset", "the connection was reset by the server")
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
+        return RequestFailure("address not available", "no free local port (ephemeral ports exhausted)")
+    if isinstance(exc, OSError):
+        return RequestFailure("socket error", f"{phase}: {exc.strerror or exc}")
+    return RequestFailure("client error", f"{type(exc).__name__}: {exc}")
+
+
+class SocklabClient:
+    """One connection to a socklab server, reconnecting after an error."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        on_request: RequestHook | None = None,
+        on_first_reply: Callable[[str, float], Any] | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.on_request = on_request or _ignore
+        self.on_first_reply = on_first_reply or _ignore
+        self.sock: socket.socket | None = None
+        self._connect_started = 0.0
+
+    # -- connection ------------------------------------------------------------------------
+    def connect(self, name: str = "connect") -> socket.socket:
+        """Open the connection; fires a CONNECT event with the connect() time."""
+        self.close()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout)
+        started = self._connect_started = time.perf_counter()
+        try:
+            sock.connect((self.host, self.port))
+        except BaseException as exc:
+            elapsed = time.perf_counter() - started
+            sock.close()
+            failure = classify(exc, "connect", self.address, self.connect_timeout)
+            if isinstance(exc, Exception):
+                self.on_request("CONNECT", name, elapsed, 0, failure)
+                raise failure from None
+            raise
+        self.on_request("CONNECT", name, time.perf_counter() - started, 0, None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.read_timeout)
+        self.sock = sock
+        return sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    # -- requests --------------------------------------------------------------------------
+    def request(
+        self,
+        op: int,
+        arg: int = 0,
+        payload: bytes = b"",
+        reply_len: int = 0,
+        name: str = "request",
+        *,
+        frame: bytes | None = None,
+        first_reply: bool = False,
+    ) -> bytes | None:
+        """Send one request and read its reply; fires one request event.
+
+        Returns the reply body, or None after a failure (already reported; the
+        connection is closed so the next call reconnects).  ``frame`` may carry
+        the pre-encoded request to skip encoding on a hot path.
+        """
+        request_type = OP_NAMES.get(op, str(op))
+        sock = self.sock
+        if sock is None:
+            try:
+                sock = self.connect()
+            except RequestFailure:
+                return None
+        if frame is None:
+            frame = encode_request(op, arg, payload, reply_len)
+        started = time.perf_counter()
+        try:
+            sock.sendall(frame)
+            body = self._read_reply(sock, first_reply)
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            self.close()
+            self.on_request(request_type, name, elapsed, 0, classify(exc, "request", self.address, self.read_timeout))
+            return None
+        self.on_request(request_type, name, time.perf_counter() - started, len(body), None)
+        return body
+
+    def _read_reply(self, sock: socket.socket, first_reply: bool) -> bytes:
+        recv = sock.recv
+        data = recv(RECV_SIZE)
+        if first_reply and data:
+            self.on_first_reply("FIRST_REPLY", time.perf_counter() - self._connect_started)
+        if len(data) >= 5:
+            length, status = RESPONSE_HEADER.unpack_from(data)
+            if length + 4 == len(data) and status == 0:
+                return data[5:]  # the whole reply in one read: the usual case
+        buf = bytearray(data)
+        while True:
+            if not data:
+                raise RequestFailure("closed", "the server closed the connection before the reply was complete")
+            if len(buf) >= 5:
+                length, status = RESPONSE_HEADER.unpack_from(buf)
+                if not 1 <= length <= MAX_REPLY:
+                    raise RequestFailure("protocol error", "reply length out of range")
+                if len(buf) >= length + 4:
+                    if len(buf) > length + 4:
+                        raise RequestFailure("protocol error", "bytes after the reply")
+                    if status != 0:
+                        raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
+                    return bytes(buf[5:])
+            data = recv(RECV_SIZE)
+            buf += data
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+def parse_target(host: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` (``[::1]`` for IPv6) → (host, port); ValueError says what is wrong."""
+    scheme, sep, rest = host.partition("://")
+    if not sep or scheme != "tcp":
+        raise ValueError(f"--host {host!r}: use tcp://HOST:PORT, e.g. tcp://127.0.0.1:6666")
+    if rest.startswith("["):
+        addr, bracket, port_text = rest[1:].partition("]")
+        port_text = port_text[1:] if port_text.startswith(":") else ""
+        if not bracket:
+            raise ValueError(f"--host {host!r}: unclosed '[' in the address")
+    else:
+        addr, _, port_text = rest.rpartition(":")
+        if not addr:
+            addr, port_text = rest, ""
+    if not addr or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"--host {host!r}: give the port too, e.g. tcp://{addr or '127.0.0.1'}:6666")
+    return addr, int(port_text)
+
+
+def format_target(host: str, port: int) -> str:
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"

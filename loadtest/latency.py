@@ -1,0 +1,162 @@
+"""µs-resolution latency histograms: cheap to record, mergeable across processes, exact to report.
+
+Locust rounds response times under 100 ms to whole milliseconds, so a loopback
+echo (~0.1 ms) reads 0 at every percentile.  socklab keeps its own histograms.
+
+Recording must cost little on the load generator's hot path, so a
+:class:`LatencyRecorder` only counts whole microseconds in a dict (one dict
+update per request).  Workers ship and reset those counts with every Locust
+report; the master folds them into HdrHistogram objects (the ``hdrhistogram``
+package: 3 significant digits, 1 µs … 1 hour), which merge exactly and give
+percentiles.  Failures are counted but not mixed into the latency histogram.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour
+SIGNIFICANT_FIGURES = 3
+PERCENTILES = (50, 90, 95, 99, 99.9, 99.99)
+CSV_COLUMNS = [
+    "type", "name", "count", "failures",
+    "min_us", "p50_us", "p90_us", "p95_us", "p99_us", "p99.9_us", "p99.99_us", "max_us", "mean_us",
+]  # fmt: skip
+# Request types that are not Locust request events (no Locust counterpart to check against).
+NOT_LOCUST_EVENTS = frozenset({"FIRST_REPLY"})
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+class LatencyRecorder:
+    """Per (type, name): a dict of whole µs → count, plus a failure count."""
+
+    __slots__ = ("counts", "failures")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, dict[int, int]]] = {}
+        self.failures: dict[str, dict[str, int]] = {}
+
+    def record(self, request_type: str, name: str, seconds: float) -> None:
+        try:
+            bucket = self.counts[request_type][name]
+        except KeyError:
+            bucket = self.counts.setdefault(request_type, {}).setdefault(name, {})
+        us = int(seconds * 1e6 + 0.5) or 1  # sub-µs rounds up to the histogram's lowest value
+        bucket[us] = bucket.get(us, 0) + 1
+
+    def record_failure(self, request_type: str, name: str) -> None:
+        by_name = self.failures.setdefault(request_type, {})
+        by_name[name] = by_name.get(name, 0) + 1
+
+    def drain(self) -> dict[str, Any]:
+        """The counts so far as plain data (msgpack/JSON-safe), and a fresh start."""
+        data = {"counts": self.counts, "failures": self.failures}
+        self.counts, self.failures = {}, {}
+        return data
+
+
+@dataclass
+class LatencyStore:
+    """Merged histograms on the master (or a local runner)."""
+
+    histograms: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, data: dict[str, Any]) -> None:
+        for request_type, by_name in data.get("counts", {}).items():
+            for name, counts in by_name.items():
+                hist = self.histograms.get((request_type, name))
+                if hist is None:
+                    hist = self.histograms[(request_type, name)] = new_histogram()
+                for us, n in counts.items():
+                    hist.record_value(min(int(us), HIGHEST_US), n)
+        for request_type, by_name in data.get("failures", {}).items():
+            for name, n in by_name.items():
+                key = (request_type, name)
+                self.failures[key] = self.failures.get(key, 0) + n
+
+    def keys(self) -> list[tuple[str, str]]:
+        return sorted(set(self.histograms) | set(self.failures))
+
+    def total(self, *, locust_events_only: bool = True) -> int:
+        """Requests recorded, successes + failures, as Locust counts them."""
+        return sum(
+            self.count(key) + self.failures.get(key, 0)
+            for key in self.keys()
+            if not (locust_events_only and key[0] in NOT_LOCUST_EVENTS)
+        )
+
+    def count(self, key: tuple[str, str]) -> int:
+        hist = self.histograms.get(key)
+        return hist.get_total_count() if hist is not None else 0
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for key in self.keys():
+            hist = self.histograms.get(key)
+            count = self.count(key)
+            row: dict[str, Any] = {
+                "type": key[0],
+                "name": key[1],
+                "count": count,
+                "failures": self.failures.get(key, 0),
+            }
+            if hist is not None and count:
+                row["min_us"] = hist.get_min_value()
+                for p in PERCENTILES:
+                    row[f"p{p:g}_us"] = hist.get_value_at_percentile(p)
+                row["max_us"] = hist.get_max_value()
+                row["mean_us"] = round(hist.get_mean_value(), 1)
+            rows.append(row)
+        return rows
+
+    def write(self, csv_path: Path, hist_path: Path) -> None:
+        """The percentile CSV, and every histogram HdrHistogram-encoded in a JSON file."""
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with csv_path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows())
+        doc = {
+            "format": "socklab-latency-histograms/1",
+            "unit": "microseconds",
+            "lowest": LOWEST_US,
+            "highest": HIGHEST_US,
+            "significant_figures": SIGNIFICANT_FIGURES,
+            "histograms": [
+                {
+                    "type": key[0],
+                    "name": key[1],
+                    "count": self.count(key),
+                    "failures": self.failures.get(key, 0),
+                    # Standard HdrHistogram V2 compressed base64: any HdrHistogram library decodes it.
+                    "hdr": self.histograms[key].encode().decode() if key in self.histograms else None,
+                }
+                for key in self.keys()
+            ],
+        }
+        hist_path.write_text(json.dumps(doc, indent=1))
+
+
+def read_histograms(hist_path: Path) -> dict[tuple[str, str], HdrHistogram]:
+    doc = json.loads(hist_path.read_text())
+    out = {}
+    for entry in doc["histograms"]:
+        if entry["hdr"]:
+            out[(entry["type"], entry["name"])] = HdrHistogram.decode(entry["hdr"].encode())
+    return out
+
+
+def percentile_ms(us: float | None) -> float:
+    return math.nan if us is None else us / 1000

@@ -1,0 +1,212 @@
+"""Real headless Locust runs of loadtest/locustfile.py against real server processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loadtest.latency import read_histograms
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+
+
+@dataclass
+class LocustRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    report_dir: Path
+
+    def latency(self) -> dict[tuple[str, str], dict[str, str]]:
+        with (self.report_dir / "socklab_latency.csv").open() as f:
+            return {(r["type"], r["name"]): r for r in csv.DictReader(f)}
+
+    def locust_stats(self) -> dict[tuple[str, str], dict[str, str]]:
+        with (self.report_dir / "locust_stats.csv").open() as f:
+            return {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+
+    def server(self) -> dict[str, int | str]:
+        return json.loads((self.report_dir / "server.json").read_text())
+
+
+def run_locust(tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60) -> LocustRun:
+    report_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+        "-t", f"{seconds}s", "--report-dir", str(report_dir), "--csv", str(report_dir / "locust"),
+        "--only-summary", *args,
+    ]  # fmt: skip
+    before = {p.pid for p in psutil.process_iter()}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    leftover = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and _ours(p)]
+    assert not leftover, f"left running: {[p.info['cmdline'] for p in leftover]}"
+    return LocustRun(done.returncode, done.stdout, done.stderr, report_dir)
+
+
+def _ours(proc: psutil.Process) -> bool:
+    cmdline = " ".join(proc.info.get("cmdline") or [])
+    return "locust" in cmdline or "-m servers" in cmdline
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("user", ["PersistentUser", "ConnectPerRequestUser", "IdleUser"])
+@pytest.mark.parametrize("variant", ["blocking", "threaded", "selectors"])
+def test_each_user_class_against_each_variant(tmp_path: Path, variant: str, user: str) -> None:
+    # IdleUser requests once per --idle-interval; blocking serves one connection at a time,
+    # so a single user keeps every class healthy on every variant.
+    users = 1 if variant == "blocking" else 5
+    run = run_locust(tmp_path, user, "--server", variant, "--idle-interval", "0.5", users=users)
+    assert run.returncode == 0, run.stderr[-2000:]
+    latency = run.latency()
+    mode = {"PersistentUser": "persistent", "ConnectPerRequestUser": "connect-per-request", "IdleUser": "idle"}[user]
+    echo = latency[("ECHO", mode)]
+    assert int(echo["count"]) > 0 and int(echo["failures"]) == 0
+    assert int(latency[("CONNECT", "connect")]["count"]) >= users
+    if user == "ConnectPerRequestUser":
+        assert int(latency[("FIRST_REPLY", mode)]["count"]) == int(echo["count"])
+    stats = run.locust_stats()
+    assert int(stats[("ECHO", mode)]["Failure Count"]) == 0
+    assert run.server()["variant"] == variant
+
+
+def test_sleep_20ms_in_microseconds(tmp_path: Path) -> None:
+    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "20", users=5, seconds=3)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = run.latency()[("SLEEP", "persistent")]
+    p50_ms = int(row["p50_us"]) / 1000
+    assert 20.0 <= p50_ms <= 20.6, row
+    assert int(row["count"]) >= 5 * 2 * 40  # ~50 per second per user
+    # Locust's own CSV has whole milliseconds only.
+    locust_p50 = run.locust_stats()[("SLEEP", "persistent")]["50%"]
+    assert float(locust_p50) == int(float(locust_p50))
+
+
+def test_no_server_listening_is_refused_and_exit_1(tmp_path: Path) -> None:
+    port = free_port()
+    run = run_locust(tmp_path, "--server", "none", "--host", f"tcp://127.0.0.1:{port}", users=2, seconds=2)
+    assert run.returncode == 1
+    with (run.report_dir / "locust_failures.csv").open() as f:
+        errors = {r["Error"] for r in csv.DictReader(f)}
+    assert errors and all(e.startswith("refused: nothing listening at 127.0.0.1") for e in errors), errors
+
+
+def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
+    run = run_locust(tmp_path, "--processes", "2", "--server", "selectors", users=4, seconds=3, timeout=90)
+    assert run.returncode == 0, run.stderr[-2000:]
+    server_lines = [line for line in run.stderr.splitlines() if "socklab: started" in line]
+    assert len(server_lines) == 1, server_lines
+    merged = read_histograms(run.report_dir / "socklab_latency_hist.json")
+    locust_total = int(run.locust_stats()[("", "Aggregated")]["Request Count"])
+    hist_total = sum(h.get_total_count() for (kind, _), h in merged.items() if kind != "FIRST_REPLY")
+    assert hist_total == locust_total > 1000
+    stopped = json.loads((run.report_dir / "server_stopped.json").read_text())
+    # Users are killed at the end (stop-timeout 0): a request already answered by the
+    # server may never be recorded, at most one per user.
+    recorded = int(run.latency()[("ECHO", "persistent")]["count"])
+    assert recorded <= stopped["requests"] <= recorded + 4
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--host", "http://127.0.0.1:80"], "use tcp://HOST:PORT"),
+        (["--host", "tcp://127.0.0.1"], "give the port too"),
+        (["--server", "none"], "--server none needs --host"),
+        (["--server", "blocking", "--host", "tcp://127.0.0.1:1"], "both name a target"),
+        (["--payload-bytes", "-1"], "--payload-bytes must be >= 0"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
+    run = run_locust(tmp_path, *args, seconds=1)
+    assert run.returncode == 2
+    assert words in run.stderr, run.stderr[-1000:]
+
+
+def test_unknown_variant_exit_2(tmp_path: Path) -> None:
+    run = run_locust(tmp_path, "--server", "forking", seconds=1)
+    assert run.returncode == 2
+    assert "invalid choice: 'forking'" in run.stderr
+
+
+def _start_locust(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    report_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--report-dir", str(report_dir), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    return proc, report_dir
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+    time.sleep(1.0)  # let the users run a little
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_interrupted_run_leaves_no_server(tmp_path: Path, how: str) -> None:
+    import signal
+
+    proc, report_dir = _start_locust(tmp_path, "--headless", "-u", "3", "-r", "3", "-t", "60s")
+    _wait_for(report_dir / "server.json", proc)
+    server_pid = json.loads((report_dir / "server.json").read_text())["pid"]
+    proc.send_signal(getattr(signal, how))
+    proc.communicate(timeout=20)
+    assert not _alive(server_pid), f"server {server_pid} outlived locust ({how})"
+    if how == "SIGINT":
+        assert int(next(iter(csv.DictReader((report_dir / "socklab_latency.csv").open())))["count"]) > 0
+
+
+def _alive(pid: int) -> bool:
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_master_and_worker_processes(tmp_path: Path) -> None:
+    master, report_dir = _start_locust(
+        tmp_path, "--headless", "--master", "--expect-workers", "1", "--master-bind-port", str(free_port()),
+        "-u", "3", "-r", "3", "-t", "3s", "--csv", str(tmp_path / "run" / "locust"), "--server", "threaded",
+    )  # fmt: skip
+    _wait_for(report_dir / "server.json", master, timeout=20)
+    port = next(a for a in master.args if a.isdigit() and int(a) > 1024)  # type: ignore[union-attr]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        _, err = master.communicate(timeout=60)
+        worker.communicate(timeout=30)
+    finally:
+        for p in (master, worker):
+            if p.poll() is None:
+                p.kill()
+    assert master.returncode == 0, err[-2000:]
+    row = LocustRun(0, "", "", report_dir).latency()[("ECHO", "persistent")]
+    assert int(row["count"]) > 100 and int(row["failures"]) == 0
+    assert not _alive(json.loads((report_dir / "server.json").read_text())["pid"])
