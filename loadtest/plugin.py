@@ -20,6 +20,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +34,7 @@ from locust.runners import LocalRunner, WorkerRunner
 
 from loadtest.client import format_target, parse_target
 from loadtest.latency import LatencyStore
-from loadtest.server_process import ServerProcess, ServerStartError
+from loadtest.server_process import ServerProcess, ServerStartError, die_with_parent
 from loadtest.users import RECORDER, USER_MODES
 from servers import VARIANTS
 
@@ -46,6 +49,7 @@ class RunState:
 
     def __init__(self) -> None:
         self.server: ServerProcess | None = None
+        self.monitor: subprocess.Popen[bytes] | None = None
         self.store = LatencyStore()
         self.report_dir: Path | None = None
         self.finished = False
@@ -83,6 +87,12 @@ def add_options(parser: Any) -> None:
         "none = use --host only",
     )
     g.add_argument("--backlog", type=int, default=128, help="listen() backlog of the started server (default 128)")
+    g.add_argument(
+        "--monitor-interval",
+        type=float,
+        default=0.5,
+        help="seconds between monitor samples of the started server; 0 = no monitor (default 0.5)",
+    )
     g.add_argument("--report-dir", default="", help="folder for socklab's output (default reports/<run-id>)")
 
 
@@ -136,6 +146,19 @@ def on_init(environment: Any, **_: Any) -> None:
             {"variant": variant, "host": STATE.server.host, "port": STATE.server.port,
              "backlog": STATE.server.backlog, "pid": STATE.server.pid}))  # fmt: skip
         log.info("socklab: started %s server pid %d on %s", variant, STATE.server.pid, environment.host)
+        if options.monitor_interval > 0:
+            STATE.monitor = start_monitor(STATE.server, STATE.report_dir / "monitor.csv", options.monitor_interval)
+
+
+def start_monitor(server: ServerProcess, out: Path, interval: float) -> subprocess.Popen[bytes]:
+    """The monitor as its own process, sampling the server and this load generator (and its workers)."""
+    cmd = [
+        sys.executable, "-m", "loadtest.monitor", "--pid", str(server.pid), "--port", str(server.port),
+        "--interval", str(interval), "--out", str(out), "--loadgen-pid", str(os.getpid()),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True)
+    atexit.register(_stop_monitor)
+    return proc
 
 
 @events.test_start.add_listener
@@ -196,7 +219,19 @@ def on_quit(**_: Any) -> None:
     csv_path = STATE.report_dir / "socklab_latency.csv"
     STATE.store.write(csv_path, STATE.report_dir / "socklab_latency_hist.json")
     log.info("socklab: wrote %s (%d requests)", csv_path, STATE.store.total())
+    _stop_monitor()
     _stop_server()
+
+
+def _stop_monitor() -> None:
+    monitor, STATE.monitor = STATE.monitor, None
+    if monitor is not None and monitor.poll() is None:
+        monitor.send_signal(signal.SIGTERM)  # it writes one last row, then exits
+        try:
+            monitor.wait(5)
+        except subprocess.TimeoutExpired:
+            monitor.kill()
+            monitor.wait()
 
 
 def _stop_server() -> None:

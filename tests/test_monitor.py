@@ -1,0 +1,179 @@
+"""The monitor against real servers, real sockets and the kernel's own counters."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loadtest.monitor import COLUMNS, Monitor
+from loadtest.netns import can_isolate
+from loadtest.server_process import ServerProcess
+from servers.protocol import Op
+from tests.helpers import call, connect
+
+ISOLATION, WHY_NOT = can_isolate()
+needs_netns = pytest.mark.skipif(not ISOLATION, reason=f"no private network namespace here: {WHY_NOT}")
+
+
+def start_monitor(server: ServerProcess, out: Path, interval: float = 0.2) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadtest.monitor", "--pid", str(server.pid), "--port", str(server.port),
+         "--interval", str(interval), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def wait_rows(path: Path, n: int, timeout: float = 10) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") > n:
+            return rows_of(path)
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} rows in {path}")
+
+
+@needs_netns
+@pytest.mark.parametrize("backlog", [1, 5])
+def test_overflow_truth_in_private_namespace(tmp_path: Path, backlog: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", "tests.scenarios.overflow",
+         "--backlog", str(backlog), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = result["rows"]
+    assert {r["counters_scope"] for r in rows} == {"isolated"}
+    assert max(int(r["accept_queue"]) for r in rows) == backlog + 1
+    assert {int(r["backlog"]) for r in rows} == {backlog}
+    last = rows[-1]
+    own = result["counters"]["TcpExt_ListenOverflows"]
+    assert own > 0
+    assert int(last["TcpExt_ListenOverflows"]) == own
+    assert int(last["TcpExt_ListenDrops"]) == result["counters"]["TcpExt_ListenDrops"]
+    # Each dropped SYN and each retry counts: at least the 5 clients beyond the queue, once.
+    assert own >= 5
+
+
+def test_time_wait_matches_ss(tmp_path: Path) -> None:
+    with ServerProcess.start("threaded") as server:
+        stop = time.monotonic() + 2.0
+        while time.monotonic() < stop:  # connect-per-request: the client closes first, holds TIME_WAIT
+            with connect(server.port) as sock:
+                call(sock, Op.ECHO, payload=b"x")
+        time.sleep(0.2)
+        monitor = Monitor(server.pid, server.port, [])
+        row = monitor.sample()
+        ss = subprocess.run(
+            ["ss", "-tanH", "state", "time-wait", f"( dport = :{server.port} )"], capture_output=True, text=True
+        ).stdout
+    counted = int(row["client_TIME_WAIT"])  # type: ignore[call-overload]
+    by_ss = len(ss.splitlines())
+    assert counted > 500
+    assert abs(counted - by_ss) <= 5, (counted, by_ss)
+    assert row["server_TIME_WAIT"] == 0
+
+
+def test_threaded_server_holding_200_idle_connections(tmp_path: Path) -> None:
+    out = tmp_path / "monitor.csv"
+    with ServerProcess.start("threaded") as server:
+        clients = [connect(server.port) for _ in range(200)]
+        time.sleep(0.3)
+        monitor = start_monitor(server, out)
+        rows = wait_rows(out, 2)
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(5) == 0
+        for c in clients:
+            c.close()
+    last = rows[-1]
+    assert int(last["server_threads"]) >= 200
+    assert int(last["server_ESTABLISHED"]) == 200
+    assert int(last["client_ESTABLISHED"]) == 200
+    assert int(last["server_fds"]) >= 200
+    assert int(last["backlog"]) == 128 and int(last["accept_queue"]) == 0
+
+
+def test_kill_9_leaves_only_complete_rows_and_exits_with_server(tmp_path: Path) -> None:
+    out = tmp_path / "monitor.csv"
+    server = ServerProcess.start("selectors")
+    try:
+        load_stop = threading.Event()
+
+        def load() -> None:
+            while not load_stop.is_set():
+                with connect(server.port) as sock:
+                    call(sock, Op.ECHO, payload=b"x")
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        monitor = start_monitor(server, out, interval=0.02)
+        wait_rows(out, 5)
+        monitor.send_signal(signal.SIGKILL)
+        monitor.wait(5)
+        load_stop.set()
+        loader.join()
+        text = out.read_text()
+        assert text.endswith("\n")
+        rows = rows_of(out)
+        assert len(rows) >= 5 and list(rows[0]) == COLUMNS
+        assert all(None not in r and all(v != "" for v in r.values()) for r in rows)
+        assert all(float(r["elapsed_s"]) >= 0 and int(r["server_fds"]) > 0 for r in rows)
+
+        second = start_monitor(server, tmp_path / "second.csv")
+        wait_rows(tmp_path / "second.csv", 1)
+    finally:
+        server.stop()
+    assert second.wait(5) == 0  # the server went away: the monitor leaves by itself
+
+
+def test_bad_pid_or_port_exit_2(tmp_path: Path) -> None:
+    out = str(tmp_path / "m.csv")
+    gone = subprocess.run([sys.executable, "-m", "loadtest.monitor", "--pid", "4194303", "--port", "1", "--out", out],
+                          capture_output=True, text=True, timeout=20)  # fmt: skip
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
+    assert "no process with pid 4194303" in gone.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        idle = subprocess.run(
+            [sys.executable, "-m", "loadtest.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
+             "--out", out], capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    assert idle.returncode == 2 and len(idle.stderr.strip().splitlines()) == 1
+    assert f"nothing listens on TCP port {port}" in idle.stderr
+
+
+@needs_netns
+def test_locust_run_in_private_namespace_has_isolated_counters(tmp_path: Path) -> None:
+    report = tmp_path / "run"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", "locust", "-f",
+         str(root / "loadtest" / "locustfile.py"), "--headless", "-u", "5", "-r", "5", "-t", "2s",
+         "--report-dir", str(report), "--only-summary", "ConnectPerRequestUser"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = rows_of(report / "monitor.csv")
+    assert {r["counters_scope"] for r in rows} == {"isolated"}
+    latency = {(r["type"], r["name"]): r for r in csv.DictReader((report / "socklab_latency.csv").open())}
+    connects = int(latency[("CONNECT", "connect")]["count"])
+    # In its own namespace, every active open is one of this run's connects (the monitor may
+    # have started a moment after the first few).
+    assert 0 < int(rows[-1]["Tcp_ActiveOpens"]) <= connects
+    assert int(rows[-1]["Tcp_ActiveOpens"]) >= connects * 0.8
+    assert float(rows[-1]["loadgen_cpu_percent_max"]) > 10
