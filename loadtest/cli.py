@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 from loadtest.server_process import ServerProcess, ServerStartError
 from servers import VARIANTS
@@ -105,7 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--arg", type=int, default=0, help="SLEEP ms or WORK µs")
     c.add_argument("--payload-bytes", type=int, default=64)
     c.set_defaults(func=_client)
+
+    r = sub.add_parser("report", help="(re)build summary.csv and report.html of runs; compare.html of several")
+    r.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    r.add_argument("--out", type=Path, help="folder for the comparison (default reports/compare-<date-time>)")
+    r.set_defaults(func=_report)
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    from loadtest.report import build_compare, build_run_report
+
+    missing = [d for d in args.run_dirs if not (d / "run.json").exists()]
+    if missing:
+        print(f"socklab report: error: {missing[0]} is not a run folder (no run.json); "
+              "give folders written by a socklab run", file=sys.stderr)  # fmt: skip
+        return 2
+    for d in args.run_dirs:
+        _, page = build_run_report(d)
+        print(f"wrote {page}")
+    if len(args.run_dirs) > 1 or args.out:
+        out = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+        _, page = build_compare(args.run_dirs, out)
+        print(f"wrote {page}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

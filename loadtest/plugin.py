@@ -21,6 +21,7 @@ import atexit
 import json
 import logging
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -28,12 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gevent
 import psutil
 from locust import events
 from locust.runners import LocalRunner, WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from loadtest.client import format_target, parse_target
 from loadtest.latency import LatencyStore
+from loadtest.netns import in_private_netns
 from loadtest.server_process import ServerProcess, ServerStartError, die_with_parent
 from loadtest.users import RECORDER, USER_MODES
 from servers import VARIANTS
@@ -54,6 +58,11 @@ class RunState:
         self.report_dir: Path | None = None
         self.finished = False
         self.load_started: tuple[float, float] | None = None  # (wall, cpu) at test_start
+        self.run_info: dict[str, Any] = {}
+        self.window: list[float] = []  # wall-clock start (and stop) of the measured window
+        self.environment: Any = None
+        self.csv_writer: Any = None
+        self.csv_greenlet: Any = None
 
 
 STATE = RunState()
@@ -129,13 +138,16 @@ def on_init(environment: Any, **_: Any) -> None:
     if options is None:  # a library use of Locust without the command line
         return
     validate(options, environment.host)
+    STATE.environment = environment
     if not options.user_classes:
         # Run the one class --user-mode names, not every class in the locustfile.
         environment.user_classes = [USER_MODES[options.user_mode]]
-    variant = DEFAULT_VARIANT if options.server == "auto" else options.server
+    starts_server = options.server != "none" and not (options.server == "auto" and environment.host)
+    variant = (DEFAULT_VARIANT if options.server == "auto" else options.server) if starts_server else "external"
     STATE.report_dir = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
     STATE.report_dir.mkdir(parents=True, exist_ok=True)
-    if options.server != "none" and not (options.server == "auto" and environment.host):
+    _route_locust_outputs(environment, STATE.report_dir)
+    if starts_server:
         try:
             STATE.server = ServerProcess.start(variant, backlog=options.backlog)
         except ServerStartError as exc:
@@ -148,6 +160,21 @@ def on_init(environment: Any, **_: Any) -> None:
         log.info("socklab: started %s server pid %d on %s", variant, STATE.server.pid, environment.host)
         if options.monitor_interval > 0:
             STATE.monitor = start_monitor(STATE.server, STATE.report_dir / "monitor.csv", options.monitor_interval)
+    STATE.run_info = describe_run(environment, variant, STATE.server)
+    write_run_info()
+
+
+def _route_locust_outputs(environment: Any, report_dir: Path) -> None:
+    """Locust's CSVs, HTML report and JSON go into the run folder unless the user named them."""
+    options = environment.parsed_options
+    if not options.html_file:
+        options.html_file = str(report_dir / "locust_report.html")
+    if not options.json_file:
+        options.json_file = str(report_dir / "locust_stats")  # Locust adds ".json"
+    if not options.csv_prefix:
+        # Locust made its CSV writer before `init`; we run one of our own, same class.
+        STATE.csv_writer = StatsCSVFileWriter(environment, PERCENTILES_TO_REPORT, str(report_dir / "locust"), True)
+        STATE.csv_greenlet = gevent.spawn(STATE.csv_writer.stats_writer)
 
 
 def start_monitor(server: ServerProcess, out: Path, interval: float) -> subprocess.Popen[bytes]:
@@ -168,6 +195,7 @@ def on_test_start(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
     STATE.store = LatencyStore()
+    STATE.window = [time.time()]
     options = environment.parsed_options
     if options is not None and not options.user_classes:
         environment.user_classes = [USER_MODES[options.user_mode]]  # the web UI may have changed it
@@ -177,6 +205,8 @@ def on_test_start(environment: Any, **_: Any) -> None:
 
 @events.test_stop.add_listener
 def on_test_stop(environment: Any, **_: Any) -> None:
+    if len(STATE.window) == 1:
+        STATE.window.append(time.time())
     # A local runner measures its own cost: the load generator's CPU per request.
     if STATE.load_started is None or STATE.report_dir is None:
         return
@@ -221,6 +251,18 @@ def on_quit(**_: Any) -> None:
     log.info("socklab: wrote %s (%d requests)", csv_path, STATE.store.total())
     _stop_monitor()
     _stop_server()
+    if STATE.csv_greenlet is not None:
+        STATE.csv_greenlet.kill(block=True)
+        STATE.csv_writer.close_files()
+    finish_run_info(STATE.environment)
+    write_run_info()
+    try:
+        from loadtest.report import build_run_report
+
+        build_run_report(STATE.report_dir)
+        log.info("socklab: report %s", STATE.report_dir / "report.html")
+    except Exception as exc:  # the run's data are safe on disk; `socklab report` can retry
+        log.error("socklab: could not build the report (%s); try: socklab report %s", exc, STATE.report_dir)
 
 
 def _stop_monitor() -> None:
@@ -240,3 +282,92 @@ def _stop_server() -> None:
         stopped = server.stop()
         if STATE.report_dir is not None and stopped:
             (STATE.report_dir / "server_stopped.json").write_text(json.dumps(stopped))
+            STATE.run_info["server_stopped"] = stopped
+        elif stopped is None:
+            STATE.run_info["server_stopped"] = None
+
+
+def write_run_info() -> None:
+    if STATE.report_dir is not None:
+        (STATE.report_dir / "run.json").write_text(json.dumps(STATE.run_info, indent=1, default=str))
+
+
+def describe_run(environment: Any, variant: str, server: ServerProcess | None) -> dict[str, Any]:
+    """What is needed to understand and repeat the run."""
+    options = environment.parsed_options
+    ours = ("user_mode", "op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout",
+            "read_timeout", "idle_interval", "server", "backlog", "monitor_interval", "report_dir")  # fmt: skip
+    return {
+        "format": "socklab-run/1",
+        "run_id": STATE.report_dir.name if STATE.report_dir else "",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "variant": variant,
+        "server": None if server is None else
+        {"host": server.host, "port": server.port, "backlog": server.backlog, "pid": server.pid},
+        "host": environment.host,
+        "user_classes": [cls.__name__ for cls in environment.user_classes],
+        "users": options.num_users,
+        "spawn_rate": options.spawn_rate,
+        "run_time_s": options.run_time,
+        "processes": options.processes,
+        "headless": options.headless,
+        "options": {name: getattr(options, name) for name in ours},
+        "counters_scope": "isolated" if in_private_netns() else "shared",
+        "versions": versions(),
+        "sysctl": sysctls(),
+    }  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {"socklab": of("socklab"), "locust": of("locust"), "python": platform.python_version(),
+            "kernel": platform.release(), "psutil": of("psutil")}  # fmt: skip
+
+
+SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog",
+           "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")  # fmt: skip
+
+
+def sysctls() -> dict[str, str]:
+    out = {}
+    for name in SYSCTLS:
+        try:
+            out[name] = Path("/proc/sys", *name.split(".")).read_text().strip()
+        except OSError:
+            out[name] = "unknown"
+    return out
+
+
+def finish_run_info(environment: Any) -> None:
+    info = STATE.run_info
+    now = time.time()
+    start = STATE.window[0] if STATE.window else now
+    stop = STATE.window[1] if len(STATE.window) > 1 else now
+    info["window"] = {"start": start, "stop": stop, "seconds": max(stop - start, 0.0)}
+    info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    stats = environment.runner.stats if environment is not None and environment.runner else None
+    if stats is not None:
+        info["locust"] = {"requests": stats.total.num_requests, "failures": stats.total.num_failures}
+        info["failures"] = [
+            {"type": e.method, "name": e.name, "class": failure_class(e.error), "error": str(e.error),
+             "occurrences": e.occurrences}
+            for e in stats.errors.values()
+        ]  # fmt: skip
+    info["latency_total"] = STATE.store.total()
+    loadgen = STATE.report_dir / "loadgen.json" if STATE.report_dir else None
+    if loadgen is not None and loadgen.exists():
+        info["loadgen"] = json.loads(loadgen.read_text())
+
+
+def failure_class(error: Any) -> str:
+    """The stable class of a failure message: 'refused: nothing listening …' → 'refused'."""
+    text = str(error)
+    return text.split(":", 1)[0].strip() if ":" in text else text

@@ -118,6 +118,13 @@ def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
     # server may never be recorded, at most one per user.
     recorded = int(run.latency()[("ECHO", "persistent")]["count"])
     assert recorded <= stopped["requests"] <= recorded + 4
+    # The run folder: the per-run products were built at the end of the run.
+    info = json.loads((run.report_dir / "run.json").read_text())
+    assert info["variant"] == "selectors" and info["processes"] == 2 and info["window"]["seconds"] > 2
+    assert {"python", "kernel", "locust", "socklab"} <= set(info["versions"])
+    assert {"net.core.somaxconn", "net.ipv4.tcp_syncookies"} <= set(info["sysctl"])
+    for name in ("summary.csv", "report.html", "monitor.csv", "locust_report.html", "locust_stats.json"):
+        assert (run.report_dir / name).exists(), name
 
 
 @pytest.mark.parametrize(

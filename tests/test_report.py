@@ -1,0 +1,136 @@
+"""Reports from a recorded run (tests/fixtures, the real output of a short run) and from live runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtest.latency import CSV_COLUMNS
+from loadtest.monitor import COLUMNS as MONITOR_COLUMNS
+from loadtest.report import SUMMARY_COLUMNS, build_compare, build_run_report
+from tests.browser import chromium, render
+
+FIXTURE = Path(__file__).parent / "fixtures" / "blocking_conn_storm"
+CHART_IDS = ["throughput", "latency", "connections", "accept-queue", "overflow", "cost", "connect-time"]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "blocking_conn_storm"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_summary_numbers_by_hand(run_dir: Path) -> None:
+    summary_path, _ = build_run_report(run_dir)
+    (row,) = read_rows(summary_path)
+    info = json.loads((run_dir / "run.json").read_text())
+    latency = {r["type"]: r for r in read_rows(run_dir / "socklab_latency.csv")}
+    monitor = read_rows(run_dir / "monitor.csv")
+    echo, connect = latency["ECHO"], latency["CONNECT"]
+
+    # What the run was: a blocking server, backlog 2, 10 connect-per-request users.
+    assert (row["variant"], row["user_class"], row["op"], row["users"]) == (
+        "blocking", "ConnectPerRequestUser", "ECHO", "10",
+    )  # fmt: skip
+    seconds = info["window"]["seconds"]
+    assert float(row["duration_s"]) == round(seconds, 3)
+    assert int(row["requests"]) == int(echo["count"]) + int(echo["failures"])
+    assert float(row["rps"]) == round(int(echo["count"]) / seconds, 1)
+    assert float(row["latency_p50_ms"]) == int(echo["p50_us"]) / 1000
+    assert float(row["latency_p99_ms"]) == int(echo["p99_us"]) / 1000
+    assert float(row["latency_max_ms"]) == int(echo["max_us"]) / 1000
+    assert float(row["connect_p99_ms"]) == int(connect["p99_us"]) / 1000
+    assert float(row["first_reply_p99_ms"]) == int(latency["FIRST_REPLY"]["p99_us"]) / 1000
+
+    last = monitor[-1]
+    assert int(row["listen_overflows"]) == int(last["TcpExt_ListenOverflows"]) > 0
+    assert int(row["listen_drops"]) == int(last["TcpExt_ListenDrops"])
+    assert int(row["backlog"]) == 2  # the known truth: --backlog 2
+    assert int(row["peak_accept_queue"]) == max(int(r["accept_queue"]) for r in monitor) == 3  # B + 1
+    assert int(row["peak_time_wait"]) == max(int(r["server_TIME_WAIT"]) + int(r["client_TIME_WAIT"]) for r in monitor)
+    assert int(row["peak_established"]) == max(int(r["server_ESTABLISHED"]) for r in monitor)
+    cpu = [float(r["server_cpu_user_s"]) + float(r["server_cpu_system_s"]) for r in monitor]
+    assert float(row["server_cpu_us_per_request"]) == pytest.approx((cpu[-1] - cpu[0]) / int(echo["count"]) * 1e6,
+                                                                    abs=0.01)  # fmt: skip
+    assert int(row["peak_rss_bytes"]) == max(int(r["server_rss_bytes"]) for r in monitor)
+    assert int(row["peak_threads"]) == 1  # one thread: the blocking variant
+    window = [r for r in monitor if info["window"]["start"] <= float(r["timestamp"]) <= info["window"]["stop"] + 0.5]
+    median = statistics.median(float(r["loadgen_cpu_percent_max"]) for r in window)
+    assert float(row["loadgen_median_cpu_percent"]) == pytest.approx(median)
+    assert row["client_bound"] == str(median >= 90)
+
+
+def test_csv_schemas(run_dir: Path) -> None:
+    summary_path, _ = build_run_report(run_dir)
+    with summary_path.open() as f:
+        assert next(csv.reader(f)) == SUMMARY_COLUMNS
+    with (run_dir / "monitor.csv").open() as f:
+        assert next(csv.reader(f)) == MONITOR_COLUMNS
+    with (run_dir / "socklab_latency.csv").open() as f:
+        assert next(csv.reader(f)) == CSV_COLUMNS
+
+
+def test_findings_say_what_happened(run_dir: Path) -> None:
+    _, page = build_run_report(run_dir)
+    text = page.read_text()
+    assert re.search(r"blocking: \d[\d,]* SYNs dropped at backlog 2", text)
+    assert "TIME_WAIT at peak" in text
+    assert "client-bound" in text
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium not installed")
+def test_report_renders_every_chart_in_chromium(run_dir: Path, tmp_path: Path) -> None:
+    _, page = build_run_report(run_dir)
+    assert "cdn" not in page.read_text().lower()  # offline: plotly.min.js sits beside the page
+    assert (run_dir / "plotly.min.js").stat().st_size > 1_000_000
+    shot = tmp_path / "report.png"
+    dom, console = render(page, shot)
+    for chart in CHART_IDS:
+        block = dom.split(f'id="{chart}"', 1)
+        assert len(block) == 2, f"chart {chart} missing"
+        assert "main-svg" in block[1].split('class="chart"', 1)[0], f"chart {chart} did not draw"
+    errors = [line for line in console if "error" in line.lower() or "uncaught" in line.lower()]
+    assert not errors, errors
+    assert shot.stat().st_size > 50_000
+
+
+def test_compare_report(run_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "threaded_run"
+    shutil.copytree(run_dir, other)
+    info = json.loads((other / "run.json").read_text())
+    info.update(run_id="threaded_run", variant="threaded", users=20)
+    (other / "run.json").write_text(json.dumps(info))
+    out = tmp_path / "cmp"
+    summary_path, page = build_compare([run_dir, other], out)
+    rows = read_rows(summary_path)
+    assert [(r["variant"], r["users"]) for r in rows] == [("blocking", "10"), ("threaded", "20")]
+    assert (out / "plotly.min.js").exists()
+    if chromium():
+        dom, console = render(page, tmp_path / "compare.png", height=3000)
+        assert dom.count("main-svg") >= 4
+        assert not [line for line in console if "error" in line.lower()]
+
+
+def test_socklab_report_command(run_dir: Path, tmp_path: Path) -> None:
+    (run_dir / "summary.csv").unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "loadtest.cli", "report", str(run_dir)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "summary.csv").exists() and (run_dir / "report.html").exists()
+    bad = subprocess.run([sys.executable, "-m", "loadtest.cli", "report", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "not a run folder" in bad.stderr
