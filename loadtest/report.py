@@ -52,8 +52,10 @@ SUMMARY_COLUMNS = [
     "connect_p50_ms",
     "connect_p99_ms",
     "first_reply_p99_ms",
+    "first_reply_max_ms",
     "listen_overflows",
     "listen_drops",
+    "syncookies_sent",
     "counters_scope",
     "peak_accept_queue",
     "backlog",
@@ -176,6 +178,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         "connect_p50_ms": _ms(connect, 50),
         "connect_p99_ms": _ms(connect, 99),
         "first_reply_p99_ms": _ms(first_reply, 99),
+        "first_reply_max_ms": _ms(first_reply, None),
         "counters_scope": info.get("counters_scope", ""),
     }
     mon = run.monitor
@@ -186,6 +189,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         row.update(
             listen_overflows=int(last["TcpExt_ListenOverflows"]),
             listen_drops=int(last["TcpExt_ListenDrops"]),
+            syncookies_sent=int(last["TcpExt_SyncookiesSent"]),
             counters_scope=str(last["counters_scope"]),
             peak_accept_queue=int(mon["accept_queue"].max()),
             backlog=int(mon["backlog"].max()),
@@ -234,6 +238,14 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
         if p99 == p99 and p99 >= 900:
             text += f"; connect p99 {p99 / 1000:.2f} s, the kernel's SYN retry schedule (about 1, 2, 3 s)"
         out.append(text + ".")
+    cookies = row.get("syncookies_sent")
+    if isinstance(cookies, int) and cookies > 0:
+        out.append(
+            f"{cookies:,} SYN cookies sent: the half-open queue was full too, so connect() returned for clients "
+            f"the server held nothing for (connect p99 {row['connect_p99_ms']} ms) while their first reply byte "
+            f"waited for the queue to drain (first-reply p99 {row['first_reply_p99_ms']} ms, "
+            f"max {row['first_reply_max_ms']} ms)."
+        )
     if row["counters_scope"] == "shared" and isinstance(overflows, int):
         out.append(
             "kernel counters are shared with the rest of the machine (no private network namespace): "
