@@ -107,11 +107,60 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--payload-bytes", type=int, default=64)
     c.set_defaults(func=_client)
 
+    from loadtest import compare
+
+    m = sub.add_parser("compare", help="run a matrix of variants × loads × scenarios and compare them (the main job)")
+    m.add_argument(
+        "--variants",
+        type=compare.variant_list,
+        default=list(VARIANTS),
+        help=f"comma-separated (default {','.join(VARIANTS)})",
+    )
+    m.add_argument(
+        "--users",
+        type=compare.users_list,
+        default=None,
+        help="comma-separated loads, e.g. 1,10,100 (default: each scenario's own, 10,50 for most)",
+    )
+    m.add_argument(
+        "--scenario",
+        action="extend",
+        nargs="+",
+        choices=list(compare.SCENARIOS),
+        metavar="NAME",
+        help=f"one or more of: {', '.join(compare.SCENARIOS)} (default {' '.join(compare.DEFAULT_SCENARIOS)})",
+    )
+    m.add_argument(
+        "--duration", type=compare.parse_duration, default=4.0, help="measured seconds per cell (default 4s)"
+    )
+    m.add_argument("--warmup", type=compare.parse_duration, default=1.0, help="uncounted seconds first (default 1s)")
+    m.add_argument("--processes", type=int, default=0, help="Locust worker processes per cell (default: one process)")
+    m.add_argument(
+        "--backlog", type=int, default=None, help="listen() backlog for every cell (default: the scenario's)"
+    )
+    m.add_argument("--out", type=Path, default=None, help="output folder (default reports/compare-<date-time>)")
+    m.add_argument("--no-isolate", action="store_true", help="do not give each cell its own network namespace")
+    for name in compare.OVERRIDABLE:
+        if name != "backlog":
+            m.add_argument(f"--{name}", default=None, help="override the scenarios' value (see locust --help)")
+    m.set_defaults(func=_compare)
+
     r = sub.add_parser("report", help="(re)build summary.csv and report.html of runs; compare.html of several")
     r.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     r.add_argument("--out", type=Path, help="folder for the comparison (default reports/compare-<date-time>)")
     r.set_defaults(func=_report)
     return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from loadtest import compare
+
+    if not args.scenario:
+        args.scenario = list(compare.DEFAULT_SCENARIOS)
+    if args.processes < 0 or (args.backlog is not None and args.backlog < 0):
+        print("socklab compare: error: --processes and --backlog must be >= 0", file=sys.stderr)
+        return 2
+    return compare.main(args)
 
 
 def _report(args: argparse.Namespace) -> int:

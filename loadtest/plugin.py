@@ -71,7 +71,9 @@ STATE = RunState()
 @events.init_command_line_parser.add_listener
 def add_options(parser: Any) -> None:
     # No side effects here: Locust calls this again on every web-UI page load.
-    g = parser.add_argument_group("socklab", "socklab load and server options")
+    # On the parser itself, not a group: Locust's web UI lists only the parser's own
+    # arguments (those that carry include_in_web_ui), with a dropdown for choices.
+    g = parser
     g.add_argument(
         "--user-mode",
         choices=list(USER_MODES),
@@ -102,6 +104,13 @@ def add_options(parser: Any) -> None:
         default=0.5,
         help="seconds between monitor samples of the started server; 0 = no monitor (default 0.5)",
     )
+    g.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds after the start whose requests are not counted (stats reset then; default 0)",
+    )
+    g.add_argument("--scenario", default="", include_in_web_ui=False, help="a label recorded in run.json")
     g.add_argument("--report-dir", default="", help="folder for socklab's output (default reports/<run-id>)")
 
 
@@ -125,6 +134,8 @@ def validate(options: Any, host: str | None) -> None:
     for name in ("payload_bytes", "reply_bytes", "sleep_ms", "work_us", "backlog"):
         if getattr(options, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0")
+    if options.warmup < 0:
+        fail("--warmup must be >= 0 seconds")
     for name in ("connect_timeout", "read_timeout", "idle_interval"):
         if getattr(options, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be > 0")
@@ -201,6 +212,19 @@ def on_test_start(environment: Any, **_: Any) -> None:
         environment.user_classes = [USER_MODES[options.user_mode]]  # the web UI may have changed it
     if isinstance(environment.runner, LocalRunner):
         STATE.load_started = (time.perf_counter(), _own_cpu())
+    if options is not None and options.warmup > 0:
+        gevent.spawn_later(options.warmup, _end_warmup, environment)
+
+
+def _end_warmup(environment: Any) -> None:
+    """Forget what the warm-up recorded: Locust's stats, our histograms, the window's start."""
+    environment.runner.stats.reset_all()
+    RECORDER.drain()
+    STATE.store = LatencyStore()
+    STATE.window = [time.time()]
+    if STATE.load_started is not None:
+        STATE.load_started = (time.perf_counter(), _own_cpu())
+    log.info("socklab: warm-up over; counting from now")
 
 
 @events.test_stop.add_listener
@@ -295,11 +319,14 @@ def write_run_info() -> None:
 def describe_run(environment: Any, variant: str, server: ServerProcess | None) -> dict[str, Any]:
     """What is needed to understand and repeat the run."""
     options = environment.parsed_options
-    ours = ("user_mode", "op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout",
-            "read_timeout", "idle_interval", "server", "backlog", "monitor_interval", "report_dir")  # fmt: skip
+    ours = (
+        "user_mode", "op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout",
+        "read_timeout", "idle_interval", "server", "backlog", "monitor_interval", "warmup", "report_dir",
+    )  # fmt: skip
     return {
         "format": "socklab-run/1",
         "run_id": STATE.report_dir.name if STATE.report_dir else "",
+        "scenario": options.scenario,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
         "variant": variant,

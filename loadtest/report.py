@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from hdrh.histogram import HdrHistogram
@@ -61,6 +62,7 @@ SUMMARY_COLUMNS = [
     "backlog",
     "peak_established",
     "peak_time_wait",
+    "peak_syn_sent",
     "server_cpu_us_per_request",
     "peak_rss_bytes",
     "peak_threads",
@@ -186,6 +188,12 @@ def summarize(run: RunData) -> dict[str, Any]:
     if mon is not None and win is not None:
         last = mon.iloc[-1]
         cpu = mon["server_cpu_user_s"] + mon["server_cpu_system_s"]
+        window = info.get("window") or {}
+        if window.get("start") and window.get("stop"):
+            # The server's cumulative CPU at the window's edges, read off the samples.
+            cpu_start, cpu_stop = np.interp([window["start"], window["stop"]], mon["timestamp"], cpu)
+        else:
+            cpu_start, cpu_stop = cpu.iloc[0], cpu.iloc[-1]
         row.update(
             listen_overflows=int(last["TcpExt_ListenOverflows"]),
             listen_drops=int(last["TcpExt_ListenDrops"]),
@@ -195,9 +203,10 @@ def summarize(run: RunData) -> dict[str, Any]:
             backlog=int(mon["backlog"].max()),
             peak_established=int(mon["server_ESTABLISHED"].max()),
             peak_time_wait=int((mon["server_TIME_WAIT"] + mon["client_TIME_WAIT"]).max()),
-            server_cpu_us_per_request=round((cpu.iloc[-1] - cpu.iloc[0]) / successes * 1e6, 2)
-            if successes
-            else math.nan,
+            peak_syn_sent=int(mon["client_SYN_SENT"].max()),
+            server_cpu_us_per_request=(
+                round(float(cpu_stop - cpu_start) / successes * 1e6, 2) if successes else math.nan
+            ),
             peak_rss_bytes=int(mon["server_rss_bytes"].max()),
             peak_threads=int(mon["server_threads"].max()),
             peak_fds=int(mon["server_fds"].max()),
@@ -238,6 +247,18 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
         if p99 == p99 and p99 >= 900:
             text += f"; connect p99 {p99 / 1000:.2f} s, the kernel's SYN retry schedule (about 1, 2, 3 s)"
         out.append(text + ".")
+    queued = row.get("peak_accept_queue")
+    if isinstance(queued, int) and queued > 0 and not (isinstance(overflows, int) and overflows > 0):
+        out.append(
+            f"up to {queued} connections waited in the accept queue, handshake done but not yet accepted"
+            + (": blocking serves one connection at a time." if row["variant"] == "blocking" else ".")
+        )
+    syn_sent = row.get("peak_syn_sent")
+    if isinstance(syn_sent, int) and syn_sent > 0:
+        out.append(
+            f"up to {syn_sent} clients sat in SYN_SENT: their SYNs were dropped and are retried on the kernel's "
+            "schedule (about 1, 2, 3 s); a connect still waiting when the run ended is in no latency figure."
+        )
     cookies = row.get("syncookies_sent")
     if isinstance(cookies, int) and cookies > 0:
         out.append(
@@ -596,6 +617,16 @@ def compare_findings(summary: pd.DataFrame) -> list[str]:
             out.append(
                 f"{scenario}: highest throughput {top['variant']} with {top['rps']:,} req/s at {top['users']} users."
             )
+        for variant, v in g.groupby("variant", sort=False):
+            v = v.dropna(subset=["rps"]).sort_values("users")
+            if len(v) >= 2 and v["rps"].iloc[0] > 0:
+                lo, hi = v.iloc[0], v.iloc[-1]
+                ratio = hi["rps"] / lo["rps"]
+                trend = f"scales ×{ratio:.1f}" if ratio >= 1.3 else "stays flat"
+                out.append(
+                    f"{scenario}, {variant}: {trend} from {lo['users']} to {hi['users']} users "
+                    f"({lo['rps']:,.0f} → {hi['rps']:,.0f} req/s)."
+                )
         for _, r in g.iterrows():
             if r["client_bound"] is True:
                 out.append(
@@ -605,6 +636,7 @@ def compare_findings(summary: pd.DataFrame) -> list[str]:
             if isinstance(r["listen_overflows"], int | float) and r["listen_overflows"] > 0:
                 out.append(
                     f"{scenario}, {r['variant']} at {r['users']} users: {int(r['listen_overflows']):,} SYNs "
-                    f"dropped at backlog {r['backlog']}; connect p99 {r['connect_p99_ms']} ms."
+                    f"dropped at backlog {r['backlog']}; connect p99 {r['connect_p99_ms']} ms; up to "
+                    f"{r['peak_syn_sent']} clients waiting in SYN_SENT on the retry schedule."
                 )
     return out

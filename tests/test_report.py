@@ -63,9 +63,20 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     assert int(row["peak_accept_queue"]) == max(int(r["accept_queue"]) for r in monitor) == 3  # B + 1
     assert int(row["peak_time_wait"]) == max(int(r["server_TIME_WAIT"]) + int(r["client_TIME_WAIT"]) for r in monitor)
     assert int(row["peak_established"]) == max(int(r["server_ESTABLISHED"]) for r in monitor)
+    # Server CPU at the window's edges, interpolated linearly between the samples around them.
+    times = [float(r["timestamp"]) for r in monitor]
     cpu = [float(r["server_cpu_user_s"]) + float(r["server_cpu_system_s"]) for r in monitor]
-    assert float(row["server_cpu_us_per_request"]) == pytest.approx((cpu[-1] - cpu[0]) / int(echo["count"]) * 1e6,
-                                                                    abs=0.01)  # fmt: skip
+
+    def cpu_at(t: float) -> float:
+        if t <= times[0]:
+            return cpu[0]
+        if t >= times[-1]:
+            return cpu[-1]
+        k = next(i for i in range(1, len(times)) if times[i] >= t)
+        return cpu[k - 1] + (cpu[k] - cpu[k - 1]) * (t - times[k - 1]) / (times[k] - times[k - 1])
+
+    spent = cpu_at(info["window"]["stop"]) - cpu_at(info["window"]["start"])
+    assert float(row["server_cpu_us_per_request"]) == pytest.approx(spent / int(echo["count"]) * 1e6, abs=0.01)
     assert int(row["peak_rss_bytes"]) == max(int(r["server_rss_bytes"]) for r in monitor)
     assert int(row["peak_threads"]) == 1  # one thread: the blocking variant
     window = [r for r in monitor if info["window"]["start"] <= float(r["timestamp"]) <= info["window"]["stop"] + 0.5]

@@ -1,0 +1,289 @@
+"""``socklab compare``: a matrix of variants × loads × scenarios, one isolated cell at a time.
+
+Each cell is exactly what a user would run by hand — a headless
+``locust -f loadtest/locustfile.py`` subprocess with the scenario's options —
+so it starts its own server and monitor, writes its own run folder and its
+per-run report.  When it can (root), each cell runs in a private network
+namespace of its own (``python -m loadtest.netns``): its kernel counters are
+exact, and one cell's TIME_WAIT sockets cannot slow the next.  At the end,
+or after Ctrl-C with the cells finished so far, the comparison is built from
+the cells' folders.
+
+Cells run one after another, never side by side: on a 2-core machine two load
+tests at once measure each other.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from loadtest.netns import can_isolate
+from loadtest.report import build_compare, load_run, summarize
+from servers import VARIANTS
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+CELL_OVERHEAD_S = 4.0  # Locust start-up, server and monitor start, report building: for the ETA
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named question, the Locust options that ask it, and what the answer should look like."""
+
+    name: str
+    question: str
+    expect: str
+    user_class: str
+    options: dict[str, Any] = field(default_factory=dict)
+    users: tuple[int, ...] = (10, 50)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "echo",
+            "What does one request cost?",
+            "persistent 64 B ECHO: the load generator is usually the bottleneck (client_bound), and the report says so",
+            "PersistentUser",
+            {"op": "ECHO", "payload-bytes": 64},
+        ),
+        Scenario(
+            "io-wait",
+            "What happens when requests wait on I/O?",
+            "SLEEP 20 ms: blocking serializes at about 50 req/s whatever the users; threaded and selectors scale "
+            "with users",
+            "PersistentUser",
+            {"op": "SLEEP", "sleep-ms": 20},
+        ),
+        Scenario(
+            "conn-storm",
+            "What happens when clients connect faster than the server accepts?",
+            "connect-per-request at backlog 10, users arriving at once: listen overflows on blocking, SYN-retry "
+            "clusters at ~1, 2, 3 s in connect and first-reply time, TIME_WAIT on the client side",
+            "ConnectPerRequestUser",
+            {"op": "ECHO", "backlog": 10},
+        ),
+        Scenario(
+            "cpu",
+            "What happens when requests compute?",
+            "WORK 2 ms: the GIL — threaded is no better than blocking; selectors stalls its loop",
+            "PersistentUser",
+            {"op": "WORK", "work-us": 2000},
+        ),
+        Scenario(
+            "many-idle",
+            "What does a connection cost when it mostly waits?",
+            "IdleUser, thousands of connections: threads, RSS and fds per connection",
+            "IdleUser",
+            {"idle-interval": 5},
+            users=(1000, 3000),
+        ),
+    )
+}
+DEFAULT_SCENARIOS = ("echo", "io-wait", "conn-storm")
+# Options a user may give to override every scenario's preset (locustfile names).
+OVERRIDABLE = ("op", "payload-bytes", "reply-bytes", "sleep-ms", "work-us", "connect-timeout", "read-timeout",
+               "idle-interval", "backlog")  # fmt: skip
+
+
+@dataclass
+class Cell:
+    scenario: Scenario
+    variant: str
+    users: int
+    folder: Path
+    status: str = "pending"  # pending, done, failed, interrupted
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.scenario.name}/{self.variant}/{self.users}u"
+
+
+def plan(variants: list[str], users: list[int] | None, scenarios: list[str], out: Path) -> list[Cell]:
+    cells = []
+    for name in scenarios:
+        scenario = SCENARIOS[name]
+        for n in users or scenario.users:
+            for variant in variants:
+                cells.append(Cell(scenario, variant, n, out / f"{name}-{variant}-u{n}"))
+    return cells
+
+
+def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
+    options = dict(cell.scenario.options)
+    if args.backlog is not None:
+        options["backlog"] = args.backlog
+    for name in OVERRIDABLE:
+        value = getattr(args, name.replace("-", "_"), None)
+        if value is not None:
+            options[name] = value
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), cell.scenario.user_class, "--headless",
+        "-u", str(cell.users), "-r", str(cell.users), "-t", f"{math.ceil(args.warmup + args.duration)}s",
+        "--warmup", str(args.warmup), "--stop-timeout", "0", "--server", cell.variant,
+        "--report-dir", str(cell.folder), "--scenario", cell.scenario.name, "--only-summary",
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    for name, value in options.items():
+        cmd += [f"--{name}", str(value)]
+    if args.processes:
+        cmd += ["--processes", str(args.processes)]
+    if isolate:
+        cmd = [sys.executable, "-m", "loadtest.netns", "--", *cmd]
+    return cmd
+
+
+class Interrupted(Exception):
+    pass
+
+
+def run_cell(cell: Cell, cmd: list[str], timeout: float, interrupted: list[int]) -> None:
+    """One Locust run; on Ctrl-C it gets SIGINT (it writes its report and stops its server)."""
+    cell.folder.mkdir(parents=True, exist_ok=True)
+    log = (cell.folder / "locust.log").open("w")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None:
+            if interrupted:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                cell.status, cell.note = "interrupted", "stopped by Ctrl-C"
+                raise Interrupted
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                cell.status, cell.note = "failed", f"did not finish within {timeout:.0f} s; killed"
+                return
+            time.sleep(0.1)
+    finally:
+        log.close()
+    if proc.returncode not in (0, 1):  # 1 = the run had failures: still a result
+        tail = (cell.folder / "locust.log").read_text(errors="replace").strip().splitlines()
+        cell.status, cell.note = "failed", (tail[-1] if tail else f"exit status {proc.returncode}")
+        return
+    if not (cell.folder / "run.json").exists():
+        cell.status, cell.note = "failed", "no run.json written"
+        return
+    cell.status = "done"
+
+
+def describe(cell: Cell) -> str:
+    """One result line for a finished cell."""
+    if cell.status != "done":
+        return f"{cell.name:32} {cell.status.upper()}: {cell.note}"
+    run = load_run(cell.folder)
+    row = summarize(run)
+    bits = [f"{row['rps']:>9,.0f} req/s", f"p50 {row['latency_p50_ms']:.3f} ms", f"p99 {row['latency_p99_ms']:.3f} ms"]
+    if row["failures"]:
+        bits.append(f"failures {row['failure_classes']}")
+    if isinstance(row["listen_overflows"], int) and row["listen_overflows"]:
+        bits.append(f"overflows {row['listen_overflows']:,} ({row['counters_scope']})")
+    if row["client_bound"] is True:
+        bits.append("client-bound")
+    if run.info.get("server") and run.info.get("server_stopped") is None:
+        bits.append("SERVER DIED")
+        cell.note = "the server died during the cell"
+    return f"{cell.name:32} " + " · ".join(bits)
+
+
+def main(args: Any) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    out: Path = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    isolate = not args.no_isolate
+    if isolate:
+        ok, why = can_isolate()
+        if not ok:
+            console.print(f"note: no private network namespace here ({why}); cells share the host's counters, "
+                          "marked 'shared' in the summary")  # fmt: skip
+            isolate = False
+    else:
+        console.print("note: --no-isolate: cells share the host's kernel counters, marked 'shared' in the summary")
+    cells = plan(args.variants, args.users, args.scenario, out)
+    per_cell = args.warmup + args.duration + CELL_OVERHEAD_S
+    console.print(f"socklab compare: {len(cells)} cells ({', '.join(args.scenario)} × {', '.join(args.variants)} × "
+                  f"users {', '.join(map(str, args.users)) if args.users else 'per scenario'}), "
+                  f"~{len(cells) * per_cell / 60:.1f} min; output in {out}")  # fmt: skip
+
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("starting", total=len(cells))
+            for cell in cells:
+                progress.update(task, description=cell.name)
+                try:
+                    run_cell(cell, cell_command(cell, args, isolate), per_cell + 90, interrupted)
+                except Interrupted:
+                    progress.console.print(describe(cell))
+                    break
+                progress.console.print(describe(cell))
+                progress.advance(task)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    finished = [c for c in cells if c.status == "done"]
+    if not finished:
+        console.print("no cell finished: nothing to compare")
+        return 130 if interrupted else 1
+    summary, page = build_compare([c.folder for c in finished], out)
+    console.print(f"summary: {summary}")
+    console.print(f"compare report: {page.resolve()}")
+    if interrupted:
+        console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells")
+        return 130
+    return 0 if all(c.status == "done" for c in cells) else 1
+
+
+def parse_duration(text: str) -> float:
+    """'10s', '2m', '1.5' (seconds) → seconds."""
+    text = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+    value = float(text[:-1] if scale else text)
+    if value < 0:
+        raise ValueError
+    return value * (scale or 1)
+
+
+parse_duration.__name__ = "duration (e.g. 10s, 1m)"
+
+
+def variant_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise ValueError
+    return names
+
+
+variant_list.__name__ = f"variant list (from {', '.join(VARIANTS)})"
+
+
+def users_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise ValueError
+    return values
+
+
+users_list.__name__ = "users list (e.g. 1,10,100)"
