@@ -217,3 +217,42 @@ def test_master_and_worker_processes(tmp_path: Path) -> None:
     row = LocustRun(0, "", "", report_dir).latency()[("ECHO", "persistent")]
     assert int(row["count"]) > 100 and int(row["failures"]) == 0
     assert not _alive(json.loads((report_dir / "server.json").read_text())["pid"])
+
+
+def test_options_are_in_the_web_ui_with_dropdowns(tmp_path: Path) -> None:
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc, report_dir = _start_locust(tmp_path, "--web-host", "127.0.0.1", "--web-port", str(port))
+    try:
+        _wait_for(report_dir / "server.json", proc)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(__import__("signal").SIGINT)
+        proc.communicate(timeout=30)
+    match = page.split('"extra_options": ', 1)[1]
+    depth, end = 0, 0
+    for i, ch in enumerate(match):
+        depth += ch == "{"
+        depth -= ch == "}"
+        if depth == 0:
+            end = i + 1
+            break
+    options = json.loads(match[:end])
+    for name in ("op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout", "read_timeout",
+                 "server", "backlog", "report_dir", "user_mode"):  # fmt: skip
+        assert name in options, name
+    assert options["server"]["choices"] == ["auto", "blocking", "threaded", "selectors", "none"]
+    assert options["op"]["choices"] == ["ECHO", "SLEEP", "WORK"]
+    # The default server was started, and the page offers its address as the host.
+    server = json.loads((report_dir / "server.json").read_text())
+    assert f"tcp://127.0.0.1:{server['port']}" in page
+    assert not _alive(server["pid"])
