@@ -65,6 +65,7 @@ SUMMARY_COLUMNS = [
     "peak_syn_sent",
     "server_cpu_us_per_request",
     "peak_rss_bytes",
+    "rss_per_connection_bytes",
     "peak_threads",
     "peak_fds",
     "loadgen_peak_cpu_percent",
@@ -208,6 +209,12 @@ def summarize(run: RunData) -> dict[str, Any]:
                 round(float(cpu_stop - cpu_start) / successes * 1e6, 2) if successes else math.nan
             ),
             peak_rss_bytes=int(mon["server_rss_bytes"].max()),
+            # Growth over the first sample (the idle server) per connection held at peak.
+            rss_per_connection_bytes=(
+                round((mon["server_rss_bytes"].max() - mon["server_rss_bytes"].iloc[0]) / est_peak)
+                if (est_peak := int(mon["server_ESTABLISHED"].max()))
+                else math.nan
+            ),
             peak_threads=int(mon["server_threads"].max()),
             peak_fds=int(mon["server_fds"].max()),
             loadgen_peak_cpu_percent=float(win["loadgen_cpu_percent_max"].max()),
@@ -279,7 +286,8 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     if isinstance(est, int) and est >= 100 and row.get("peak_threads") == row.get("peak_threads"):
         out.append(
             f"{name} held {est:,} connections with {row['peak_threads']:,} threads, "
-            f"{row['peak_rss_bytes'] / est / 1024:,.1f} KiB RSS and {row['peak_fds'] / est:.2f} fds per connection."
+            f"{row['rss_per_connection_bytes'] / 1024:,.1f} KiB of RSS growth and {row['peak_fds'] / est:.2f} fds "
+            "per connection."
         )
     if row["client_bound"] is True:
         out.append(
@@ -600,9 +608,9 @@ def compare_charts(g: pd.DataFrame) -> list[go.Figure]:
     fig = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=("RSS KiB per connection", "threads per connection", "peak connections (server side)"),
+        subplot_titles=("RSS growth KiB per connection", "threads per connection", "peak connections (server side)"),
     )
-    fig.add_bar(x=last["variant"], y=last["peak_rss_bytes"] / est / 1024, name="RSS/conn", row=1, col=1)
+    fig.add_bar(x=last["variant"], y=last["rss_per_connection_bytes"] / 1024, name="RSS/conn", row=1, col=1)
     fig.add_bar(x=last["variant"], y=last["peak_threads"] / est, name="threads/conn", row=1, col=2)
     fig.add_bar(x=last["variant"], y=last["peak_established"], name="ESTABLISHED", row=1, col=3)
     figs.append(_layout(fig, "Memory, threads and connections at the highest load", 360))

@@ -108,3 +108,31 @@ def test_bad_options_exit_2(args: list[str], words: str) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], done.stderr
+
+
+def test_a_server_that_dies_is_reported_and_the_matrix_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "compare", "--variants", "threaded,selectors", "--users", "3",
+         "--scenario", "io-wait", "--duration", "4s", "--warmup", "0s", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = p.info.get("cmdline") or []
+            if "servers" in cmd[:4] and cmd[cmd.index("servers") + 1 :][:1] == ["threaded"]:
+                victim = p
+        time.sleep(0.1)
+    time.sleep(1.5)
+    victim.kill()
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 1, stdout + stderr
+    assert "io-wait/threaded/3u" in stdout and "SERVER DIED" in stdout
+    assert "cells that did not run cleanly: io-wait/threaded/3u" in stdout
+    rows = summary(out)  # the matrix went on: the next cell ran and both are compared
+    assert float(rows[("io-wait", "selectors", "3")]["rps"]) > 100
+    assert ("io-wait", "threaded", "3") in rows
+    assert ours_running() == []
