@@ -196,6 +196,15 @@ def start_monitor(server: ServerProcess, out: Path, interval: float) -> subproce
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True)
     atexit.register(_stop_monitor)
+    # Wait for its first row before any user starts: the kernel-counter baseline and the idle
+    # server's RSS must be taken before the load, not half a second into it.
+    deadline = time.monotonic() + 15
+    while proc.poll() is None and time.monotonic() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.02)
+    else:
+        log.warning("socklab: the monitor did not start (exit status %s); no monitor.csv", proc.poll())
     return proc
 
 

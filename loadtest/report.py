@@ -285,7 +285,8 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     est = row.get("peak_established")
     if isinstance(est, int) and est >= 100 and row.get("peak_threads") == row.get("peak_threads"):
         out.append(
-            f"{name} held {est:,} connections with {row['peak_threads']:,} threads, "
+            f"{name} held {est:,} connections with {row['peak_threads']:,} thread"
+            f"{'s' if row['peak_threads'] != 1 else ''}, "
             f"{row['rss_per_connection_bytes'] / 1024:,.1f} KiB of RSS growth and {row['peak_fds'] / est:.2f} fds "
             "per connection."
         )
