@@ -350,6 +350,7 @@ def describe_run(environment: Any, variant: str, server: ServerProcess | None) -
         "headless": options.headless,
         "options": {name: getattr(options, name) for name in ours},
         "counters_scope": "isolated" if in_private_netns() else "shared",
+        "cpus": os.cpu_count(),
         "versions": versions(),
         "sysctl": sysctls(),
     }  # fmt: skip

@@ -71,6 +71,7 @@ SUMMARY_COLUMNS = [
     "loadgen_peak_cpu_percent",
     "loadgen_median_cpu_percent",
     "client_bound",
+    "machine_cpu_percent",
 ]
 
 
@@ -221,6 +222,8 @@ def summarize(run: RunData) -> dict[str, Any]:
             loadgen_median_cpu_percent=float(win["loadgen_cpu_percent_max"].median()),
         )
         row["client_bound"] = bool(row["loadgen_median_cpu_percent"] >= CLIENT_BOUND_PERCENT)
+        # Server and load generator together, median over the window, % of one core.
+        row["machine_cpu_percent"] = float((win["server_cpu_percent"] + win["loadgen_cpu_percent_total"]).median())
     else:
         for col in SUMMARY_COLUMNS:
             row.setdefault(col, math.nan)
@@ -294,6 +297,18 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
         out.append(
             f"client-bound: the load generator ran at {row['loadgen_median_cpu_percent']:.0f}% of a core "
             "(median over the window); these throughput figures measure the load generator, not the server."
+        )
+    cpus = run.info.get("cpus") or 0
+    machine = row.get("machine_cpu_percent")
+    if (
+        cpus
+        and isinstance(machine, float)
+        and machine >= CLIENT_BOUND_PERCENT * cpus
+        and row["client_bound"] is not True
+    ):
+        out.append(
+            f"machine-bound: server and load generator together used {machine:.0f}% of {cpus} cores (median): "
+            "they compete for the CPU, so neither figure is the server's alone."
         )
     if row["failures"]:
         out.append(f"{row['failures']:,} failures: {row['failure_classes']}.")
