@@ -198,6 +198,8 @@ def describe(cell: Cell) -> str:
         bits.append(f"overflows {row['listen_overflows']:,} ({row['counters_scope']})")
     if row["client_bound"] is True:
         bits.append("client-bound")
+    elif (cpus := run.info.get("cpus")) and row["machine_cpu_percent"] >= 90 * cpus:
+        bits.append("machine-bound")
     if run.info.get("server") and run.info.get("server_stopped") is None:
         bits.append("SERVER DIED during the cell")
         cell.server_died = True
