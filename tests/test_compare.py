@@ -101,6 +101,8 @@ def test_sigint_mid_matrix_keeps_finished_cells(tmp_path: Path) -> None:
         (["--scenario", "nosuch"], "invalid choice: 'nosuch'"),
         (["--users", "0"], "--users"),
         (["--duration", "soon"], "--duration"),
+        (["--op", "PING"], "invalid choice: 'PING'"),
+        (["--sleep-ms", "-5"], "--sleep-ms"),
     ],
 )
 def test_bad_options_exit_2(args: list[str], words: str) -> None:
