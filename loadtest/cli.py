@@ -18,7 +18,7 @@ from pathlib import Path
 
 from loadtest.server_process import ServerProcess, ServerStartError
 from servers import VARIANTS
-from servers.cli import OneLineParser
+from servers.cli import OneLineParser, nonneg_int, positive_number
 from servers.protocol import Op, ResponseDecoder, encode_request
 
 
@@ -94,24 +94,6 @@ def _client(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError
-    return value
-
-
-_nonneg_int.__name__ = "non-negative integer"
-_positive_float.__name__ = "positive number"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="socklab", description="socklab: measure TCP server architectures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -161,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     override = "override every scenario's value (as in the locustfile's option)"
     m.add_argument("--op", choices=["ECHO", "SLEEP", "WORK"], default=None, help=override)
     for name in ("payload-bytes", "reply-bytes", "sleep-ms", "work-us"):
-        m.add_argument(f"--{name}", type=_nonneg_int, default=None, help=override)
+        m.add_argument(f"--{name}", type=nonneg_int, default=None, help=override)
     for name in ("connect-timeout", "read-timeout", "idle-interval"):
-        m.add_argument(f"--{name}", type=_positive_float, default=None, help=override)
+        m.add_argument(f"--{name}", type=positive_number, default=None, help=override)
     m.set_defaults(func=_compare)
 
     r = sub.add_parser("report", help="(re)build summary.csv and report.html of runs; compare.html of several")

@@ -6,7 +6,8 @@ import argparse
 import errno
 import socket
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from servers import VARIANTS, variant_class
 from servers.base import (
@@ -19,6 +20,7 @@ from servers.base import (
 from servers.protocol import Limits
 
 PROG = "python -m servers"
+T = TypeVar("T")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -29,38 +31,24 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError
-    return value
+def checked(convert: Callable[[str], T], ok: Callable[[T], bool], name: str) -> Callable[[str], T]:
+    """An argparse type: convert, then check; `name` is what argparse's one-line error calls it."""
+
+    def parse(text: str) -> T:
+        value = convert(text)
+        if not ok(value):
+            raise ValueError
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError
-    return value
-
-
-_positive_int.__name__ = "positive integer"
-_nonneg_int.__name__ = "non-negative integer"
-_port.__name__ = "port (0-65535)"
-_seconds.__name__ = "non-negative number of seconds"
+positive_int = checked(int, lambda v: v >= 1, "positive integer")
+nonneg_int = checked(int, lambda v: v >= 0, "non-negative integer")
+port_number = checked(int, lambda v: 0 <= v <= 65535, "port (0-65535)")
+nonneg_seconds = checked(float, lambda v: v >= 0, "non-negative number of seconds")
+positive_number = checked(float, lambda v: v > 0, "positive number")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,35 +58,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the variants and exit")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     p.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"TCP port, 0 = any free port (default {DEFAULT_PORT})"
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"TCP port, 0 = any free port (default {DEFAULT_PORT})"
     )
     p.add_argument(
-        "--backlog", type=_nonneg_int, default=DEFAULT_BACKLOG, help=f"listen() backlog (default {DEFAULT_BACKLOG})"
+        "--backlog", type=nonneg_int, default=DEFAULT_BACKLOG, help=f"listen() backlog (default {DEFAULT_BACKLOG})"
     )
     p.add_argument(
         "--max-frame",
-        type=_positive_int,
+        type=positive_int,
         default=limits.max_frame,
         metavar="BYTES",
         help=f"largest request frame and reply_len accepted (default {limits.max_frame})",
     )
     p.add_argument(
         "--max-sleep-ms",
-        type=_nonneg_int,
+        type=nonneg_int,
         default=limits.max_sleep_ms,
         metavar="N",
         help=f"largest SLEEP arg (default {limits.max_sleep_ms})",
     )
     p.add_argument(
         "--max-work-us",
-        type=_nonneg_int,
+        type=nonneg_int,
         default=limits.max_work_us,
         metavar="N",
         help=f"largest WORK arg (default {limits.max_work_us})",
     )
     p.add_argument(
         "--read-timeout",
-        type=_seconds,
+        type=nonneg_seconds,
         default=DEFAULT_READ_TIMEOUT,
         metavar="S",
         help=f"close a connection idle or not reading for S seconds; 0 = never (default {DEFAULT_READ_TIMEOUT:g})",
