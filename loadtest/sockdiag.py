@@ -28,7 +28,6 @@ import socket
 import struct
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np  # comes with pandas
@@ -157,9 +156,10 @@ class SockDiag:
                                 self._seq, 0)  # fmt: skip
         self.sock.send(header + body)
 
-    def _walk(self, n: int) -> Iterator[int]:
-        """Offsets of the socket messages in a received chunk; stops at the end of the dump."""
+    def _walk(self, n: int) -> tuple[list[int], bool]:
+        """Offsets of the socket messages in a received chunk, and whether the dump ended in it."""
         buf = self._buf
+        offsets = []
         off = 0
         while off < n:
             length, mtype, _, _, _ = _NLMSGHDR.unpack_from(buf, off)
@@ -167,48 +167,44 @@ class SockDiag:
                 (errno_neg,) = struct.unpack_from("=i", buf, off + 16)
                 if errno_neg:
                     raise OSError(-errno_neg, os.strerror(-errno_neg))
-                raise _DumpDone
+                return offsets, True
             if mtype == NLMSG_DONE:
-                raise _DumpDone
-            yield off
+                return offsets, True
+            offsets.append(off)
             off += (length + 3) & ~3
+        return offsets, False
 
     def _messages(self, family: int, states: int, sport: int = 0, dport: int = 0) -> list[tuple[int, ...]]:
         self._request(family, states, sport, dport)
         out = []
-        try:
-            while True:
-                n = self.sock.recv_into(self._view)
-                out += [_LISTENER.unpack_from(self._buf, off) for off in self._walk(n)]
-        except _DumpDone:
-            return out
+        done = False
+        while not done:
+            offsets, done = self._walk(self.sock.recv_into(self._view))
+            out += [_LISTENER.unpack_from(self._buf, off) for off in offsets]
+        return out
 
     def _tally(self, family: int, states: int, port: int) -> Counter[tuple[int, bool]]:
         """This port's sockets by (kernel state, is the server's end) for one dump."""
         self._request(family, states, bytecode=_bytecode(port))
         counts: Counter[tuple[int, bool]] = Counter()
         buf, view = self._buf, self._view
-        try:
-            while True:
-                n = self.sock.recv_into(view)
-                size = int.from_bytes(view[:4], sys.byteorder) if n >= 4 else 0
-                if size >= _KEY_FIELDS and size % 4 == 0 and n % size == 0:
-                    # Same-size messages fill the chunk (the usual case): decode them as one
-                    # numpy array.  Framing a chunk that is not uniform this way gives lengths
-                    # and types that are not all `size` and SOCK_DIAG_BY_FAMILY; it is walked.
-                    msgs = np.frombuffer(buf, dtype=_key_dtype(size), count=n // size)
-                    if (msgs["len"] == size).all() and (msgs["type"] == SOCK_DIAG_BY_FAMILY).all():
-                        server_end = msgs["sport"] == port
-                        for is_server, mask in ((True, server_end), (False, ~server_end)):
-                            for state, k in enumerate(np.bincount(msgs["state"][mask], minlength=16)):
-                                if k:
-                                    counts[(state, is_server)] += int(k)
-                        continue
-                for off in self._walk(n):
-                    counts[(buf[off + 17], int.from_bytes(buf[off + 20 : off + 22], "big") == port)] += 1
-        except _DumpDone:
-            return counts
-
-
-class _DumpDone(Exception):
-    """The kernel's NLMSG_DONE: the dump is complete."""
+        while True:
+            n = self.sock.recv_into(view)
+            size = int.from_bytes(view[:4], sys.byteorder) if n >= 4 else 0
+            if size >= _KEY_FIELDS and size % 4 == 0 and n % size == 0:
+                # Same-size messages fill the chunk (the usual case): decode them as one
+                # numpy array.  Framing a chunk that is not uniform this way gives lengths
+                # and types that are not all `size` and SOCK_DIAG_BY_FAMILY; it is walked.
+                msgs = np.frombuffer(buf, dtype=_key_dtype(size), count=n // size)
+                if (msgs["len"] == size).all() and (msgs["type"] == SOCK_DIAG_BY_FAMILY).all():
+                    server_end = msgs["sport"] == port
+                    for is_server, mask in ((True, server_end), (False, ~server_end)):
+                        for state, k in enumerate(np.bincount(msgs["state"][mask], minlength=16)):
+                            if k:
+                                counts[(state, is_server)] += int(k)
+                    continue
+            offsets, done = self._walk(n)
+            for off in offsets:
+                counts[(buf[off + 17], int.from_bytes(buf[off + 20 : off + 22], "big") == port)] += 1
+            if done:
+                return counts
