@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +155,3 @@ def read_histograms(hist_path: Path) -> dict[tuple[str, str], HdrHistogram]:
         if entry["hdr"]:
             out[(entry["type"], entry["name"])] = HdrHistogram.decode(entry["hdr"].encode())
     return out
-
-
-def percentile_ms(us: float | None) -> float:
-    return math.nan if us is None else us / 1000

@@ -150,9 +150,7 @@ def on_init(environment: Any, **_: Any) -> None:
         return
     validate(options, environment.host)
     STATE.environment = environment
-    if not options.user_classes:
-        # Run the one class --user-mode names, not every class in the locustfile.
-        environment.user_classes = [USER_MODES[options.user_mode]]
+    _select_user_class(environment)
     starts_server = options.server != "none" and not (options.server == "auto" and environment.host)
     variant = (DEFAULT_VARIANT if options.server == "auto" else options.server) if starts_server else "external"
     STATE.report_dir = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
@@ -214,25 +212,32 @@ def on_test_start(environment: Any, **_: Any) -> None:
     RECORDER.drain()
     if isinstance(environment.runner, WorkerRunner):
         return
-    STATE.store = LatencyStore()
-    STATE.window = [time.time()]
+    _select_user_class(environment)  # the web UI may have changed --user-mode
+    _open_window(measure_own_cost=isinstance(environment.runner, LocalRunner))
     options = environment.parsed_options
-    if options is not None and not options.user_classes:
-        environment.user_classes = [USER_MODES[options.user_mode]]  # the web UI may have changed it
-    if isinstance(environment.runner, LocalRunner):
-        STATE.load_started = (time.perf_counter(), _own_cpu())
     if options is not None and options.warmup > 0:
         gevent.spawn_later(options.warmup, _end_warmup, environment)
+
+
+def _select_user_class(environment: Any) -> None:
+    """Run the one class --user-mode names, not every class in the locustfile, unless classes were named."""
+    options = environment.parsed_options
+    if options is not None and not options.user_classes:
+        environment.user_classes = [USER_MODES[options.user_mode]]
+
+
+def _open_window(measure_own_cost: bool) -> None:
+    """Start the measured window: fresh histograms, its wall-clock start, our CPU reading."""
+    RECORDER.drain()
+    STATE.store = LatencyStore()
+    STATE.window = [time.time()]
+    STATE.load_started = (time.perf_counter(), _own_cpu()) if measure_own_cost else None
 
 
 def _end_warmup(environment: Any) -> None:
     """Forget what the warm-up recorded: Locust's stats, our histograms, the window's start."""
     environment.runner.stats.reset_all()
-    RECORDER.drain()
-    STATE.store = LatencyStore()
-    STATE.window = [time.time()]
-    if STATE.load_started is not None:
-        STATE.load_started = (time.perf_counter(), _own_cpu())
+    _open_window(measure_own_cost=STATE.load_started is not None)
     log.info("socklab: warm-up over; counting from now")
 
 

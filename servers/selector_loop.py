@@ -277,9 +277,9 @@ class SelectorServer(BaseServer):
             self.stats.errors += 1
 
     def _sweep_idle(self) -> None:
-        cutoff = time.monotonic() - self.config.read_timeout
         if self.config.read_timeout <= 0:
             return
+        cutoff = time.monotonic() - self.config.read_timeout
         for conn in [c for c in self.connections.values() if c.last_active < cutoff and not c.sleeping]:
             self._close(conn, error=True)
 

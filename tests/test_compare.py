@@ -22,6 +22,11 @@ def compare(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
                           timeout=timeout)  # fmt: skip
 
 
+def start_compare(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "loadtest.cli", "compare", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
 def summary(out: Path) -> dict[tuple[str, str, str], dict[str, str]]:
     with (out / "summary.csv").open() as f:
         return {(r["scenario"], r["variant"], r["users"]): r for r in csv.DictReader(f)}
@@ -71,11 +76,8 @@ def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> No
 
 def test_sigint_mid_matrix_keeps_finished_cells(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "compare", "--variants", "blocking,threaded,selectors", "--users", "5",
-         "--scenario", "echo", "--duration", "3s", "--warmup", "0s", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_compare("--variants", "blocking,threaded,selectors", "--users", "5", "--scenario", "echo",
+                         "--duration", "3s", "--warmup", "0s", "--out", str(out))  # fmt: skip
     deadline = time.monotonic() + 60
     while not (out / "echo-blocking-u5" / "summary.csv").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -114,11 +116,8 @@ def test_bad_options_exit_2(args: list[str], words: str) -> None:
 
 def test_a_server_that_dies_is_reported_and_the_matrix_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "compare", "--variants", "threaded,selectors", "--users", "3",
-         "--scenario", "io-wait", "--duration", "4s", "--warmup", "0s", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_compare("--variants", "threaded,selectors", "--users", "3", "--scenario", "io-wait",
+                         "--duration", "4s", "--warmup", "0s", "--out", str(out))  # fmt: skip
     deadline = time.monotonic() + 60
     victim = None
     while victim is None:
