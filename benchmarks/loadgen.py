@@ -1,11 +1,14 @@
 """A bare gevent load process (no locust): persistent or connect-per-request socklab traffic.
 
-    python -m benchmarks.loadgen --port P --server-pid PID --mode persistent|connect \
+    python -m benchmarks.loadgen --port P [--server-pid PID] --mode persistent|connect \
         --connections 50 --seconds 3 --warmup 1
 
-Greenlets loop send-request / read-reply for warm-up + measured seconds.  At the
-window's edges it reads the server process tree's CPU times (psutil, ~0.05 ms), so
-requests and server CPU cover exactly the same window.  Prints one JSON line.
+Greenlets run the same ``loadtest.client.SocklabClient`` code the Locust users
+run, back to back, for warm-up + measured seconds; its callback only counts.  So
+this is both the server-cost load and the reference the Locust load generator is
+measured against (benchmarks.loadgen_cost).  At the window's edges it reads the
+server process tree's CPU times (psutil, ~0.05 ms; with --server-pid) and its own,
+so requests and CPU cover exactly the same window.  Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -16,50 +19,35 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import socket  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
 import psutil  # noqa: E402
 
+from loadtest.client import RequestFailure, SocklabClient  # noqa: E402
 from servers.protocol import Op, encode_request  # noqa: E402
 
 
-def tree_cpu(proc: psutil.Process) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process and its children."""
+def tree_cpu(proc: psutil.Process | None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process tree, children it reaped included."""
+    if proc is None:
+        return 0.0, 0.0
     user = system = 0.0
     for p in [proc, *proc.children(recursive=True)]:
         try:
             t = p.cpu_times()
-            user += t.user
-            system += t.system
+            user += t.user + t.children_user
+            system += t.system + t.children_system
         except psutil.Error:
             pass
     return user, system
-
-
-def recv_reply(sock: socket.socket, buf: bytearray) -> None:
-    """Read one reply frame (5-byte header + body)."""
-    recv = sock.recv
-    while len(buf) < 5:
-        data = recv(65536)
-        if not data:
-            raise ConnectionError("closed")
-        buf += data
-    need = 4 + int.from_bytes(buf[:4], "big")
-    while len(buf) < need:
-        data = recv(65536)
-        if not data:
-            raise ConnectionError("closed")
-        buf += data
-    del buf[:need]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--server-pid", type=int, required=True)
+    ap.add_argument("--server-pid", type=int, default=0, help="the server's pid, to measure its CPU")
     ap.add_argument("--mode", choices=["persistent", "connect"], default="persistent")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -67,34 +55,34 @@ def main() -> None:
     ap.add_argument("--payload-bytes", type=int, default=64)
     args = ap.parse_args()
     frame = encode_request(Op.ECHO, 0, b"x" * args.payload_bytes)
-    address = (args.host, args.port)
     counts = [0]
     errors = [0]
-    stop_at = time.monotonic() + args.warmup + args.seconds + 60
+
+    def count(kind: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
+        if exc is not None:
+            errors[0] += 1
+        elif kind != "CONNECT":
+            counts[0] += 1
 
     def persistent() -> None:
-        sock = socket.create_connection(address)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = bytearray()
-        while time.monotonic() < stop_at:
-            sock.sendall(frame)
-            recv_reply(sock, buf)
-            counts[0] += 1
-        sock.close()
+        client = SocklabClient(args.host, args.port, on_request=count)
+        request = client.request
+        while True:
+            if request(Op.ECHO, name="persistent", frame=frame) is None:
+                gevent.sleep(0.01)  # failed (counted): don't spin on a dead server
 
     def connect_per_request() -> None:
-        while time.monotonic() < stop_at:
+        client = SocklabClient(args.host, args.port, on_request=count)
+        while True:
             try:
-                sock = socket.create_connection(address)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.sendall(frame)
-                recv_reply(sock, bytearray())
-                sock.close()
-                counts[0] += 1
-            except OSError:
-                errors[0] += 1
+                client.connect()
+            except RequestFailure:
+                gevent.sleep(0.01)
+                continue
+            client.request(Op.ECHO, name="connect", frame=frame)
+            client.close()
 
-    server = psutil.Process(args.server_pid)
+    server = psutil.Process(args.server_pid) if args.server_pid else None
     body = persistent if args.mode == "persistent" else connect_per_request
     greenlets = [gevent.spawn(body) for _ in range(args.connections)]
     gevent.sleep(args.warmup)
@@ -117,6 +105,7 @@ def main() -> None:
                 "server_user_us_per_request": user / n * 1e6,
                 "server_sys_us_per_request": system / n * 1e6,
                 "client_cpu_us_per_request": ((own1.user + own1.system) - (own0.user + own0.system)) / n * 1e6,
+                "client_cpu_percent": 100 * ((own1.user + own1.system) - (own0.user + own0.system)) / (t1 - t0),
                 "errors": errors[0],
             }
         ),

@@ -20,18 +20,20 @@ import tempfile
 from pathlib import Path
 
 from loadtest.client import format_target
-from loadtest.server_process import ServerProcess
+from loadtest.processes import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def bare(port: int, users: int, seconds: float) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bare_client", "--port", str(port), "--users", str(users),
-         "--seconds", str(seconds)],
+        [sys.executable, "-m", "benchmarks.loadgen", "--port", str(port), "--connections", str(users),
+         "--seconds", str(seconds), "--warmup", "0"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=seconds + 60,
     )  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"rps": result["rps"], "cpu_us_per_request": result["client_cpu_us_per_request"],
+            "cpu_percent": result["client_cpu_percent"]}  # fmt: skip
 
 
 def locust(port: int, users: int, seconds: float, profile: str | None = None) -> dict[str, float]:
@@ -44,7 +46,7 @@ def locust(port: int, users: int, seconds: float, profile: str | None = None) ->
         if profile:
             cmd = [sys.executable, "-m", "cProfile", "-o", profile, *cmd[1:]]
         subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, timeout=seconds + 60)
-        return json.loads((Path(tmp) / "loadgen.json").read_text())
+        return json.loads((Path(tmp) / "run.json").read_text())["loadgen"]
 
 
 def main() -> int:

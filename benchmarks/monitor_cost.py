@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import psutil
 
 from loadtest.monitor import Monitor
-from loadtest.server_process import ServerProcess
+from loadtest.processes import MonitorProcess, ServerProcess
 
 SS_STATES = {"ESTAB": "ESTABLISHED", "TIME-WAIT": "TIME_WAIT", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
              "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT",
@@ -64,15 +63,13 @@ def main() -> int:
         time.sleep(1.0)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "monitor.csv"
-            monitor = subprocess.Popen([sys.executable, "-m", "loadtest.monitor", "--pid", str(server.pid),
-                                        "--port", str(server.port), "--interval", "1", "--out", str(out)])  # fmt: skip
-            time.sleep(2.0)  # imports and the first sample are start-up, not the steady cost
-            proc = psutil.Process(monitor.pid)
+            monitor = MonitorProcess.start(server.pid, server.port, out, interval=1.0)
+            time.sleep(1.0)  # imports and the first sample are start-up, not the steady cost
+            proc = psutil.Process(monitor.proc.pid)
             c0, t0 = proc.cpu_times(), time.monotonic()
             time.sleep(args.seconds)
             c1, t1 = proc.cpu_times(), time.monotonic()
-            monitor.send_signal(signal.SIGTERM)
-            monitor.wait(10)
+            monitor.stop(10)
             rows = list(csv.DictReader(out.open()))
         cpu_percent = 100 * ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0)
         sample_ms = sorted(float(r["sample_cost_ms"]) for r in rows)[len(rows) // 2]

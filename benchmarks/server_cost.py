@@ -21,7 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.server_process import ServerProcess
+from loadtest.processes import ServerProcess
+from servers import VARIANTS, variant_class
 
 ROOT = Path(__file__).resolve().parent.parent
 # glibc serves allocations above its mmap threshold (128 KiB at start, raised dynamically
@@ -31,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 # name -> (command to launch, one connection at a time?)
 SERVERS: dict[str, tuple[list[str], bool]] = {
-    "blocking": ([sys.executable, "-m", "servers", "blocking", "--port", "0"], True),
-    "threaded": ([sys.executable, "-m", "servers", "threaded", "--port", "0"], False),
-    "selectors": ([sys.executable, "-m", "servers", "selectors", "--port", "0"], False),
+    **{
+        name: ([sys.executable, "-m", "servers", name, "--port", "0"], variant_class(name).serves_one_at_a_time)
+        for name in VARIANTS
+    },
     "ref:asyncio": ([sys.executable, "-m", "benchmarks.reference_servers", "asyncio", "--port", "0"], False),
     "ref:asyncio+pinned-malloc": (
         [sys.executable, "-m", "benchmarks.reference_servers", "asyncio", "--port", "0"],

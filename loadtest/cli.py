@@ -10,32 +10,38 @@ threads, prints a one-screen latency summary and stops the server.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
-from loadtest.server_process import ServerProcess, ServerStartError
+from loadtest import options
+from loadtest.client import SocklabClient, format_target, parse_target
+from loadtest.processes import ServerProcess, ServerStartError
 from servers import VARIANTS
-from servers.cli import OneLineParser, nonneg_int, positive_number
-from servers.protocol import Op, ResponseDecoder, encode_request
+from servers.cli import OneLineParser, nonneg_int, positive_int
+from servers.protocol import Op, encode_request
 
 
 def _client(args: argparse.Namespace) -> int:
     server = None
     if args.target:
-        host, _, port = args.target.rpartition(":")
-        address = (host or "127.0.0.1", int(port))
+        target = args.target if "://" in args.target else f"tcp://{args.target}"
+        try:
+            host, port = parse_target(target)
+        except ValueError as exc:
+            print(f"socklab client: error: {exc}".replace("--host", "--target"), file=sys.stderr)
+            return 2
     else:
         try:
             server = ServerProcess.start(args.variant)
         except ServerStartError as exc:
             print(f"socklab client: {exc}", file=sys.stderr)
             return 2
-        address = server.address
-        print(f"started {args.variant} on {address[0]}:{address[1]} (pid {server.pid})")
-    frame = encode_request(Op[args.op.upper()], args.arg, b"x" * args.payload_bytes)
+        host, port = server.address
+        print(f"started {args.variant} on {format_target(host, port)} (pid {server.pid})")
+    op = Op[args.op.upper()]
+    frame = encode_request(op, args.arg, b"x" * args.payload_bytes)
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -45,27 +51,22 @@ def _client(args: argparse.Namespace) -> int:
 
     def run(n: int) -> None:
         mine: list[float] = []
-        try:
-            with socket.create_connection(address, timeout=10) as sock:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                decoder = ResponseDecoder()
-                for _ in range(n):
-                    started = time.perf_counter()
-                    sock.sendall(frame)
-                    got: list[tuple[int, bytes]] = []
-                    while not got:
-                        data = sock.recv(65536)
-                        if not data:
-                            raise ConnectionError("server closed the connection")
-                        got = decoder.feed(data)
-                    mine.append(time.perf_counter() - started)
-                    if got[0][0] != 0:
-                        raise ConnectionError(f"status {got[0][0]}")
-        except OSError as exc:
-            with lock:
-                failures.append(str(exc))
+        errors: list[str] = []
+
+        def on_request(kind: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
+            if exc is not None:
+                errors.append(str(exc))
+            elif kind != "CONNECT":
+                mine.append(seconds)
+
+        client = SocklabClient(host, port, on_request=on_request)
+        for _ in range(n):
+            if client.request(op, name="client", frame=frame) is None:
+                break  # reported; a client that failed stops, as a user would
+        client.close()
         with lock:
             latencies.extend(mine)
+            failures.extend(errors)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=run, args=(n,)) for n in per_conn]
@@ -99,12 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     c = sub.add_parser("client", help="start a variant and exercise it with a built-in client")
     c.add_argument("--variant", default="selectors", choices=list(VARIANTS))
-    c.add_argument("--target", help="HOST:PORT of a running server instead of starting one")
-    c.add_argument("--requests", type=int, default=2000)
-    c.add_argument("--connections", type=int, default=4)
-    c.add_argument("--op", default="echo", choices=[op.name.lower() for op in Op])
-    c.add_argument("--arg", type=int, default=0, help="SLEEP ms or WORK µs")
-    c.add_argument("--payload-bytes", type=int, default=64)
+    c.add_argument("--target", help="tcp://HOST:PORT (or HOST:PORT; [::1]:PORT for IPv6) of a running server")
+    c.add_argument("--requests", type=positive_int, default=2000)
+    c.add_argument("--connections", type=positive_int, default=4)
+    c.add_argument("--op", default="ECHO", type=str.upper, choices=options.OPS)
+    c.add_argument("--arg", type=nonneg_int, default=0, help="SLEEP ms or WORK µs")
+    c.add_argument("--payload-bytes", type=nonneg_int, default=64)
     c.set_defaults(func=_client)
 
     from loadtest import compare
@@ -134,18 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=compare.parse_duration, default=4.0, help="measured seconds per cell (default 4s)"
     )
     m.add_argument("--warmup", type=compare.parse_duration, default=1.0, help="uncounted seconds first (default 1s)")
-    m.add_argument("--processes", type=int, default=0, help="Locust worker processes per cell (default: one process)")
-    m.add_argument(
-        "--backlog", type=int, default=None, help="listen() backlog for every cell (default: the scenario's)"
-    )
+    m.add_argument("--processes", type=nonneg_int, default=0,
+                   help="Locust worker processes per cell (default: one process)")  # fmt: skip
     m.add_argument("--out", type=Path, default=None, help="output folder (default reports/compare-<date-time>)")
     m.add_argument("--no-isolate", action="store_true", help="do not give each cell its own network namespace")
-    override = "override every scenario's value (as in the locustfile's option)"
-    m.add_argument("--op", choices=["ECHO", "SLEEP", "WORK"], default=None, help=override)
-    for name in ("payload-bytes", "reply-bytes", "sleep-ms", "work-us"):
-        m.add_argument(f"--{name}", type=nonneg_int, default=None, help=override)
-    for name in ("connect-timeout", "read-timeout", "idle-interval"):
-        m.add_argument(f"--{name}", type=positive_number, default=None, help=override)
+    options.add_override_arguments(m)
     m.set_defaults(func=_compare)
 
     r = sub.add_parser("report", help="(re)build summary.csv and report.html of runs; compare.html of several")
@@ -160,9 +154,6 @@ def _compare(args: argparse.Namespace) -> int:
 
     if not args.scenario:
         args.scenario = list(compare.DEFAULT_SCENARIOS)
-    if args.processes < 0 or (args.backlog is not None and args.backlog < 0):
-        print("socklab compare: error: --processes and --backlog must be >= 0", file=sys.stderr)
-        return 2
     return compare.main(args)
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from servers.protocol import RESPONSE_HEADER, Op, Status, encode_request
+from servers.protocol import RESPONSE_HEADER, Op, ProtocolError, ResponseDecoder, Status, encode_request
 
 # on_request(request_type, name, latency_s, response_length, exception)
 RequestHook = Callable[[str, str, float, int, BaseException | None], Any]
@@ -171,22 +171,23 @@ class SocklabClient:
             length, status = RESPONSE_HEADER.unpack_from(data)
             if length + 4 == len(data) and status == 0:
                 return data[5:]  # the whole reply in one read: the usual case
-        buf = bytearray(data)
+        # Split across reads: the shared decoder, fed until one whole reply.
+        decoder = ResponseDecoder(MAX_REPLY)
         while True:
             if not data:
                 raise RequestFailure("closed", "the server closed the connection before the reply was complete")
-            if len(buf) >= 5:
-                length, status = RESPONSE_HEADER.unpack_from(buf)
-                if not 1 <= length <= MAX_REPLY:
-                    raise RequestFailure("protocol error", "reply length out of range")
-                if len(buf) >= length + 4:
-                    if len(buf) > length + 4:
-                        raise RequestFailure("protocol error", "bytes after the reply")
-                    if status != 0:
-                        raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
-                    return bytes(buf[5:])
+            try:
+                replies = decoder.feed(data)
+            except ProtocolError:
+                raise RequestFailure("protocol error", "reply length out of range") from None
+            if replies:
+                if len(replies) > 1 or decoder.buffered:
+                    raise RequestFailure("protocol error", "bytes after the reply")
+                status, body = replies[0]
+                if status != 0:
+                    raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
+                return body
             data = recv(RECV_SIZE)
-            buf += data
 
 
 def _ignore(*args: Any) -> None:

@@ -27,8 +27,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from loadtest import options as opts
 from loadtest.netns import can_isolate
-from loadtest.report import build_compare, load_run, summarize
+from loadtest.report import build_compare, load_bound, load_run, summarize
 from servers import VARIANTS
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -91,9 +92,6 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 DEFAULT_SCENARIOS = ("echo", "io-wait", "conn-storm")
-# Options a user may give to override every scenario's preset (locustfile names).
-OVERRIDABLE = ("op", "payload-bytes", "reply-bytes", "sleep-ms", "work-us", "connect-timeout", "read-timeout",
-               "idle-interval", "backlog")  # fmt: skip
 
 
 @dataclass
@@ -122,13 +120,7 @@ def plan(variants: list[str], users: list[int] | None, scenarios: list[str], out
 
 
 def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
-    options = dict(cell.scenario.options)
-    if args.backlog is not None:
-        options["backlog"] = args.backlog
-    for name in OVERRIDABLE:
-        value = getattr(args, name.replace("-", "_"), None)
-        if value is not None:
-            options[name] = value
+    options = {**cell.scenario.options, **opts.overrides(args)}
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), cell.scenario.user_class, "--headless",
         "-u", str(cell.users), "-r", str(cell.users), "-t", f"{math.ceil(args.warmup + args.duration)}s",
@@ -196,10 +188,8 @@ def describe(cell: Cell) -> str:
         bits.append(f"failures {row['failure_classes']}")
     if isinstance(row["listen_overflows"], int) and row["listen_overflows"]:
         bits.append(f"overflows {row['listen_overflows']:,} ({row['counters_scope']})")
-    if row["client_bound"] is True:
-        bits.append("client-bound")
-    elif (cpus := run.info.get("cpus")) and row["machine_cpu_percent"] >= 90 * cpus:
-        bits.append("machine-bound")
+    if bound := load_bound(row, run.info.get("cpus")):
+        bits.append(bound)
     if run.info.get("server") and run.info.get("server_stopped") is None:
         bits.append("SERVER DIED during the cell")
         cell.server_died = True

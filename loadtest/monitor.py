@@ -132,8 +132,10 @@ class Monitor:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
-                    user += t.user
-                    system += t.system
+                    # children_*: CPU of children this process has reaped (Stevens' pr_cpu_time adds
+                    # RUSAGE_CHILDREN for this reason): a forked child's work stays counted after it exits.
+                    user += t.user + t.children_user
+                    system += t.system + t.children_system
                     rss += p.memory_info().rss
                     threads += p.num_threads()
                     fds += count_fds(p)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.interval <= 0:
         parser.error("--interval must be > 0 seconds")
     if not psutil.pid_exists(args.pid):
-        parser.error(f"no process with pid {args.pid}; give the server's pid (server.json in the report folder)")
+        parser.error(f"no process with pid {args.pid}; give the server's pid (run.json's server.pid in a run folder)")
     monitor = Monitor(args.pid, args.port, args.loadgen_pid)
     if not monitor.listening():
         parser.error(f"nothing listens on TCP port {args.port} in this network namespace; give the server's port")

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from locust import User, constant, task
 
+from loadtest import options
 from loadtest.client import RequestFailure, SocklabClient, parse_target
 from loadtest.latency import LatencyRecorder
 from servers.protocol import Op, encode_request
@@ -152,3 +153,5 @@ class IdleUser(SocklabUser):
 
 
 USER_MODES: dict[str, type[SocklabUser]] = {cls.mode: cls for cls in (PersistentUser, ConnectPerRequestUser, IdleUser)}
+# The mode names are declared once, in loadtest.options (which must not import locust).
+assert tuple(USER_MODES) == options.USER_MODES, "loadtest.options.USER_MODES and the user classes disagree"

@@ -7,18 +7,26 @@ concurrency model, not gevent's.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from servers.base import BaseServer
 
-# variant name -> "module:class"; modules are imported only when asked for.
+# variant name -> "module:class"; modules are imported only when asked for.  Adding a variant is
+# a line here and a file: the CLI, the harness, `socklab compare`, the benchmarks and the test
+# suites all iterate this registry.
 VARIANTS: dict[str, str] = {
     "blocking": "servers.blocking:BlockingServer",
     "threaded": "servers.threaded:ThreadedServer",
     "selectors": "servers.selector_loop:SelectorServer",
 }
+# Out-of-tree variants: SOCKLAB_VARIANTS="name=package.module:Class,..." (inherited by child processes).
+for _entry in filter(None, os.environ.get("SOCKLAB_VARIANTS", "").split(",")):
+    _name, _, _target = _entry.partition("=")
+    if _name.strip() and ":" in _target:
+        VARIANTS[_name.strip()] = _target.strip()
 
 
 def variant_class(name: str) -> type[BaseServer]:

@@ -1,24 +1,37 @@
-"""What every server variant shares: the listener, the run/stop life cycle, counters,
-and the request loop for variants that give each connection a blocking socket.
+"""What every server variant shares: the listener, the life cycle, counters, and the
+request loop over one blocking socket.
 
-A variant is a subclass of :class:`BaseServer` that implements ``serve_forever()``
-— how it waits for connections and bytes — and nothing else.  Framing, caps and
-request semantics come from :mod:`servers.protocol`; binding, the ``listening``
-and ``stopped`` lines, and signal handling come from here.  So ``blocking.py``,
+The shape is CPython's ``socketserver``: :class:`BaseServer` owns a default
+accept loop, ``serve_forever()``, that hands each accepted connection to one
+overridable hook, ``process_request(conn)``.  The default hook serves the
+connection in the calling thread — the iterative server.  A concurrency model
+is a small override of that hook (a thread per connection, a pool, a fork), or,
+for an event loop, of ``serve_forever()`` itself.  So ``blocking.py``,
 ``threaded.py`` and ``selector_loop.py`` can be read side by side and differ
-only where their concurrency models differ (Stevens' serv01…serv08 in spirit).
+only where their designs differ (Stevens' serv00…serv08 in spirit).
+
+Traits.  A variant declares what it is as class attributes —
+``serves_one_at_a_time``, ``uses_threads``, ``uses_processes`` — and reports and
+findings key on those, never on a variant's name.
+
+Counters.  :class:`Counters` are plain integers in one process.  A variant
+that serves from several processes sets ``uses_processes`` and gets
+:class:`SharedCounters` instead: the same three numbers in shared memory, so
+the ``stopped`` line sums every process.
 
 Stopping.  SIGTERM and SIGINT raise :class:`ServerStopping` in the main thread.
 Raising from the handler is what interrupts a blocking ``accept()``/``recv()``
 (PEP 475 retries the call otherwise); ``ServerStopping`` derives from
 BaseException so no ``except Exception`` in a request path swallows it.
 ``run()`` then closes the listener and every open connection and prints the
-``stopped`` line.
+``stopped`` line.  The harness stops a server by signalling its process group,
+so children a variant forks never outlive it.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -50,11 +63,53 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
 
 
-@dataclass
-class Stats:
-    connections: int = 0  # accepted
-    requests: int = 0  # answered OK
-    errors: int = 0  # bad frames answered with a status, resets, timeouts
+class Counters:
+    """connections accepted, requests answered OK, connections that ended badly — one process."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+        self.errors = 0
+
+    def add(self, connections: int = 0, requests: int = 0, errors: int = 0) -> None:
+        self.connections += connections
+        self.requests += requests
+        self.errors += errors
+
+    def snapshot(self) -> dict[str, int]:
+        return {"connections": self.connections, "requests": self.requests, "errors": self.errors}
+
+
+class LockedCounters(Counters):
+    """For several threads of one process: ``+=`` on an attribute is not atomic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, connections: int = 0, requests: int = 0, errors: int = 0) -> None:
+        with self._lock:
+            super().add(connections, requests, errors)
+
+
+class SharedCounters(Counters):
+    """For several processes: three integers in memory shared across fork(), under one lock."""
+
+    def __init__(self) -> None:
+        # Deliberately not calling super().__init__: the values live in shared memory.
+        self._values = multiprocessing.RawArray("q", 3)
+        self._lock = multiprocessing.Lock()
+
+    def add(self, connections: int = 0, requests: int = 0, errors: int = 0) -> None:
+        with self._lock:
+            values = self._values
+            values[0] += connections
+            values[1] += requests
+            values[2] += errors
+
+    connections = property(lambda self: self._values[0])  # type: ignore[assignment]
+    requests = property(lambda self: self._values[1])  # type: ignore[assignment]
+    errors = property(lambda self: self._values[2])  # type: ignore[assignment]
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -66,34 +121,88 @@ def emit(event: str, **fields: Any) -> None:
 class BaseServer:
     variant: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Traits: what reports and findings key on (never the variant's name).
+    serves_one_at_a_time: ClassVar[bool] = False
+    uses_threads: ClassVar[bool] = False
+    uses_processes: ClassVar[bool] = False
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.limits = config.limits
-        self.stats = Stats()
+        self.stats = self.make_counters()
         self.listener = open_listener(config.host, config.port, config.backlog)
         self.port: int = self.listener.getsockname()[1]
 
-    # -- the one method a variant must write -------------------------------------------
+    @classmethod
+    def traits(cls) -> dict[str, bool]:
+        return {
+            "serves_one_at_a_time": cls.serves_one_at_a_time,
+            "uses_threads": cls.uses_threads,
+            "uses_processes": cls.uses_processes,
+        }
+
+    def make_counters(self) -> Counters:
+        if self.uses_processes:
+            return SharedCounters()
+        return LockedCounters() if self.uses_threads else Counters()
+
+    # -- the hooks a variant overrides -----------------------------------------------------
     def serve_forever(self) -> None:
-        raise NotImplementedError
+        """Accept connections one by one and hand each to ``process_request``."""
+        accept = self.listener.accept
+        while True:
+            conn, _ = accept()
+            self.stats.add(connections=1)
+            self.process_request(conn)
+
+    def process_request(self, conn: socket.socket) -> None:
+        """Serve one accepted connection; by default right here, until it ends."""
+        self.serve_connection(conn)
 
     def close_connections(self) -> None:
         """Close every connection still open; called once, on the way out."""
+
+    # -- the request loop over one blocking socket ---------------------------------------------
+    def serve_connection(self, conn: socket.socket) -> None:
+        """read → decode → serve each request in this thread → sendall, until the client
+        closes, sends a bad frame (answered with its status, then closed), resets, or stays
+        silent or unreading for ``read_timeout``."""
+        set_nodelay(conn)
+        set_io_timeout(conn, self.config.read_timeout)
+        decoder = RequestDecoder(self.limits)
+        recv, sendall, add = conn.recv, conn.sendall, self.stats.add
+        clean = False
+        try:
+            while True:
+                data = recv(RECV_SIZE)
+                if not data:
+                    clean = decoder.buffered == 0  # closing mid-frame is a client error
+                    return
+                requests = decoder.feed(data)
+                for request in requests:
+                    sendall(serve_request_blocking(request))
+                if requests:
+                    add(requests=len(requests))
+                if decoder.error is not None:
+                    sendall(error_response(decoder.error))
+                    conn.shutdown(socket.SHUT_WR)
+                    return
+        except OSError:
+            pass  # reset, broken pipe, or SO_RCVTIMEO/SO_SNDTIMEO expired (EAGAIN)
+        except ServerStopping:
+            clean = True  # we are closing it, not the client misbehaving
+            raise
+        finally:
+            conn.close()
+            if not clean:
+                add(errors=1)
 
     # -- life cycle --------------------------------------------------------------------
     def run(self) -> int:
         """Announce, serve until SIGTERM/SIGINT, clean up, report.  Returns the exit status."""
         previous = {sig: signal.signal(sig, _raise_stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            emit(
-                "listening",
-                variant=self.variant,
-                host=self.config.host,
-                port=self.port,
-                backlog=self.config.backlog,
-                pid=os.getpid(),
-            )
+            emit("listening", **self.listening_fields())
             self.serve_forever()
         except ServerStopping:
             pass
@@ -103,13 +212,18 @@ class BaseServer:
                 signal.signal(sig, signal.SIG_IGN)
             self.listener.close()
             self.close_connections()
-            emit(
-                "stopped",
-                connections=self.stats.connections,
-                requests=self.stats.requests,
-                errors=self.stats.errors,
-            )
+            emit("stopped", **self.stats.snapshot())
         return 0
+
+    def listening_fields(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "host": self.config.host,
+            "port": self.port,
+            "backlog": self.config.backlog,
+            "pid": os.getpid(),
+            "traits": self.traits(),
+        }
 
 
 def _raise_stopping(signum: int, frame: object) -> None:
@@ -151,71 +265,3 @@ def set_io_timeout(sock: socket.socket, seconds: float) -> None:
 def set_nodelay(sock: socket.socket) -> None:
     # Small replies go out at once instead of waiting on Nagle for an ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class BlockingConnectionMixin:
-    """The request loop over one blocking socket, shared by `blocking` and `threaded`.
-
-    read → decode → serve each request in this thread → sendall, until the
-    client closes, sends a bad frame (answered with its status, then closed),
-    resets, or stays silent or unreading for ``read_timeout``.
-    """
-
-    config: ServerConfig
-    limits: Limits
-    stats: Stats
-
-    def serve_connection(self, conn: socket.socket) -> None:
-        set_nodelay(conn)
-        set_io_timeout(conn, self.config.read_timeout)
-        decoder = RequestDecoder(self.limits)
-        recv, sendall = conn.recv, conn.sendall
-        clean = False
-        try:
-            while True:
-                data = recv(RECV_SIZE)
-                if not data:
-                    clean = decoder.buffered == 0  # closing mid-frame is a client error
-                    return
-                requests = decoder.feed(data)
-                for request in requests:
-                    sendall(serve_request_blocking(request))
-                if requests:
-                    self.count_requests(len(requests))
-                if decoder.error is not None:
-                    sendall(error_response(decoder.error))
-                    conn.shutdown(socket.SHUT_WR)
-                    return
-        except OSError:
-            pass  # reset, broken pipe, or SO_RCVTIMEO/SO_SNDTIMEO expired (EAGAIN)
-        except ServerStopping:
-            clean = True  # we are closing it, not the client misbehaving
-            raise
-        finally:
-            conn.close()
-            if not clean:
-                self.count_error()
-
-    def count_requests(self, n: int) -> None:
-        self.stats.requests += n
-
-    def count_error(self) -> None:
-        self.stats.errors += 1
-
-
-class LockedCountersMixin:
-    """Counters updated from many threads: ``+=`` on an attribute is not atomic."""
-
-    stats: Stats
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stats_lock = threading.Lock()
-
-    def count_requests(self, n: int) -> None:
-        with self._stats_lock:
-            self.stats.requests += n
-
-    def count_error(self) -> None:
-        with self._stats_lock:
-            self.stats.errors += 1

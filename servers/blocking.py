@@ -9,20 +9,17 @@ listener's accept queue; once ``backlog + 1`` are waiting the kernel drops
 further SYNs and those clients retry on the SYN schedule (1, 2, 3 … s).  That
 is the lesson this variant exists to show.  ``--read-timeout`` bounds how long
 one idle or unreading client can keep everybody else waiting.
+
+It is :class:`BaseServer` unchanged: the default accept loop, and the default
+``process_request`` that serves each connection in the accepting thread.
 """
 
 from __future__ import annotations
 
-from servers.base import BaseServer, BlockingConnectionMixin
+from servers.base import BaseServer
 
 
-class BlockingServer(BlockingConnectionMixin, BaseServer):
+class BlockingServer(BaseServer):
     variant = "blocking"
     description = "one loop: accept() one client, serve it until it closes, then the next"
-
-    def serve_forever(self) -> None:
-        accept = self.listener.accept
-        while True:
-            conn, _ = accept()
-            self.stats.connections += 1
-            self.serve_connection(conn)
+    serves_one_at_a_time = True

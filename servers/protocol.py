@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
@@ -151,13 +152,32 @@ class RequestDecoder:
 
 
 class ResponseDecoder:
-    """Incremental response decoder for clients: ``feed()`` returns (status, body) pairs."""
+    """Incremental response decoder for clients: ``feed()`` returns (status, body) pairs.
+
+    The one reply reader every client shares (the Locust client falls back to it
+    when a reply does not arrive in one read).  ``wanted`` is how many more bytes
+    complete the next frame, so a caller that must not read past one reply can
+    ``recv(decoder.wanted)``.
+    """
 
     __slots__ = ("_buf", "max_body")
 
     def __init__(self, max_body: int = U32_MAX) -> None:
         self.max_body = max_body
         self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a reply that is not complete yet."""
+        return len(self._buf)
+
+    @property
+    def wanted(self) -> int:
+        buf = self._buf
+        if len(buf) < RESPONSE_HEADER_SIZE:
+            return RESPONSE_HEADER_SIZE - len(buf)
+        length, _ = RESPONSE_HEADER.unpack_from(buf)
+        return max(4 + length - len(buf), 1)
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         buf = self._buf
@@ -176,6 +196,18 @@ class ResponseDecoder:
         if pos:
             del buf[:pos]
         return out
+
+
+def read_response(recv: Callable[[int], bytes], decoder: ResponseDecoder | None = None) -> tuple[int, bytes]:
+    """Read exactly one response with ``recv(n)`` (a blocking socket's), never a byte past it."""
+    decoder = decoder or ResponseDecoder()
+    while True:
+        data = recv(decoder.wanted)
+        if not data:
+            raise EOFError(f"connection closed with {decoder.wanted} bytes of a reply still expected")
+        got = decoder.feed(data)
+        if got:
+            return got[0]
 
 
 def encode_request(op: int, arg: int = 0, payload: bytes = b"", reply_len: int = 0) -> bytes:

@@ -66,6 +66,7 @@ class Connection:
 class SelectorServer(BaseServer):
     variant = "selectors"
     description = "one thread, non-blocking sockets, epoll via selectors; SLEEP is a timer"
+    # Counters are touched by the loop's one thread only: plain Counters, no lock.
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -109,14 +110,14 @@ class SelectorServer(BaseServer):
                 return
             except OSError:
                 # ECONNABORTED, or EMFILE when out of fds: leave the rest queued.
-                self.stats.errors += 1
+                self.stats.add(errors=1)
                 return
             sock.setblocking(False)
             set_nodelay(sock)
             conn = Connection(sock, RequestDecoder(self.limits), now)
             self.connections[sock] = conn
             self.selector.register(sock, EVENT_READ, conn)
-            self.stats.connections += 1
+            self.stats.add(connections=1)
 
     def _on_readable(self, conn: Connection) -> None:
         sock = conn.sock
@@ -146,7 +147,7 @@ class SelectorServer(BaseServer):
                 except OSError:
                     self._close(conn, error=True)
                     return
-                self.stats.requests += 1
+                self.stats.add(requests=1)
                 if sent < len(reply):
                     conn.out = reply[sent:]
                     self._want(conn, EVENT_WRITE)
@@ -193,11 +194,11 @@ class SelectorServer(BaseServer):
                 pending += len(reply)
                 served += 1
             if served:
-                self.stats.requests += served
+                self.stats.add(requests=served)
             if not queue and not conn.sleeping and conn.decoder.error is not None and not conn.closing:
                 parts.append(error_response(conn.decoder.error))
                 conn.closing = True
-                self.stats.errors += 1
+                self.stats.add(errors=1)
             if parts:
                 joined = parts[0] if len(parts) == 1 else b"".join(parts)
                 conn.out = conn.out + joined if conn.out else joined
@@ -217,7 +218,7 @@ class SelectorServer(BaseServer):
             conn.sleeping = False
             conn.last_active = now
             conn.out += reply_for(request)
-            self.stats.requests += 1
+            self.stats.add(requests=1)
             self._serve(conn)
 
     # -- output and read interest ------------------------------------------------------
@@ -274,7 +275,7 @@ class SelectorServer(BaseServer):
         conn.queue.clear()
         conn.out = b""
         if error:
-            self.stats.errors += 1
+            self.stats.add(errors=1)
 
     def _sweep_idle(self) -> None:
         if self.config.read_timeout <= 0:

@@ -1,10 +1,11 @@
 """threaded — one thread per accepted connection.
 
 The main thread only accepts; each connection gets its own thread running the
-same blocking request loop as the `blocking` variant.  Waiting (SLEEP, a slow
-client) overlaps across connections; CPU work (WORK) does not, because all the
-threads share one GIL.  Each connection costs a thread: its stack, a kernel
-task, and a context switch per request.
+same blocking request loop as the `blocking` variant (socketserver's
+ThreadingMixIn: one overridden hook).  Waiting (SLEEP, a slow client) overlaps
+across connections; CPU work (WORK) does not, because all the threads share one
+GIL.  Each connection costs a thread: its stack, a kernel task, and a context
+switch per request.
 
 On stop, open sockets are shut down so threads blocked in recv() return; the
 threads are daemons, so one still inside a SLEEP does not hold up the exit.
@@ -16,26 +17,23 @@ import contextlib
 import socket
 import threading
 
-from servers.base import BaseServer, BlockingConnectionMixin, LockedCountersMixin
+from servers.base import BaseServer
 
 
-class ThreadedServer(LockedCountersMixin, BlockingConnectionMixin, BaseServer):
+class ThreadedServer(BaseServer):
     variant = "threaded"
     description = "a thread per connection, each running the blocking request loop"
+    uses_threads = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
 
-    def serve_forever(self) -> None:
-        accept = self.listener.accept
-        while True:
-            conn, _ = accept()
-            self.stats.connections += 1  # only this thread writes it
-            with self._open_lock:
-                self._open.add(conn)
-            threading.Thread(target=self._connection_thread, args=(conn,), daemon=True).start()
+    def process_request(self, conn: socket.socket) -> None:
+        with self._open_lock:
+            self._open.add(conn)
+        threading.Thread(target=self._connection_thread, args=(conn,), daemon=True).start()
 
     def _connection_thread(self, conn: socket.socket) -> None:
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import struct
 
-from servers.protocol import RESPONSE_HEADER, encode_request
+from servers.protocol import encode_request
+from servers.protocol import read_response as protocol_read_response
 
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
@@ -14,20 +15,8 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> socket.
     return sock
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 1 << 20))
-        if not chunk:
-            raise EOFError(f"connection closed with {n} bytes still expected")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
 def read_response(sock: socket.socket) -> tuple[int, bytes]:
-    length, status = RESPONSE_HEADER.unpack(recv_exact(sock, 5))
-    return status, recv_exact(sock, length - 1)
+    return protocol_read_response(sock.recv)
 
 
 def call(sock: socket.socket, op: int, arg: int = 0, payload: bytes = b"", reply_len: int = 0) -> tuple[int, bytes]:

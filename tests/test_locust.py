@@ -9,11 +9,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from loadtest.latency import read_histograms
+from servers import variant_class
+from tests.conftest import VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
@@ -34,8 +37,8 @@ class LocustRun:
         with (self.report_dir / "locust_stats.csv").open() as f:
             return {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
 
-    def server(self) -> dict[str, int | str]:
-        return json.loads((self.report_dir / "server.json").read_text())
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.report_dir / "run.json").read_text())
 
 
 def run_locust(tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60) -> LocustRun:
@@ -64,11 +67,11 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("user", ["PersistentUser", "ConnectPerRequestUser", "IdleUser"])
-@pytest.mark.parametrize("variant", ["blocking", "threaded", "selectors"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_each_user_class_against_each_variant(tmp_path: Path, variant: str, user: str) -> None:
     # IdleUser requests once per --idle-interval; blocking serves one connection at a time,
     # so a single user keeps every class healthy on every variant.
-    users = 1 if variant == "blocking" else 5
+    users = 1 if variant_class(variant).serves_one_at_a_time else 5
     run = run_locust(tmp_path, user, "--server", variant, "--idle-interval", "0.5", users=users)
     assert run.returncode == 0, run.stderr[-2000:]
     latency = run.latency()
@@ -80,7 +83,7 @@ def test_each_user_class_against_each_variant(tmp_path: Path, variant: str, user
         assert int(latency[("FIRST_REPLY", mode)]["count"]) == int(echo["count"])
     stats = run.locust_stats()
     assert int(stats[("ECHO", mode)]["Failure Count"]) == 0
-    assert run.server()["variant"] == variant
+    assert run.manifest()["variant"] == variant
 
 
 def test_sleep_20ms_in_microseconds(tmp_path: Path) -> None:
@@ -113,7 +116,7 @@ def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
     locust_total = int(run.locust_stats()[("", "Aggregated")]["Request Count"])
     hist_total = sum(h.get_total_count() for (kind, _), h in merged.items() if kind != "FIRST_REPLY")
     assert hist_total == locust_total > 1000
-    stopped = json.loads((run.report_dir / "server_stopped.json").read_text())
+    stopped = run.manifest()["server_stopped"]
     # Users are killed at the end (stop-timeout 0): a request already answered by the
     # server may never be recorded, at most one per user.
     recorded = int(run.latency()[("ECHO", "persistent")]["count"])
@@ -172,8 +175,8 @@ def test_interrupted_run_leaves_no_server(tmp_path: Path, how: str) -> None:
     import signal
 
     proc, report_dir = _start_locust(tmp_path, "--headless", "-u", "3", "-r", "3", "-t", "60s")
-    _wait_for(report_dir / "server.json", proc)
-    server_pid = json.loads((report_dir / "server.json").read_text())["pid"]
+    _wait_for(report_dir / "run.json", proc)
+    server_pid = json.loads((report_dir / "run.json").read_text())["server"]["pid"]
     proc.send_signal(getattr(signal, how))
     proc.communicate(timeout=20)
     assert not _alive(server_pid), f"server {server_pid} outlived locust ({how})"
@@ -200,7 +203,7 @@ def test_master_and_worker_processes(tmp_path: Path) -> None:
         tmp_path, "--headless", "--master", "--expect-workers", "1", "--master-bind-port", str(free_port()),
         "-u", "3", "-r", "3", "-t", "3s", "--csv", str(tmp_path / "run" / "locust"), "--server", "threaded",
     )  # fmt: skip
-    _wait_for(report_dir / "server.json", master, timeout=20)
+    _wait_for(report_dir / "run.json", master, timeout=20)
     port = next(a for a in master.args if a.isdigit() and int(a) > 1024)  # type: ignore[union-attr]
     worker = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port", str(port)],
@@ -216,7 +219,7 @@ def test_master_and_worker_processes(tmp_path: Path) -> None:
     assert master.returncode == 0, err[-2000:]
     row = LocustRun(0, "", "", report_dir).latency()[("ECHO", "persistent")]
     assert int(row["count"]) > 100 and int(row["failures"]) == 0
-    assert not _alive(json.loads((report_dir / "server.json").read_text())["pid"])
+    assert not _alive(json.loads((report_dir / "run.json").read_text())["server"]["pid"])
 
 
 def test_options_are_in_the_web_ui_with_dropdowns(tmp_path: Path) -> None:
@@ -226,7 +229,7 @@ def test_options_are_in_the_web_ui_with_dropdowns(tmp_path: Path) -> None:
     port = free_port()
     proc, report_dir = _start_locust(tmp_path, "--web-host", "127.0.0.1", "--web-port", str(port))
     try:
-        _wait_for(report_dir / "server.json", proc)
+        _wait_for(report_dir / "run.json", proc)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -250,9 +253,9 @@ def test_options_are_in_the_web_ui_with_dropdowns(tmp_path: Path) -> None:
     for name in ("op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout", "read_timeout",
                  "server", "backlog", "report_dir", "user_mode"):  # fmt: skip
         assert name in options, name
-    assert options["server"]["choices"] == ["auto", "blocking", "threaded", "selectors", "none"]
+    assert options["server"]["choices"] == ["auto", *VARIANTS, "none"]
     assert options["op"]["choices"] == ["ECHO", "SLEEP", "WORK"]
     # The default server was started, and the page offers its address as the host.
-    server = json.loads((report_dir / "server.json").read_text())
+    server = json.loads((report_dir / "run.json").read_text())["server"]
     assert f"tcp://127.0.0.1:{server['port']}" in page
     assert not _alive(server["pid"])

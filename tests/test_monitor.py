@@ -16,7 +16,7 @@ import pytest
 
 from loadtest.monitor import COLUMNS, Monitor
 from loadtest.netns import can_isolate
-from loadtest.server_process import ServerProcess
+from loadtest.processes import MonitorProcess, ServerProcess
 from servers.protocol import Op
 from tests.helpers import call, connect
 
@@ -24,12 +24,8 @@ ISOLATION, WHY_NOT = can_isolate()
 needs_netns = pytest.mark.skipif(not ISOLATION, reason=f"no private network namespace here: {WHY_NOT}")
 
 
-def start_monitor(server: ServerProcess, out: Path, interval: float = 0.2) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "loadtest.monitor", "--pid", str(server.pid), "--port", str(server.port),
-         "--interval", str(interval), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def start_monitor(server: ServerProcess, out: Path, interval: float = 0.2) -> subprocess.Popen[bytes]:
+    return MonitorProcess.start(server.pid, server.port, out, interval=interval, wait_first_row=0, capture=True).proc
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

@@ -16,7 +16,8 @@ import time
 import psutil
 import pytest
 
-from loadtest.server_process import ServerProcess
+from loadtest.processes import ServerProcess
+from servers import VARIANTS
 from servers.protocol import Op, Status, encode_request
 from tests.helpers import call, closed_by_peer, connect, raw_header, read_response
 
@@ -246,7 +247,7 @@ def test_bad_options_exit_2_in_one_line(args: list[str], words: str) -> None:
 def test_list_and_listening_line() -> None:
     listed = run_cli("--list")
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["blocking", "threaded", "selectors"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(VARIANTS)
     proc = subprocess.Popen(
         [sys.executable, "-m", "servers", "selectors", "--port", "0", "--backlog", "7"],
         stdout=subprocess.PIPE,
@@ -257,6 +258,7 @@ def test_list_and_listening_line() -> None:
         assert event["event"] == "listening" and event["variant"] == "selectors"
         assert event["host"] == "127.0.0.1" and event["backlog"] == 7 and event["pid"] == proc.pid
         assert event["port"] > 0
+        assert event["traits"] == {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": False}
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
@@ -288,7 +290,7 @@ def two_sleeps_at_once(port: int) -> float:
 
 def test_concurrency_model_is_visible(server: ServerProcess) -> None:
     elapsed = two_sleeps_at_once(server.port)
-    if server.variant == "blocking":
+    if server.traits["serves_one_at_a_time"]:
         assert elapsed >= 0.400
     else:
         assert elapsed < 0.300

@@ -1,10 +1,16 @@
-"""Start and stop a server variant as a separate OS process (``python -m servers``).
+"""The processes the harness starts beside Locust: the server under test and its monitor.
 
 The harness never runs a server in its own process: Locust's gevent patching
 would turn the variant's threads and selectors into greenlets and measure
-gevent instead.  The child announces its real port on its first stdout line,
-is tied to its parent's life (PR_SET_PDEATHSIG, so a ``kill -9`` of the harness
-does not orphan it), and is stopped with SIGTERM, then SIGKILL.
+gevent instead; and a monitor scan inside Locust would stall every user.  So
+both are OS processes of their own, each in a session (and process group) of
+its own, tied to the harness's life (PR_SET_PDEATHSIG, so a ``kill -9`` of the
+harness does not orphan them).
+
+:class:`ServerProcess` announces its real port on its first stdout line and is
+stopped by signalling its whole process group — SIGTERM, then SIGKILL — so
+children a variant forks never outlive it.  :class:`MonitorProcess` is the one
+place that builds the monitor's command line.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
@@ -42,6 +49,7 @@ class ServerProcess:
     backlog: int
     pid: int
     proc: subprocess.Popen[bytes] = field(repr=False)
+    traits: dict[str, bool] = field(default_factory=dict)
     stopped: dict[str, Any] | None = None
 
     @property
@@ -102,20 +110,26 @@ class ServerProcess:
             backlog=int(event["backlog"]),
             pid=int(event["pid"]),
             proc=proc,
+            traits=dict(event.get("traits") or {}),
         )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 3.0) -> dict[str, Any] | None:
-        """SIGTERM, wait, SIGKILL if needed; returns the server's ``stopped`` line if it gave one."""
+        """SIGTERM to the process group, wait, SIGKILL to the group if needed.
+
+        Returns the server's ``stopped`` line if it gave one.
+        """
         if self.proc.poll() is None:
             try:
-                self.proc.send_signal(signal.SIGTERM)
+                _signal_group(self.proc, signal.SIGTERM)
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                _signal_group(self.proc, signal.SIGKILL)
                 self.proc.wait()
+        # Whatever the server left in its group (children that did not exit with it) goes too.
+        _signal_group(self.proc, signal.SIGKILL)
         if self.stopped is None and self.proc.stdout is not None:
             for raw in self.proc.stdout.read().splitlines():
                 try:
@@ -129,11 +143,87 @@ class ServerProcess:
             self.proc.stderr.close()
         return self.stopped
 
+    def describe(self) -> dict[str, Any]:
+        """The server's facts for run.json."""
+        return {"host": self.host, "port": self.port, "backlog": self.backlog, "pid": self.pid,
+                "traits": self.traits}  # fmt: skip
+
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Signal the process group the child leads (it was started in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+@dataclass
+class MonitorProcess:
+    """``python -m loadtest.monitor`` sampling one server into a CSV file, as its own process."""
+
+    proc: subprocess.Popen[bytes] = field(repr=False)
+    out: Path
+
+    @classmethod
+    def start(
+        cls,
+        server_pid: int,
+        port: int,
+        out: Path,
+        *,
+        interval: float = 0.5,
+        loadgen_pids: list[int] | tuple[int, ...] = (),
+        wait_first_row: float = 15.0,
+        capture: bool = False,
+    ) -> MonitorProcess:
+        """Start it; with ``wait_first_row`` > 0, return once its first row is on disk.
+
+        Waiting matters: the kernel-counter baseline and the idle server's RSS must be
+        taken before the load starts, not half a second into it.
+        """
+        cmd = [sys.executable, "-m", "loadtest.monitor", "--pid", str(server_pid), "--port", str(port),
+               "--interval", str(interval), "--out", str(out)]  # fmt: skip
+        for pid in loadgen_pids:
+            cmd += ["--loadgen-pid", str(pid)]
+        pipe = subprocess.PIPE if capture else None
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe,
+                                preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
+        monitor = cls(proc, Path(out))
+        if wait_first_row > 0:
+            monitor.wait_rows(1, wait_first_row)
+        return monitor
+
+    def rows_written(self) -> int:
+        try:
+            return max(self.out.read_bytes().count(b"\n") - 1, 0)
+        except OSError:
+            return 0
+
+    def wait_rows(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if self.rows_written() >= n:
+                return True
+            time.sleep(0.02)
+        return self.rows_written() >= n
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM (it writes one last row, then exits); SIGKILL if it does not."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:

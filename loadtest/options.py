@@ -1,0 +1,160 @@
+"""Every socklab option, declared once (gunicorn's ``config.py`` idea: one ``Setting`` per option).
+
+From :data:`OPTIONS` come the Locust command-line/web-UI arguments
+(:func:`add_locust_arguments`), their validation (:func:`validate`), the option
+dump in ``run.json`` (:func:`option_values`), and the options ``socklab
+compare`` lets a user override for every scenario (:func:`add_override_arguments`,
+:func:`overrides`).  The op names, variant names and user modes are written here
+and nowhere else.
+
+This module imports neither locust nor gevent: ``socklab compare`` reads it in a
+plain process.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from servers import VARIANTS
+from servers.protocol import Op
+
+OPS: tuple[str, ...] = tuple(op.name for op in Op)
+USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.users binds each to a class
+DEFAULT_VARIANT = "selectors"
+SERVER_CHOICES: tuple[str, ...] = ("auto", *VARIANTS, "none")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One socklab option: its parser argument, its rule, and where it appears."""
+
+    name: str  # as on the command line, without the dashes
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    web_ui: bool = True  # shown in Locust's web UI (choices become a dropdown)
+    overridable: bool = False  # `socklab compare --NAME` overrides every scenario's preset
+    minimum: float | None = None  # the smallest value allowed
+    exclusive_minimum: bool = False  # the value must be > minimum, not >=
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not allowed, in words; None if it is."""
+        if self.minimum is None or value is None:
+            return None
+        if self.exclusive_minimum and not value > self.minimum:
+            return f"{self.flag} must be > {self.minimum:g}"
+        if not self.exclusive_minimum and not value >= self.minimum:
+            return f"{self.flag} must be >= {self.minimum:g}"
+        return None
+
+    def checked_type(self) -> Callable[[str], Any]:
+        """An argparse type that converts and applies the rule (argparse then says one line)."""
+
+        def parse(text: str) -> Any:
+            value = self.type(text)
+            if self.problem(value):
+                raise ValueError
+            return value
+
+        rule = ">" if self.exclusive_minimum else ">="
+        name = self.type.__name__
+        parse.__name__ = f"{name} {rule} {self.minimum:g}" if self.minimum is not None else name
+        return parse
+
+
+def _op(text: str) -> str:
+    return text.upper()
+
+
+_op.__name__ = "op"
+
+OPTIONS: tuple[Option, ...] = (
+    Option("user-mode", str, "persistent", "which user class runs when none is named on the command line",
+           choices=USER_MODES),
+    Option("op", _op, "ECHO", "request op", choices=OPS, overridable=True),
+    Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0),
+    Option("reply-bytes", int, 0, "reply body size, 0 = echo the payload", overridable=True, minimum=0),
+    Option("sleep-ms", int, 20, "SLEEP argument in ms", overridable=True, minimum=0),
+    Option("work-us", int, 1000, "WORK argument in µs", overridable=True, minimum=0),
+    Option("connect-timeout", float, 5.0, "connect() timeout in s", overridable=True, minimum=0,
+           exclusive_minimum=True),
+    Option("read-timeout", float, 10.0, "reply timeout in s", overridable=True, minimum=0, exclusive_minimum=True),
+    Option("idle-interval", float, 5.0, "IdleUser: seconds between its small requests", overridable=True, minimum=0,
+           exclusive_minimum=True),
+    Option("server", str, "auto", f"server variant to start for this run; auto = {DEFAULT_VARIANT} unless --host is "
+           "given; none = use --host only", choices=SERVER_CHOICES),
+    Option("backlog", int, 128, "listen() backlog of the started server", overridable=True, minimum=0),
+    Option("monitor-interval", float, 0.5, "seconds between monitor samples of the started server; 0 = no monitor",
+           minimum=0),
+    Option("warmup", float, 0.0, "seconds after the start whose requests are not counted (stats reset then)",
+           minimum=0),
+    Option("scenario", str, "", "a label recorded in run.json", web_ui=False),
+    Option("report-dir", str, "", "folder for socklab's output (default reports/<run-id>)"),
+)  # fmt: skip
+
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+def overridable() -> Iterator[Option]:
+    return (o for o in OPTIONS if o.overridable)
+
+
+def add_locust_arguments(parser: Any) -> None:
+    """Add every option to Locust's parser.  No side effects: Locust calls this on every web-UI page load.
+
+    On the parser itself, not a group: Locust's web UI lists only the parser's own arguments
+    (those that carry include_in_web_ui), with a dropdown for choices.
+    """
+    for o in OPTIONS:
+        default = f" (default {o.default})" if o.default not in ("", None) else ""
+        parser.add_argument(
+            o.flag,
+            type=o.type,
+            default=o.default,
+            choices=list(o.choices) if o.choices else None,
+            help=o.help + default,
+            include_in_web_ui=o.web_ui,
+        )
+
+
+def validate(options: Any) -> str | None:
+    """The first problem with the parsed options, as one line; None if there is none."""
+    for o in OPTIONS:
+        problem = o.problem(getattr(options, o.dest, None))
+        if problem:
+            return problem
+    return None
+
+
+def option_values(options: Any) -> dict[str, Any]:
+    """The socklab options of a run, for run.json."""
+    return {o.dest: getattr(options, o.dest, o.default) for o in OPTIONS}
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """`socklab compare --NAME VALUE`: the same options, overriding every scenario's preset."""
+    for o in overridable():
+        parser.add_argument(
+            o.flag,
+            type=o.checked_type(),
+            default=None,
+            choices=list(o.choices) if o.choices else None,
+            help=f"{o.help}; overrides every scenario's value",
+        )
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The overridable options given on compare's command line, by locustfile name."""
+    return {o.name: value for o in overridable() if (value := getattr(args, o.dest, None)) is not None}

@@ -1,0 +1,166 @@
+"""The charts of one run's page (plotly figures built from the run's files)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from loadtest.report.load import RunData, merged_histogram
+from loadtest.report.summary import CLIENT_BOUND_PERCENT, OPS
+from loadtest.sockdiag import REPORTED_STATES
+
+
+def layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def _elapsed(run: RunData, timestamps: pd.Series) -> pd.Series:
+    start = (run.info.get("window") or {}).get("start") or float(timestamps.min())
+    return timestamps - start
+
+
+def throughput_chart(run: RunData) -> go.Figure | None:
+    hist = run.history
+    if hist is None or hist.empty or "Total Request Count" not in hist:
+        return None
+    per_op = hist[hist["Type"].isin(OPS)]
+    if per_op.empty:
+        per_op = hist[hist["Name"] == "Aggregated"]
+    fig = go.Figure()
+    for (kind, name), g in per_op.groupby(["Type", "Name"]):
+        g = g.drop_duplicates("Timestamp", keep="last").sort_values("Timestamp")
+        rate = g["Total Request Count"].diff() / g["Timestamp"].diff()  # counts, not Locust's smoothed rate
+        fig.add_scatter(x=_elapsed(run, g["Timestamp"]), y=rate, mode="lines", name=f"{kind} {name}".strip())
+    fig.update_xaxes(title="seconds into the run")
+    fig.update_yaxes(title="requests/s", rangemode="tozero")
+    return layout(fig, "Throughput (completed requests per second, from counts)")
+
+
+def latency_chart(run: RunData) -> go.Figure | None:
+    lat = run.latency
+    if lat.empty:
+        return None
+    cols = [c for c in ("p50_us", "p90_us", "p95_us", "p99_us", "p99.9_us", "p99.99_us", "max_us") if c in lat]
+    fig = go.Figure()
+    for _, r in lat.iterrows():
+        if not r["count"]:
+            continue
+        fig.add_scatter(
+            x=[c.replace("_us", "") for c in cols],
+            y=[r[c] / 1000 for c in cols],
+            mode="lines+markers",
+            name=f"{r['type']} {r['name']}",
+        )
+    fig.update_yaxes(type="log", title="ms (µs resolution)")
+    return layout(fig, "Latency percentiles (socklab µs histograms)")
+
+
+def connections_chart(run: RunData) -> go.Figure | None:
+    mon = run.monitor
+    if mon is None:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("server's ends", "clients' ends"), shared_yaxes=True)
+    x = _elapsed(run, mon["timestamp"])
+    for col, side in ((1, "server"), (2, "client")):
+        for state in REPORTED_STATES:
+            y = mon[f"{side}_{state}"]
+            if y.any():
+                fig.add_scatter(x=x, y=y, stackgroup=side, name=f"{side} {state}", mode="lines", row=1, col=col)
+    fig.update_xaxes(title="seconds into the run")
+    fig.update_yaxes(title="sockets", col=1)
+    return layout(fig, "TCP connections on the server's port by state (stacked)", 380)
+
+
+def accept_queue_chart(run: RunData) -> go.Figure | None:
+    mon = run.monitor
+    if mon is None:
+        return None
+    x = _elapsed(run, mon["timestamp"])
+    fig = go.Figure()
+    fig.add_scatter(x=x, y=mon["accept_queue"], mode="lines", name="accept-queue depth")
+    fig.add_scatter(x=x, y=mon["backlog"], mode="lines", name="backlog", line={"dash": "dash"})
+    fig.add_scatter(x=x, y=mon["backlog"] + 1, mode="lines", name="backlog + 1 (queue full)", line={"dash": "dot"})
+    fig.update_xaxes(title="seconds into the run")
+    fig.update_yaxes(title="connections", rangemode="tozero")
+    return layout(fig, "Accept queue against the backlog")
+
+
+def overflow_chart(run: RunData) -> go.Figure | None:
+    mon = run.monitor
+    if mon is None:
+        return None
+    x = _elapsed(run, mon["timestamp"])
+    fig = go.Figure()
+    for col in (
+        "TcpExt_ListenOverflows",
+        "TcpExt_ListenDrops",
+        "TcpExt_TCPReqQFullDrop",
+        "TcpExt_TCPReqQFullDoCookies",
+        "TcpExt_SyncookiesSent",
+        "TcpExt_TCPSynRetrans",
+        "Tcp_RetransSegs",
+    ):
+        fig.add_scatter(x=x, y=mon[col], mode="lines", name=col.split("_", 1)[1])
+    scope = str(mon["counters_scope"].iloc[-1])
+    fig.update_xaxes(title="seconds into the run")
+    fig.update_yaxes(title="events since start", rangemode="tozero")
+    return layout(fig, f"Kernel counters ({scope})")
+
+
+def cost_chart(run: RunData) -> go.Figure | None:
+    mon = run.monitor
+    if mon is None:
+        return None
+    x = _elapsed(run, mon["timestamp"])
+    fig = make_subplots(rows=2, cols=2, subplot_titles=("CPU % of one core", "RSS MiB", "threads", "open fds"))
+    fig.add_scatter(x=x, y=mon["server_cpu_percent"], name="server CPU %", row=1, col=1)
+    fig.add_scatter(x=x, y=mon["loadgen_cpu_percent_max"], name="load generator CPU % (busiest process)", row=1, col=1)
+    fig.add_hline(y=CLIENT_BOUND_PERCENT, line_dash="dot", row=1, col=1)
+    fig.add_scatter(x=x, y=mon["server_rss_bytes"] / 2**20, name="server RSS", row=1, col=2)
+    fig.add_scatter(x=x, y=mon["server_threads"], name="server threads", row=2, col=1)
+    fig.add_scatter(x=x, y=mon["server_fds"], name="server fds", row=2, col=2)
+    return layout(fig, "Server cost and load-generator CPU", 560)
+
+
+def connect_histogram_chart(run: RunData) -> go.Figure | None:
+    hist = merged_histogram(run, ("CONNECT",))
+    first = merged_histogram(run, ("FIRST_REPLY",))
+    if hist is None:
+        return None
+    fig = go.Figure()
+    # Log-spaced bins: a SYN retry at 1 s, 2 s, 3 s stands apart from sub-ms handshakes.
+    edges = [10 ** (k / 20) for k in range(-80, 101)]  # 0.0001 ms … 100 s
+    for label, h in (("connect()", hist), ("first reply byte", first)):
+        if h is None:
+            continue
+        counts = [0] * (len(edges) - 1)
+        for item in h.get_recorded_iterator():
+            ms = item.value_iterated_to / 1000
+            k = min(max(math.floor(20 * math.log10(max(ms, 1e-4))) + 80, 0), len(counts) - 1)
+            counts[k] += item.count_added_in_this_iter_step
+        fig.add_bar(
+            x=edges[:-1],
+            y=counts,
+            width=[b - a for a, b in itertools.pairwise(edges)],
+            offset=0,
+            name=label,
+            opacity=0.7,
+        )
+    for s in (1, 2, 3):
+        fig.add_vline(x=s * 1000, line_dash="dot", annotation_text=f"{s} s")
+    fig.update_xaxes(type="log", title="ms (log scale)")
+    fig.update_yaxes(type="log", title="connections")
+    return layout(fig, "Connect time and first-reply time (SYN retries show as clusters at about 1, 2, 3 s)")
+
+

@@ -1,0 +1,99 @@
+"""One run's page: summary.csv and report.html in the run folder; the page helpers."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from loadtest.report import charts
+from loadtest.report.findings import findings
+from loadtest.report.load import load_run
+from loadtest.report.summary import SUMMARY_COLUMNS, summarize
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}
+h1{font-size:22px} h2{font-size:18px;margin-top:28px} table{border-collapse:collapse;font-size:12px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left} .findings li{margin:4px 0} .note{color:#666;font-size:13px}
+"""
+
+
+def ensure_plotlyjs(folder: Path) -> None:
+    target = folder / "plotly.min.js"
+    if not target.exists():
+        target.write_text(get_plotlyjs(), encoding="utf-8")
+
+
+def page_html(title: str, sections: list[str]) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style><script src='plotly.min.js'></script></head><body>"
+        f"<h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>"
+    )
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    return "<div class='chart'>" + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id) + "</div>"
+
+
+def table_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.3f}".rstrip("0").rstrip("."), border=0)
+
+
+def build_run_report(run_dir: Path) -> tuple[Path, Path]:
+    """Write summary.csv and report.html into the run folder; returns their paths."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    row = summarize(run)
+    summary = pd.DataFrame([row], columns=SUMMARY_COLUMNS)
+    summary_path = run_dir / "summary.csv"
+    summary.to_csv(summary_path, index=False)
+    info = run.info
+    v = info.get("versions") or {}
+    facts = [
+        info.get("variant", ""),
+        row["user_class"],
+        f"{row['users']} users",
+        f"window {row['duration_s']} s",
+        f"counters {row['counters_scope']}",
+        f"started {info.get('started_at', '')}",
+        f"socklab {v.get('socklab', '')}, Locust {v.get('locust', '')}, kernel {v.get('kernel', '')}",
+    ]
+    about = "<p class='note'>" + " · ".join(html.escape(str(f)) for f in facts) + "</p>"
+    sections = [
+        about,
+        "<h2>Findings</h2><ul class='findings'>"
+        + "".join(f"<li>{html.escape(s)}</li>" for s in findings(run, row))
+        + "</ul>",
+    ]
+    figures = [
+        ("throughput", charts.throughput_chart(run)),
+        ("latency", charts.latency_chart(run)),
+        ("connections", charts.connections_chart(run)),
+        ("accept-queue", charts.accept_queue_chart(run)),
+        ("overflow", charts.overflow_chart(run)),
+        ("cost", charts.cost_chart(run)),
+        ("connect-time", charts.connect_histogram_chart(run)),
+    ]
+    sections.append("<h2>Charts</h2>")
+    for div_id, fig in figures:
+        if fig is not None:
+            sections.append(figure_html(fig, div_id))
+    if run.monitor is None:
+        sections.append(
+            "<p class='note'>No monitor.csv in this run: connection, queue and cost charts are absent "
+            "(the monitor runs when socklab started the server).</p>"
+        )
+    sections.append("<h2>Summary</h2>" + table_html(summary.T.reset_index().set_axis(["column", "value"], axis=1)))
+    if not run.latency.empty:
+        sections.append("<h2>Latency (µs)</h2>" + table_html(run.latency))
+    ensure_plotlyjs(run_dir)
+    report_path = run_dir / "report.html"
+    report_path.write_text(page_html(f"socklab run {run.run_id}", sections), encoding="utf-8")
+    return summary_path, report_path
+
+

@@ -1,0 +1,227 @@
+"""One socklab run, as the master (or local runner) owns it: the run folder, the measured
+window, the server and monitor processes, the merged µs histograms, and ``run.json``.
+
+``run.json`` is the run's single manifest: what ran and how to repeat it, the
+server's address and traits, and at the end the measured window, the server's
+final counters, the load generator's own cost and the failures by class.  No
+fact is written to two files, and nothing here writes a file to read it back.
+
+The Locust event listeners in :mod:`loadtest.plugin` are thin calls into this
+class, so the order of a run reads top to bottom here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from loadtest import options as opts
+from loadtest.client import format_target
+from loadtest.latency import LatencyStore
+from loadtest.netns import in_private_netns
+from loadtest.processes import MonitorProcess, ServerProcess
+
+log = logging.getLogger("socklab")
+
+SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog",
+           "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")  # fmt: skip
+
+
+@dataclass
+class Window:
+    """The measured window: wall-clock start and stop, and our own CPU at the start."""
+
+    start: float | None = None
+    stop: float | None = None
+    cpu_at_start: float | None = None  # this process's CPU seconds, when it measures its own cost
+    perf_at_start: float | None = None
+
+    def open(self, measure_own_cost: bool) -> None:
+        self.start, self.stop = time.time(), None
+        if measure_own_cost:
+            self.cpu_at_start, self.perf_at_start = own_cpu(), time.perf_counter()
+        else:
+            self.cpu_at_start = self.perf_at_start = None
+
+    def close(self) -> None:
+        if self.start is not None and self.stop is None:
+            self.stop = time.time()
+
+    def describe(self) -> dict[str, float]:
+        now = time.time()
+        start = self.start if self.start is not None else now
+        stop = self.stop if self.stop is not None else now
+        return {"start": start, "stop": stop, "seconds": max(stop - start, 0.0)}
+
+
+class Run:
+    """What the master or local runner owns for one run."""
+
+    def __init__(self, environment: Any, folder: Path, variant: str) -> None:
+        self.environment = environment
+        self.options = environment.parsed_options
+        self.folder = folder
+        self.variant = variant  # the variant started, or "external"
+        self.window = Window()
+        self.store = LatencyStore()
+        self.server: ServerProcess | None = None
+        self.monitor: MonitorProcess | None = None
+        self.manifest: dict[str, Any] = {}
+        self.loadgen: dict[str, Any] | None = None
+        self.finished = False
+
+    # -- start ---------------------------------------------------------------------------
+    def start_server(self) -> None:
+        """Start the variant on a free loopback port and point Locust at it."""
+        self.server = ServerProcess.start(self.variant, backlog=self.options.backlog)
+        self.environment.host = self.options.host = format_target(self.server.host, self.server.port)
+        log.info("socklab: started %s server pid %d on %s", self.variant, self.server.pid, self.environment.host)
+
+    def start_monitor(self) -> None:
+        """The monitor samples the server and this load generator (with its workers)."""
+        if self.server is None or self.options.monitor_interval <= 0:
+            return
+        out = self.folder / "monitor.csv"
+        self.monitor = MonitorProcess.start(
+            self.server.pid, self.server.port, out, interval=self.options.monitor_interval, loadgen_pids=[os.getpid()]
+        )
+        if self.monitor.rows_written() < 1:
+            log.warning("socklab: the monitor did not start (exit status %s); no monitor.csv", self.monitor.proc.poll())
+
+    def write_manifest(self) -> None:
+        self.manifest = self.describe()
+        self._write()
+
+    # -- the measured window ---------------------------------------------------------------
+    def open_window(self, measure_own_cost: bool) -> None:
+        """Fresh histograms, the window's wall-clock start, our CPU reading."""
+        self.store = LatencyStore()
+        self.window.open(measure_own_cost)
+
+    def close_window(self) -> None:
+        self.window.close()
+        if self.window.perf_at_start is None or self.window.cpu_at_start is None:
+            return
+        # A local runner measures its own cost: the load generator's CPU per request.
+        wall = time.perf_counter() - self.window.perf_at_start
+        cpu = own_cpu() - self.window.cpu_at_start
+        self.window.perf_at_start = self.window.cpu_at_start = None
+        total = self.environment.runner.stats.total
+        requests = total.num_requests
+        self.loadgen = {
+            "processes": 1, "wall_s": wall, "cpu_s": cpu, "requests": requests, "failures": total.num_failures,
+            "rps": requests / wall if wall else 0.0,
+            "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
+            "cpu_percent": 100 * cpu / wall if wall else 0.0,
+        }  # fmt: skip
+
+    # -- the end ---------------------------------------------------------------------------
+    def finish(self, own_counts: dict[str, Any]) -> None:
+        """After the last worker report: write the latency files, stop monitor and server, finish run.json."""
+        if self.finished:
+            return
+        self.finished = True
+        self.store.add(own_counts)
+        csv_path = self.folder / "socklab_latency.csv"
+        self.store.write(csv_path, self.folder / "socklab_latency_hist.json")
+        log.info("socklab: wrote %s (%d requests)", csv_path, self.store.total())
+        self.stop_processes()
+        self._finish_manifest()
+        self._write()
+
+    def stop_processes(self) -> None:
+        """Monitor first (its last row sees the server), then the server.  Safe to call twice."""
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            monitor.stop()
+        server, self.server = self.server, None
+        if server is not None:
+            self.manifest["server_stopped"] = server.stop()
+
+    def _finish_manifest(self) -> None:
+        info = self.manifest
+        info["window"] = self.window.describe()
+        info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        runner = self.environment.runner
+        if runner is not None:
+            stats = runner.stats
+            info["locust"] = {"requests": stats.total.num_requests, "failures": stats.total.num_failures}
+            info["failures"] = [
+                {"type": e.method, "name": e.name, "class": failure_class(e.error), "error": str(e.error),
+                 "occurrences": e.occurrences}
+                for e in stats.errors.values()
+            ]  # fmt: skip
+        info["latency_total"] = self.store.total()
+        if self.loadgen is not None:
+            info["loadgen"] = self.loadgen
+
+    def _write(self) -> None:
+        (self.folder / "run.json").write_text(json.dumps(self.manifest, indent=1, default=str))
+
+    def describe(self) -> dict[str, Any]:
+        """What is needed to understand and repeat the run."""
+        options, env = self.options, self.environment
+        return {
+            "format": "socklab-run/1",
+            "run_id": self.folder.name,
+            "scenario": options.scenario,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": sys.argv,
+            "variant": self.variant,
+            "server": None if self.server is None else self.server.describe(),
+            "host": env.host,
+            "user_classes": [cls.__name__ for cls in env.user_classes],
+            "users": options.num_users,
+            "spawn_rate": options.spawn_rate,
+            "run_time_s": options.run_time,
+            "processes": options.processes,
+            "headless": options.headless,
+            "options": opts.option_values(options),
+            "counters_scope": "isolated" if in_private_netns() else "shared",
+            "cpus": os.cpu_count(),
+            "versions": versions(),
+            "sysctl": sysctls(),
+        }
+
+
+def own_cpu() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {"socklab": of("socklab"), "locust": of("locust"), "python": platform.python_version(),
+            "kernel": platform.release(), "psutil": of("psutil")}  # fmt: skip
+
+
+def sysctls() -> dict[str, str]:
+    out = {}
+    for name in SYSCTLS:
+        try:
+            out[name] = Path("/proc/sys", *name.split(".")).read_text().strip()
+        except OSError:
+            out[name] = "unknown"
+    return out
+
+
+def failure_class(error: Any) -> str:
+    """The stable class of a failure message: 'refused: nothing listening …' → 'refused'."""
+    text = str(error)
+    return text.split(":", 1)[0].strip() if ":" in text else text

@@ -1,0 +1,103 @@
+"""The process machinery under every variant: counters across processes, stop by process group,
+and the CPU of children that have already exited."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+from loadtest.monitor import Monitor
+from loadtest.processes import ServerProcess
+from servers.base import SharedCounters
+
+# A stand-in server: speaks the listening/stopped lines, forks a child that ignores SIGTERM
+# (a careless worker), and on SIGTERM exits without waiting for it.
+FORKING_SERVER = textwrap.dedent("""
+    import json, os, signal, socket, sys, time
+    listener = socket.create_server(("127.0.0.1", 0))
+    child = os.fork()
+    if child == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # so that sigwait, not death, takes it
+    print(json.dumps({"event": "listening", "variant": "careless", "host": "127.0.0.1",
+                      "port": listener.getsockname()[1], "backlog": 128, "pid": os.getpid(),
+                      "child": child}), flush=True)
+    signal.sigwait([signal.SIGTERM])
+    print(json.dumps({"event": "stopped", "connections": 0, "requests": 0, "errors": 0}), flush=True)
+""")
+
+# A server whose child burns CPU, exits and is reaped; the parent then idles.
+REAPING_SERVER = textwrap.dedent("""
+    import json, os, socket, sys, time
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(json.dumps({"event": "listening", "variant": "reaping", "host": "127.0.0.1",
+                      "port": listener.getsockname()[1], "backlog": 128, "pid": os.getpid()}), flush=True)
+    child = os.fork()
+    if child == 0:
+        end = time.process_time() + 0.6
+        while time.process_time() < end:
+            pass
+        os._exit(0)
+    os.waitpid(child, 0)
+    print(json.dumps({"event": "reaped"}), flush=True)
+    time.sleep(60)
+""")
+
+
+def test_shared_counters_sum_every_process() -> None:
+    counters = SharedCounters()
+    children = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            for _ in range(1000):
+                counters.add(requests=1)
+            counters.add(connections=1, errors=2)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    assert counters.snapshot() == {"connections": 4, "requests": 4000, "errors": 8}
+
+
+def test_stop_takes_the_whole_process_group() -> None:
+    server = ServerProcess.launch([sys.executable, "-c", FORKING_SERVER], "careless")
+    child = psutil.Process(server.pid).children()[0]
+    stopped = server.stop(timeout=2)
+    assert stopped is not None and stopped["event"] == "stopped"
+    deadline = time.monotonic() + 5
+    while child.is_running() and child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, "a child outlived its server"
+
+
+def test_monitor_counts_cpu_of_children_already_reaped(tmp_path: Path) -> None:
+    server = ServerProcess.launch([sys.executable, "-c", REAPING_SERVER], "reaping")
+    try:
+        assert server.proc.stdout is not None
+        fd = server.proc.stdout.fileno()
+        os.set_blocking(fd, True)
+        assert b"reaped" in os.read(fd, 4096)
+        assert psutil.Process(server.pid).children() == []  # nothing left alive to sum
+        row = Monitor(server.pid, server.port, []).sample()
+        cpu = float(row["server_cpu_user_s"]) + float(row["server_cpu_system_s"])  # type: ignore[arg-type]
+        assert cpu >= 0.55, row
+    finally:
+        server.stop()
+
+
+def test_listening_port_is_real() -> None:
+    server = ServerProcess.launch([sys.executable, "-c", FORKING_SERVER], "careless")
+    try:
+        with socket.create_connection(server.address, timeout=5):
+            pass
+    finally:
+        server.stop(timeout=2)

@@ -1,0 +1,63 @@
+"""Every registered variant runs through the server and Locust suites without being listed anywhere else."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from servers import VARIANTS
+from tests.conftest import VARIANTS as SUITE_VARIANTS
+
+ROOT = Path(__file__).resolve().parent.parent
+# PYTHONPATH: the Locust tests run from a temporary folder, and the server process must import the probe.
+PROBE = {"SOCKLAB_VARIANTS": "probe=tests.probe_variant:ProbeServer", "PYTHONPATH": str(ROOT)}
+
+
+def pytest_run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def variant_tests(collected: str, variants: list[str]) -> dict[str, set[str]]:
+    """Test names (parameters other than the variant blanked out) that run against each variant."""
+    out: dict[str, set[str]] = {v: set() for v in variants}
+    for line in collected.splitlines():
+        m = re.match(r"(tests/\S+?::\S+?)\[(.*)\]$", line.strip())
+        if not m:
+            continue
+        params = m.group(2).split("-")
+        for v in variants:
+            if v in params:
+                out[v].add(m.group(1) + "[" + "-".join("*" if p == v else p for p in params) + "]")
+    return out
+
+
+def test_the_suites_iterate_the_registry() -> None:
+    assert list(VARIANTS) == SUITE_VARIANTS
+
+
+def test_a_new_registry_line_is_covered_by_both_suites() -> None:
+    collected = pytest_run("--collect-only", "-q", "tests/test_servers.py", "tests/test_locust.py", env=PROBE)
+    per_variant = variant_tests(collected, [*VARIANTS, "probe"])
+    for variant in VARIANTS:
+        # The probe runs every variant-parametrized test any registered variant runs.
+        assert per_variant[variant] == per_variant["probe"], variant
+    probe = per_variant["probe"]
+    assert sum(t.startswith("tests/test_servers.py") for t in probe) >= 20
+    assert sum(t.startswith("tests/test_locust.py") for t in probe) >= 3  # one per user class
+
+
+def test_the_probe_variant_really_runs() -> None:
+    # Not just collected: a few of the probe's server and Locust tests pass, started by name.
+    out = pytest_run("-q", "tests/test_servers.py", "tests/test_locust.py", "-k",
+                     "probe and (echo_sleep_work or garbage or each_user_class and PersistentUser)",
+                     env=PROBE, timeout=180)  # fmt: skip
+    passed = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
+    assert passed >= 3, out[-2000:]
