@@ -13,6 +13,12 @@ Timings (the metric definitions of the design notes):
 - first-reply time (connect-per-request): ``connect()`` start → first reply byte.
   With SYN cookies ``connect()`` can return while the server holds nothing for
   us, so connect time alone understates what a client waits.
+- open loop: given an ``intended`` start, a request's latency runs from it (corrected
+  for coordinated omission, as wrk2 does); ``service`` keeps actual send → last byte.
+
+What is in flight is in ``pending`` (type, name, start, and the first reply a
+connect-per-request connection waits for), so work that never finishes can be
+counted when the measured window closes (loadtest.accounting).
 
 Failures are raised as :class:`RequestFailure` whose text is one stable,
 readable class, so Locust's failure table groups them.
@@ -26,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from loadtest.accounting import Pending
 from servers.protocol import RESPONSE_HEADER, Op, ProtocolError, ResponseDecoder, Status, encode_request
 
 # on_request(request_type, name, latency_s, response_length, exception)
@@ -93,25 +100,34 @@ class SocklabClient:
         self.on_first_reply = on_first_reply or _ignore
         self.sock: socket.socket | None = None
         self._connect_started = 0.0
+        self.pending: Pending | None = None  # what is in flight now (loadtest.accounting)
+        self.service = 0.0  # the last request's actual send → last reply byte, s
 
     # -- connection ------------------------------------------------------------------------
-    def connect(self, name: str = "connect") -> socket.socket:
-        """Open the connection; fires a CONNECT event with the connect() time."""
+    def connect(self, name: str = "connect", first_reply: str | None = None) -> socket.socket:
+        """Open the connection; fires a CONNECT event with the connect() time.
+
+        ``first_reply`` names the request whose first reply byte this connection waits
+        for (connect-per-request): an unfinished connect is an unfinished first reply too.
+        """
         self.close()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
         started = self._connect_started = time.perf_counter()
+        self.pending = ("CONNECT", name, started, (first_reply, started) if first_reply else None)
         try:
             sock.connect((self.host, self.port))
         except BaseException as exc:
             elapsed = time.perf_counter() - started
             sock.close()
             failure = classify(exc, "connect", self.address, self.connect_timeout)
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception):  # not a GreenletExit: that one leaves it pending
+                self.pending = None
                 self.on_request("CONNECT", name, elapsed, 0, failure)
                 raise failure from None
             raise
+        self.pending = None
         self.on_request("CONNECT", name, time.perf_counter() - started, 0, None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.read_timeout)
@@ -134,12 +150,15 @@ class SocklabClient:
         *,
         frame: bytes | None = None,
         first_reply: bool = False,
+        intended: float | None = None,
     ) -> bytes | None:
         """Send one request and read its reply; fires one request event.
 
         Returns the reply body, or None after a failure (already reported; the
         connection is closed so the next call reconnects).  ``frame`` may carry
-        the pre-encoded request to skip encoding on a hot path.
+        the pre-encoded request to skip encoding on a hot path.  ``intended``
+        (a ``perf_counter`` time) is the open-loop schedule's start for it: the
+        latency reported then runs from there.
         """
         request_type = OP_NAMES.get(op, str(op))
         sock = self.sock
@@ -151,15 +170,23 @@ class SocklabClient:
         if frame is None:
             frame = encode_request(op, arg, payload, reply_len)
         started = time.perf_counter()
+        basis = started if intended is None else intended
+        self.pending = (request_type, name, basis, (name, self._connect_started) if first_reply else None)
         try:
             sock.sendall(frame)
             body = self._read_reply(sock, first_reply)
         except Exception as exc:
-            elapsed = time.perf_counter() - started
+            now = time.perf_counter()
+            self.pending = None
+            self.service = now - started
             self.close()
-            self.on_request(request_type, name, elapsed, 0, classify(exc, "request", self.address, self.read_timeout))
+            failure = classify(exc, "request", self.address, self.read_timeout)
+            self.on_request(request_type, name, now - basis, 0, failure)
             return None
-        self.on_request(request_type, name, time.perf_counter() - started, len(body), None)
+        now = time.perf_counter()
+        self.pending = None
+        self.service = now - started
+        self.on_request(request_type, name, now - basis, len(body), None)
         return body
 
     def _read_reply(self, sock: socket.socket, first_reply: bool) -> bytes:

@@ -30,6 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from loadtest import options as opts
 from loadtest.netns import can_isolate
 from loadtest.report import build_compare, load_bound, load_run, summarize
+from loadtest.report.summary import shown
 from servers import VARIANTS
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -73,6 +74,15 @@ SCENARIOS: dict[str, Scenario] = {
             "clusters at ~1, 2, 3 s in connect and first-reply time, TIME_WAIT on the client side",
             "ConnectPerRequestUser",
             {"op": "ECHO", "backlog": 10},
+        ),
+        Scenario(
+            "arrivals",
+            "What happens when connections arrive on a schedule, whether or not the server keeps up?",
+            "open loop, 2,000 connections/s at backlog 10: a design that accepts too slowly overflows its queue at "
+            "the rate chosen, latency counts from each intended start, and late arrivals are counted",
+            "ConnectPerRequestUser",
+            {"op": "ECHO", "arrival-rate": 2000, "backlog": 10},
+            users=(10,),
         ),
         Scenario(
             "cpu",
@@ -183,11 +193,15 @@ def describe(cell: Cell) -> str:
         return f"{cell.name:32} {cell.status.upper()}: {cell.note}"
     run = load_run(cell.folder)
     row = summarize(run)
-    bits = [f"{row['rps']:>9,.0f} req/s", f"p50 {row['latency_p50_ms']:.3f} ms", f"p99 {row['latency_p99_ms']:.3f} ms"]
+    bits = [f"{row['rps']:>9,.0f} req/s", f"p50 {shown(row, 'latency_p50_ms')}", f"p99 {shown(row, 'latency_p99_ms')}"]
+    if isinstance(row["users_starved"], int) and row["users_starved"]:
+        bits.append(f"served {row['users_served']}/{row['users_served'] + row['users_starved']}")
+    if row["unfinished_connects"] or row["unfinished_requests"]:
+        bits.append(f"unfinished {row['unfinished_connects']} connects, {row['unfinished_requests']} requests")
     if row["failures"]:
         bits.append(f"failures {row['failure_classes']}")
     if isinstance(row["listen_overflows"], int) and row["listen_overflows"]:
-        bits.append(f"overflows {row['listen_overflows']:,} ({row['counters_scope']})")
+        bits.append(f"ListenOverflows {row['listen_overflows']:,} ({row['counters_scope']})")
     if bound := load_bound(row, run.info.get("cpus")):
         bits.append(bound)
     if run.info.get("server") and run.info.get("server_stopped") is None:

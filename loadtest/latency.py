@@ -9,6 +9,11 @@ update per request).  Workers ship and reset those counts with every Locust
 report; the master folds them into HdrHistogram objects (the ``hdrhistogram``
 package: 3 significant digits, 1 µs … 1 hour), which merge exactly and give
 percentiles.  Failures are counted but not mixed into the latency histogram.
+
+Two measures: ``latency`` (in open loop from each request's intended start) and,
+in open loop only, ``service`` (from the actual send; uncorrected).  Work still in
+flight when the window closed is kept apart as ``unfinished`` ages (lower bounds),
+so the summary can say which percentiles they would move.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ HIGHEST_US = 3_600_000_000  # one hour
 SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50, 90, 95, 99, 99.9, 99.99)
 CSV_COLUMNS = [
-    "type", "name", "count", "failures",
+    "type", "name", "measure", "count", "failures", "unfinished", "unfinished_max_age_us",
     "min_us", "p50_us", "p90_us", "p95_us", "p99_us", "p99.9_us", "p99.99_us", "max_us", "mean_us",
 ]  # fmt: skip
 # Request types that are not Locust request events (no Locust counterpart to check against).
@@ -40,10 +45,11 @@ def new_histogram() -> HdrHistogram:
 class LatencyRecorder:
     """Per (type, name): a dict of whole µs → count, plus a failure count."""
 
-    __slots__ = ("counts", "failures")
+    __slots__ = ("counts", "failures", "service")
 
     def __init__(self) -> None:
         self.counts: dict[str, dict[str, dict[int, int]]] = {}
+        self.service: dict[str, dict[str, dict[int, int]]] = {}
         self.failures: dict[str, dict[str, int]] = {}
 
     def record(self, request_type: str, name: str, seconds: float) -> None:
@@ -54,14 +60,20 @@ class LatencyRecorder:
         us = int(seconds * 1e6 + 0.5) or 1  # sub-µs rounds up to the histogram's lowest value
         bucket[us] = bucket.get(us, 0) + 1
 
+    def record_service(self, request_type: str, name: str, seconds: float) -> None:
+        """Open loop: the actual send → last reply byte, beside the latency from the intended start."""
+        bucket = self.service.setdefault(request_type, {}).setdefault(name, {})
+        us = int(seconds * 1e6 + 0.5) or 1
+        bucket[us] = bucket.get(us, 0) + 1
+
     def record_failure(self, request_type: str, name: str) -> None:
         by_name = self.failures.setdefault(request_type, {})
         by_name[name] = by_name.get(name, 0) + 1
 
     def drain(self) -> dict[str, Any]:
         """The counts so far as plain data (msgpack/JSON-safe), and a fresh start."""
-        data = {"counts": self.counts, "failures": self.failures}
-        self.counts, self.failures = {}, {}
+        data = {"counts": self.counts, "failures": self.failures, "service": self.service}
+        self.counts, self.failures, self.service = {}, {}, {}
         return data
 
 
@@ -70,23 +82,31 @@ class LatencyStore:
     """Merged histograms on the master (or a local runner)."""
 
     histograms: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)
+    service: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    unfinished: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ages, µs
 
     def add(self, data: dict[str, Any]) -> None:
-        for request_type, by_name in data.get("counts", {}).items():
-            for name, counts in by_name.items():
-                hist = self.histograms.get((request_type, name))
-                if hist is None:
-                    hist = self.histograms[(request_type, name)] = new_histogram()
-                for us, n in counts.items():
-                    hist.record_value(min(int(us), HIGHEST_US), n)
+        for field_name, target in (("counts", self.histograms), ("service", self.service)):
+            for request_type, by_name in data.get(field_name, {}).items():
+                for name, counts in by_name.items():
+                    hist = target.get((request_type, name))
+                    if hist is None:
+                        hist = target[(request_type, name)] = new_histogram()
+                    for us, n in counts.items():
+                        hist.record_value(min(max(int(us), LOWEST_US), HIGHEST_US), n)
         for request_type, by_name in data.get("failures", {}).items():
             for name, n in by_name.items():
                 key = (request_type, name)
                 self.failures[key] = self.failures.get(key, 0) + n
 
+    def add_unfinished(self, items: list[tuple[str, str, float]]) -> None:
+        """Operations still in flight when the window closed: (type, name, age in s)."""
+        for request_type, name, age in items:
+            self.unfinished.setdefault((request_type, name), []).append(max(int(age * 1e6), LOWEST_US))
+
     def keys(self) -> list[tuple[str, str]]:
-        return sorted(set(self.histograms) | set(self.failures))
+        return sorted(set(self.histograms) | set(self.failures) | set(self.unfinished))
 
     def total(self, *, locust_events_only: bool = True) -> int:
         """Requests recorded, successes + failures, as Locust counts them."""
@@ -103,22 +123,30 @@ class LatencyStore:
     def rows(self) -> list[dict[str, Any]]:
         rows = []
         for key in self.keys():
-            hist = self.histograms.get(key)
-            count = self.count(key)
-            row: dict[str, Any] = {
-                "type": key[0],
-                "name": key[1],
-                "count": count,
-                "failures": self.failures.get(key, 0),
-            }
-            if hist is not None and count:
-                row["min_us"] = hist.get_min_value()
-                for p in PERCENTILES:
-                    row[f"p{p:g}_us"] = hist.get_value_at_percentile(p)
-                row["max_us"] = hist.get_max_value()
-                row["mean_us"] = round(hist.get_mean_value(), 1)
-            rows.append(row)
+            rows.append(self._row(key, "latency", self.histograms.get(key)))
+            if key in self.service:
+                rows.append(self._row(key, "service", self.service[key]))
         return rows
+
+    def _row(self, key: tuple[str, str], measure: str, hist: HdrHistogram | None) -> dict[str, Any]:
+        count = hist.get_total_count() if hist is not None else 0
+        ages = self.unfinished.get(key, []) if measure == "latency" else []
+        row: dict[str, Any] = {
+            "type": key[0],
+            "name": key[1],
+            "measure": measure,
+            "count": count,
+            "failures": self.failures.get(key, 0) if measure == "latency" else "",
+            "unfinished": len(ages),
+            "unfinished_max_age_us": max(ages) if ages else "",
+        }
+        if hist is not None and count:
+            row["min_us"] = hist.get_min_value()
+            for p in PERCENTILES:
+                row[f"p{p:g}_us"] = hist.get_value_at_percentile(p)
+            row["max_us"] = hist.get_max_value()
+            row["mean_us"] = round(hist.get_mean_value(), 1)
+        return row
 
     def write(self, csv_path: Path, hist_path: Path) -> None:
         """The percentile CSV, and every histogram HdrHistogram-encoded in a JSON file."""
@@ -128,7 +156,7 @@ class LatencyStore:
             writer.writeheader()
             writer.writerows(self.rows())
         doc = {
-            "format": "socklab-latency-histograms/1",
+            "format": "socklab-latency-histograms/2",
             "unit": "microseconds",
             "lowest": LOWEST_US,
             "highest": HIGHEST_US,
@@ -141,6 +169,8 @@ class LatencyStore:
                     "failures": self.failures.get(key, 0),
                     # Standard HdrHistogram V2 compressed base64: any HdrHistogram library decodes it.
                     "hdr": self.histograms[key].encode().decode() if key in self.histograms else None,
+                    "service_hdr": self.service[key].encode().decode() if key in self.service else None,
+                    "unfinished_ages_us": sorted(self.unfinished.get(key, [])),
                 }
                 for key in self.keys()
             ],
@@ -148,10 +178,29 @@ class LatencyStore:
         hist_path.write_text(json.dumps(doc, indent=1))
 
 
-def read_histograms(hist_path: Path) -> dict[tuple[str, str], HdrHistogram]:
+@dataclass
+class RecordedLatency:
+    """A run's histograms read back: latency, service (open loop) and unfinished ages, by (type, name)."""
+
+    latency: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)
+    service: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)
+    unfinished: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+
+def read_recorded(hist_path: Path) -> RecordedLatency:
     doc = json.loads(hist_path.read_text())
-    out = {}
+    out = RecordedLatency()
     for entry in doc["histograms"]:
-        if entry["hdr"]:
-            out[(entry["type"], entry["name"])] = HdrHistogram.decode(entry["hdr"].encode())
+        key = (entry["type"], entry["name"])
+        if entry.get("hdr"):
+            out.latency[key] = HdrHistogram.decode(entry["hdr"].encode())
+        if entry.get("service_hdr"):
+            out.service[key] = HdrHistogram.decode(entry["service_hdr"].encode())
+        if entry.get("unfinished_ages_us"):
+            out.unfinished[key] = list(entry["unfinished_ages_us"])
     return out
+
+
+def read_histograms(hist_path: Path) -> dict[tuple[str, str], HdrHistogram]:
+    """The latency histograms of a run, by (type, name)."""
+    return read_recorded(hist_path).latency

@@ -55,14 +55,26 @@ def current_netns() -> str:
 def in_private_netns() -> bool:
     """True when this process's network namespace is not the host's.
 
-    Inside a new namespace /proc/1/ns/net is often unreadable (EACCES), so the
-    namespace we made marks itself in the environment; pid 1 is the fallback.
+    Three pieces of evidence, in order: the mark ``enter_private_netns`` leaves in
+    the environment; the namespace of pid 1 when it can be read; and, because inside
+    a namespace made by plain ``unshare --net`` /proc/1/ns/net is unreadable (EACCES),
+    the interfaces this namespace has — loopback alone means nothing but this
+    machine's own traffic can reach its counters.
     """
     here = current_netns()
     if os.environ.get(ENV_MARK) == here:
         return True
     try:
         return here != os.readlink("/proc/1/ns/net")
+    except OSError:
+        pass
+    return only_loopback()
+
+
+def only_loopback() -> bool:
+    """This namespace has no interface but ``lo`` (if_nameindex asks the kernel, in this namespace)."""
+    try:
+        return [name for _, name in socket.if_nameindex()] == ["lo"]
     except OSError:
         return False
 

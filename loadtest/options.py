@@ -23,6 +23,7 @@ from servers.protocol import Op
 
 OPS: tuple[str, ...] = tuple(op.name for op in Op)
 USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.users binds each to a class
+ARRIVALS: tuple[str, ...] = ("constant", "poisson")
 DEFAULT_VARIANT = "selectors"
 SERVER_CHOICES: tuple[str, ...] = ("auto", *VARIANTS, "none")
 
@@ -93,6 +94,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("read-timeout", float, 10.0, "reply timeout in s", overridable=True, minimum=0, exclusive_minimum=True),
     Option("idle-interval", float, 5.0, "IdleUser: seconds between its small requests", overridable=True, minimum=0,
            exclusive_minimum=True),
+    Option("arrival-rate", float, 0.0, "open loop: requests per second for the whole run, across users and "
+           "processes, on a schedule fixed in advance; latency counts from each intended start; 0 = closed loop",
+           overridable=True, minimum=0),
+    Option("arrivals", str, "constant", "open loop: the spacing of each user's arrivals", choices=ARRIVALS,
+           overridable=True),
+    Option("max-connecting", int, 1000, "open loop, ConnectPerRequestUser: simultaneous connections one load process "
+           "may have open; an arrival beyond it waits (and counts as late)", overridable=True, minimum=1),
     Option("server", str, "auto", f"server variant to start for this run; auto = {DEFAULT_VARIANT} unless --host is "
            "given; none = use --host only", choices=SERVER_CHOICES),
     Option("backlog", int, 128, "listen() backlog of the started server", overridable=True, minimum=0),

@@ -35,10 +35,12 @@ from loadtest import options as opts
 from loadtest.client import parse_target
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
-from loadtest.users import RECORDER, USER_MODES
+from loadtest.users import ACCOUNTS, RECORDER, USER_MODES
 
 log = logging.getLogger("socklab")
 REPORT_KEY = "socklab_latency"
+USERS_KEY = "socklab_users"
+WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
 
 # The run this process owns (None in a worker): the listeners below are thin calls into it.
 _run: Run | None = None
@@ -75,6 +77,7 @@ def check(options: Any, host: str | None) -> None:
 def on_init(environment: Any, **_: Any) -> None:
     global _run
     if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: _open_own_window())
         return
     options = environment.parsed_options
     if options is None:  # a library use of Locust without the command line
@@ -143,10 +146,16 @@ def _write_final_outputs(environment: Any) -> None:
         json.dump(environment.runner.stats.serialize_stats(), f, indent=4)
 
 
+def _open_own_window() -> None:
+    """This load process counts from now: fresh µs counts, every user's ledger from zero."""
+    RECORDER.drain()
+    ACCOUNTS.open_window()
+
+
 @events.test_start.add_listener
 def on_test_start(environment: Any, **_: Any) -> None:
     # Locust clears its stats when a test starts; so do we, so both count the same requests.
-    RECORDER.drain()
+    _open_own_window()
     if _run is None:
         return
     _select_user_class(environment)  # the web UI may have changed --user-mode
@@ -158,14 +167,16 @@ def on_test_start(environment: Any, **_: Any) -> None:
 
 def _open_window(environment: Any) -> None:
     assert _run is not None
-    RECORDER.drain()
+    _open_own_window()
     _run.open_window(measure_own_cost=isinstance(environment.runner, LocalRunner))
 
 
 def _end_warmup(environment: Any) -> None:
-    """Forget what the warm-up recorded: Locust's stats, our histograms, the window's start."""
+    """Forget what the warm-up recorded: Locust's stats, our histograms and ledgers, the window's start."""
     environment.runner.stats.reset_all()
     _open_window(environment)
+    if not isinstance(environment.runner, LocalRunner):
+        environment.runner.send_message(WINDOW_MESSAGE)  # the workers' users count from now too
     log.info("socklab: warm-up over; counting from now")
 
 
@@ -176,21 +187,34 @@ def _select_user_class(environment: Any) -> None:
         environment.user_classes = [USER_MODES[options.user_mode]]
 
 
+@events.test_stopping.add_listener
+def on_test_stopping(environment: Any, **_: Any) -> None:
+    # Before the users are stopped: what is still in flight now is unfinished, with its age.
+    ACCOUNTS.close_window()
+    if _run is not None:
+        _run.close_window()
+
+
 @events.test_stop.add_listener
 def on_test_stop(environment: Any, **_: Any) -> None:
     if _run is not None:
-        _run.close_window()
+        _run.close_window()  # a no-op when test_stopping closed it; here for runs that skip it
 
 
 @events.report_to_master.add_listener
 def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
     data[REPORT_KEY] = RECORDER.drain()
+    data[USERS_KEY] = ACCOUNTS.snapshot()
 
 
 @events.worker_report.add_listener
-def on_worker_report(data: dict[str, Any], **_: Any) -> None:
-    if _run is not None and REPORT_KEY in data:
+def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    if _run is None:
+        return
+    if REPORT_KEY in data:
         _run.store.add(data[REPORT_KEY])
+    if USERS_KEY in data:
+        _run.accounts.add(client_id, data[USERS_KEY])
 
 
 @events.quit.add_listener
@@ -198,6 +222,7 @@ def on_quit(**_: Any) -> None:
     # After runner.quit(): every worker's final report has been merged.
     if _run is None or _run.finished:
         return
+    _run.accounts.add("local", ACCOUNTS.close_window())  # this process's own users (none on a master)
     _run.finish(RECORDER.drain())
     _write_final_outputs(_run.environment)
     try:

@@ -12,6 +12,7 @@ class, so the order of a run reads top to bottom here.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import psutil
 
 from loadtest import options as opts
+from loadtest.accounting import AccountsStore
 from loadtest.client import format_target
 from loadtest.latency import LatencyStore
 from loadtest.netns import in_private_netns
@@ -32,6 +34,7 @@ from loadtest.processes import MonitorProcess, ServerProcess
 
 log = logging.getLogger("socklab")
 
+USERS_CSV_COLUMNS = ["user_id", "requests", "failures", "longest_wait_ms"]
 SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog",
            "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")  # fmt: skip
 
@@ -73,6 +76,7 @@ class Run:
         self.variant = variant  # the variant started, or "external"
         self.window = Window()
         self.store = LatencyStore()
+        self.accounts = AccountsStore()
         self.server: ServerProcess | None = None
         self.monitor: MonitorProcess | None = None
         self.manifest: dict[str, Any] = {}
@@ -103,8 +107,9 @@ class Run:
 
     # -- the measured window ---------------------------------------------------------------
     def open_window(self, measure_own_cost: bool) -> None:
-        """Fresh histograms, the window's wall-clock start, our CPU reading."""
+        """Fresh histograms and user figures, the window's wall-clock start, our CPU reading."""
         self.store = LatencyStore()
+        self.accounts = AccountsStore()
         self.window.open(measure_own_cost)
 
     def close_window(self) -> None:
@@ -131,12 +136,21 @@ class Run:
             return
         self.finished = True
         self.store.add(own_counts)
+        self.store.add_unfinished(self.accounts.unfinished)
+        self._write_users()
         csv_path = self.folder / "socklab_latency.csv"
         self.store.write(csv_path, self.folder / "socklab_latency_hist.json")
         log.info("socklab: wrote %s (%d requests)", csv_path, self.store.total())
         self.stop_processes()
         self._finish_manifest()
         self._write()
+
+    def _write_users(self) -> None:
+        """socklab_users.csv: one row per user of the measured window, across every load process."""
+        with (self.folder / "socklab_users.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=USERS_CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.accounts.rows())
 
     def stop_processes(self) -> None:
         """Monitor first (its last row sees the server), then the server.  Safe to call twice."""
@@ -161,6 +175,11 @@ class Run:
                 for e in stats.errors.values()
             ]  # fmt: skip
         info["latency_total"] = self.store.total()
+        late, lag = self.accounts.late_total()
+        info["open_loop"] = {
+            "arrival_rate": self.options.arrival_rate, "arrivals": self.options.arrivals,
+            "late_arrivals": late, "late_lag_s": round(lag, 6),
+        } if self.options.arrival_rate > 0 else None  # fmt: skip
         if self.loadgen is not None:
             info["loadgen"] = self.loadgen
 

@@ -2,30 +2,45 @@
 
 Like Locust's ``contrib/fasthttp.py``: a protocol client owned by a ``User``
 subclass, firing Locust ``request`` events.  Each finished request also goes into
-socklab's µs histogram recorder (Locust itself keeps only whole milliseconds).
+socklab's µs histogram recorder (Locust itself keeps only whole milliseconds) and
+into the user's own ledger (loadtest.accounting), so a user that is never served
+is counted as such rather than leaving no trace.
 
 - :class:`PersistentUser` — one connection, many requests (the per-request cost).
 - :class:`ConnectPerRequestUser` — the classic client: connect, send, receive,
   close, every time (the handshake, the backlog, TIME_WAIT).
 - :class:`IdleUser` — opens a connection and holds it, one small request every
   ``--idle-interval`` seconds (the many-connections case).
+
+Closed loop by default: a user sends its next request when the last one is done.
+With ``--arrival-rate R`` the two load classes run open loop (wrk2's model; Locust
+has none): each user follows its share R/users of a schedule fixed in advance
+(constant spacing with a random phase, or ``--arrivals poisson``), sends at once
+when it is behind, and its latency counts from the **intended** start; the
+actual send → last byte is kept as the service time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gevent.lock import BoundedSemaphore
+from gevent.pool import Group
 from locust import User, constant, task
 
 from loadtest import options
+from loadtest.accounting import Accounts
 from loadtest.client import RequestFailure, SocklabClient, parse_target
 from loadtest.latency import LatencyRecorder
 from servers.protocol import Op, encode_request
 
 RECORDER = LatencyRecorder()  # this process's counts; shipped to the master with each report
+ACCOUNTS = Accounts()  # this process's users and open-loop lateness; shipped likewise
+OPS_RECORDED = frozenset(op.name for op in Op)  # a success of one of these serves the user; CONNECT does not
 
 
 @dataclass(frozen=True)
@@ -39,24 +54,49 @@ class LoadSpec:
     connect_timeout: float
     read_timeout: float
     idle_interval: float
+    arrival_rate: float  # requests/s for the whole run; 0 = closed loop
+    poisson: bool
+    max_connecting: int
+    users: int  # the run's users, across processes: each follows 1/users of the schedule
 
     @classmethod
-    def from_options(cls, options: Any) -> LoadSpec:
-        op = Op[str(getattr(options, "op", "ECHO")).upper()]
-        arg = {Op.SLEEP: options.sleep_ms, Op.WORK: options.work_us}.get(op, 0)
+    def from_options(cls, opts: Any) -> LoadSpec:
+        op = Op[str(getattr(opts, "op", "ECHO")).upper()]
+        arg = {Op.SLEEP: opts.sleep_ms, Op.WORK: opts.work_us}.get(op, 0)
         return cls(
             op=int(op),
             arg=int(arg),
-            payload=b"x" * int(options.payload_bytes),
-            reply_len=int(options.reply_bytes),
-            connect_timeout=float(options.connect_timeout),
-            read_timeout=float(options.read_timeout),
-            idle_interval=float(options.idle_interval),
+            payload=b"x" * int(opts.payload_bytes),
+            reply_len=int(opts.reply_bytes),
+            connect_timeout=float(opts.connect_timeout),
+            read_timeout=float(opts.read_timeout),
+            idle_interval=float(opts.idle_interval),
+            arrival_rate=float(getattr(opts, "arrival_rate", 0.0) or 0.0),
+            poisson=getattr(opts, "arrivals", "constant") == "poisson",
+            max_connecting=int(getattr(opts, "max_connecting", 1000) or 1000),
+            users=max(int(getattr(opts, "num_users", 1) or 1), 1),
         )
 
     @property
     def frame(self) -> bytes:
         return encode_request(self.op, self.arg, self.payload, self.reply_len)
+
+    def schedule(self) -> Any:
+        """This user's intended start times (perf_counter), forever: its share of the run's rate."""
+        interval = self.users / self.arrival_rate
+        at = time.perf_counter() + random.uniform(0, interval)  # a random phase spreads the users
+        while True:
+            yield at
+            at += random.expovariate(1 / interval) if self.poisson else interval
+
+
+def wait_until(at: float) -> None:
+    """Sleep (yielding to other users) until `at`; if already past, record how late this arrival is."""
+    now = time.perf_counter()
+    if at > now:
+        time.sleep(at - now)
+    else:
+        ACCOUNTS.arrival(now - at)
 
 
 class SocklabUser(User):
@@ -67,16 +107,27 @@ class SocklabUser(User):
         super().__init__(environment)
         self.spec = LoadSpec.from_options(environment.parsed_options)
         self.frame = self.spec.frame
-        host, port = parse_target(environment.host or "")
-        fire = environment.events.request.fire
-        record = RECORDER.record
-        record_failure = RECORDER.record_failure
+        self.host, self.port = parse_target(environment.host or "")
+        self.ledger = ACCOUNTS.register()
+        self.client = self.new_client()
+
+    def new_client(self) -> SocklabClient:
+        """A client whose events reach Locust, the µs recorder and this user's ledger."""
+        fire = self.environment.events.request.fire
+        record, record_failure, record_service = RECORDER.record, RECORDER.record_failure, RECORDER.record_service
+        ledger, open_loop = self.ledger, self.spec.arrival_rate > 0
+        client: SocklabClient
 
         def on_request(request_type: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
             if exc is None:
                 record(request_type, name, seconds)
+                if request_type in OPS_RECORDED:
+                    ledger.success(time.perf_counter())
+                    if open_loop:
+                        record_service(request_type, name, client.service)
             else:
                 record_failure(request_type, name)
+                ledger.failed += 1
             fire(
                 request_type=request_type,
                 name=name,
@@ -86,21 +137,25 @@ class SocklabUser(User):
                 context={},
             )
 
-        self.client = SocklabClient(
-            host,
-            port,
+        client = SocklabClient(
+            self.host,
+            self.port,
             connect_timeout=self.spec.connect_timeout,
             read_timeout=self.spec.read_timeout,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: record(kind, self.mode, seconds),
         )
+        ledger.clients.add(client)
+        return client
 
     def on_stop(self) -> None:
-        self.client.close()
+        self.ledger.stopped = time.perf_counter()
+        for client in self.ledger.clients:
+            client.close()
 
 
 class PersistentUser(SocklabUser):
-    """One connection, requests back to back (reconnects after an error)."""
+    """One connection, requests back to back (reconnects after an error); or on a schedule (open loop)."""
 
     mode = "persistent"
     wait_time = constant(0)
@@ -113,30 +168,65 @@ class PersistentUser(SocklabUser):
         # (benchmarks/loadgen_cost.py).  Each request still fires its own event; the
         # socket waits yield to other users; Locust stops the user by killing it.
         request, op, name, frame = self.client.request, self.spec.op, self.mode, self.frame
+        if self.spec.arrival_rate > 0:
+            for at in self.spec.schedule():
+                wait_until(at)
+                if request(op, name=name, frame=frame, intended=at) is None:
+                    time.sleep(0.01)  # failed and reported; the schedule's debt shows as latency
         while True:
             if request(op, name=name, frame=frame) is None:
                 time.sleep(0.01)  # failed and reported; don't spin on a dead server
 
 
 class ConnectPerRequestUser(SocklabUser):
-    """connect → send → receive → close, for every request."""
+    """connect → send → receive → close, for every request; in open loop, one connection per arrival,
+    started on schedule whether or not the earlier ones have finished."""
 
     mode = "connect-per-request"
     wait_time = constant(0)
+    _connecting: ClassVar[BoundedSemaphore | None] = None  # per load process: --max-connecting
 
     @task
     def request(self) -> None:
+        if self.spec.arrival_rate > 0:
+            self._arrivals()
+        self._one_connection(self.client)
+
+    def _one_connection(self, client: SocklabClient, intended: float | None = None) -> None:
         try:
-            self.client.connect()
+            client.connect(first_reply=self.mode)
         except RequestFailure:
-            time.sleep(0.01)  # already reported; a short pause keeps a refused storm bounded
+            if intended is None:
+                time.sleep(0.01)  # already reported; a short pause keeps a refused storm bounded
             return
-        self.client.request(self.spec.op, name=self.mode, frame=self.frame, first_reply=True)
-        self.client.close()
+        client.request(self.spec.op, name=self.mode, frame=self.frame, first_reply=True, intended=intended)
+        client.close()
+
+    def _arrivals(self) -> None:
+        cls = type(self)
+        if cls._connecting is None:
+            cls._connecting = BoundedSemaphore(self.spec.max_connecting)
+        slots, group = cls._connecting, Group()
+        try:
+            for at in self.spec.schedule():
+                wait_until(at)
+                slots.acquire()  # at the cap this waits: the arrival starts late, and its latency shows it
+                group.spawn(self._arrival, slots, at)
+        finally:
+            group.kill(block=False)  # the user is stopping: its connections in flight go with it
+
+    def _arrival(self, slots: BoundedSemaphore, at: float) -> None:
+        client = self.new_client()
+        try:
+            self._one_connection(client, intended=at)
+        finally:
+            if client.pending is None:  # finished: forget it; in flight, the window's close counts it
+                self.ledger.clients.discard(client)
+            slots.release()
 
 
 class IdleUser(SocklabUser):
-    """Holds one connection open; one small ECHO every --idle-interval seconds."""
+    """Holds one connection open; one small ECHO every --idle-interval seconds (always closed loop)."""
 
     mode = "idle"
 

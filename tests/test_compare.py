@@ -71,7 +71,7 @@ def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> No
     assert int(row["listen_overflows"]) > 0
     assert int(row["backlog"]) == 2 and int(row["peak_accept_queue"]) <= 3
     assert int(row["peak_time_wait"]) > 0
-    assert "SYNs dropped at backlog 2" in (out / "compare.html").read_text()
+    assert "packets dropped at a full accept queue (ListenOverflows) at backlog 2" in (out / "compare.html").read_text()
 
 
 def test_sigint_mid_matrix_keeps_finished_cells(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ class LocustRun:
 
     def latency(self) -> dict[tuple[str, str], dict[str, str]]:
         with (self.report_dir / "socklab_latency.csv").open() as f:
-            return {(r["type"], r["name"]): r for r in csv.DictReader(f)}
+            return {(r["type"], r["name"]): r for r in csv.DictReader(f) if r["measure"] == "latency"}
 
     def locust_stats(self) -> dict[tuple[str, str], dict[str, str]]:
         with (self.report_dir / "locust_stats.csv").open() as f:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
 from loadtest.latency import CSV_COLUMNS
 from loadtest.monitor import COLUMNS as MONITOR_COLUMNS
@@ -19,7 +20,7 @@ from loadtest.report import SUMMARY_COLUMNS, build_compare, build_run_report
 from tests.browser import chromium, render
 
 FIXTURE = Path(__file__).parent / "fixtures" / "blocking_conn_storm"
-CHART_IDS = ["throughput", "latency", "connections", "accept-queue", "overflow", "cost", "connect-time"]
+CHART_IDS = ["throughput", "latency", "users", "connections", "accept-queue", "overflow", "cost", "connect-time"]
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     summary_path, _ = build_run_report(run_dir)
     (row,) = read_rows(summary_path)
     info = json.loads((run_dir / "run.json").read_text())
-    latency = {r["type"]: r for r in read_rows(run_dir / "socklab_latency.csv")}
+    latency = {r["type"]: r for r in read_rows(run_dir / "socklab_latency.csv") if r["measure"] == "latency"}
     monitor = read_rows(run_dir / "monitor.csv")
     echo, connect = latency["ECHO"], latency["CONNECT"]
 
@@ -50,11 +51,34 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     assert float(row["duration_s"]) == round(seconds, 3)
     assert int(row["requests"]) == int(echo["count"]) + int(echo["failures"])
     assert float(row["rps"]) == round(int(echo["count"]) / seconds, 1)
-    assert float(row["latency_p50_ms"]) == int(echo["p50_us"]) / 1000
-    assert float(row["latency_p99_ms"]) == int(echo["p99_us"]) / 1000
-    assert float(row["latency_max_ms"]) == int(echo["max_us"]) / 1000
-    assert float(row["connect_p99_ms"]) == int(connect["p99_us"]) / 1000
-    assert float(row["first_reply_p99_ms"]) == int(latency["FIRST_REPLY"]["p99_us"]) / 1000
+    # Percentiles: over what finished (the recorded histogram) and what was still in flight at the
+    # window's close (each at its age), computed here straight from the recorded files.
+    recorded = {h["type"]: h for h in json.loads((run_dir / "socklab_latency_hist.json").read_text())["histograms"]}
+
+    def with_unfinished(kind: str) -> HdrHistogram:
+        hist = HdrHistogram.decode(recorded[kind]["hdr"].encode())
+        for age in recorded[kind]["unfinished_ages_us"]:
+            hist.record_value(age)
+        return hist
+
+    ops, connects, first = with_unfinished("ECHO"), with_unfinished("CONNECT"), with_unfinished("FIRST_REPLY")
+    assert float(row["latency_p50_ms"]) == ops.get_value_at_percentile(50) / 1000
+    assert float(row["latency_p99_ms"]) == ops.get_value_at_percentile(99) / 1000
+    assert float(row["latency_max_ms"]) == ops.get_max_value() / 1000
+    assert float(row["connect_p99_ms"]) == connects.get_value_at_percentile(99) / 1000
+    assert float(row["first_reply_p99_ms"]) == first.get_value_at_percentile(99) / 1000
+    # Unfinished work counted, and the maximum it could still raise marked as a lower bound.
+    unfinished_connects = len(recorded["CONNECT"]["unfinished_ages_us"])
+    assert int(row["unfinished_connects"]) == unfinished_connects == int(connect["unfinished"]) > 0
+    assert int(row["unfinished_requests"]) == len(recorded["ECHO"]["unfinished_ages_us"]) == int(echo["unfinished"])
+    assert "connect_max_ms" not in row and "first_reply_max_ms" in row["lower_bound_columns"].split(";")
+    # Per-user figures from socklab_users.csv, by hand.
+    per_user = [int(u["requests"]) for u in read_rows(run_dir / "socklab_users.csv")]
+    assert len(per_user) == 10
+    assert int(row["users_served"]) == sum(n > 0 for n in per_user)
+    assert int(row["users_starved"]) == sum(n == 0 for n in per_user)
+    assert float(row["fairness"]) == pytest.approx(sum(per_user) ** 2 / (10 * sum(n * n for n in per_user)), abs=1e-4)
+    assert int(row["syn_retransmits"]) == int(monitor[-1]["TcpExt_TCPSynRetrans"])
 
     last = monitor[-1]
     assert int(row["listen_overflows"]) == int(last["TcpExt_ListenOverflows"]) > 0
@@ -98,7 +122,7 @@ def test_csv_schemas(run_dir: Path) -> None:
 def test_findings_say_what_happened(run_dir: Path) -> None:
     _, page = build_run_report(run_dir)
     text = page.read_text()
-    assert re.search(r"blocking: \d[\d,]* SYNs dropped at backlog 2", text)
+    assert re.search(r"blocking: \d[\d,]* packets dropped at a full accept queue at backlog 2 \(ListenOverflows", text)
     assert "TIME_WAIT at peak" in text
     assert "client-bound" in text
 

@@ -60,7 +60,7 @@ def latency_chart(run: RunData) -> go.Figure | None:
             x=[c.replace("_us", "") for c in cols],
             y=[r[c] / 1000 for c in cols],
             mode="lines+markers",
-            name=f"{r['type']} {r['name']}",
+            name=f"{r['type']} {r['name']}" + (" (service)" if r.get("measure") == "service" else ""),
         )
     fig.update_yaxes(type="log", title="ms (µs resolution)")
     return layout(fig, "Latency percentiles (socklab µs histograms)")
@@ -164,3 +164,23 @@ def connect_histogram_chart(run: RunData) -> go.Figure | None:
     return layout(fig, "Connect time and first-reply time (SYN retries show as clusters at about 1, 2, 3 s)")
 
 
+
+
+def users_chart(run: RunData) -> go.Figure | None:
+    """Completed requests per user, sorted: a fair server draws a flat line, a starving one a cliff."""
+    users = run.users
+    if users is None or users.empty:
+        return None
+    ordered = users.sort_values("requests", ascending=False).reset_index(drop=True)
+    fig = go.Figure()
+    fig.add_bar(
+        x=list(range(1, len(ordered) + 1)),
+        y=ordered["requests"],
+        name="completed requests",
+        customdata=ordered[["user_id", "longest_wait_ms"]],
+        hovertemplate="user %{customdata[0]}: %{y} requests, longest wait %{customdata[1]} ms<extra></extra>",
+    )
+    starved = int((ordered["requests"] == 0).sum())
+    fig.update_xaxes(title="users, most served first")
+    fig.update_yaxes(title="completed requests in the window", rangemode="tozero")
+    return layout(fig, f"Requests per user ({len(ordered) - starved} served, {starved} starved)")

@@ -74,7 +74,11 @@ def compare_charts(g: pd.DataFrame) -> list[go.Figure]:
     fig = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=("SYNs dropped (ListenOverflows)", "server CPU µs per request", "client-side TIME_WAIT (peak)"),
+        subplot_titles=(
+            "packets dropped at a full accept queue (ListenOverflows)",
+            "server CPU µs per request",
+            "TIME_WAIT (peak)",
+        ),
     )
     fig.add_bar(x=last["variant"], y=last["listen_overflows"], name="overflows", row=1, col=1)
     fig.add_bar(x=last["variant"], y=last["server_cpu_us_per_request"], name="CPU µs/request", row=1, col=2)

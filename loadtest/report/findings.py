@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from loadtest.report.load import RunData, traits_of
-from loadtest.report.summary import load_bound
+from loadtest.report.summary import OPS, flag, load_bound, shown
 
 
 def findings(run: RunData, row: dict[str, Any]) -> list[str]:
@@ -17,9 +17,19 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     traits = traits_of(run)
     one_at_a_time = bool(traits.get("serves_one_at_a_time"))
     if row["requests"]:
+        offered = num(row, "offered_rps")
+        load = f"offered {offered:,.0f} req/s (open loop), achieved" if offered else "="
         out.append(
-            f"{name}: {row['requests']:,} {row['op'] or 'requests'} in {row['duration_s']:g} s = {row['rps']:,} req/s "
-            f"with {row['users']} users; latency p50 {row['latency_p50_ms']} ms, p99 {row['latency_p99_ms']} ms."
+            f"{name}: {row['requests']:,} {row['op'] or 'requests'} in {row['duration_s']:g} s {load} "
+            f"{row['rps']:,} req/s with {row['users']} users{served_note(row)}; latency p50 "
+            f"{shown(row, 'latency_p50_ms')}, p99 {shown(row, 'latency_p99_ms')}"
+            + (f" (from the intended start; service p99 {shown(row, 'service_p99_ms')})." if offered else ".")
+        )
+    out.extend(user_findings(row, one_at_a_time, oldest_unfinished(run)))
+    if num(row, "late_arrivals"):
+        out.append(
+            f"{int(row['late_arrivals']):,} arrivals were sent late (≥ 1 ms after their intended start), "
+            f"{row['late_lag_s']:,.2f} s of lag in all: their latency counts from the intended start."
         )
     if row["op"] == "SLEEP" and one_at_a_time and row["rps"] == row["rps"]:
         sleep_ms = (run.info.get("options") or {}).get("sleep_ms") or 0
@@ -31,12 +41,17 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     overflows = row.get("listen_overflows")
     if isinstance(overflows, int) and overflows > 0:
         text = (
-            f"{name}: {overflows:,} SYNs dropped at backlog {row['backlog']} (ListenOverflows, "
-            f"{row['counters_scope']} counters); the accept queue peaked at {row['peak_accept_queue']}"
+            f"{name}: {overflows:,} packets dropped at a full accept queue at backlog {row['backlog']} "
+            f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
+            f"not a count of SYNs); the accept queue peaked at {row['peak_accept_queue']}"
         )
-        p99 = row["connect_p99_ms"]
-        if p99 == p99 and p99 >= 900:
-            text += f"; connect p99 {p99 / 1000:.2f} s, the kernel's SYN retry schedule (about 1, 2, 3 s)"
+        retrans = num(row, "syn_retransmits")
+        if retrans:
+            text += f"; clients retransmitted {int(retrans):,} SYNs (TCPSynRetrans)"
+        p99 = num(row, "connect_p99_ms")
+        if p99 is not None and p99 >= 900:
+            text += (f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule "
+                     "(about 1, 2, 3 s)")  # fmt: skip
         out.append(text + ".")
     queued = row.get("peak_accept_queue")
     if isinstance(queued, int) and queued > 0 and not (isinstance(overflows, int) and overflows > 0):
@@ -48,15 +63,15 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     if isinstance(syn_sent, int) and syn_sent > 0:
         out.append(
             f"up to {syn_sent} clients sat in SYN_SENT: their SYNs were dropped and are retried on the kernel's "
-            "schedule (about 1, 2, 3 s); a connect still waiting when the run ended is in no latency figure."
+            "schedule (about 1, 2, 3 s)."
         )
     cookies = row.get("syncookies_sent")
     if isinstance(cookies, int) and cookies > 0:
         out.append(
             f"{cookies:,} SYN cookies sent: the half-open queue was full too, so connect() returned for clients "
-            f"the server held nothing for (connect p99 {row['connect_p99_ms']} ms) while their first reply byte "
-            f"waited for the queue to drain (first-reply p99 {row['first_reply_p99_ms']} ms, "
-            f"max {row['first_reply_max_ms']} ms)."
+            f"the server held nothing for (connect p99 {shown(row, 'connect_p99_ms')}) while their first reply "
+            f"byte waited (first-reply p99 {shown(row, 'first_reply_p99_ms')}, max "
+            f"{shown(row, 'first_reply_max_ms')}; ≥ marks a wait that had not ended when the window closed)."
         )
     if row["counters_scope"] == "shared" and isinstance(overflows, int):
         out.append(
@@ -93,13 +108,91 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     return out
 
 
+def oldest_unfinished(run: RunData) -> tuple[float, float]:
+    """The age in s of the oldest connect and of the oldest request still in flight at the window's close."""
+    connects = [a for (kind, _), ages in run.unfinished.items() if kind == "CONNECT" for a in ages]
+    requests = [a for (kind, _), ages in run.unfinished.items() if kind in OPS for a in ages]
+    return max(connects, default=0) / 1e6, max(requests, default=0) / 1e6
+
+
+def num(row: dict[str, Any], column: str) -> float | None:
+    """A numeric figure of the row, None when absent or NaN."""
+    value = row.get(column)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return float(value)
+
+
+def served_note(row: dict[str, Any]) -> str:
+    starved = num(row, "users_starved")
+    if not starved:
+        return ""
+    served = int(num(row, "users_served") or 0)
+    return f" — but only {served} of {served + int(starved)} served"
+
+
+def user_findings(row: dict[str, Any], one_at_a_time: bool, oldest: tuple[float, float] = (0.0, 0.0)) -> list[str]:
+    """Who was served, who waited, and what was still in flight when the window closed.
+
+    ``oldest``: the age in s of the oldest connect and of the oldest request still in flight then.
+    """
+    out = []
+    served, starved = num(row, "users_served"), num(row, "users_starved")
+    name, seconds = row["variant"] or "server", float(row["duration_s"] or 0)
+    connects, requests = int(num(row, "unfinished_connects") or 0), int(num(row, "unfinished_requests") or 0)
+    if starved:
+        total = int(served or 0) + int(starved)
+        where = []
+        queued = one_at_a_time and num(row, "peak_accept_queue")
+        if requests:
+            where.append(
+                f"{requests} request{'s' if requests != 1 else ''} waiting for a reply, the oldest for "
+                f"{oldest[1]:.2f} s"
+                + (" — their connections in the accept queue" if queued else "")
+                + (" or, after a SYN cookie, held nowhere" if queued and num(row, "syncookies_sent") else "")
+            )
+        if connects:
+            where.append(
+                f"{connects} connect{'s' if connects != 1 else ''} not complete, the oldest for {oldest[0]:.2f} s "
+                "(no SYN-ACK yet: retrying on the kernel's SYN schedule)"
+            )
+        out.append(
+            f"{name}: {int(served or 0)} of {total} users {'was' if served == 1 else 'were'} served; {int(starved)} "
+            f"completed no request in the whole {seconds:g} s window"
+            + (f" ({'; '.join(where)} when it closed)" if where else "")
+            + (f": {name} serves one connection at a time." if one_at_a_time else ".")
+        )
+    elif connects or requests:
+        out.append(
+            f"{connects} connects and {requests} requests were still in flight when the window closed; "
+            "percentiles they could still move are marked ≥ (lower bounds)."
+        )
+    fairness = num(row, "fairness")
+    if fairness is not None and served and served > 1 and fairness < 0.9:
+        out.append(
+            f"unequal shares: Jain's fairness index {fairness:.2f} over per-user completed requests "
+            "(1.0 = equal, 1/users = one user got everything)."
+        )
+    wait = num(row, "longest_user_wait_ms")
+    if wait is not None and seconds and wait >= 1000:
+        out.append(f"the longest any user went without a reply: {wait / 1000:,.2f} s.")
+    return out
+
+
 def compare_findings(summary: pd.DataFrame) -> list[str]:
     out = []
     for scenario, g in summary.groupby(summary["scenario"].where(summary["scenario"] != "", summary["op"]), sort=False):
         top = g.loc[g["rps"].idxmax()] if g["rps"].notna().any() else None
         if top is not None:
+            caveats = []
+            if flag(top["client_bound"]):
+                caveats.append("client-bound: the figure measures the load generator")
+            starved = num(dict(top), "users_starved")
+            if starved:
+                caveats.append(f"{int(starved)} of {top['users']} users were never served")
             out.append(
-                f"{scenario}: highest throughput {top['variant']} with {top['rps']:,} req/s at {top['users']} users."
+                f"{scenario}: highest throughput {top['variant']} with {top['rps']:,} req/s at {top['users']} users"
+                + (f" — {'; '.join(caveats)}." if caveats else ".")
             )
         for variant, v in g.groupby("variant", sort=False):
             v = v.dropna(subset=["rps"]).sort_values("users")
@@ -112,15 +205,21 @@ def compare_findings(summary: pd.DataFrame) -> list[str]:
                     f"({lo['rps']:,.0f} → {hi['rps']:,.0f} req/s)."
                 )
         for _, r in g.iterrows():
-            if r["client_bound"] is True:
+            if flag(r["client_bound"]):
                 out.append(
                     f"{scenario}, {r['variant']} at {r['users']} users: client-bound "
                     f"({r['loadgen_median_cpu_percent']:.0f}% of a core): the figure measures the load generator."
                 )
             if isinstance(r["listen_overflows"], int | float) and r["listen_overflows"] > 0:
                 out.append(
-                    f"{scenario}, {r['variant']} at {r['users']} users: {int(r['listen_overflows']):,} SYNs "
-                    f"dropped at backlog {r['backlog']}; connect p99 {r['connect_p99_ms']} ms; up to "
-                    f"{r['peak_syn_sent']} clients waiting in SYN_SENT on the retry schedule."
+                    f"{scenario}, {r['variant']} at {r['users']} users: {int(r['listen_overflows']):,} packets "
+                    f"dropped at a full accept queue (ListenOverflows) at backlog {r['backlog']}; connect p99 "
+                    f"{shown(dict(r), 'connect_p99_ms')}; up to {r['peak_syn_sent']} clients waiting in SYN_SENT "
+                    "on the retry schedule."
+                )
+            if num(dict(r), "users_starved"):
+                out.append(
+                    f"{scenario}, {r['variant']} at {r['users']} users: {int(r['users_served'])} served, "
+                    f"{int(r['users_starved'])} starved (fairness {r['fairness']:.2f})."
                 )
     return out

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from loadtest.latency import read_histograms
+from loadtest.latency import HIGHEST_US, RecordedLatency, new_histogram, read_recorded
 
 
 @dataclass
 class RunData:
     path: Path
     info: dict[str, Any]
-    latency: pd.DataFrame
+    latency: pd.DataFrame  # socklab_latency.csv; `measure` is latency (from the intended start) or service
     histograms: dict[tuple[str, str], HdrHistogram]
     monitor: pd.DataFrame | None
     history: pd.DataFrame | None
+    service: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)  # open loop only
+    unfinished: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ages (µs) at the window's close
+    users: pd.DataFrame | None = None  # socklab_users.csv: one row per user
 
     @property
     def run_id(self) -> str:
@@ -35,27 +38,49 @@ def load_run(run_dir: Path) -> RunData:
     info = json.loads(info_path.read_text())
     latency_path = run_dir / "socklab_latency.csv"
     latency = pd.read_csv(latency_path) if latency_path.exists() else pd.DataFrame(columns=["type", "name"])
+    if "measure" not in latency:  # recorded before the service measure existed
+        latency["measure"] = "latency"
     hist_path = run_dir / "socklab_latency_hist.json"
-    histograms = read_histograms(hist_path) if hist_path.exists() else {}
+    recorded = read_recorded(hist_path) if hist_path.exists() else RecordedLatency()
     monitor_path = run_dir / "monitor.csv"
     monitor = pd.read_csv(monitor_path) if monitor_path.exists() else None
     if monitor is not None and monitor.empty:
         monitor = None
     history_path = run_dir / "locust_stats_history.csv"
     history = pd.read_csv(history_path) if history_path.exists() else None
-    return RunData(run_dir, info, latency, histograms, monitor, history)
+    users_path = run_dir / "socklab_users.csv"
+    users = pd.read_csv(users_path) if users_path.exists() else None
+    return RunData(run_dir, info, latency, recorded.latency, monitor, history, recorded.service,
+                   recorded.unfinished, users)  # fmt: skip
 
 
-def merged_histogram(run: RunData, types: tuple[str, ...]) -> HdrHistogram | None:
-    hists = [h for (kind, _), h in run.histograms.items() if kind in types]
-    if not hists:
+def merged_histogram(
+    run: RunData, types: tuple[str, ...], *, service: bool = False, with_unfinished: bool = False
+) -> HdrHistogram | None:
+    """One histogram of these request types; with_unfinished adds the ages of what never finished
+    (lower bounds of their latencies), so percentiles they would move are moved."""
+    source = run.service if service else run.histograms
+    hists = [h for (kind, _), h in source.items() if kind in types]
+    ages = [a for (kind, _), v in run.unfinished.items() if kind in types for a in v] if with_unfinished else []
+    if not hists and not ages:
         return None
+    if not hists:
+        merged = new_histogram()
+        for age in ages:
+            merged.record_value(min(age, HIGHEST_US))
+        return merged
     merged = HdrHistogram(
         hists[0].lowest_trackable_value, hists[0].highest_trackable_value, hists[0].significant_figures
     )
     for h in hists:
         merged.add(h)
+    for age in ages:
+        merged.record_value(min(age, HIGHEST_US))
     return merged
+
+
+def unfinished_ages(run: RunData, types: tuple[str, ...]) -> list[int]:
+    return [a for (kind, _), v in run.unfinished.items() if kind in types for a in v]
 
 
 def window_rows(run: RunData) -> pd.DataFrame | None:

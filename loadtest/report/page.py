@@ -73,6 +73,7 @@ def build_run_report(run_dir: Path) -> tuple[Path, Path]:
     figures = [
         ("throughput", charts.throughput_chart(run)),
         ("latency", charts.latency_chart(run)),
+        ("users", charts.users_chart(run)),
         ("connections", charts.connections_chart(run)),
         ("accept-queue", charts.accept_queue_chart(run)),
         ("overflow", charts.overflow_chart(run)),

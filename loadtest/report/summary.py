@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from loadtest.report.load import RunData, merged_histogram, window_rows
+from loadtest.report.load import RunData, merged_histogram, unfinished_ages, window_rows
 
 OPS = ("ECHO", "SLEEP", "WORK")
 CLIENT_BOUND_PERCENT = 90.0
@@ -24,17 +24,30 @@ SUMMARY_COLUMNS = [
     "failures",
     "failure_classes",
     "rps",
+    "offered_rps",
+    "late_arrivals",
+    "late_lag_s",
+    "users_served",
+    "users_starved",
+    "fairness",
+    "longest_user_wait_ms",
+    "unfinished_connects",
+    "unfinished_requests",
     "latency_p50_ms",
     "latency_p90_ms",
     "latency_p99_ms",
     "latency_p99.9_ms",
     "latency_max_ms",
+    "service_p50_ms",
+    "service_p99_ms",
     "connect_p50_ms",
     "connect_p99_ms",
     "first_reply_p99_ms",
     "first_reply_max_ms",
+    "lower_bound_columns",
     "listen_overflows",
     "listen_drops",
+    "syn_retransmits",
     "syncookies_sent",
     "counters_scope",
     "peak_accept_queue",
@@ -67,7 +80,7 @@ def summarize(run: RunData) -> dict[str, Any]:
     info = run.info
     options = info.get("options") or {}
     lat = run.latency
-    ops = lat[lat["type"].isin(OPS)] if len(lat) else lat
+    ops = lat[lat["type"].isin(OPS) & (lat["measure"] == "latency")] if len(lat) else lat
     successes = int(ops["count"].sum()) if len(ops) else 0
     failed_ops = int(ops["failures"].sum()) if len(ops) else 0
     failures = info.get("failures") or []
@@ -75,9 +88,32 @@ def summarize(run: RunData) -> dict[str, Any]:
     for f in failures:
         classes[f["class"]] = classes.get(f["class"], 0) + int(f["occurrences"])
     seconds = float((info.get("window") or {}).get("seconds") or 0.0)
-    op_hist = merged_histogram(run, OPS)
-    connect = merged_histogram(run, ("CONNECT",))
-    first_reply = merged_histogram(run, ("FIRST_REPLY",))
+    # Percentiles over what finished and what was still in flight at the window's close (its age
+    # a lower bound): a value that an unfinished operation could still move is marked a lower bound.
+    lower_bounds: list[str] = []
+
+    def pct(types: tuple[str, ...], column: str, percentile: float | None, hist: HdrHistogram | None) -> float:
+        value = _ms(hist, percentile)
+        ages = unfinished_ages(run, types)
+        if not ages or value != value or hist is None:
+            return value
+        if percentile is None:  # the maximum: an unfinished operation may take any time yet
+            lower_bounds.append(column)
+            return value
+        # Unfinished operations younger than the value may still end above it, each moving the
+        # percentile up by at most one rank: if the percentile that many ranks higher is larger,
+        # the value is only a lower bound.
+        below = sum(1 for age in ages if age / 1000 < value)
+        shifted = min(100.0, percentile + 100.0 * below / hist.get_total_count())
+        if below and _ms(hist, shifted) > value:
+            lower_bounds.append(column)
+        return value
+
+    op_hist = merged_histogram(run, OPS, with_unfinished=True)
+    connect = merged_histogram(run, ("CONNECT",), with_unfinished=True)
+    first_reply = merged_histogram(run, ("FIRST_REPLY",), with_unfinished=True)
+    service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
+    open_loop = info.get("open_loop") or {}
     row: dict[str, Any] = {
         "run_id": run.run_id,
         "scenario": info.get("scenario", ""),
@@ -90,15 +126,24 @@ def summarize(run: RunData) -> dict[str, Any]:
         "failures": sum(classes.values()),
         "failure_classes": "; ".join(f"{k}={v}" for k, v in sorted(classes.items())),
         "rps": round(successes / seconds, 1) if seconds > 0 else math.nan,
-        "latency_p50_ms": _ms(op_hist, 50),
-        "latency_p90_ms": _ms(op_hist, 90),
-        "latency_p99_ms": _ms(op_hist, 99),
-        "latency_p99.9_ms": _ms(op_hist, 99.9),
-        "latency_max_ms": _ms(op_hist, None),
-        "connect_p50_ms": _ms(connect, 50),
-        "connect_p99_ms": _ms(connect, 99),
-        "first_reply_p99_ms": _ms(first_reply, 99),
-        "first_reply_max_ms": _ms(first_reply, None),
+        "offered_rps": open_loop.get("arrival_rate", math.nan),
+        "late_arrivals": open_loop.get("late_arrivals", math.nan),
+        "late_lag_s": open_loop.get("late_lag_s", math.nan),
+        **user_figures(run),
+        "unfinished_connects": len(unfinished_ages(run, ("CONNECT",))),
+        "unfinished_requests": len(unfinished_ages(run, OPS)),
+        "latency_p50_ms": pct(OPS, "latency_p50_ms", 50, op_hist),
+        "latency_p90_ms": pct(OPS, "latency_p90_ms", 90, op_hist),
+        "latency_p99_ms": pct(OPS, "latency_p99_ms", 99, op_hist),
+        "latency_p99.9_ms": pct(OPS, "latency_p99.9_ms", 99.9, op_hist),
+        "latency_max_ms": pct(OPS, "latency_max_ms", None, op_hist),
+        "service_p50_ms": _ms(service, 50),
+        "service_p99_ms": _ms(service, 99),
+        "connect_p50_ms": pct(("CONNECT",), "connect_p50_ms", 50, connect),
+        "connect_p99_ms": pct(("CONNECT",), "connect_p99_ms", 99, connect),
+        "first_reply_p99_ms": pct(("FIRST_REPLY",), "first_reply_p99_ms", 99, first_reply),
+        "first_reply_max_ms": pct(("FIRST_REPLY",), "first_reply_max_ms", None, first_reply),
+        "lower_bound_columns": ";".join(lower_bounds),
         "counters_scope": info.get("counters_scope", ""),
     }
     mon = run.monitor
@@ -115,6 +160,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         row.update(
             listen_overflows=int(last["TcpExt_ListenOverflows"]),
             listen_drops=int(last["TcpExt_ListenDrops"]),
+            syn_retransmits=int(last["TcpExt_TCPSynRetrans"]),
             syncookies_sent=int(last["TcpExt_SyncookiesSent"]),
             counters_scope=str(last["counters_scope"]),
             peak_accept_queue=int(mon["accept_queue"].max()),
@@ -147,6 +193,42 @@ def summarize(run: RunData) -> dict[str, Any]:
     return {col: row.get(col, math.nan) for col in SUMMARY_COLUMNS}
 
 
+def user_figures(run: RunData) -> dict[str, Any]:
+    """users_served (≥ 1 successful request in the window), users_starved (none), Jain's fairness
+    index over per-user completed requests (1.0 = equal shares, 1/n = one user got all), and the
+    longest stretch any user went without a success (ms)."""
+    users = run.users
+    if users is None or users.empty:
+        return {"users_served": math.nan, "users_starved": math.nan, "fairness": math.nan,
+                "longest_user_wait_ms": math.nan}  # fmt: skip
+    x = users["requests"].astype(float)
+    squares = float((x * x).sum())
+    return {
+        "users_served": int((x > 0).sum()),
+        "users_starved": int((x == 0).sum()),
+        "fairness": round(float(x.sum()) ** 2 / (len(x) * squares), 4) if squares else math.nan,
+        "longest_user_wait_ms": round(float(users["longest_wait_ms"].max()), 3),
+    }
+
+
+def is_lower_bound(row: dict[str, Any], column: str) -> bool:
+    return column in str(row.get("lower_bound_columns") or "").split(";")
+
+
+def shown(row: dict[str, Any], column: str, unit: str = " ms") -> str:
+    """A figure as words: '≥ 4,012.3 ms' when unfinished work makes it a lower bound."""
+    value = row.get(column)
+    if not isinstance(value, int | float) or value != value:
+        return "n/a"
+    text = f"{value:,.3f}".rstrip("0").rstrip(".") + unit
+    return f"≥ {text}" if is_lower_bound(row, column) else text
+
+
+def flag(value: Any) -> bool:
+    """A yes/no column's value as a bool; pandas hands back numpy.bool_, for which `is True` fails."""
+    return str(value) == "True"
+
+
 def load_bound(row: dict[str, Any], cpus: int | None) -> str:
     """Whether the figures measure the load generator rather than the server — the one rule.
 
@@ -154,7 +236,7 @@ def load_bound(row: dict[str, Any], cpus: int | None) -> str:
     window).  "machine-bound": not that, but server and load generator together used
     >= 90 % of every core, so they competed for the CPU.  "" otherwise.
     """
-    if row.get("client_bound") is True:
+    if flag(row.get("client_bound")):
         return "client-bound"
     machine = row.get("machine_cpu_percent")
     if cpus and isinstance(machine, float) and machine >= CLIENT_BOUND_PERCENT * cpus:

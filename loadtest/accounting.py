@@ -1,0 +1,153 @@
+"""Per-user accounting and unfinished work: what a closed-loop harness otherwise hides.
+
+A user stuck in the accept queue or on the SYN retry schedule sends nothing more,
+so it leaves no latency sample: percentiles over what finished say nothing about
+it.  So every user keeps a :class:`Ledger` — completed requests, failures, its
+longest stretch without a success — and every client keeps what it has in flight
+(``SocklabClient.pending``).  When the measured window closes, each load process
+takes a snapshot: per user its counts and longest wait (the open stretch up to the
+window's end included), and every connect, request and first reply still in
+flight with its age then — a lower bound of its latency.
+
+Open-loop arrivals add two figures per process: arrivals that started late (sent
+``LATE_AFTER_S`` or more after their intended start) and their total lag.
+
+No locust import: plain data goes to the master with each Locust report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+LATE_AFTER_S = 0.001  # an arrival sent this long after its intended start counts as late
+
+
+class Ledger:
+    """One user's account for the measured window (hot path: a few attribute updates per request)."""
+
+    __slots__ = ("clients", "failed", "longest_gap", "mark", "ok", "started", "stopped", "user_id")
+
+    def __init__(self, user_id: str, now: float) -> None:
+        self.user_id = user_id
+        self.started = now
+        self.stopped: float | None = None
+        self.clients: set[Any] = set()  # SocklabClient objects whose `pending` may be in flight
+        self.reset(now)
+
+    def reset(self, window_start: float) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.mark = max(window_start, self.started)  # the start of the current stretch without a success
+        self.longest_gap = 0.0
+
+    def success(self, now: float) -> None:
+        gap = now - self.mark
+        if gap > self.longest_gap:
+            self.longest_gap = gap
+        self.mark = now
+        self.ok += 1
+
+    def snapshot(self, now: float) -> list[Any]:
+        """[user_id, ok, failed, longest wait in s (the open stretch up to `now` included)]."""
+        end = self.stopped if self.stopped is not None and self.stopped < now else now
+        return [self.user_id, self.ok, self.failed, round(max(self.longest_gap, end - self.mark, 0.0), 6)]
+
+
+class Accounts:
+    """Every user of this load process, the window's edges, and open-loop lateness."""
+
+    def __init__(self) -> None:
+        self.tag = f"{os.getpid()}"
+        self._ids = itertools.count(1)
+        self.ledgers: list[Ledger] = []
+        self.window_start = time.perf_counter()
+        self.final: dict[str, Any] | None = None  # the snapshot taken when the window closed
+        self.late = 0
+        self.lag = 0.0
+
+    def register(self) -> Ledger:
+        ledger = Ledger(f"{self.tag}.{next(self._ids)}", time.perf_counter())
+        self.ledgers.append(ledger)
+        return ledger
+
+    def arrival(self, lag: float) -> None:
+        if lag >= LATE_AFTER_S:
+            self.late += 1
+            self.lag += lag
+
+    def open_window(self) -> None:
+        """Counting starts now: users that are gone are dropped, the rest start from zero."""
+        now = self.window_start = time.perf_counter()
+        self.ledgers = [ledger for ledger in self.ledgers if ledger.stopped is None]
+        for ledger in self.ledgers:
+            ledger.reset(now)
+        self.final = None
+        self.late, self.lag = 0, 0.0
+
+    def close_window(self) -> dict[str, Any]:
+        """Freeze the window: per-user figures and every operation still in flight, with its age."""
+        if self.final is None:
+            self.final = self.snapshot(closing=True)
+        return self.final
+
+    def snapshot(self, closing: bool = False) -> dict[str, Any]:
+        if self.final is not None:
+            return self.final
+        now = time.perf_counter()
+        unfinished: list[tuple[str, str, float]] = []
+        if closing:
+            for ledger in self.ledgers:
+                for client in ledger.clients:
+                    unfinished.extend(unfinished_of(client.pending, now))
+        return {
+            "users": [ledger.snapshot(now) for ledger in self.ledgers],
+            "unfinished": unfinished,
+            "late": self.late,
+            "lag_s": round(self.lag, 6),
+            "final": closing,
+        }
+
+
+Pending = tuple[str, str, float, tuple[str, float] | None]  # type, name, started, (first-reply name, connect start)
+
+
+def unfinished_of(pending: Pending | None, now: float) -> list[tuple[str, str, float]]:
+    """(type, name, age s) of what a client has in flight: a connect or a request, and the first
+    reply byte of a connect-per-request connection (connect start → first byte) when it waits for one."""
+    if pending is None:
+        return []
+    kind, name, started, first_reply = pending
+    out = [(kind, name, now - started)]
+    if first_reply is not None:
+        out.append(("FIRST_REPLY", first_reply[0], now - first_reply[1]))
+    return out
+
+
+class AccountsStore:
+    """On the master: the latest per-user figures from every load process."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, list[Any]] = {}
+        self.unfinished: list[tuple[str, str, float]] = []
+        self._final_from: set[str] = set()
+        self.late: dict[str, tuple[int, float]] = {}
+
+    def add(self, source: str, data: dict[str, Any]) -> None:
+        if source in self._final_from:
+            return  # that process's window is closed; later reports repeat it
+        for row in data.get("users", []):
+            self.users[row[0]] = row
+        self.late[source] = (int(data.get("late", 0)), float(data.get("lag_s", 0.0)))
+        if data.get("final"):
+            self._final_from.add(source)
+            self.unfinished.extend(tuple(u) for u in data.get("unfinished", []))  # type: ignore[misc]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"user_id": u[0], "requests": u[1], "failures": u[2], "longest_wait_ms": round(u[3] * 1000, 3)}
+                for u in self.users.values()]  # fmt: skip
+
+    def late_total(self) -> tuple[int, float]:
+        return sum(n for n, _ in self.late.values()), sum(s for _, s in self.late.values())

@@ -1,0 +1,153 @@
+"""The whole story under overload: every user counted, every unfinished wait shown, open-loop arrivals.
+
+Real Locust runs against real servers; the counts are checked against what the kernel shows
+(the monitor's SYN_SENT sockets) and against known truths (a one-at-a-time server serves one
+persistent user; a stopped server delays every arrival scheduled meanwhile).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loadtest.netns import can_isolate
+from loadtest.report import build_compare
+from tests.test_locust import LOCUSTFILE, run_locust
+
+ISOLATION, WHY_NOT = can_isolate()
+
+
+def summary_row(report_dir: Path) -> dict[str, str]:
+    with (report_dir / "summary.csv").open() as f:
+        return next(csv.DictReader(f))
+
+
+def page_text(report_dir: Path) -> str:
+    return (report_dir / "report.html").read_text()
+
+
+def test_one_at_a_time_server_starves_all_but_one_persistent_user(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "t").mkdir()
+    blocking = run_locust(tmp_path / "b", "--server", "blocking", users=10, seconds=3)
+    assert blocking.returncode == 0, blocking.stderr[-2000:]
+    row = summary_row(blocking.report_dir)
+    assert (int(row["users_served"]), int(row["users_starved"])) == (1, 9)
+    assert float(row["fairness"]) == pytest.approx(0.1, abs=0.01)  # Jain's index: one user got everything
+    assert float(row["longest_user_wait_ms"]) >= 0.9 * float(row["duration_s"]) * 1000
+    assert int(row["unfinished_requests"]) >= 9  # each starved user's first request, never answered
+    assert "1 of 10 users was served; 9 completed no request" in page_text(blocking.report_dir)
+    assert "but only 1 of 10 served" in page_text(blocking.report_dir)
+    with (blocking.report_dir / "socklab_users.csv").open() as f:
+        users = list(csv.DictReader(f))
+    assert len(users) == 10 and sorted(int(u["requests"]) > 0 for u in users) == [False] * 9 + [True]
+
+    threaded = run_locust(tmp_path / "t", "--server", "threaded", users=10, seconds=3)
+    assert threaded.returncode == 0, threaded.stderr[-2000:]
+    row = summary_row(threaded.report_dir)
+    assert (int(row["users_served"]), int(row["users_starved"])) == (10, 0)
+    assert float(row["fairness"]) > 0.9
+
+    # The comparison never names the highest throughput without its caveats in the same sentence.
+    _, page = build_compare([blocking.report_dir, threaded.report_dir], tmp_path / "cmp")
+    sentence = next(s for s in page.read_text().split("<li>") if "highest throughput" in s)
+    with (tmp_path / "cmp" / "summary.csv").open() as f:
+        top = max(csv.DictReader(f), key=lambda r: float(r["rps"]))
+    if top["client_bound"] == "True":
+        assert "client-bound" in sentence
+    if int(top["users_starved"]):
+        assert "never served" in sentence
+
+
+@pytest.mark.skipif(not ISOLATION, reason=f"no private network namespace here: {WHY_NOT}")
+def test_connection_storm_unfinished_connects_match_the_kernels_syn_sent(tmp_path: Path) -> None:
+    report = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
+         "ConnectPerRequestUser", "--headless", "-u", "50", "-r", "50", "-t", "5s", "--server", "blocking",
+         "--backlog", "10", "--monitor-interval", "0.25", "--report-dir", str(report), "--only-summary"],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    row = summary_row(report)
+    assert row["counters_scope"] == "isolated"
+    assert int(row["unfinished_connects"]) + int(row["users_starved"]) > 0
+    window = json.loads((report / "run.json").read_text())["window"]
+    with (report / "monitor.csv").open() as f:
+        before_close = [r for r in csv.DictReader(f) if float(r["timestamp"]) <= window["stop"]]
+    syn_sent = int(before_close[-1]["client_SYN_SENT"])  # the kernel's count, a moment before the close
+    assert abs(syn_sent - int(row["unfinished_connects"])) <= 2, (syn_sent, row["unfinished_connects"])
+    # Named for what they count.
+    text = page_text(report)
+    assert "packets dropped at a full accept queue" in text and "SYNs dropped" not in text
+    assert int(row["syn_retransmits"]) > 0
+
+
+def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> None:
+    report = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "10", "-r", "10", "-t", "8s",
+         "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "1", "--arrival-rate", "200",
+         "--report-dir", str(report), "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (report / "run.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    server_pid = json.loads((report / "run.json").read_text())["server"]["pid"]
+    time.sleep(3)
+    os.kill(server_pid, signal.SIGSTOP)  # the server stalls; the schedule does not
+    time.sleep(2)
+    os.kill(server_pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    row = summary_row(report)
+    latency_p99, service_p99 = float(row["latency_p99_ms"]), float(row["service_p99_ms"])
+    assert latency_p99 >= 1000, row
+    assert service_p99 * 10 <= latency_p99, row
+    assert float(row["offered_rps"]) == 200
+    assert abs(float(row["rps"]) - 200) <= 20, row  # the schedule catches up after the stall
+    assert int(row["late_arrivals"]) > 0 and float(row["late_lag_s"]) > 1
+    with (report / "socklab_latency.csv").open() as f:
+        measures = {(r["type"], r["measure"]) for r in csv.DictReader(f)}
+    assert {("SLEEP", "latency"), ("SLEEP", "service")} <= measures
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"),
+                    reason="needs root, unshare and ip")  # fmt: skip
+def test_plain_unshare_net_is_labelled_isolated(tmp_path: Path) -> None:
+    report = tmp_path / "run"
+    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "2", "-r", "2", "-t", "2s",
+              "--report-dir", str(report), "--only-summary"]  # fmt: skip
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *locust],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env={k: v for k, v in os.environ.items()
+                                                                      if k != "SOCKLAB_PRIVATE_NETNS"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((report / "run.json").read_text())["counters_scope"] == "isolated"
+    assert summary_row(report)["counters_scope"] == "isolated"
+
+
+def test_final_locust_csv_agrees_with_the_final_counts(tmp_path: Path) -> None:
+    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", users=5, seconds=3)
+    assert run.returncode == 0, run.stderr[-2000:]
+    stats = run.locust_stats()
+    latency = run.latency()
+    for kind, name in (("CONNECT", "connect"), ("ECHO", "connect-per-request")):
+        ours = latency[(kind, name)]
+        assert int(stats[(kind, name)]["Request Count"]) == int(ours["count"]) + int(ours["failures"]), kind
+    info = json.loads((run.report_dir / "run.json").read_text())
+    assert int(stats[("", "Aggregated")]["Request Count"]) == info["locust"]["requests"]
+    with (run.report_dir / "locust_stats.json").open() as f:
+        assert sum(e["num_requests"] for e in json.load(f)) == info["locust"]["requests"]
