@@ -19,7 +19,7 @@ from loadtest import options
 from loadtest.client import SocklabClient, format_target, parse_target
 from loadtest.processes import ServerProcess, ServerStartError
 from servers import VARIANTS
-from servers.cli import OneLineParser, nonneg_int, positive_int
+from servers.cli import OneLineParser, nonneg_int, positive_int, positive_number
 from servers.protocol import Op, encode_request
 
 
@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--variants",
         type=compare.variant_list,
-        default=list(VARIANTS),
-        help=f"comma-separated (default {','.join(VARIANTS)})",
+        default=None,
+        help=f"comma-separated (default: every registered variant, {','.join(VARIANTS)})",
     )
     m.add_argument(
         "--users",
@@ -132,15 +132,49 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one or more of: {', '.join(compare.SCENARIOS)} (default {' '.join(compare.DEFAULT_SCENARIOS)})",
     )
     m.add_argument(
-        "--duration", type=compare.parse_duration, default=4.0, help="measured seconds per cell (default 4s)"
+        "--duration", type=compare.positive_duration, default=4.0, help="measured seconds per cell (default 4s)"
     )
     m.add_argument("--warmup", type=compare.parse_duration, default=1.0, help="uncounted seconds first (default 1s)")
     m.add_argument("--processes", type=nonneg_int, default=0,
                    help="Locust worker processes per cell (default: one process)")  # fmt: skip
     m.add_argument("--out", type=Path, default=None, help="output folder (default reports/compare-<date-time>)")
     m.add_argument("--no-isolate", action="store_true", help="do not give each cell its own network namespace")
+    m.add_argument(
+        "--server-cmd", type=compare.named_command, action="append", metavar="NAME='COMMAND {port}'",
+        help="also run every scenario against this command as the server (repeatable); socklab picks the port. "
+        "Without --variants, only these commands run",
+    )  # fmt: skip
+    m.add_argument("--connections", type=positive_int, default=None,
+                   help="connections per cell of a counted scenario, such as unp30 (default: the scenario's)")
     options.add_override_arguments(m)
     m.set_defaults(func=_compare)
+
+    from loadtest import sweep
+
+    w = sub.add_parser("sweep", help="latency against offered load, open loop, for each design; finds each knee")
+    w.add_argument("--variants", type=compare.variant_list, default=None,
+                   help=f"comma-separated (default {','.join(sweep.DEFAULT_VARIANTS)})")  # fmt: skip
+    w.add_argument("--scenario", action="extend", nargs="+", choices=list(sweep.SWEEP_SCENARIOS), metavar="NAME",
+                   help=f"one or more of: {', '.join(sweep.SWEEP_SCENARIOS)} "
+                   f"(default {' '.join(sweep.DEFAULT_SWEEP)})")  # fmt: skip
+    w.add_argument("--rates", type=sweep.rates_list, default=None,
+                   help="offered rates, req/s (default: doubling from the scenario's start rate)")  # fmt: skip
+    w.add_argument("--max-rate", type=positive_number, default=12800.0,
+                   help="the doubling ladder's top, req/s (default 12800)")  # fmt: skip
+    w.add_argument("--slo-p99-ms", type=positive_number, default=100.0,
+                   help="the p99 bound (from the intended start) a step must keep, ms (default 100)")  # fmt: skip
+    w.add_argument("--refine", type=nonneg_int, default=2,
+                   help="extra steps halving the bracket around the knee (default 2)")  # fmt: skip
+    w.add_argument("--users", type=positive_int, default=None,
+                   help="users per step (default: one per 25 req/s offered, at least 10)")  # fmt: skip
+    w.add_argument("--duration", type=compare.positive_duration, default=3.0,
+                   help="measured seconds per step (default 3s)")  # fmt: skip
+    w.add_argument("--warmup", type=compare.parse_duration, default=1.0, help="uncounted seconds first (default 1s)")
+    w.add_argument("--processes", type=nonneg_int, default=0, help="Locust worker processes per step (default: one)")
+    w.add_argument("--out", type=Path, default=None, help="output folder (default reports/sweep-<date-time>)")
+    w.add_argument("--no-isolate", action="store_true", help="do not give each step its own network namespace")
+    w.set_defaults(func=_sweep, connections=None)
+    options.add_override_arguments(w)
 
     r = sub.add_parser("report", help="(re)build summary.csv and report.html of runs; compare.html of several")
     r.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -154,7 +188,23 @@ def _compare(args: argparse.Namespace) -> int:
 
     if not args.scenario:
         args.scenario = list(compare.DEFAULT_SCENARIOS)
+    if args.variants is None:
+        args.variants = [] if args.server_cmd else list(VARIANTS)  # --server-cmd alone: only the commands
+    problem = compare.over_caps(args)
+    if problem:
+        print(f"socklab compare: error: {problem}", file=sys.stderr)
+        return 2
     return compare.main(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from loadtest import sweep
+
+    problem = sweep.validate(args)
+    if problem:
+        print(f"socklab sweep: error: {problem}", file=sys.stderr)
+        return 2
+    return sweep.main(args)
 
 
 def _report(args: argparse.Namespace) -> int:

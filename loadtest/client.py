@@ -235,8 +235,10 @@ def parse_target(host: str) -> tuple[str, int]:
         addr, _, port_text = rest.rpartition(":")
         if not addr:
             addr, port_text = rest, ""
-    if not addr or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not addr or not port_text.isdigit():
         raise ValueError(f"--host {host!r}: give the port too, e.g. tcp://{addr or '127.0.0.1'}:6666")
+    if not 0 < int(port_text) < 65536:
+        raise ValueError(f"--host {host!r}: port {int(port_text)} out of range 1–65535")
     return addr, int(port_text)
 
 

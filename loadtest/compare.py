@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import Console
@@ -35,6 +36,8 @@ from servers import VARIANTS
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 CELL_OVERHEAD_S = 4.0  # Locust start-up, server and monitor start, report building: for the ETA
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+COUNTED_CELL_LIMIT_S = 120  # a cell that ends on a count still stops by itself
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Scenario:
     user_class: str
     options: dict[str, Any] = field(default_factory=dict)
     users: tuple[int, ...] = (10, 50)
+    connections: int = 0  # > 0: the cell ends after this many connections, not on a timer (no warm-up)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -85,6 +89,17 @@ SCENARIOS: dict[str, Scenario] = {
             users=(10,),
         ),
         Scenario(
+            "unp30",
+            "Stevens' chapter 30: what does each design cost per connection?",
+            "his client: 10 users, each connecting, asking for 4,000 bytes, reading them and closing, 5,000 "
+            "connections per cell; server user and system CPU per connection, compared with the iterative "
+            "baseline — fork per client by far the dearest, pools cheaper, threads cheaper than processes",
+            "ConnectPerRequestUser",
+            {"op": "ECHO", "payload-bytes": 0, "reply-bytes": 4000},
+            users=(10,),
+            connections=5000,
+        ),
+        Scenario(
             "cpu",
             "What happens when requests compute?",
             "WORK 2 ms: the GIL — threaded is no better than blocking; selectors stalls its loop",
@@ -96,7 +111,8 @@ SCENARIOS: dict[str, Scenario] = {
             "What does a connection cost when it mostly waits?",
             "IdleUser, thousands of connections: threads, RSS and fds per connection",
             "IdleUser",
-            {"idle-interval": 5, "backlog": 4096},  # the question is the cost, not the overflow
+            # The question is the cost, not the overflow or the cap: room for every user.
+            {"idle-interval": 5, "backlog": 4096, "max-connections": 4096},
             users=(1000, 3000),
         ),
     )
@@ -110,33 +126,60 @@ class Cell:
     variant: str
     users: int
     folder: Path
+    server_cmd: str = ""  # a --server-cmd NAME='COMMAND {port}' server instead of a registered variant
+    options: dict[str, Any] = field(default_factory=dict)  # this cell's own options, over everything else
     status: str = "pending"  # pending, done, failed, interrupted
     note: str = ""
     server_died: bool = False
+    all_failed: bool = False  # it ran, but not one request succeeded
 
     @property
     def name(self) -> str:
         return f"{self.scenario.name}/{self.variant}/{self.users}u"
 
 
-def plan(variants: list[str], users: list[int] | None, scenarios: list[str], out: Path) -> list[Cell]:
+def plan(
+    variants: list[str],
+    users: list[int] | None,
+    scenarios: list[str],
+    out: Path,
+    commands: dict[str, str] | None = None,
+) -> list[Cell]:
+    """Every cell, in order; `commands` adds --server-cmd servers (NAME → COMMAND) beside the variants."""
+    servers = [(v, "") for v in variants] + [(name, f"{name}={cmd}") for name, cmd in (commands or {}).items()]
     cells = []
     for name in scenarios:
         scenario = SCENARIOS[name]
         for n in users or scenario.users:
-            for variant in variants:
-                cells.append(Cell(scenario, variant, n, out / f"{name}-{variant}-u{n}"))
+            for variant, server_cmd in servers:
+                cells.append(Cell(scenario, variant, n, out / f"{name}-{variant}-u{n}", server_cmd))
     return cells
 
 
+def over_caps(args: Any) -> str | None:
+    """A value that the cells' servers would refuse on every request, checked before any cell runs."""
+    for name in args.scenario:
+        merged = {o.dest: o.default for o in opts.OPTIONS}
+        merged.update({k.replace("-", "_"): v for k, v in SCENARIOS[name].options.items()})
+        merged.update({k.replace("-", "_"): v for k, v in opts.overrides(args).items()})
+        problem = opts.over_server_caps(SimpleNamespace(**merged))
+        if problem:
+            return problem
+    return None
+
+
 def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
-    options = {**cell.scenario.options, **opts.overrides(args)}
+    options = {**cell.scenario.options, **opts.overrides(args), **cell.options}
+    run_time, warmup = f"{math.ceil(args.warmup + args.duration)}s", args.warmup
+    if cell.scenario.connections:  # counted, not timed: the time limit is only a safety bound
+        options["connections-total"] = args.connections or cell.scenario.connections
+        run_time, warmup = f"{COUNTED_CELL_LIMIT_S}s", 0
+    server = ["--server-cmd", cell.server_cmd] if cell.server_cmd else ["--server", cell.variant]
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), cell.scenario.user_class, "--headless",
-        "-u", str(cell.users), "-r", str(cell.users), "-t", f"{math.ceil(args.warmup + args.duration)}s",
-        "--warmup", str(args.warmup), "--stop-timeout", "0", "--server", cell.variant,
-        "--report-dir", str(cell.folder), "--scenario", cell.scenario.name, "--only-summary",
-        "--loglevel", "WARNING",
+        "-u", str(cell.users), "-r", str(cell.users), "-t", run_time, "--warmup", str(warmup),
+        "--stop-timeout", "0", *server, "--report-dir", str(cell.folder), "--scenario", cell.scenario.name,
+        "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     for name, value in options.items():
         cmd += [f"--{name}", str(value)]
@@ -161,13 +204,13 @@ def run_cell(cell: Cell, cmd: list[str], timeout: float, interrupted: list[int])
     try:
         while proc.poll() is None:
             if interrupted:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGINT)  # whatever stopped us, the cell stops the way Ctrl-C stops it
                 try:
                     proc.wait(5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-                cell.status, cell.note = "interrupted", "stopped by Ctrl-C"
+                cell.status, cell.note = "interrupted", f"stopped by {signal.Signals(interrupted[0]).name}"
                 raise Interrupted
             if time.monotonic() > deadline:
                 proc.kill()
@@ -200,6 +243,9 @@ def describe(cell: Cell) -> str:
         bits.append(f"unfinished {row['unfinished_connects']} connects, {row['unfinished_requests']} requests")
     if row["failures"]:
         bits.append(f"failures {row['failure_classes']}")
+    if row["requests"] and not row["rps"]:
+        bits.append("EVERY REQUEST FAILED")
+        cell.all_failed = True
     if isinstance(row["listen_overflows"], int) and row["listen_overflows"]:
         bits.append(f"ListenOverflows {row['listen_overflows']:,} ({row['counters_scope']})")
     if bound := load_bound(row, run.info.get("cpus")):
@@ -223,14 +269,16 @@ def main(args: Any) -> int:
             isolate = False
     else:
         console.print("note: --no-isolate: cells share the host's kernel counters, marked 'shared' in the summary")
-    cells = plan(args.variants, args.users, args.scenario, out)
+    cells = plan(args.variants, args.users, args.scenario, out, dict(args.server_cmd or []))
     per_cell = args.warmup + args.duration + CELL_OVERHEAD_S
     console.print(f"socklab compare: {len(cells)} cells ({', '.join(args.scenario)} × {', '.join(args.variants)} × "
                   f"users {', '.join(map(str, args.users)) if args.users else 'per scenario'}), "
                   f"~{len(cells) * per_cell / 60:.1f} min; output in {out}")  # fmt: skip
 
+    # Ctrl-C, SIGTERM and SIGHUP all stop the matrix the same way: the running cell gets SIGINT
+    # (it writes its report and stops its server), the finished cells are compared.
     interrupted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    previous = {sig: signal.signal(sig, lambda signum, _frame: interrupted.append(signum)) for sig in STOP_SIGNALS}
     try:
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -247,19 +295,22 @@ def main(args: Any) -> int:
                 progress.console.print(describe(cell))
                 progress.advance(task)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     finished = [c for c in cells if c.status == "done"]
+    stopped_by = 128 + interrupted[0] if interrupted else 0  # the shell's convention: 130 for SIGINT
     if not finished:
         console.print("no cell finished: nothing to compare")
-        return 130 if interrupted else 1
+        return stopped_by or 1
     summary, page = build_compare([c.folder for c in finished], out)
     console.print(f"summary: {summary}")
     console.print(f"compare report: {page.resolve()}")
     if interrupted:
-        console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells")
-        return 130
-    troubled = [c.name for c in cells if c.status != "done" or c.server_died]
+        name = signal.Signals(interrupted[0]).name
+        console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells ({name})")
+        return stopped_by
+    troubled = [c.name for c in cells if c.status != "done" or c.server_died or c.all_failed]
     if troubled:
         console.print(f"cells that did not run cleanly: {', '.join(troubled)}")
         return 1
@@ -277,6 +328,28 @@ def parse_duration(text: str) -> float:
 
 
 parse_duration.__name__ = "duration (e.g. 10s, 1m)"
+
+
+def positive_duration(text: str) -> float:
+    """A measured window: 0 would reach Locust as `-t 0s`, which means no time limit at all."""
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError
+    return value
+
+
+positive_duration.__name__ = "duration > 0 (e.g. 10s, 1m)"
+
+
+def named_command(text: str) -> tuple[str, str]:
+    """--server-cmd NAME='COMMAND … {port} …' → (NAME, COMMAND)."""
+    name, sep, command = text.partition("=")
+    if not sep or not name or " " in name or "{port}" not in command or name in VARIANTS:
+        raise ValueError
+    return name, command.strip()
+
+
+named_command.__name__ = "NAME='COMMAND … {port} …' (a name that is not a registered variant)"
 
 
 def variant_list(text: str) -> list[str]:

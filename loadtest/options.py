@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from servers import VARIANTS
-from servers.protocol import Op
+from servers.base import DEFAULT_MAX_CONNECTIONS, DEFAULT_WORKERS
+from servers.protocol import Limits, Op
 
 OPS: tuple[str, ...] = tuple(op.name for op in Op)
 USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.users binds each to a class
@@ -41,6 +42,9 @@ class Option:
     overridable: bool = False  # `socklab compare --NAME` overrides every scenario's preset
     minimum: float | None = None  # the smallest value allowed
     exclusive_minimum: bool = False  # the value must be > minimum, not >=
+    # The server cap this value must not exceed, as (Limits field, offset, the server option that
+    # raises it): checked whenever socklab starts the server, so no run sends only refused requests.
+    cap: tuple[str, int, str] | None = None
 
     @property
     def dest(self) -> str:
@@ -85,10 +89,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("user-mode", str, "persistent", "which user class runs when none is named on the command line",
            choices=USER_MODES),
     Option("op", _op, "ECHO", "request op", choices=OPS, overridable=True),
-    Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0),
-    Option("reply-bytes", int, 0, "reply body size, 0 = echo the payload", overridable=True, minimum=0),
-    Option("sleep-ms", int, 20, "SLEEP argument in ms", overridable=True, minimum=0),
-    Option("work-us", int, 1000, "WORK argument in µs", overridable=True, minimum=0),
+    Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0,
+           cap=("max_frame", -9, "--max-frame")),
+    Option("reply-bytes", int, 0, "reply body size, 0 = echo the payload", overridable=True, minimum=0,
+           cap=("max_frame", 0, "--max-frame")),
+    Option("sleep-ms", int, 20, "SLEEP argument in ms", overridable=True, minimum=0,
+           cap=("max_sleep_ms", 0, "--max-sleep-ms")),
+    Option("work-us", int, 1000, "WORK argument in µs", overridable=True, minimum=0,
+           cap=("max_work_us", 0, "--max-work-us")),
     Option("connect-timeout", float, 5.0, "connect() timeout in s", overridable=True, minimum=0,
            exclusive_minimum=True),
     Option("read-timeout", float, 10.0, "reply timeout in s", overridable=True, minimum=0, exclusive_minimum=True),
@@ -104,6 +112,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("server", str, "auto", f"server variant to start for this run; auto = {DEFAULT_VARIANT} unless --host is "
            "given; none = use --host only", choices=SERVER_CHOICES),
     Option("backlog", int, 128, "listen() backlog of the started server", overridable=True, minimum=0),
+    Option("server-workers", int, DEFAULT_WORKERS, "processes or threads of a pooled variant socklab starts "
+           "(preforked, preforked-reuseport, prethreaded, threadpool)", overridable=True, minimum=1),
+    Option("server-cmd", str, "", "start this command as the server instead of a variant: '[NAME=]COMMAND … {port} …' "
+           "— socklab picks a free port, waits until it accepts, monitors and stops it like a variant"),
+    Option("connections-total", int, 0, "ConnectPerRequestUser: end the run once this many connections have "
+           "completed (each load process its share); 0 = no count, run for -t", minimum=0),
+    Option("max-connections", int, DEFAULT_MAX_CONNECTIONS, "connections the started server serves at once; "
+           "more are accepted and closed at once", overridable=True, minimum=1),
     Option("monitor-interval", float, 0.5, "seconds between monitor samples of the started server; 0 = no monitor",
            minimum=0),
     Option("warmup", float, 0.0, "seconds after the start whose requests are not counted (stats reset then)",
@@ -143,6 +159,26 @@ def validate(options: Any) -> str | None:
         problem = o.problem(getattr(options, o.dest, None))
         if problem:
             return problem
+    return None
+
+
+def over_server_caps(options: Any, limits: Limits | None = None) -> str | None:
+    """A value the started server would refuse on every request, as one line; None if none is.
+
+    Only the op's own argument counts (a --sleep-ms is harmless in an ECHO run).
+    """
+    limits = limits or Limits()
+    op = str(getattr(options, "op", "ECHO")).upper()
+    relevant = {"payload-bytes", "reply-bytes", {"SLEEP": "sleep-ms", "WORK": "work-us"}.get(op, "")}
+    for o in OPTIONS:
+        if o.cap is None or o.name not in relevant:
+            continue
+        field_name, offset, server_flag = o.cap
+        limit = getattr(limits, field_name) + offset
+        value = getattr(options, o.dest, None)
+        if value is not None and value > limit:
+            return (f"{o.flag} {value} is over the server's cap of {limit} ({server_flag}): every request would be "
+                    f"refused; use at most {limit}")  # fmt: skip
     return None
 
 

@@ -21,19 +21,22 @@ import atexit
 import csv
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 from locust import events
 from locust.runners import LocalRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from loadtest import options as opts
 from loadtest.client import parse_target
-from loadtest.processes import ServerStartError
+from loadtest.processes import ServerStartError, split_named_command
 from loadtest.run import Run
 from loadtest.users import ACCOUNTS, RECORDER, USER_MODES
 
@@ -64,12 +67,22 @@ def check(options: Any, host: str | None) -> None:
             parse_target(host)
         except ValueError as exc:
             fail(str(exc))
+    if options.server_cmd:
+        if host:
+            fail(f"--server-cmd and --host {host} both name a target; drop one")
+        if options.server != "auto":
+            fail(f"--server-cmd and --server {options.server} both name a server; drop one")
+        if "{port}" not in options.server_cmd:
+            fail("--server-cmd needs {port} where the command takes its port, e.g. 'my-server --port {port}'")
     if options.server == "none" and not host:
         fail("--server none needs --host tcp://HOST:PORT of a running server")
     if options.server not in ("auto", "none") and host:
         fail(f"--server {options.server} and --host {host} both name a target; drop one")
     problem = opts.validate(options)
     if problem:
+        fail(problem)
+    starts_server = options.server != "none" and not (options.server == "auto" and host)
+    if starts_server and not options.server_cmd and (problem := opts.over_server_caps(options)):
         fail(problem)
 
 
@@ -83,9 +96,13 @@ def on_init(environment: Any, **_: Any) -> None:
     if options is None:  # a library use of Locust without the command line
         return
     check(options, environment.host)
+    # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.
+    gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))
     _select_user_class(environment)
     starts_server = options.server != "none" and not (options.server == "auto" and environment.host)
     variant = (opts.DEFAULT_VARIANT if options.server == "auto" else options.server) if starts_server else "external"
+    if options.server_cmd:
+        variant = split_named_command(options.server_cmd)[0]
     folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
     folder.mkdir(parents=True, exist_ok=True)
     _run = run = Run(environment, folder, variant)
@@ -217,18 +234,30 @@ def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         _run.accounts.add(client_id, data[USERS_KEY])
 
 
+_finished = gevent.event.Event()  # set once the run is finished (files written, processes stopped)
+
+
 @events.quit.add_listener
 def on_quit(**_: Any) -> None:
     # After runner.quit(): every worker's final report has been merged.
-    if _run is None or _run.finished:
+    if _run is None:
         return
-    _run.accounts.add("local", ACCOUNTS.close_window())  # this process's own users (none on a master)
-    _run.finish(RECORDER.drain())
-    _write_final_outputs(_run.environment)
+    if _run.finished:
+        # On SIGTERM Locust runs shutdown() twice: in the signal's greenlet and again in main()
+        # once runner.quit() has ended the main greenlet.  The second one's sys.exit() must not
+        # cut the first one's clean-up short (it yields while the server stops).
+        _finished.wait(30)
+        return
     try:
-        from loadtest.report import build_run_report
+        _run.accounts.add("local", ACCOUNTS.close_window())  # this process's own users (none on a master)
+        _run.finish(RECORDER.drain())
+        _write_final_outputs(_run.environment)
+        try:
+            from loadtest.report import build_run_report
 
-        build_run_report(_run.folder)
-        log.info("socklab: report %s", _run.folder / "report.html")
-    except Exception as exc:  # the run's data are safe on disk; `socklab report` can retry
-        log.error("socklab: could not build the report (%s); try: socklab report %s", exc, _run.folder)
+            build_run_report(_run.folder)
+            log.info("socklab: report %s", _run.folder / "report.html")
+        except Exception as exc:  # the run's data are safe on disk; `socklab report` can retry
+            log.error("socklab: could not build the report (%s); try: socklab report %s", exc, _run.folder)
+    finally:
+        _finished.set()

@@ -20,9 +20,12 @@ import ctypes
 import json
 import os
 import select
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,10 @@ class ServerProcess:
     pid: int
     proc: subprocess.Popen[bytes] = field(repr=False)
     traits: dict[str, bool] = field(default_factory=dict)
+    command: list[str] | None = None  # a --server-cmd server: no listening/stopped lines
+    stevens: str = ""  # the UNP chapter 30 design it is, if any
+    workers: int | None = None  # a pooled variant's pool size
+    _finished: bool = field(default=False, repr=False)
     stopped: dict[str, Any] | None = None
 
     @property
@@ -111,7 +118,39 @@ class ServerProcess:
             pid=int(event["pid"]),
             proc=proc,
             traits=dict(event.get("traits") or {}),
+            stevens=str(event.get("stevens", "")),
+            workers=event.get("workers"),
         )
+
+    @classmethod
+    def start_command(
+        cls, template: str, name: str, *, host: str = "127.0.0.1", timeout: float = 10.0
+    ) -> ServerProcess:
+        """Bring your own server: run ``template`` with ``{port}`` replaced by a free port, and wait
+        until that port accepts a connection (the process need not speak the listening line)."""
+        port = free_port(host)
+        cmd = shlex.split(template.replace("{port}", str(port)))
+        with tempfile.TemporaryFile() as stderr:  # the child keeps its own copy of the fd
+            try:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                        preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
+            except OSError as exc:
+                raise ServerStartError(f"cannot run {cmd[0]!r}: {exc.strerror}") from None
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    stderr.seek(0)
+                    lines = stderr.read().decode(errors="replace").strip().splitlines()
+                    last = f": {lines[-1]}" if lines else ""
+                    raise ServerStartError(f"the server command exited at once (status {proc.returncode}){last}")
+                with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+                    break
+                if time.monotonic() > deadline:
+                    _signal_group(proc, signal.SIGKILL)
+                    proc.wait()
+                    raise ServerStartError(f"the server command did not accept on port {port} within {timeout:g} s")
+                time.sleep(0.02)
+        return cls(variant=name, host=host, port=port, backlog=-1, pid=proc.pid, proc=proc, command=cmd)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -119,8 +158,10 @@ class ServerProcess:
     def stop(self, timeout: float = 3.0) -> dict[str, Any] | None:
         """SIGTERM to the process group, wait, SIGKILL to the group if needed.
 
-        Returns the server's ``stopped`` line if it gave one.
+        Returns the server's ``stopped`` line if it gave one.  Safe to call twice.
         """
+        if self._finished:
+            return self.stopped
         if self.proc.poll() is None:
             try:
                 _signal_group(self.proc, signal.SIGTERM)
@@ -130,6 +171,8 @@ class ServerProcess:
                 self.proc.wait()
         # Whatever the server left in its group (children that did not exit with it) goes too.
         _signal_group(self.proc, signal.SIGKILL)
+        if self.command is not None:  # a command of the user's: its exit status is all it says
+            self.stopped = {"event": "exited", "returncode": self.proc.returncode}
         if self.stopped is None and self.proc.stdout is not None:
             for raw in self.proc.stdout.read().splitlines():
                 try:
@@ -141,18 +184,42 @@ class ServerProcess:
             self.proc.stdout.close()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        self._finished = True
         return self.stopped
 
     def describe(self) -> dict[str, Any]:
         """The server's facts for run.json."""
-        return {"host": self.host, "port": self.port, "backlog": self.backlog, "pid": self.pid,
-                "traits": self.traits}  # fmt: skip
+        facts: dict[str, Any] = {"host": self.host, "port": self.port, "backlog": self.backlog, "pid": self.pid,
+                                 "traits": self.traits}  # fmt: skip
+        if self.command is not None:
+            facts["command"] = self.command
+        if self.stevens:
+            facts["stevens"] = self.stevens
+        if self.workers is not None:
+            facts["workers"] = self.workers
+        return facts
 
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's pick), for a server that takes its port as an argument."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def split_named_command(text: str) -> tuple[str, str]:
+    """'NAME=COMMAND …' → (NAME, COMMAND); a command without a leading NAME= is named 'cmd'."""
+    head, sep, rest = text.partition("=")
+    if sep and head and " " not in head and head.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return head, rest.strip()
+    return "cmd", text.strip()
 
 
 def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:

@@ -30,7 +30,7 @@ from loadtest.accounting import AccountsStore
 from loadtest.client import format_target
 from loadtest.latency import LatencyStore
 from loadtest.netns import in_private_netns
-from loadtest.processes import MonitorProcess, ServerProcess
+from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
 
 log = logging.getLogger("socklab")
 
@@ -86,7 +86,12 @@ class Run:
     # -- start ---------------------------------------------------------------------------
     def start_server(self) -> None:
         """Start the variant on a free loopback port and point Locust at it."""
-        self.server = ServerProcess.start(self.variant, backlog=self.options.backlog)
+        options = self.options
+        if options.server_cmd:
+            self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.variant)
+        else:
+            extra = ["--max-connections", str(options.max_connections), "--workers", str(options.server_workers)]
+            self.server = ServerProcess.start(self.variant, backlog=options.backlog, extra_args=extra)
         self.environment.host = self.options.host = format_target(self.server.host, self.server.port)
         log.info("socklab: started %s server pid %d on %s", self.variant, self.server.pid, self.environment.host)
 

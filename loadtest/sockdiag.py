@@ -103,8 +103,8 @@ class PortSockets:
     server: Counter[str] = field(default_factory=Counter)  # local port == port
     client: Counter[str] = field(default_factory=Counter)  # remote port == port
     listening: bool = False
-    accept_queue: int = 0  # connections completed and waiting for accept()
-    backlog: int = 0  # the listener's backlog as the kernel applies it
+    accept_queue: int = 0  # connections completed and waiting for accept(), over every listener
+    backlog: int = 0  # the backlog as the kernel applies it, added up over the listeners (SO_REUSEPORT: one each)
     families: set[int] = field(default_factory=set)  # address families of the listener(s)
 
 
@@ -134,7 +134,7 @@ class SockDiag:
                 out.listening = True
                 out.families.add(fam)
                 out.accept_queue += rqueue
-                out.backlog = max(out.backlog, wqueue)
+                out.backlog += wqueue
         # An IPv4 listener has only IPv4 peers; an IPv6 one may have both (dual stack).
         families = (socket.AF_INET, socket.AF_INET6) if socket.AF_INET6 in out.families else (socket.AF_INET,)
         for family in families:

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import gevent
 from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 from locust import User, constant, task
@@ -58,6 +59,7 @@ class LoadSpec:
     poisson: bool
     max_connecting: int
     users: int  # the run's users, across processes: each follows 1/users of the schedule
+    connections_total: int  # this load process's share of --connections-total; 0 = no count
 
     @classmethod
     def from_options(cls, opts: Any) -> LoadSpec:
@@ -75,6 +77,7 @@ class LoadSpec:
             poisson=getattr(opts, "arrivals", "constant") == "poisson",
             max_connecting=int(getattr(opts, "max_connecting", 1000) or 1000),
             users=max(int(getattr(opts, "num_users", 1) or 1), 1),
+            connections_total=-(-int(getattr(opts, "connections_total", 0) or 0) // load_processes(opts)),
         )
 
     @property
@@ -88,6 +91,12 @@ class LoadSpec:
         while True:
             yield at
             at += random.expovariate(1 / interval) if self.poisson else interval
+
+
+def load_processes(opts: Any) -> int:
+    """How many processes run users: --processes N, or the workers a --master expects, or one."""
+    return max(int(getattr(opts, "processes", 0) or 0), int(getattr(opts, "expect_workers", 0) or 0)
+               if getattr(opts, "worker", False) else 0, 1)  # fmt: skip
 
 
 def wait_until(at: float) -> None:
@@ -185,6 +194,8 @@ class ConnectPerRequestUser(SocklabUser):
     mode = "connect-per-request"
     wait_time = constant(0)
     _connecting: ClassVar[BoundedSemaphore | None] = None  # per load process: --max-connecting
+    _started: ClassVar[int] = 0  # connections this load process has started (--connections-total)
+    _completed: ClassVar[int] = 0  # … and completed
 
     @task
     def request(self) -> None:
@@ -193,14 +204,38 @@ class ConnectPerRequestUser(SocklabUser):
         self._one_connection(self.client)
 
     def _one_connection(self, client: SocklabClient, intended: float | None = None) -> None:
+        if not self._ticket():
+            time.sleep(0.05)  # the count is reached: the run ends as soon as the last ones complete
+            return
         try:
             client.connect(first_reply=self.mode)
         except RequestFailure:
+            self._count_connection()
             if intended is None:
                 time.sleep(0.01)  # already reported; a short pause keeps a refused storm bounded
             return
         client.request(self.spec.op, name=self.mode, frame=self.frame, first_reply=True, intended=intended)
         client.close()
+        self._count_connection()
+
+    def _ticket(self) -> bool:
+        """With --connections-total, a connection may start only while the count is not reached."""
+        if not self.spec.connections_total:
+            return True
+        cls = ConnectPerRequestUser
+        if cls._started >= self.spec.connections_total:
+            return False
+        cls._started += 1
+        return True
+
+    def _count_connection(self) -> None:
+        """With --connections-total, the run ends once this process has completed its share."""
+        if not self.spec.connections_total:
+            return
+        cls = ConnectPerRequestUser
+        cls._completed += 1
+        if cls._completed == self.spec.connections_total:
+            gevent.spawn(self.environment.runner.quit)  # not from this greenlet: quit() stops every user
 
     def _arrivals(self) -> None:
         cls = type(self)

@@ -21,6 +21,12 @@ VARIANTS: dict[str, str] = {
     "blocking": "servers.blocking:BlockingServer",
     "threaded": "servers.threaded:ThreadedServer",
     "selectors": "servers.selector_loop:SelectorServer",
+    "asyncio": "servers.asyncio_loop:AsyncioServer",
+    "forking": "servers.forking:ForkingServer",
+    "preforked": "servers.preforked:PreforkedServer",
+    "preforked-reuseport": "servers.preforked_reuseport:PreforkedReuseportServer",
+    "prethreaded": "servers.prethreaded:PrethreadedServer",
+    "threadpool": "servers.threadpool:ThreadPoolServer",
 }
 # Out-of-tree variants: SOCKLAB_VARIANTS="name=package.module:Class,..." (inherited by child processes).
 for _entry in filter(None, os.environ.get("SOCKLAB_VARIANTS", "").split(",")):

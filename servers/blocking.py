@@ -23,3 +23,4 @@ class BlockingServer(BaseServer):
     variant = "blocking"
     description = "one loop: accept() one client, serve it until it closes, then the next"
     serves_one_at_a_time = True
+    stevens = "serv00"

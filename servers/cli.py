@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -13,13 +14,16 @@ from servers import VARIANTS, variant_class
 from servers.base import (
     DEFAULT_BACKLOG,
     DEFAULT_HOST,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PORT,
     DEFAULT_READ_TIMEOUT,
+    DEFAULT_WORKERS,
     ServerConfig,
 )
 from servers.protocol import Limits
 
 PROG = "python -m servers"
+WILDCARDS = ("0.0.0.0", "::", "")
 T = TypeVar("T")
 
 
@@ -89,7 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=nonneg_seconds,
         default=DEFAULT_READ_TIMEOUT,
         metavar="S",
-        help=f"close a connection idle or not reading for S seconds; 0 = never (default {DEFAULT_READ_TIMEOUT:g})",
+        help="close a connection idle for S seconds, whose request has not fully arrived S seconds after its "
+        "first byte, or whose reply has not been fully taken S seconds after it was ready; 0 = never "
+        f"(default {DEFAULT_READ_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"processes or threads of a pooled variant (preforked, prethreaded, threadpool …; default "
+        f"{DEFAULT_WORKERS}); others ignore it",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections served at once; one more is accepted and closed at once, counted as rejected "
+        f"(default {DEFAULT_MAX_CONNECTIONS})",
     )
     return p
 
@@ -99,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for name in VARIANTS:
-            print(f"{name:10} {variant_class(name).description}")
+            width = max(map(len, VARIANTS))
+            print(f"{name:{width}}  {variant_class(name).description}")
         return 0
     if not args.variant:
         parser.error(f"name a variant: {', '.join(VARIANTS)}")
@@ -113,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         backlog=args.backlog,
         read_timeout=args.read_timeout,
         limits=Limits(args.max_frame, args.max_sleep_ms, args.max_work_us),
+        max_connections=args.max_connections,
+        workers=args.workers,
     )
+    if args.host in WILDCARDS:
+        sys.stderr.write(
+            f"{PROG}: warning: --host {args.host} listens on every interface, reachable from other machines; "
+            "use 127.0.0.1 or ::1 unless that is what you want\n"
+        )
     try:
         server = cls(config)
     except socket.gaierror as exc:
@@ -126,4 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         if exc.errno == errno.EADDRNOTAVAIL:
             parser.error(f"--host {args.host} is not an address of this machine; use 127.0.0.1 or ::1")
         parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    return server.run()
+    code = server.run()
+    # The stopped line is out and every connection closed: nothing is left to finalize, and
+    # finalizing an interpreter with thousands of daemon threads can take seconds.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

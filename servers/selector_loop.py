@@ -15,8 +15,12 @@ Rules that keep one loop fair and bounded:
   pipelines requests and never reads replies therefore costs at most one
   reply and one frame of memory, and the kernel's buffers push back on it.
 - Replies to one connection go out in request order.
-- A connection with no progress in either direction for ``read_timeout`` is
-  closed by a once-a-second sweep (a timer keeps it alive).
+- ``read_timeout`` bounds, checked by a once-a-second sweep: no progress in either
+  direction for that long (a timer keeps a connection alive); a request that has
+  not fully arrived that long after its first byte; a reply not fully taken that
+  long after it was ready.  A trickling or slowly reading client cannot hold a
+  connection by moving a byte now and then.
+- Past ``max_connections`` open, a new connection is accepted and closed at once.
 
 The variant file is named selector_loop.py so that it can never shadow the
 standard library's ``selectors`` module.
@@ -50,7 +54,8 @@ OUT_HIGH_WATER = 256 * 1024  # stop producing replies while this much is unsent
 
 
 class Connection:
-    __slots__ = ("closing", "decoder", "interest", "last_active", "out", "queue", "sleeping", "sock")
+    __slots__ = ("closing", "decoder", "frame_since", "interest", "last_active", "out", "out_since", "queue",
+                 "sleeping", "sock")  # fmt: skip
 
     def __init__(self, sock: socket.socket, decoder: RequestDecoder, now: float) -> None:
         self.sock = sock
@@ -60,6 +65,8 @@ class Connection:
         self.sleeping = False  # a SLEEP timer is running for this connection
         self.closing = False  # close once `out` is flushed (after an error status)
         self.last_active = now
+        self.frame_since = 0.0  # when the request now partly read began to arrive (0: none)
+        self.out_since = 0.0  # when the unsent reply bytes became ready (0: none)
         self.interest = EVENT_READ
 
 
@@ -112,6 +119,9 @@ class SelectorServer(BaseServer):
                 # ECONNABORTED, or EMFILE when out of fds: leave the rest queued.
                 self.stats.add(errors=1)
                 return
+            if len(self.connections) >= self.config.max_connections:
+                self.reject(sock)
+                continue
             sock.setblocking(False)
             set_nodelay(sock)
             conn = Connection(sock, RequestDecoder(self.limits), now)
@@ -133,6 +143,11 @@ class SelectorServer(BaseServer):
             return
         conn.last_active = self._now
         requests = conn.decoder.feed(data)
+        if conn.decoder.buffered:
+            if not conn.frame_since:
+                conn.frame_since = self._now
+        elif conn.frame_since:
+            conn.frame_since = 0.0
         if len(requests) == 1 and not conn.queue and not conn.out:
             # Fast path, the common case: one request, nothing owed before it.
             request = requests[0]
@@ -150,6 +165,7 @@ class SelectorServer(BaseServer):
                 self.stats.add(requests=1)
                 if sent < len(reply):
                     conn.out = reply[sent:]
+                    conn.out_since = self._now
                     self._want(conn, EVENT_WRITE)
                 elif conn.decoder.error is not None:
                     self._serve(conn)  # answers the error status and closes
@@ -235,7 +251,13 @@ class SelectorServer(BaseServer):
             self._close(conn, error=True)
             return False
         # Slicing copies the remainder; it happens only on partial writes.
-        conn.out = out[sent:] if sent < len(out) else b""
+        if sent < len(out):
+            conn.out = out[sent:]
+            if not conn.out_since:
+                conn.out_since = self._now
+        else:
+            conn.out = b""
+            conn.out_since = 0.0
         return True
 
     def _settle(self, conn: Connection) -> None:
@@ -278,11 +300,21 @@ class SelectorServer(BaseServer):
             self.stats.add(errors=1)
 
     def _sweep_idle(self) -> None:
+        """Close what is idle too long, or too slow to send its request or take its reply."""
         if self.config.read_timeout <= 0:
             return
         cutoff = time.monotonic() - self.config.read_timeout
-        for conn in [c for c in self.connections.values() if c.last_active < cutoff and not c.sleeping]:
+        late = [
+            c for c in self.connections.values()
+            if (c.last_active < cutoff and not c.sleeping)
+            or 0 < c.frame_since < cutoff
+            or 0 < c.out_since < cutoff
+        ]  # fmt: skip
+        for conn in late:
             self._close(conn, error=True)
+
+    def open_connections(self) -> int:
+        return len(self.connections)
 
     def close_connections(self) -> None:
         for conn in list(self.connections.values()):

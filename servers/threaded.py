@@ -9,6 +9,11 @@ switch per request.
 
 On stop, open sockets are shut down so threads blocked in recv() return; the
 threads are daemons, so one still inside a SLEEP does not hold up the exit.
+Thousands of threads ending at once make a GIL convoy that once kept the main
+thread from even running its signal handler for seconds: the first ending
+thread to run after a SIGTERM stops the process (``BaseServer.stop_if_signalled``).
+Past that, the kernel's teardown of threads is the limit (8,000 threads took up
+to 22 s to exit here), which is why ``--max-connections`` bounds them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class ThreadedServer(BaseServer):
     variant = "threaded"
     description = "a thread per connection, each running the blocking request loop"
     uses_threads = True
+    stevens = "serv06"
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -41,6 +47,13 @@ class ThreadedServer(BaseServer):
         finally:
             with self._open_lock:
                 self._open.discard(conn)
+            self.stop_if_signalled()
+
+    def connection_ending(self) -> None:
+        self.stop_if_signalled()  # in a storm of ending threads, the first one to run stops us
+
+    def open_connections(self) -> int:
+        return len(self._open)
 
     def close_connections(self) -> None:
         with self._open_lock:

@@ -99,7 +99,7 @@ def test_sigint_mid_matrix_keeps_finished_cells(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--variants", "blocking,forking"], "--variants"),
+        (["--variants", "blocking,nosuch"], "--variants"),
         (["--scenario", "nosuch"], "invalid choice: 'nosuch'"),
         (["--users", "0"], "--users"),
         (["--duration", "soon"], "--duration"),

@@ -65,7 +65,7 @@ def test_shared_counters_sum_every_process() -> None:
         children.append(pid)
     for pid in children:
         os.waitpid(pid, 0)
-    assert counters.snapshot() == {"connections": 4, "requests": 4000, "errors": 8}
+    assert counters.snapshot() == {"connections": 4, "requests": 4000, "errors": 8, "rejected": 0}
 
 
 def test_stop_takes_the_whole_process_group() -> None:

@@ -32,10 +32,11 @@ def variant_tests(collected: str, variants: list[str]) -> dict[str, set[str]]:
         m = re.match(r"(tests/\S+?::\S+?)\[(.*)\]$", line.strip())
         if not m:
             continue
-        params = m.group(2).split("-")
-        for v in variants:
-            if v in params:
-                out[v].add(m.group(1) + "[" + "-".join("*" if p == v else p for p in params) + "]")
+        params = f"-{m.group(2)}-"
+        for v in sorted(variants, key=len, reverse=True):  # longest first: "preforked-reuseport" before "preforked"
+            if f"-{v}-" in params:
+                out[v].add(m.group(1) + "[" + params.replace(f"-{v}-", "-*-", 1).strip("-") + "]")
+                break
     return out
 
 

@@ -104,7 +104,12 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
         out.append(f"{row['failures']:,} failures: {row['failure_classes']}.")
     stopped = run.info.get("server_stopped", {})
     if run.info.get("server") and stopped is None:
-        out.append(f"{name} did not stop cleanly (it died during the run, or had to be killed).")
+        died = num(row, "server_died_at_s")
+        when = f" {died:g} s into the window (last seen alive by the monitor)" if died is not None else ""
+        out.append(
+            f"{name} did not stop cleanly: it died during the run, or had to be killed{when}; the CPU and "
+            "client-bound figures cover only the time it was alive, and req/s is over the whole window."
+        )
     return out
 
 

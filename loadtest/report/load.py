@@ -83,14 +83,27 @@ def unfinished_ages(run: RunData, types: tuple[str, ...]) -> list[int]:
     return [a for (kind, _), v in run.unfinished.items() if kind in types for a in v]
 
 
+def server_died_at(run: RunData) -> float | None:
+    """When a server that died during the run was last seen alive (the monitor stops with it); None if it
+    stopped cleanly, or if socklab did not start it."""
+    if not run.info.get("server") or run.info.get("server_stopped") is not None or run.monitor is None:
+        return None
+    return float(run.monitor["timestamp"].iloc[-1])
+
+
 def window_rows(run: RunData) -> pd.DataFrame | None:
-    """Monitor rows inside the measured window (all rows if the window is unknown)."""
+    """Monitor rows inside the measured window while the server was alive (all rows if the window is
+    unknown): flags read off them describe the server under load, not the load against nothing."""
     mon = run.monitor
     if mon is None:
         return None
     window = run.info.get("window") or {}
     if window.get("start") and window.get("stop"):
-        inside = mon[(mon["timestamp"] >= window["start"]) & (mon["timestamp"] <= window["stop"] + 0.5)]
+        stop = window["stop"] + 0.5
+        died = server_died_at(run)
+        if died is not None:
+            stop = min(stop, died)
+        inside = mon[(mon["timestamp"] >= window["start"]) & (mon["timestamp"] <= stop)]
         if len(inside):
             return inside
     return mon

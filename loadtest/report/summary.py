@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from loadtest.report.load import RunData, merged_histogram, unfinished_ages, window_rows
+from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
 
 OPS = ("ECHO", "SLEEP", "WORK")
 CLIENT_BOUND_PERCENT = 90.0
@@ -56,6 +56,8 @@ SUMMARY_COLUMNS = [
     "peak_time_wait",
     "peak_syn_sent",
     "server_cpu_us_per_request",
+    "server_user_us_per_request",
+    "server_sys_us_per_request",
     "peak_rss_bytes",
     "rss_per_connection_bytes",
     "peak_threads",
@@ -64,6 +66,7 @@ SUMMARY_COLUMNS = [
     "loadgen_median_cpu_percent",
     "client_bound",
     "machine_cpu_percent",
+    "server_died_at_s",
 ]
 
 
@@ -145,18 +148,31 @@ def summarize(run: RunData) -> dict[str, Any]:
         "first_reply_max_ms": pct(("FIRST_REPLY",), "first_reply_max_ms", None, first_reply),
         "lower_bound_columns": ";".join(lower_bounds),
         "counters_scope": info.get("counters_scope", ""),
+        "server_died_at_s": (
+            round(died - float((info.get("window") or {}).get("start") or died), 3)
+            if (died := server_died_at(run)) is not None
+            else math.nan
+        ),
     }
     mon = run.monitor
     win = window_rows(run)
     if mon is not None and win is not None:
         last = mon.iloc[-1]
-        cpu = mon["server_cpu_user_s"] + mon["server_cpu_system_s"]
         window = info.get("window") or {}
-        if window.get("start") and window.get("stop"):
-            # The server's cumulative CPU at the window's edges, read off the samples.
-            cpu_start, cpu_stop = np.interp([window["start"], window["stop"]], mon["timestamp"], cpu)
-        else:
-            cpu_start, cpu_stop = cpu.iloc[0], cpu.iloc[-1]
+
+        def spent(column: str) -> float:
+            """The server's CPU over the window, read off its cumulative samples at the window's edges."""
+            cumulative = mon[column]
+            if window.get("start") and window.get("stop"):
+                start, stop = np.interp([window["start"], window["stop"]], mon["timestamp"], cumulative)
+            else:
+                start, stop = cumulative.iloc[0], cumulative.iloc[-1]
+            return float(stop - start)
+
+        def per_request(seconds: float) -> float:
+            return round(seconds / successes * 1e6, 2) if successes else math.nan
+
+        user_s, system_s = spent("server_cpu_user_s"), spent("server_cpu_system_s")
         row.update(
             listen_overflows=int(last["TcpExt_ListenOverflows"]),
             listen_drops=int(last["TcpExt_ListenDrops"]),
@@ -168,9 +184,9 @@ def summarize(run: RunData) -> dict[str, Any]:
             peak_established=int(mon["server_ESTABLISHED"].max()),
             peak_time_wait=int((mon["server_TIME_WAIT"] + mon["client_TIME_WAIT"]).max()),
             peak_syn_sent=int(mon["client_SYN_SENT"].max()),
-            server_cpu_us_per_request=(
-                round(float(cpu_stop - cpu_start) / successes * 1e6, 2) if successes else math.nan
-            ),
+            server_cpu_us_per_request=per_request(user_s + system_s),
+            server_user_us_per_request=per_request(user_s),
+            server_sys_us_per_request=per_request(system_s),
             peak_rss_bytes=int(mon["server_rss_bytes"].max()),
             # Growth over the first sample (the idle server) per connection held at peak.
             rss_per_connection_bytes=(
