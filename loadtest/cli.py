@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--refine", type=nonneg_int, default=2,
                    help="extra steps halving the bracket around the knee (default 2)")  # fmt: skip
     w.add_argument("--users", type=positive_int, default=None,
-                   help="users per step (default: one per 25 req/s offered, at least 10)")  # fmt: skip
+                   help="users sharing each step's schedule (default 10; every arrival a connection)")  # fmt: skip
     w.add_argument("--duration", type=compare.positive_duration, default=3.0,
                    help="measured seconds per step (default 3s)")  # fmt: skip
     w.add_argument("--warmup", type=compare.parse_duration, default=1.0, help="uncounted seconds first (default 1s)")

@@ -22,10 +22,9 @@ current cell, keep the finished steps and build the page from them.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ SWEEP_SCENARIOS = ("io-wait", "cpu", "arrivals")
 DEFAULT_SWEEP = ("io-wait",)
 DEFAULT_VARIANTS = ("blocking", "threaded", "selectors")  # the lesson's three; --variants for the rest
 START_RATES = {"io-wait": 25.0, "cpu": 100.0, "arrivals": 250.0}  # req/s: the ladder's first step
-USERS_PER_RATE = 1 / 25  # persistent open-loop users: one per 25 req/s (each has one request in flight)
+SWEEP_USERS = 10
 
 
 @dataclass
@@ -74,12 +73,9 @@ class Ladder:
     gave_out: str = ""
 
 
-def users_for(scenario: str, rate: float, fixed: int | None) -> int:
-    if fixed:
-        return fixed
-    if SCENARIOS[scenario].user_class == "ConnectPerRequestUser":
-        return 10  # each arrival is a connection of its own: users only share the schedule
-    return max(10, math.ceil(rate * USERS_PER_RATE))
+def users_for(rate: float, fixed: int | None) -> int:
+    # Each arrival is a connection of its own, on a greenlet of its own: users only share the schedule.
+    return fixed or SWEEP_USERS
 
 
 def judge(row: dict[str, Any], rate: float, slo_ms: float) -> str:
@@ -180,13 +176,15 @@ def main(args: Any) -> int:
 def run_ladder(ladder: Ladder, args: Any, out: Path, isolate: bool, interrupted: list[int], console: Console,
                cpus: int) -> None:  # fmt: skip
     """Climb until past saturation, then narrow the bracket; set the knee and what gave out."""
-    scenario = SCENARIOS[ladder.scenario]
+    # Every arrival a connection of its own: with persistent connections a one-at-a-time server would
+    # serve one user and starve the rest, and the sweep would measure how many users it starves.
+    scenario = replace(SCENARIOS[ladder.scenario], user_class="ConnectPerRequestUser")
     rates = list(args.rates) if args.rates else ladder_rates(START_RATES[ladder.scenario], args.max_rate)
     good: Step | None = None
     bad: Step | None = None
 
     def step(rate: float) -> Step:
-        users = users_for(ladder.scenario, rate, args.users)
+        users = users_for(rate, args.users)
         folder = out / f"{ladder.scenario}-{ladder.variant}-r{rate:g}"
         cell = Cell(scenario, ladder.variant, users, folder, options={"arrival-rate": rate})
         s = Step(cell, rate)

@@ -160,7 +160,10 @@ class SocklabUser(User):
     def on_stop(self) -> None:
         self.ledger.stopped = time.perf_counter()
         for client in self.ledger.clients:
-            client.close()
+            # One mid-request belongs to an arrival's greenlet, which closes it as it ends; closing
+            # it here would turn the stop itself into a failure ("Bad file descriptor").
+            if client.pending is None:
+                client.close()
 
 
 class PersistentUser(SocklabUser):
@@ -255,8 +258,9 @@ class ConnectPerRequestUser(SocklabUser):
         try:
             self._one_connection(client, intended=at)
         finally:
-            if client.pending is None:  # finished: forget it; in flight, the window's close counts it
+            if client.pending is None:  # finished: forget it; in flight, the window's close counted it
                 self.ledger.clients.discard(client)
+            client.close()
             slots.release()
 
 
