@@ -23,7 +23,7 @@ def sweep(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 def test_a_small_sweep_finds_the_one_at_a_time_knee(tmp_path: Path) -> None:
     out = tmp_path / "sw"
     done = sweep("--variants", "blocking,threaded", "--scenario", "io-wait", "--rates", "10,20,80",
-                 "--refine", "0", "--duration", "1.5s", "--warmup", "0.5s", "--out", str(out))  # fmt: skip
+                 "--refine", "0", "--duration", "2s", "--warmup", "0.5s", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     for name in ("sweep.csv", "knees.csv", "sweep.html", "plotly.min.js"):
         assert (out / name).exists(), name

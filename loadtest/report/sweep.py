@@ -40,7 +40,8 @@ def build_sweep(ladders: list[Ladder], out: Path) -> Path:
     )  # fmt: skip
     knees.to_csv(out / "knees.csv", index=False)
     sections = [
-        "<h2>Knees</h2><p class='note'>The knee: the highest offered rate a design sustained with achieved ≥ 95 % "
+        "<h2>Knees</h2><p class='note'>The knee: the highest offered rate a design sustained with achieved "
+        "≥ 95 % (less 2 requests at the window's edges) "
         "of offered, p99 (from the intended start) within the bound and no failures; past it, what gave out "
         "first, read from the first step over.</p>",
         "<ul class='findings'>" + "".join(f"<li>{html.escape(knee_line(lad))}</li>" for lad in ladders) + "</ul>",
