@@ -156,6 +156,7 @@ class BaseServer:
     uses_processes: ClassVar[bool] = False
     pooled: ClassVar[bool] = False  # a fixed pool of --workers processes or threads
     stevens: ClassVar[str] = ""  # the design of UNP vol. 1 chapter 30 this one is (serv00 …), if any
+    one_accept_queue: ClassVar[bool] = True  # False: a queue per worker, so two clients may hash to one
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -182,6 +183,7 @@ class BaseServer:
             "uses_threads": cls.uses_threads,
             "uses_processes": cls.uses_processes,
             "pooled": cls.pooled,
+            "one_accept_queue": cls.one_accept_queue,
         }
 
     def make_counters(self) -> Counters:

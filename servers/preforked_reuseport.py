@@ -29,6 +29,7 @@ class PreforkedReuseportServer(PreforkedServer):
     variant = "preforked-reuseport"
     description = "N processes, each with its own SO_REUSEPORT listener on the port; one accept queue each"
     stevens = ""  # not in the book (SO_REUSEPORT came to Linux in 3.9)
+    one_accept_queue = False
 
     _ready_w = -1
 

@@ -91,7 +91,9 @@ def test_sleep_20ms_in_microseconds(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     row = run.latency()[("SLEEP", "persistent")]
     p50_ms = int(row["p50_us"]) / 1000
-    assert 20.0 <= p50_ms <= 20.6, row
+    # ≥ 20 ms always; above it, time.sleep's wake-up and thread scheduling: 20.43–20.48 ms here alone,
+    # up to 20.69 ms with the whole suite running on 2 cores.
+    assert 20.0 <= p50_ms <= 21.0, row
     assert int(row["count"]) >= 5 * 2 * 40  # ~50 per second per user
     # Locust's own CSV has whole milliseconds only.
     locust_p50 = run.locust_stats()[("SLEEP", "persistent")]["50%"]

@@ -152,7 +152,9 @@ def test_a_client_that_never_reads_cannot_hold_a_connection(variant: str) -> Non
 def test_threaded_stops_within_two_seconds_after_a_storm_of_closes() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 12000)), hard))
-    server = ServerProcess.start("threaded", backlog=4096)
+    # A long idle bound: under load threaded accepts slowly (a thread each), and the first connections
+    # must not time out and make room for more before the storm.
+    server = ServerProcess.start("threaded", backlog=4096, extra_args=["--read-timeout", "120"])
     try:
         clients = []
         for _ in range(5000):  # past the default --max-connections: the rest are closed at once

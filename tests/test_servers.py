@@ -260,7 +260,7 @@ def test_list_and_listening_line() -> None:
         assert event["host"] == "127.0.0.1" and event["backlog"] == 7 and event["pid"] == proc.pid
         assert event["port"] > 0
         assert event["traits"] == {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": False,
-                                   "pooled": False}
+                                   "pooled": False, "one_accept_queue": True}
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
@@ -294,8 +294,14 @@ def test_concurrency_model_is_visible(server: ServerProcess) -> None:
     elapsed = two_sleeps_at_once(server.port)
     if server.traits["serves_one_at_a_time"]:
         assert elapsed >= 0.400
-    else:
+    elif server.traits.get("one_accept_queue", True):
         assert elapsed < 0.300
+    else:
+        # A queue per worker (SO_REUSEPORT): the kernel hashes each connection to one, so two clients
+        # land on the same busy worker 1 time in N — the design's known cost.  Fresh connections
+        # hash anew: one of three tries overlapping is what the design promises.
+        tries = [elapsed, *(two_sleeps_at_once(server.port) for _ in range(2))]
+        assert min(tries) < 0.300, tries
 
 
 def test_selectors_loop_keeps_serving_during_sleep() -> None:
