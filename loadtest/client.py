@@ -183,6 +183,12 @@ class SocklabClient:
             failure = classify(exc, "request", self.address, self.read_timeout)
             self.on_request(request_type, name, now - basis, 0, failure)
             return None
+        except BaseException:
+            # The user is being stopped (GreenletExit) mid-request: it stays pending for the
+            # accounting, but its connection goes now, so a one-at-a-time server is not left
+            # serving a client that is gone until its read timeout.
+            self.close()
+            raise
         now = time.perf_counter()
         self.pending = None
         self.service = now - started

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from loadtest.client import parse_target
+from loadtest.processes import split_named_command
 from servers import VARIANTS
 from servers.base import DEFAULT_MAX_CONNECTIONS, DEFAULT_WORKERS
 from servers.protocol import Limits, Op
@@ -122,6 +124,8 @@ OPTIONS: tuple[Option, ...] = (
            "more are accepted and closed at once", overridable=True, minimum=1),
     Option("monitor-interval", float, 0.5, "seconds between monitor samples of the started server; 0 = no monitor",
            minimum=0),
+    Option("live-interval", float, 5.0, "--headless: seconds between socklab's live lines (states, accept queue, "
+           "overflows, users served); 0 = none", web_ui=False, minimum=0),
     Option("warmup", float, 0.0, "seconds after the start whose requests are not counted (stats reset then)",
            minimum=0),
     Option("scenario", str, "", "a label recorded in run.json", web_ui=False),
@@ -179,6 +183,49 @@ def over_server_caps(options: Any, limits: Limits | None = None) -> str | None:
         if value is not None and value > limit:
             return (f"{o.flag} {value} is over the server's cap of {limit} ({server_flag}): every request would be "
                     f"refused; use at most {limit}")  # fmt: skip
+    return None
+
+
+def starts_server(options: Any, host: str | None) -> bool:
+    """Whether socklab starts the server: unless ``--server none``, or ``--server auto`` with a host given."""
+    return options.server != "none" and not (options.server == "auto" and host)
+
+
+def variant_of(options: Any, host: str | None) -> str:
+    """The name a run goes by: the variant socklab starts, the --server-cmd's NAME, or 'external'."""
+    if not starts_server(options, host):
+        return "external"
+    if options.server_cmd:
+        return split_named_command(options.server_cmd)[0]
+    return DEFAULT_VARIANT if options.server == "auto" else options.server
+
+
+def run_problem(options: Any, host: str | None) -> str | None:
+    """What is wrong with a run's options and target, as one line; None if nothing is.
+
+    The same words on the command line (exit 2) and in the web UI (the swarm's message).
+    """
+    if host:
+        try:
+            parse_target(host)
+        except ValueError as exc:
+            return str(exc)
+    if options.server_cmd:
+        if host:
+            return f"--server-cmd and --host {host} both name a target; drop one"
+        if options.server != "auto":
+            return f"--server-cmd and --server {options.server} both name a server; drop one"
+        if "{port}" not in options.server_cmd:
+            return "--server-cmd needs {port} where the command takes its port, e.g. 'my-server --port {port}'"
+    if options.server == "none" and not host:
+        return "--server none needs --host tcp://HOST:PORT of a running server"
+    if options.server not in ("auto", "none") and host:
+        return f"--server {options.server} and --host {host} both name a target; drop one"
+    problem = validate(options)
+    if problem:
+        return problem
+    if starts_server(options, host) and not options.server_cmd:
+        return over_server_caps(options)
     return None
 
 

@@ -34,9 +34,9 @@ from locust import events
 from locust.runners import LocalRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
+from loadtest import live, webui
 from loadtest import options as opts
-from loadtest.client import parse_target
-from loadtest.processes import ServerStartError, split_named_command
+from loadtest.processes import ServerStartError
 from loadtest.run import Run
 from loadtest.users import ACCOUNTS, RECORDER, USER_MODES
 
@@ -62,27 +62,8 @@ def fail(message: str) -> None:
 
 
 def check(options: Any, host: str | None) -> None:
-    if host:
-        try:
-            parse_target(host)
-        except ValueError as exc:
-            fail(str(exc))
-    if options.server_cmd:
-        if host:
-            fail(f"--server-cmd and --host {host} both name a target; drop one")
-        if options.server != "auto":
-            fail(f"--server-cmd and --server {options.server} both name a server; drop one")
-        if "{port}" not in options.server_cmd:
-            fail("--server-cmd needs {port} where the command takes its port, e.g. 'my-server --port {port}'")
-    if options.server == "none" and not host:
-        fail("--server none needs --host tcp://HOST:PORT of a running server")
-    if options.server not in ("auto", "none") and host:
-        fail(f"--server {options.server} and --host {host} both name a target; drop one")
-    problem = opts.validate(options)
+    problem = opts.run_problem(options, host)
     if problem:
-        fail(problem)
-    starts_server = options.server != "none" and not (options.server == "auto" and host)
-    if starts_server and not options.server_cmd and (problem := opts.over_server_caps(options)):
         fail(problem)
 
 
@@ -99,22 +80,44 @@ def on_init(environment: Any, **_: Any) -> None:
     # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.
     gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))
     _select_user_class(environment)
-    starts_server = options.server != "none" and not (options.server == "auto" and environment.host)
-    variant = (opts.DEFAULT_VARIANT if options.server == "auto" else options.server) if starts_server else "external"
-    if options.server_cmd:
-        variant = split_named_command(options.server_cmd)[0]
+    starts_server = opts.starts_server(options, environment.host)
+    variant = opts.variant_of(options, environment.host)
     folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
     folder.mkdir(parents=True, exist_ok=True)
     _run = run = Run(environment, folder, variant)
     _route_locust_outputs(environment, folder)
+    atexit.register(run.stop_processes)
     if starts_server:
-        atexit.register(run.stop_processes)
         try:
             run.start_server()
         except ServerStartError as exc:
             fail(f"could not start the {variant} server: {exc}")
         run.start_monitor()
     run.write_manifest()
+    if environment.web_ui is not None:
+        webui.install(environment, lambda: _run)
+    gevent.spawn(_live_loop, environment)
+
+
+def _live_loop(environment: Any) -> None:
+    """Every tick: the local runner's own µs counts and ledgers into the run, a latency point per
+    request type, and with ``--headless`` the live line every ``--live-interval`` seconds."""
+    options = environment.parsed_options
+    every = float(options.live_interval or 0)
+    print_line = bool(options.headless and not getattr(options, "only_summary", False) and every > 0)
+    last_line = time.monotonic()
+    while True:
+        gevent.sleep(min(live.TICK_S, every) if print_line else live.TICK_S)
+        run = _run
+        if run is None or run.finished:
+            return
+        if isinstance(environment.runner, LocalRunner):
+            run.add_counts(RECORDER.drain())
+            run.accounts.add("local", ACCOUNTS.snapshot())
+        run.feed.tick()
+        if print_line and time.monotonic() - last_line >= every - 0.01:
+            last_line = time.monotonic()
+            log.info(live.live_line(run.feed, run.user_figures()))
 
 
 _csv: dict[str, Any] = {}  # our StatsCSVFileWriter and its greenlet
@@ -175,6 +178,8 @@ def on_test_start(environment: Any, **_: Any) -> None:
     _open_own_window()
     if _run is None:
         return
+    if not environment.host and _run.target:  # an empty Host field in the web UI: the server socklab started
+        environment.host = _run.target
     _select_user_class(environment)  # the web UI may have changed --user-mode
     _open_window(environment)
     options = environment.parsed_options
@@ -229,7 +234,7 @@ def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     if _run is None:
         return
     if REPORT_KEY in data:
-        _run.store.add(data[REPORT_KEY])
+        _run.add_counts(data[REPORT_KEY])
     if USERS_KEY in data:
         _run.accounts.add(client_id, data[USERS_KEY])
 

@@ -29,6 +29,7 @@ from loadtest import options as opts
 from loadtest.accounting import AccountsStore
 from loadtest.client import format_target
 from loadtest.latency import LatencyStore
+from loadtest.live import LiveFeed, UserFigures
 from loadtest.netns import in_private_netns
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
 
@@ -81,6 +82,7 @@ class Run:
         self.monitor: MonitorProcess | None = None
         self.manifest: dict[str, Any] = {}
         self.loadgen: dict[str, Any] | None = None
+        self.feed = LiveFeed()  # what the web UI's socklab tab, the live charts and the live line show
         self.finished = False
 
     # -- start ---------------------------------------------------------------------------
@@ -105,6 +107,38 @@ class Run:
         )
         if self.monitor.rows_written() < 1:
             log.warning("socklab: the monitor did not start (exit status %s); no monitor.csv", self.monitor.proc.poll())
+        self.feed.attach_monitor(out)
+
+    @property
+    def target(self) -> str | None:
+        """The tcp://HOST:PORT of the server this run started, if it started one."""
+        return None if self.server is None else format_target(self.server.host, self.server.port)
+
+    def restart_server(self, variant: str) -> None:
+        """Between two tests in the web UI: the server options changed, so a new server (and monitor)."""
+        self.stop_processes()
+        self.variant = variant
+        self.manifest.pop("server_stopped", None)
+        self.start_server()
+        self.start_monitor()
+        self.write_manifest()
+
+    def drop_server(self) -> None:
+        """Between two tests in the web UI: the user named a server of their own; ours goes."""
+        self.stop_processes()
+        self.feed.attach_monitor(None)
+        self.variant = "external"
+        self.manifest.pop("server_stopped", None)
+        self.write_manifest()
+
+    def add_counts(self, data: dict[str, Any]) -> None:
+        """µs counts from a load process: into the window's histograms and the live view's interval."""
+        self.store.add(data)
+        self.feed.add_counts(data)
+
+    def user_figures(self) -> UserFigures | None:
+        rows = list(self.accounts.users.values())
+        return UserFigures.of(rows) if rows else None
 
     def write_manifest(self) -> None:
         self.manifest = self.describe()
@@ -116,6 +150,7 @@ class Run:
         self.store = LatencyStore()
         self.accounts = AccountsStore()
         self.window.open(measure_own_cost)
+        self.feed.open_window()
 
     def close_window(self) -> None:
         self.window.close()
