@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import time
 from typing import Any
 
@@ -151,3 +152,50 @@ class AccountsStore:
 
     def late_total(self) -> tuple[int, float]:
         return sum(n for n, _ in self.late.values()), sum(s for _, s in self.late.values())
+
+
+class LoadProcessLedger:
+    """This load process's own figures for the measured window: requests as Locust counts them,
+    failures, and its CPU against wall time — per worker, so one saturated worker shows as such.
+
+    Requests keep counting after the window closes, as Locust's and the µs histograms' do (a
+    request in flight then still finishes); wall time and CPU stop at the close.
+    """
+
+    def __init__(self, not_locust_events: frozenset[str] = frozenset({"FIRST_REPLY"})) -> None:
+        self.not_locust_events = not_locust_events
+        self.open()
+
+    def open(self) -> None:
+        self.started = time.perf_counter()
+        self.cpu_at_start = _own_cpu()
+        self.requests = self.failures = 0
+        self.closed: tuple[float, float] | None = None  # (wall s, cpu s) when the window closed
+
+    def count(self, drained: dict[str, Any]) -> None:
+        """Count what the µs recorder handed over (successes and failures, Locust's request events only)."""
+        for request_type, by_name in drained.get("counts", {}).items():
+            if request_type not in self.not_locust_events:
+                self.requests += sum(sum(counts.values()) for counts in by_name.values())
+        for request_type, by_name in drained.get("failures", {}).items():
+            if request_type not in self.not_locust_events:
+                n = sum(by_name.values())
+                self.requests += n
+                self.failures += n
+
+    def close(self) -> dict[str, Any]:
+        if self.closed is None:
+            self.closed = (time.perf_counter() - self.started, _own_cpu() - self.cpu_at_start)
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        from loadtest.netns import netns_label
+
+        wall, cpu = self.closed or (time.perf_counter() - self.started, _own_cpu() - self.cpu_at_start)
+        return {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid(), "requests": self.requests,
+                "failures": self.failures, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}  # fmt: skip
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system

@@ -15,6 +15,7 @@ Needs root (CAP_SYS_ADMIN).  Done with unshare(2) and one ioctl, so neither the
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -69,6 +70,24 @@ def in_private_netns() -> bool:
     except OSError:
         pass
     return only_loopback()
+
+
+def netns_label() -> str:
+    """Which network namespace this process is in, in words: its ``ip netns`` name if it has one,
+    ``host`` for the init namespace, else the kernel's id (``net:[4026531840]``)."""
+    here = current_netns()
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.scandir("/run/netns"), key=lambda e: e.name):
+            with contextlib.suppress(OSError):
+                st = os.stat(entry.path)
+                if f"net:[{st.st_ino}]" == here:
+                    return entry.name
+    try:
+        if here == os.readlink("/proc/1/ns/net"):
+            return "host"
+    except OSError:
+        pass
+    return here
 
 
 def only_loopback() -> bool:

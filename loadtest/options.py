@@ -14,6 +14,7 @@ plain process.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,10 @@ OPTIONS: tuple[Option, ...] = (
            "may have open; an arrival beyond it waits (and counts as late)", overridable=True, minimum=1),
     Option("server", str, "auto", f"server variant to start for this run; auto = {DEFAULT_VARIANT} unless --host is "
            "given; none = use --host only", choices=SERVER_CHOICES),
+    Option("server-bind", str, "127.0.0.1", "address the started server listens on: an address of this host that "
+           "the load reaches (e.g. 198.51.100.1 for workers on other hosts); a wildcard needs --server-advertise"),
+    Option("server-advertise", str, "", "the address workers are told to connect to, when it is not --server-bind "
+           "(needed with a wildcard bind)"),
     Option("backlog", int, 128, "listen() backlog of the started server", overridable=True, minimum=0),
     Option("server-workers", int, DEFAULT_WORKERS, "processes or threads of a pooled variant socklab starts "
            "(preforked, preforked-reuseport, prethreaded, threadpool)", overridable=True, minimum=1),
@@ -221,11 +226,34 @@ def run_problem(options: Any, host: str | None) -> str | None:
         return "--server none needs --host tcp://HOST:PORT of a running server"
     if options.server not in ("auto", "none") and host:
         return f"--server {options.server} and --host {host} both name a target; drop one"
-    problem = validate(options)
+    problem = validate(options) or bind_problem(options)
     if problem:
         return problem
     if starts_server(options, host) and not options.server_cmd:
         return over_server_caps(options)
+    return None
+
+
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def bind_problem(options: Any) -> str | None:
+    """A --server-bind / --server-advertise the workers could not use, as one line; None if fine."""
+    bind = str(getattr(options, "server_bind", "127.0.0.1") or "")
+    advertise = str(getattr(options, "server_advertise", "") or "")
+    for flag, value in (("--server-bind", bind), ("--server-advertise", advertise)):
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                return f"{flag} {value!r} is not an IP address; give one of this host's addresses, e.g. 127.0.0.1"
+    if not bind:
+        return "--server-bind needs an address, e.g. 127.0.0.1"
+    if bind in WILDCARDS and not advertise:
+        return (f"--server-bind {bind} listens on every interface and names none to connect to; bind the address "
+                f"the load reaches, or add --server-advertise ADDR")  # fmt: skip
+    if advertise in WILDCARDS:
+        return f"--server-advertise {advertise} is a wildcard; give the address workers connect to"
     return None
 
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import atexit
 import csv
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -36,13 +38,15 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from loadtest import live, webui
 from loadtest import options as opts
+from loadtest.client import parse_target
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
-from loadtest.users import ACCOUNTS, RECORDER, USER_MODES
+from loadtest.users import ACCOUNTS, LOAD_PROCESS, RECORDER, USER_MODES
 
 log = logging.getLogger("socklab")
 REPORT_KEY = "socklab_latency"
 USERS_KEY = "socklab_users"
+LOAD_PROCESS_KEY = "socklab_load_process"
 WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
 
 # The run this process owns (None in a worker): the listeners below are thin calls into it.
@@ -112,7 +116,7 @@ def _live_loop(environment: Any) -> None:
         if run is None or run.finished:
             return
         if isinstance(environment.runner, LocalRunner):
-            run.add_counts(RECORDER.drain())
+            run.add_counts(_drain())
             run.accounts.add("local", ACCOUNTS.snapshot())
         run.feed.tick()
         if print_line and time.monotonic() - last_line >= every - 0.01:
@@ -170,12 +174,22 @@ def _open_own_window() -> None:
     """This load process counts from now: fresh µs counts, every user's ledger from zero."""
     RECORDER.drain()
     ACCOUNTS.open_window()
+    LOAD_PROCESS.open()
+
+
+def _drain() -> dict[str, Any]:
+    """This process's µs counts since the last drain, counted into its own ledger on the way."""
+    drained = RECORDER.drain()
+    LOAD_PROCESS.count(drained)
+    return drained
 
 
 @events.test_start.add_listener
 def on_test_start(environment: Any, **_: Any) -> None:
     # Locust clears its stats when a test starts; so do we, so both count the same requests.
     _open_own_window()
+    if isinstance(environment.runner, WorkerRunner):
+        _warn_if_unreachable(environment)
     if _run is None:
         return
     if not environment.host and _run.target:  # an empty Host field in the web UI: the server socklab started
@@ -185,6 +199,22 @@ def on_test_start(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
     if options is not None and options.warmup > 0:
         gevent.spawn_later(options.warmup, _end_warmup, environment)
+
+
+def _warn_if_unreachable(environment: Any) -> None:
+    """A worker on another host told to load a loopback address loads its own loopback: say so."""
+    options = environment.parsed_options
+    master = str(getattr(options, "master_host", "") or "127.0.0.1")
+    try:
+        target, _ = parse_target(environment.host or "")
+        remote_master = not ipaddress.ip_address(socket.gethostbyname(master)).is_loopback
+        loopback_target = ipaddress.ip_address(target).is_loopback
+    except (ValueError, OSError):
+        return
+    if remote_master and loopback_target:
+        log.error("socklab: the master at %s sends %s, a loopback address: from this worker that is its own "
+                  "machine, not the server's. Start the master with --server-bind ADDR, an address of the "
+                  "server's host that the workers reach", master, environment.host)  # fmt: skip
 
 
 def _open_window(environment: Any) -> None:
@@ -213,6 +243,7 @@ def _select_user_class(environment: Any) -> None:
 def on_test_stopping(environment: Any, **_: Any) -> None:
     # Before the users are stopped: what is still in flight now is unfinished, with its age.
     ACCOUNTS.close_window()
+    LOAD_PROCESS.close()
     if _run is not None:
         _run.close_window()
 
@@ -225,8 +256,9 @@ def on_test_stop(environment: Any, **_: Any) -> None:
 
 @events.report_to_master.add_listener
 def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
-    data[REPORT_KEY] = RECORDER.drain()
+    data[REPORT_KEY] = _drain()
     data[USERS_KEY] = ACCOUNTS.snapshot()
+    data[LOAD_PROCESS_KEY] = LOAD_PROCESS.snapshot()
 
 
 @events.worker_report.add_listener
@@ -237,6 +269,8 @@ def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
         _run.add_counts(data[REPORT_KEY])
     if USERS_KEY in data:
         _run.accounts.add(client_id, data[USERS_KEY])
+    if LOAD_PROCESS_KEY in data:
+        _run.load_processes[client_id] = data[LOAD_PROCESS_KEY]
 
 
 _finished = gevent.event.Event()  # set once the run is finished (files written, processes stopped)
@@ -255,7 +289,10 @@ def on_quit(**_: Any) -> None:
         return
     try:
         _run.accounts.add("local", ACCOUNTS.close_window())  # this process's own users (none on a master)
-        _run.finish(RECORDER.drain())
+        own = _drain()
+        if isinstance(_run.environment.runner, LocalRunner):
+            _run.load_processes["local"] = LOAD_PROCESS.close()
+        _run.finish(own)
         _write_final_outputs(_run.environment)
         try:
             from loadtest.report import build_run_report

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from loadtest.accounting import AccountsStore
 from loadtest.client import format_target
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
-from loadtest.netns import in_private_netns
+from loadtest.netns import in_private_netns, netns_label
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
 
 log = logging.getLogger("socklab")
@@ -82,6 +83,7 @@ class Run:
         self.monitor: MonitorProcess | None = None
         self.manifest: dict[str, Any] = {}
         self.loadgen: dict[str, Any] | None = None
+        self.load_processes: dict[str, dict[str, Any]] = {}  # each load process's own figures, by worker id
         self.feed = LiveFeed()  # what the web UI's socklab tab, the live charts and the live line show
         self.finished = False
 
@@ -93,8 +95,9 @@ class Run:
             self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.variant)
         else:
             extra = ["--max-connections", str(options.max_connections), "--workers", str(options.server_workers)]
-            self.server = ServerProcess.start(self.variant, backlog=options.backlog, extra_args=extra)
-        self.environment.host = self.options.host = format_target(self.server.host, self.server.port)
+            self.server = ServerProcess.start(self.variant, host=options.server_bind, backlog=options.backlog,
+                                              extra_args=extra)  # fmt: skip
+        self.environment.host = self.options.host = self.target
         log.info("socklab: started %s server pid %d on %s", self.variant, self.server.pid, self.environment.host)
 
     def start_monitor(self) -> None:
@@ -112,7 +115,9 @@ class Run:
     @property
     def target(self) -> str | None:
         """The tcp://HOST:PORT of the server this run started, if it started one."""
-        return None if self.server is None else format_target(self.server.host, self.server.port)
+        if self.server is None:
+            return None
+        return format_target(self.options.server_advertise or self.server.host, self.server.port)
 
     def restart_server(self, variant: str) -> None:
         """Between two tests in the web UI: the server options changed, so a new server (and monitor)."""
@@ -149,6 +154,7 @@ class Run:
         """Fresh histograms and user figures, the window's wall-clock start, our CPU reading."""
         self.store = LatencyStore()
         self.accounts = AccountsStore()
+        self.load_processes = {}
         self.window.open(measure_own_cost)
         self.feed.open_window()
 
@@ -178,6 +184,7 @@ class Run:
         self.store.add(own_counts)
         self.store.add_unfinished(self.accounts.unfinished)
         self._write_users()
+        self._write_load_processes()
         csv_path = self.folder / "socklab_latency.csv"
         self.store.write(csv_path, self.folder / "socklab_latency_hist.json")
         log.info("socklab: wrote %s (%d requests)", csv_path, self.store.total())
@@ -191,6 +198,16 @@ class Run:
             writer = csv.DictWriter(f, fieldnames=USERS_CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(self.accounts.rows())
+
+    def _write_load_processes(self) -> None:
+        """socklab_load_processes.csv: per load process (each worker, or the local runner) its requests,
+        CPU and where it ran — one saturated worker shows as such even when the rest idle."""
+        rows = [load_process_row(worker_id, facts) for worker_id, facts in sorted(self.load_processes.items())]
+        with (self.folder / "socklab_load_processes.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOAD_PROCESS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.manifest["load_processes"] = rows
 
     def stop_processes(self) -> None:
         """Monitor first (its last row sees the server), then the server.  Safe to call twice."""
@@ -246,10 +263,27 @@ class Run:
             "headless": options.headless,
             "options": opts.option_values(options),
             "counters_scope": "isolated" if in_private_netns() else "shared",
+            # Whose counters they are: the monitor runs beside this process, in its namespace.
+            "counters_from": {"host": socket.gethostname(), "netns": netns_label()},
             "cpus": os.cpu_count(),
             "versions": versions(),
             "sysctl": sysctls(),
         }
+
+
+LOAD_PROCESS_COLUMNS = ["worker_id", "host", "netns", "pid", "requests", "failures", "rps", "cpu_percent"]
+
+
+def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
+    wall = float(facts.get("wall_s") or 0.0)
+    cpu_percent = 100 * float(facts.get("cpu_s") or 0.0) / wall if wall else 0.0
+    requests = int(facts.get("requests", 0))
+    return {
+        "worker_id": worker_id, "host": facts.get("host", ""), "netns": facts.get("netns", ""),
+        "pid": facts.get("pid", ""), "requests": requests, "failures": int(facts.get("failures", 0)),
+        "rps": round(requests / wall, 1) if wall else 0.0,
+        "cpu_percent": round(cpu_percent, 1),
+    }  # fmt: skip
 
 
 def own_cpu() -> float:

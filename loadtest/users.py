@@ -34,13 +34,14 @@ from gevent.pool import Group
 from locust import User, constant, task
 
 from loadtest import options
-from loadtest.accounting import Accounts
+from loadtest.accounting import Accounts, LoadProcessLedger
 from loadtest.client import RequestFailure, SocklabClient, parse_target
 from loadtest.latency import LatencyRecorder
 from servers.protocol import Op, encode_request
 
 RECORDER = LatencyRecorder()  # this process's counts; shipped to the master with each report
 ACCOUNTS = Accounts()  # this process's users and open-loop lateness; shipped likewise
+LOAD_PROCESS = LoadProcessLedger()  # this process's requests and CPU in the window; shipped likewise
 OPS_RECORDED = frozenset(op.name for op in Op)  # a success of one of these serves the user; CONNECT does not
 
 

@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 from loadtest.report import charts
 from loadtest.report.findings import findings
 from loadtest.report.load import load_run
-from loadtest.report.summary import SUMMARY_COLUMNS, summarize
+from loadtest.report.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}
@@ -92,6 +92,16 @@ def build_run_report(run_dir: Path) -> tuple[Path, Path]:
     sections.append("<h2>Summary</h2>" + table_html(summary.T.reset_index().set_axis(["column", "value"], axis=1)))
     if not run.latency.empty:
         sections.append("<h2>Latency (µs)</h2>" + table_html(run.latency))
+    load_processes = run.path / "socklab_load_processes.csv"
+    if load_processes.exists():
+        per_process = pd.read_csv(load_processes)
+        if not per_process.empty:
+            per_process["client_bound"] = per_process["cpu_percent"] >= CLIENT_BOUND_PERCENT
+            sections.append(
+                "<h2>Load processes</h2><p class='note'>Each worker (or the local runner): where it ran, its "
+                f"requests in the window and its CPU; at ≥ {CLIENT_BOUND_PERCENT:g} % of a core a process "
+                "measures itself, not the server.</p>" + table_html(per_process)
+            )
     ensure_plotlyjs(run_dir)
     report_path = run_dir / "report.html"
     report_path.write_text(page_html(f"socklab run {run.run_id}", sections), encoding="utf-8")
