@@ -220,3 +220,20 @@ def test_headless_run_prints_the_live_line(tmp_path: Path) -> None:
     lines = [line for line in out.stderr.splitlines() if "socklab live:" in line]
     assert len(lines) >= 3, out.stderr[-2000:]
     assert re.search(r"server ESTAB 3 .* accept queue 2/128 .* users served 1/3 starved 2", lines[-1]), lines[-1]
+
+
+def test_monitor_tail_reads_whole_rows_once_and_starts_over_on_a_new_file(tmp_path: Path) -> None:
+    from loadtest.live import LiveFeed, MonitorTail
+
+    path = tmp_path / "monitor.csv"
+    path.write_text("timestamp,accept_queue,TcpExt_ListenOverflows\n1.0,0,0\n2.0,3,")
+    tail = MonitorTail(path)
+    assert [r["accept_queue"] for r in tail.read()] == [0.0]  # the half-written row waits
+    with path.open("a") as f:
+        f.write("5\n3.0,4,9\n")
+    assert [r["accept_queue"] for r in tail.read()] == [3.0, 4.0] and tail.read() == []
+    feed = LiveFeed(monitor=tail)
+    feed.window_baseline = {"TcpExt_ListenOverflows": 5.0}
+    assert feed.window_delta("TcpExt_ListenOverflows") == 4  # this test's overflows, not the server's life's
+    path.write_text("timestamp,accept_queue,TcpExt_ListenOverflows\n9.0,1,0\n")  # a new monitor
+    assert [r["timestamp"] for r in tail.read()] == [9.0] and len(tail.rows) == 1
