@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from loadtest.processes import ServerProcess
+from loadtest.sockdiag import SockDiag
 from servers import variant_class
 from servers.base import DEFAULT_MAX_CONNECTIONS
 from servers.protocol import Op, Status, encode_request
@@ -160,6 +161,10 @@ def test_threaded_stops_within_two_seconds_after_a_storm_of_closes() -> None:
         for _ in range(5000):  # past the default --max-connections: the rest are closed at once
             clients.append(socket.create_connection(server.address, timeout=10))
         assert until(lambda: psutil.Process(server.pid).num_threads() > DEFAULT_MAX_CONNECTIONS, 20) is not None
+        # Every connection accepted (served or rejected) before the storm: one still queued when a thread
+        # ends would be served instead of rejected, and the counts below would be off by a race.
+        diag = SockDiag()
+        assert until(lambda: diag.count(server.port).accept_queue == 0, 20) is not None
         for c in clients:
             c.close()  # thousands of threads wake at once to end their connections …
         started = time.monotonic()
