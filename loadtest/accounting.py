@@ -23,6 +23,8 @@ import socket
 import time
 from typing import Any
 
+from loadtest.latency import NOT_LOCUST_EVENTS
+
 LATE_AFTER_S = 0.001  # an arrival sent this long after its intended start counts as late
 
 
@@ -162,40 +164,43 @@ class LoadProcessLedger:
     request in flight then still finishes); wall time and CPU stop at the close.
     """
 
-    def __init__(self, not_locust_events: frozenset[str] = frozenset({"FIRST_REPLY"})) -> None:
-        self.not_locust_events = not_locust_events
+    def __init__(self) -> None:
+        self.where: dict[str, Any] | None = None  # host, namespace, pid: read once, on the first snapshot
         self.open()
 
     def open(self) -> None:
         self.started = time.perf_counter()
-        self.cpu_at_start = _own_cpu()
+        self.cpu_at_start = own_cpu()
         self.requests = self.failures = 0
         self.closed: tuple[float, float] | None = None  # (wall s, cpu s) when the window closed
 
     def count(self, drained: dict[str, Any]) -> None:
         """Count what the µs recorder handed over (successes and failures, Locust's request events only)."""
         for request_type, by_name in drained.get("counts", {}).items():
-            if request_type not in self.not_locust_events:
+            if request_type not in NOT_LOCUST_EVENTS:
                 self.requests += sum(sum(counts.values()) for counts in by_name.values())
         for request_type, by_name in drained.get("failures", {}).items():
-            if request_type not in self.not_locust_events:
+            if request_type not in NOT_LOCUST_EVENTS:
                 n = sum(by_name.values())
                 self.requests += n
                 self.failures += n
 
     def close(self) -> dict[str, Any]:
         if self.closed is None:
-            self.closed = (time.perf_counter() - self.started, _own_cpu() - self.cpu_at_start)
+            self.closed = (time.perf_counter() - self.started, own_cpu() - self.cpu_at_start)
         return self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
-        from loadtest.netns import netns_label
+        if self.where is None:
+            from loadtest.netns import netns_label
 
-        wall, cpu = self.closed or (time.perf_counter() - self.started, _own_cpu() - self.cpu_at_start)
-        return {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid(), "requests": self.requests,
-                "failures": self.failures, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}  # fmt: skip
+            self.where = {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid()}
+        wall, cpu = self.closed or (time.perf_counter() - self.started, own_cpu() - self.cpu_at_start)
+        return {**self.where, "requests": self.requests, "failures": self.failures, "wall_s": round(wall, 3),
+                "cpu_s": round(cpu, 3)}  # fmt: skip
 
 
-def _own_cpu() -> float:
+def own_cpu() -> float:
+    """This process's user + system CPU seconds."""
     t = os.times()
     return t.user + t.system

@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from loadtest import options as opts
-from loadtest.accounting import AccountsStore
+from loadtest.accounting import AccountsStore, own_cpu
 from loadtest.client import format_target
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
@@ -284,11 +282,6 @@ def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
         "rps": round(requests / wall, 1) if wall else 0.0,
         "cpu_percent": round(cpu_percent, 1),
     }  # fmt: skip
-
-
-def own_cpu() -> float:
-    t = psutil.Process().cpu_times()
-    return t.user + t.system
 
 
 def versions() -> dict[str, str]:
