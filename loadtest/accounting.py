@@ -24,6 +24,9 @@ import time
 from typing import Any
 
 from loadtest.latency import NOT_LOCUST_EVENTS
+from servers.protocol import Op
+
+OP_NAMES = frozenset(op.name for op in Op)
 
 LATE_AFTER_S = 0.001  # an arrival sent this long after its intended start counts as late
 
@@ -63,7 +66,6 @@ class Accounts:
     """Every user of this load process, the window's edges, and open-loop lateness."""
 
     def __init__(self) -> None:
-        self.tag = f"{os.getpid()}"
         self._ids = itertools.count(1)
         self.ledgers: list[Ledger] = []
         self.window_start = time.perf_counter()
@@ -71,8 +73,10 @@ class Accounts:
         self.late = 0
         self.lag = 0.0
 
-    def register(self) -> Ledger:
-        ledger = Ledger(f"{self.tag}.{next(self._ids)}", time.perf_counter())
+    def register(self, process: str) -> Ledger:
+        """A new user's ledger; ``process`` names this load process among the run's (see process_tag),
+        so user ids stay unique across --processes workers, forked after this module was imported."""
+        ledger = Ledger(f"{process}.{next(self._ids)}", time.perf_counter())
         self.ledgers.append(ledger)
         return ledger
 
@@ -112,6 +116,16 @@ class Accounts:
             "lag_s": round(self.lag, 6),
             "final": closing,
         }
+
+
+def process_tag(runner: Any) -> str:
+    """This load process's name among the run's: ``w<index>`` for a worker (the index its master
+    gave it), ``local`` for a local runner.  Not the pid: ``--processes`` forks the workers after
+    this module is imported, and workers on other hosts may share pids."""
+    index = getattr(runner, "worker_index", -1)
+    if type(runner).__name__ == "WorkerRunner":
+        return f"w{index}" if isinstance(index, int) and index >= 0 else str(getattr(runner, "client_id", "worker"))
+    return "local"
 
 
 Pending = tuple[str, str, float, tuple[str, float] | None]  # type, name, started, (first-reply name, connect start)
@@ -157,8 +171,9 @@ class AccountsStore:
 
 
 class LoadProcessLedger:
-    """This load process's own figures for the measured window: requests as Locust counts them,
-    failures, and its CPU against wall time — per worker, so one saturated worker shows as such.
+    """This load process's own figures for the measured window: its requests (ops, as the summary
+    counts them: successes + failures), their failures, every Locust request event (ops and
+    CONNECTs), and its CPU against wall time — per worker, so one saturated worker shows as such.
 
     Requests keep counting after the window closes, as Locust's and the µs histograms' do (a
     request in flight then still finishes); wall time and CPU stop at the close.
@@ -166,24 +181,33 @@ class LoadProcessLedger:
 
     def __init__(self) -> None:
         self.where: dict[str, Any] | None = None  # host, namespace, pid: read once, on the first snapshot
+        # SYN retransmissions of this process's connects, measured by each connecting socket (TCP_INFO),
+        # over the whole run like the kernel counters they are set beside (not reset by a warm-up).
+        self.syn_retrans = self.syn_retried = 0
         self.open()
+
+    def connect_ended(self, syn_retrans: int) -> None:
+        if syn_retrans:
+            self.syn_retrans += syn_retrans
+            self.syn_retried += 1
 
     def open(self) -> None:
         self.started = time.perf_counter()
         self.cpu_at_start = own_cpu()
-        self.requests = self.failures = 0
+        self.requests = self.failures = self.locust_events = 0
         self.closed: tuple[float, float] | None = None  # (wall s, cpu s) when the window closed
 
     def count(self, drained: dict[str, Any]) -> None:
-        """Count what the µs recorder handed over (successes and failures, Locust's request events only)."""
-        for request_type, by_name in drained.get("counts", {}).items():
-            if request_type not in NOT_LOCUST_EVENTS:
-                self.requests += sum(sum(counts.values()) for counts in by_name.values())
-        for request_type, by_name in drained.get("failures", {}).items():
-            if request_type not in NOT_LOCUST_EVENTS:
-                n = sum(by_name.values())
-                self.requests += n
-                self.failures += n
+        """Count what the µs recorder handed over: ops apart, and every Locust request event."""
+        for key, failed in (("counts", False), ("failures", True)):
+            for request_type, by_name in drained.get(key, {}).items():
+                if request_type in NOT_LOCUST_EVENTS:
+                    continue
+                n = sum(sum(v.values()) if isinstance(v, dict) else v for v in by_name.values())
+                self.locust_events += n
+                if request_type in OP_NAMES:
+                    self.requests += n
+                    self.failures += n if failed else 0
 
     def close(self) -> dict[str, Any]:
         if self.closed is None:
@@ -196,8 +220,9 @@ class LoadProcessLedger:
 
             self.where = {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid()}
         wall, cpu = self.closed or (time.perf_counter() - self.started, own_cpu() - self.cpu_at_start)
-        return {**self.where, "requests": self.requests, "failures": self.failures, "wall_s": round(wall, 3),
-                "cpu_s": round(cpu, 3)}  # fmt: skip
+        return {**self.where, "requests": self.requests, "failures": self.failures,
+                "locust_events": self.locust_events, "syn_retrans": self.syn_retrans, "syn_retried": self.syn_retried,
+                "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}  # fmt: skip
 
 
 def own_cpu() -> float:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +92,7 @@ class SocklabClient:
         read_timeout: float = 10.0,
         on_request: RequestHook | None = None,
         on_first_reply: Callable[[str, float], Any] | None = None,
+        on_connect_end: Callable[[int], Any] | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -98,6 +100,8 @@ class SocklabClient:
         self.read_timeout = read_timeout
         self.on_request = on_request or _ignore
         self.on_first_reply = on_first_reply or _ignore
+        self.on_connect_end = on_connect_end or _ignore  # (SYN retransmissions of this connect)
+        self.syn_retrans = 0  # the last connect's SYN retransmissions (TCP_INFO), whatever its outcome
         self.sock: socket.socket | None = None
         self._connect_started = 0.0
         self.pending: Pending | None = None  # what is in flight now (loadtest.accounting)
@@ -120,6 +124,7 @@ class SocklabClient:
             sock.connect((self.host, self.port))
         except BaseException as exc:
             elapsed = time.perf_counter() - started
+            self._connect_ended(sock)  # refused, timed out or stopped: its SYNs were sent all the same
             sock.close()
             failure = classify(exc, "connect", self.address, self.connect_timeout)
             if isinstance(exc, Exception):  # not a GreenletExit: that one leaves it pending
@@ -129,10 +134,15 @@ class SocklabClient:
             raise
         self.pending = None
         self.on_request("CONNECT", name, time.perf_counter() - started, 0, None)
+        self._connect_ended(sock)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.read_timeout)
         self.sock = sock
         return sock
+
+    def _connect_ended(self, sock: socket.socket) -> None:
+        self.syn_retrans = syn_retransmissions(sock)
+        self.on_connect_end(self.syn_retrans)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -225,6 +235,26 @@ class SocklabClient:
 
 def _ignore(*args: Any) -> None:
     return None
+
+
+TCP_INFO_TOTAL_RETRANS = struct.Struct("=I")  # struct tcp_info's tcpi_total_retrans …
+TCP_INFO_TOTAL_RETRANS_OFFSET = 100  # … after 8 one-byte fields and 23 u32s (include/uapi/linux/tcp.h)
+
+
+def syn_retransmissions(sock: socket.socket) -> int:
+    """How many times this socket retransmitted its SYN, read when its connect() has ended.
+
+    The kernel's TCP_INFO ``tcpi_total_retrans`` counts every segment the socket retransmitted; before
+    the handshake completes (or when it never did) the only segment it has sent is the SYN.  The
+    namespace-wide TCPSynRetrans adds the server's re-sent SYN-ACKs to these, so it cannot tell them.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_TOTAL_RETRANS_OFFSET + 4)
+    except OSError:
+        return 0
+    if len(info) < TCP_INFO_TOTAL_RETRANS_OFFSET + 4:
+        return 0
+    return int(TCP_INFO_TOTAL_RETRANS.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0])
 
 
 def parse_target(host: str) -> tuple[str, int]:

@@ -200,7 +200,9 @@ def _int(row: dict[str, Any], column: str) -> int:
         return 0
 
 
-def figures(feed: LiveFeed, store: LatencyStore, users: UserFigures | None, server: str) -> LiveFigures:
+def figures(
+    feed: LiveFeed, store: LatencyStore, users: UserFigures | None, server: str, client_syn_retrans: int | None = None
+) -> LiveFigures:
     """The tab's table: the latest monitor sample, the test's counter deltas, µs percentiles, users."""
     out = LiveFigures()
     row = feed.monitor.latest
@@ -249,10 +251,13 @@ def figures(feed: LiveFeed, store: LatencyStore, users: UserFigures | None, serv
     )
     out.add("ListenDrops this test", feed.window_delta("TcpExt_ListenDrops"), "ListenOverflows + half-open queue drops")
     out.add(
-        "SYN retransmits this test",
+        "TCPSynRetrans this test",
         feed.window_delta("TcpExt_TCPSynRetrans"),
-        "SYNs the clients had to send again (TCPSynRetrans)",
+        "SYNs the clients re-sent plus SYN-ACKs the server re-sent (one kernel counter for both)",
     )
+    if client_syn_retrans is not None:
+        out.add("client SYN retransmissions", f"{client_syn_retrans:,}",
+                "SYNs the load processes re-sent since the run started, counted by each connecting socket")  # fmt: skip
     out.add(
         "SYN cookies sent this test",
         feed.window_delta("TcpExt_SyncookiesSent"),

@@ -41,7 +41,7 @@ from loadtest import options as opts
 from loadtest.client import parse_target
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
-from loadtest.users import ACCOUNTS, LOAD_PROCESS, RECORDER, USER_MODES
+from loadtest.users import ACCOUNTS, LOAD_PROCESS, RECORDER, USER_MODES, TestState
 
 log = logging.getLogger("socklab")
 REPORT_KEY = "socklab_latency"
@@ -118,6 +118,7 @@ def _live_loop(environment: Any) -> None:
         if isinstance(environment.runner, LocalRunner):
             run.add_counts(_drain())
             run.accounts.add("local", ACCOUNTS.snapshot())
+            run.load_processes["local"] = LOAD_PROCESS.snapshot()
         run.feed.tick()
         if print_line and time.monotonic() - last_line >= every - 0.01:
             last_line = time.monotonic()
@@ -187,6 +188,7 @@ def _drain() -> dict[str, Any]:
 @events.test_start.add_listener
 def on_test_start(environment: Any, **_: Any) -> None:
     # Locust clears its stats when a test starts; so do we, so both count the same requests.
+    environment.socklab_test = TestState()  # this test's own counts, in every load process
     _open_own_window()
     if isinstance(environment.runner, WorkerRunner):
         _warn_if_unreachable(environment)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import options as opts
-from loadtest.accounting import AccountsStore, own_cpu
+from loadtest.accounting import OP_NAMES, AccountsStore, own_cpu
 from loadtest.client import format_target
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
@@ -164,10 +164,11 @@ class Run:
         wall = time.perf_counter() - self.window.perf_at_start
         cpu = own_cpu() - self.window.cpu_at_start
         self.window.perf_at_start = self.window.cpu_at_start = None
-        total = self.environment.runner.stats.total
-        requests = total.num_requests
+        # Requests are ops, as everywhere (Locust's total also counts the CONNECT events).
+        ops = [e for (_, method), e in self.environment.runner.stats.entries.items() if method in OP_NAMES]
+        requests, failures = sum(e.num_requests for e in ops), sum(e.num_failures for e in ops)
         self.loadgen = {
-            "processes": 1, "wall_s": wall, "cpu_s": cpu, "requests": requests, "failures": total.num_failures,
+            "processes": 1, "wall_s": wall, "cpu_s": cpu, "requests": requests, "failures": failures,
             "rps": requests / wall if wall else 0.0,
             "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
             "cpu_percent": 100 * cpu / wall if wall else 0.0,
@@ -269,17 +270,24 @@ class Run:
         }
 
 
-LOAD_PROCESS_COLUMNS = ["worker_id", "host", "netns", "pid", "requests", "failures", "rps", "cpu_percent"]
+# requests, failures and rps count ops, as the summary does; locust_events is every Locust request event
+# (ops and CONNECTs, successes and failures): what Locust's own total counts.
+# syn_retrans: SYN retransmissions of the process's connects, from each socket's TCP_INFO (whole run);
+# syn_retried: connects that needed at least one.
+LOAD_PROCESS_COLUMNS = ["worker_id", "host", "netns", "pid", "requests", "failures", "rps", "locust_events",
+                        "syn_retrans", "syn_retried", "cpu_percent"]  # fmt: skip
 
 
 def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
     wall = float(facts.get("wall_s") or 0.0)
     cpu_percent = 100 * float(facts.get("cpu_s") or 0.0) / wall if wall else 0.0
-    requests = int(facts.get("requests", 0))
+    requests, failures = int(facts.get("requests", 0)), int(facts.get("failures", 0))
     return {
         "worker_id": worker_id, "host": facts.get("host", ""), "netns": facts.get("netns", ""),
-        "pid": facts.get("pid", ""), "requests": requests, "failures": int(facts.get("failures", 0)),
-        "rps": round(requests / wall, 1) if wall else 0.0,
+        "pid": facts.get("pid", ""), "requests": requests, "failures": failures,
+        "rps": round((requests - failures) / wall, 1) if wall else 0.0,
+        "locust_events": int(facts.get("locust_events", requests)),
+        "syn_retrans": int(facts.get("syn_retrans", 0)), "syn_retried": int(facts.get("syn_retried", 0)),
         "cpu_percent": round(cpu_percent, 1),
     }  # fmt: skip
 

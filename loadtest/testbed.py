@@ -38,6 +38,7 @@ import heapq
 import ipaddress
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -225,6 +226,53 @@ class Testbed:
         return [ns for ns in self.namespaces if ns in listed]
 
 
+# A bed's namespaces are PREFIX-srv, -sw, -wN; the default PREFIX is sl<pid of the bed's owner>.
+BED_NAMESPACE = re.compile(r"^(sl[a-z]*?(\d+)[a-z]*)-(srv|sw|w\d+)$")
+
+
+def stale_beds() -> dict[str, list[str]]:
+    """Beds whose owner is gone (a SIGKILLed testbed cannot tear down): prefix → its namespaces.
+
+    The owner's pid is in the name; a bed whose owner is alive is never listed."""
+    beds: dict[str, list[str]] = {}
+    for line in ip("netns", "list", check=False).stdout.splitlines():
+        name = line.split(" ", 1)[0]
+        match = BED_NAMESPACE.match(name)
+        if match and not _alive(int(match.group(2))):
+            beds.setdefault(match.group(1), []).append(name)
+    return beds
+
+
+def remove_stale_beds() -> list[str]:
+    """Remove every stale bed: what still runs in its namespaces, then the namespaces (their links go
+    with them).  Returns one line per bed removed."""
+    said = []
+    for namespaces in (sorted(v) for _, v in sorted(stale_beds().items())):
+        killed = 0
+        for ns in namespaces:
+            for pid in ip("netns", "pids", ns, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed += 1
+        for ns in namespaces:
+            ip("netns", "del", ns, check=False)
+        owner = BED_NAMESPACE.match(namespaces[0]).group(2)  # type: ignore[union-attr]
+        still = f", and {killed} process{'es' if killed != 1 else ''} still in it" if killed else ""
+        said.append(f"testbed: removed a bed left behind by pid {owner} (no longer running): "
+                    f"{', '.join(namespaces)}{still}")  # fmt: skip
+    return said
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stop_group(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -351,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     ok, why = can_build()
     if not ok:
         parser.error(f"cannot build network namespaces here: {why}")
+    for line in remove_stale_beds():
+        print(line, flush=True)
     bed = Testbed(args.prefix, args.workers, args.link_delay_ms, args.link_loss_percent)
     status = 1
     with terminated_by_signals():

@@ -34,7 +34,7 @@ from gevent.pool import Group
 from locust import User, constant, task
 
 from loadtest import options
-from loadtest.accounting import Accounts, LoadProcessLedger
+from loadtest.accounting import Accounts, LoadProcessLedger, process_tag
 from loadtest.client import RequestFailure, SocklabClient, parse_target
 from loadtest.latency import LatencyRecorder
 from servers.protocol import Op, encode_request
@@ -118,7 +118,7 @@ class SocklabUser(User):
         self.spec = LoadSpec.from_options(environment.parsed_options)
         self.frame = self.spec.frame
         self.host, self.port = parse_target(environment.host or "")
-        self.ledger = ACCOUNTS.register()
+        self.ledger = ACCOUNTS.register(process_tag(environment.runner))
         self.client = self.new_client()
 
     def new_client(self) -> SocklabClient:
@@ -154,6 +154,7 @@ class SocklabUser(User):
             read_timeout=self.spec.read_timeout,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: record(kind, self.mode, seconds),
+            on_connect_end=LOAD_PROCESS.connect_ended,
         )
         ledger.clients.add(client)
         return client
@@ -191,15 +192,30 @@ class PersistentUser(SocklabUser):
                 time.sleep(0.01)  # failed and reported; don't spin on a dead server
 
 
+@dataclass
+class TestState:
+    """What a load process counts for one test, kept with the test, not with a class: a test started
+    after another (the web UI's Stop, then Start) begins from zero.  The plugin makes a new one on
+    every ``test_start``; users find it on their environment."""
+
+    started: int = 0  # connections this load process has started (--connections-total)
+    completed: int = 0  # … and completed
+    connecting: BoundedSemaphore | None = None  # open loop, ConnectPerRequestUser: --max-connecting
+
+    @staticmethod
+    def of(environment: Any) -> TestState:
+        state = getattr(environment, "socklab_test", None)
+        if state is None:
+            state = environment.socklab_test = TestState()
+        return state
+
+
 class ConnectPerRequestUser(SocklabUser):
     """connect → send → receive → close, for every request; in open loop, one connection per arrival,
     started on schedule whether or not the earlier ones have finished."""
 
     mode = "connect-per-request"
     wait_time = constant(0)
-    _connecting: ClassVar[BoundedSemaphore | None] = None  # per load process: --max-connecting
-    _started: ClassVar[int] = 0  # connections this load process has started (--connections-total)
-    _completed: ClassVar[int] = 0  # … and completed
 
     @task
     def request(self) -> None:
@@ -209,7 +225,7 @@ class ConnectPerRequestUser(SocklabUser):
 
     def _one_connection(self, client: SocklabClient, intended: float | None = None) -> None:
         if not self._ticket():
-            time.sleep(0.05)  # the count is reached: the run ends as soon as the last ones complete
+            time.sleep(0.05)  # the count is reached: the test ends as soon as the last ones complete
             return
         try:
             client.connect(first_reply=self.mode)
@@ -226,26 +242,30 @@ class ConnectPerRequestUser(SocklabUser):
         """With --connections-total, a connection may start only while the count is not reached."""
         if not self.spec.connections_total:
             return True
-        cls = ConnectPerRequestUser
-        if cls._started >= self.spec.connections_total:
+        state = TestState.of(self.environment)
+        if state.started >= self.spec.connections_total:
             return False
-        cls._started += 1
+        state.started += 1
         return True
 
     def _count_connection(self) -> None:
-        """With --connections-total, the run ends once this process has completed its share."""
+        """With --connections-total, the test ends once this process has completed its share."""
         if not self.spec.connections_total:
             return
-        cls = ConnectPerRequestUser
-        cls._completed += 1
-        if cls._completed == self.spec.connections_total:
-            gevent.spawn(self.environment.runner.quit)  # not from this greenlet: quit() stops every user
+        state = TestState.of(self.environment)
+        state.completed += 1
+        if state.completed == self.spec.connections_total:
+            runner = self.environment.runner
+            # Not from this greenlet: stopping stops every user.  In the web UI the test stops and the
+            # UI stays for the next one; headless (or a worker) the process is done.
+            end = runner.stop if self.environment.web_ui is not None else runner.quit
+            gevent.spawn(end)
 
     def _arrivals(self) -> None:
-        cls = type(self)
-        if cls._connecting is None:
-            cls._connecting = BoundedSemaphore(self.spec.max_connecting)
-        slots, group = cls._connecting, Group()
+        state = TestState.of(self.environment)
+        if state.connecting is None:
+            state.connecting = BoundedSemaphore(self.spec.max_connecting)
+        slots, group = state.connecting, Group()
         try:
             for at in self.spec.schedule():
                 wait_until(at)

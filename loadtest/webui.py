@@ -122,7 +122,9 @@ def server_label(run: Any) -> str:
 
 def table(run: Any) -> list[dict[str, str]]:
     run.feed.monitor.read()  # the newest sample, not the one of the last tick
-    return live.figures(run.feed, run.store, run.user_figures(), server_label(run)).rows
+    processes = run.load_processes.values()
+    retrans = sum(int(p.get("syn_retrans", 0)) for p in processes) if processes else None
+    return live.figures(run.feed, run.store, run.user_figures(), server_label(run), retrans).rows
 
 
 def prepare_swarm(environment: Any, run: Any) -> str | None:
@@ -229,7 +231,8 @@ function draw() {
   Plotly.react("client_states", stack(["client_ESTABLISHED", "client_SYN_SENT", "client_FIN_WAIT2",
     "client_TIME_WAIT"], "c"), layout("client-side sockets by state (stacked)", "sockets"));
   Plotly.react("overflows", [line("TcpExt_ListenOverflows", "ListenOverflows"),
-    line("TcpExt_ListenDrops", "ListenDrops"), line("TcpExt_TCPSynRetrans", "SYN retransmits"),
+    line("TcpExt_ListenDrops", "ListenDrops"),
+    line("TcpExt_TCPSynRetrans", "TCPSynRetrans (client SYNs + server SYN-ACKs)"),
     line("TcpExt_SyncookiesSent", "SYN cookies sent")],
     layout("kernel counters since the server started", "count"));
   Plotly.react("cpu", [line("server_cpu_percent", "server CPU %"),

@@ -57,6 +57,14 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     selectors = float(rows[("io-wait", "selectors", "10")]["rps"])
     assert 0 < blocking <= 1.2 * (1 / 0.020)  # one client at a time, 20 ms each
     assert selectors >= 5 * blocking
+    # Throughput over time is counted inside the window only (a 1 s warm-up reset Locust's counts):
+    # no negative point, and its mean agrees with the summary's rps.
+    from loadtest.report.charts import throughput_series
+    from loadtest.report.load import load_run
+
+    series = throughput_series(load_run(out / "io-wait-selectors-u10"))
+    assert len(series) >= 2 and (series["rps"] >= 0).all(), series
+    assert abs(series["rps"].mean() - selectors) <= 0.1 * selectors, (series, selectors)
     assert ours_running() == []
 
 

@@ -89,7 +89,10 @@ def test_connection_storm_unfinished_connects_match_the_kernels_syn_sent(tmp_pat
     # Named for what they count.
     text = page_text(report)
     assert "packets dropped at a full accept queue" in text and "SYNs dropped" not in text
-    assert int(row["syn_retransmits"]) > 0
+    assert int(row["tcp_syn_retrans"]) > 0
+    # The clients measure their own SYN retransmissions; never more than the kernel counted for both sides.
+    assert 0 < int(row["client_syn_retrans"]) <= int(row["tcp_syn_retrans"])
+    assert int(row["server_synack_retrans"]) >= 0 and int(row["connections_syn_retried"]) > 0
 
 
 def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> None:
@@ -151,3 +154,58 @@ def test_final_locust_csv_agrees_with_the_final_counts(tmp_path: Path) -> None:
     assert int(stats[("", "Aggregated")]["Request Count"]) == info["locust"]["requests"]
     with (run.report_dir / "locust_stats.json").open() as f:
         assert sum(e["num_requests"] for e in json.load(f)) == info["locust"]["requests"]
+    # "requests" means ops in every table: the load processes' add up to the summary's, not to
+    # Locust's total, which also counts the CONNECT events (shown apart as locust_events).
+    with (run.report_dir / "socklab_load_processes.csv").open() as f:
+        processes = list(csv.DictReader(f))
+    row = summary_row(run.report_dir)
+    assert sum(int(p["requests"]) for p in processes) == int(row["requests"]) > 0
+    assert sum(int(p["locust_events"]) for p in processes) == info["locust"]["requests"] > int(row["requests"])
+
+
+def _users_csv(report_dir: Path) -> list[dict[str, str]]:
+    with (report_dir / "socklab_users.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_user_is_counted_once_across_forked_workers(tmp_path: Path) -> None:
+    # blocking serves one persistent connection for the whole window: 1 served, 5 starved, and the
+    # six users live in two forked workers, whose ids once collided (the pid taken before the fork).
+    run = run_locust(tmp_path, "--processes", "2", "--server", "blocking", users=6, seconds=3, timeout=90)
+    assert run.returncode == 0, run.stderr[-2000:]
+    users = _users_csv(run.report_dir)
+    assert len(users) == len({u["user_id"] for u in users}) == 6, users
+    assert len({u["user_id"].split(".")[0] for u in users}) == 2  # two load processes
+    row = summary_row(run.report_dir)
+    assert (int(row["users_served"]), int(row["users_starved"])) == (1, 5)
+    assert int(row["unfinished_requests"]) >= 5  # each starved user's first request, from both workers
+
+
+def test_every_user_is_counted_once_with_a_master_and_two_workers(tmp_path: Path) -> None:
+    from loadtest.processes import free_port
+
+    port = str(free_port())
+    report = tmp_path / "run"
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    master = subprocess.Popen(
+        [*base, "IdleUser", "--headless", "--master", "--expect-workers", "2", "--master-bind-port", port,
+         "-u", "20", "-r", "20", "-t", "3s", "--server", "selectors", "--idle-interval", "0.5",
+         "--report-dir", str(report), "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    workers = [subprocess.Popen([*base, "--worker", "--master-port", port], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=tmp_path) for _ in range(2)]  # fmt: skip
+    try:
+        _, err = master.communicate(timeout=90)
+        for w in workers:
+            w.wait(30)
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+    assert master.returncode == 0, err[-2000:]
+    users = _users_csv(report)
+    assert len(users) == len({u["user_id"] for u in users}) == 20
+    row = summary_row(report)
+    assert int(row["users_served"]) + int(row["users_starved"]) == 20
+    assert int(row["users_served"]) == 20

@@ -78,7 +78,7 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     assert int(row["users_served"]) == sum(n > 0 for n in per_user)
     assert int(row["users_starved"]) == sum(n == 0 for n in per_user)
     assert float(row["fairness"]) == pytest.approx(sum(per_user) ** 2 / (10 * sum(n * n for n in per_user)), abs=1e-4)
-    assert int(row["syn_retransmits"]) == int(monitor[-1]["TcpExt_TCPSynRetrans"])
+    assert int(row["tcp_syn_retrans"]) == int(monitor[-1]["TcpExt_TCPSynRetrans"])
 
     last = monitor[-1]
     assert int(row["listen_overflows"]) == int(last["TcpExt_ListenOverflows"]) > 0
@@ -169,3 +169,27 @@ def test_socklab_report_command(run_dir: Path, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "loadtest.cli", "report", str(tmp_path)], capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "not a run folder" in bad.stderr
+
+
+def test_throughput_never_crosses_the_warmup_reset(run_dir: Path) -> None:
+    # Locust's cumulative count starts over when the warm-up ends; a rate diffed across that reset
+    # plunged below zero (-800 req/s in conn-storm/blocking/50u).  Make the fixture's history go
+    # through such a reset: a warm-up second with a larger count, then the window's counts from zero.
+    from loadtest.report.charts import throughput_series
+    from loadtest.report.load import load_run
+
+    info = json.loads((run_dir / "run.json").read_text())
+    rows = read_rows(run_dir / "locust_stats_history.csv")
+    warm = [dict(r, Timestamp=str(int(r["Timestamp"]) - 2)) for r in rows]
+    for r in warm:
+        r["Total Request Count"] = str(int(r["Total Request Count"]) + 3000)  # before the reset: counts above
+    with (run_dir / "locust_stats_history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(warm + rows)
+    info["window"]["start"] -= 0.2
+    (run_dir / "run.json").write_text(json.dumps(info))
+    series = throughput_series(load_run(run_dir))
+    assert len(series) and (series["rps"] >= 0).all(), series
+    echo = series[series["series"].str.startswith("ECHO")]
+    assert echo["t"].min() >= -1  # nothing from the warm-up

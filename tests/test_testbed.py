@@ -63,7 +63,9 @@ def test_two_worker_hosts_against_threaded_on_the_server_host(tmp_path: Path) ->
     workers = info["load_processes"]
     assert sorted(w["netns"] for w in workers) == [f"{prefix}-w1", f"{prefix}-w2"]
     assert all(w["requests"] > 0 for w in workers)
-    assert sum(w["requests"] for w in workers) == info["locust"]["requests"]
+    assert sum(w["locust_events"] for w in workers) == info["locust"]["requests"]
+    with (run / "summary.csv").open() as f:
+        assert sum(w["requests"] for w in workers) == int(next(csv.DictReader(f))["requests"])
     # The monitor ran on the server host: every user is an ESTABLISHED server-side socket there.
     with (run / "monitor.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -127,3 +129,27 @@ def test_server_bind_is_an_address_the_workers_can_use(tmp_path: Path, args: lis
     assert out.returncode == 2 and message in out.stderr, out.stderr[-1000:]
     said = [line for line in out.stderr.splitlines() if line.startswith("socklab:")]
     assert len(said) == 1 and said[0] == out.stderr.strip().splitlines()[-1]
+
+
+@needs_namespaces
+def test_a_killed_bed_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    import time
+
+    # The default prefix, sl<pid>: the owner's pid is in the bed's names.
+    first = subprocess.Popen([sys.executable, "-m", "loadtest.testbed", "--workers", "1", "--", "-u", "1", "-r", "1",
+                              "-t", "20s", "--server", "threaded", "--report-dir", str(tmp_path / "first")],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    prefix = f"sl{first.pid}"
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "first" / "run.json").exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.2)
+    first.kill()  # SIGKILL: no teardown
+    first.wait()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"{prefix}-srv" in listed and f"{prefix}-w1" in listed  # left behind, as before the fix
+    out = bed(tmp_path, f"slt{os.getpid()}e", "--workers", "1", "--", "-u", "1", "-r", "1", "-t", "2s",
+              "--server", "threaded", "--report-dir", str(tmp_path / "second"))  # fmt: skip
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
+    assert f"removed a bed left behind by pid {first.pid}" in out.stdout, out.stdout
+    assert_nothing_left(prefix, tmp_path / "first")

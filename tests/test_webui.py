@@ -210,6 +210,30 @@ def test_server_options_between_tests_restart_it_and_are_refused_while_running(w
     assert web.get("/stats/requests")["user_count"] == 0
 
 
+def test_a_second_counted_test_completes_its_connections_too(tmp_path: Path) -> None:
+    # The count of --connections-total once lived on the user class and was never reset: the
+    # second test in the same web UI ran forever with 0 requests.
+    web = WebLocust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", "--connections-total", "300")
+    try:
+        for test in (1, 2):
+            answer = web.post("/swarm", {"user_count": 5, "spawn_rate": 5, "host": ""})
+            assert answer["success"], answer
+
+            def finished() -> dict[tuple[str, str], int] | None:
+                stats = web.get("/stats/requests")
+                done = {(s["method"], s["name"]): s["num_requests"] for s in stats["stats"]}
+                return done if stats["state"] == "stopped" and done.get(("ECHO", "connect-per-request")) else None
+
+            done = wait_for(finished, timeout=30)
+            assert done and done[("ECHO", "connect-per-request")] == 300, (test, web.get("/stats/requests"))
+            web.post("/stop", {})
+            urllib.request.urlopen(web.url + "/stats/reset", data=b"", timeout=10).close()  # answers "ok"
+            # /stats/requests is cached for ~2 s: wait until it shows the reset before the next test.
+            assert wait_for(lambda: not finished(), timeout=10)
+    finally:
+        web.stop()
+
+
 def test_headless_run_prints_the_live_line(tmp_path: Path) -> None:
     out = subprocess.run(
         [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "3", "-r", "3", "-t", "4s", "--server", "blocking",

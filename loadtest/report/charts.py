@@ -30,21 +30,49 @@ def _elapsed(run: RunData, timestamps: pd.Series) -> pd.Series:
     return timestamps - start
 
 
-def throughput_chart(run: RunData) -> go.Figure | None:
+def throughput_series(run: RunData) -> pd.DataFrame:
+    """Completed requests per second per op, from Locust's cumulative counts, inside the measured window.
+
+    Rows: ``t`` (seconds into the window), ``series`` (op and name), ``rps``.  Locust's count starts
+    over when the warm-up ends (its statistics are reset), so only history rows inside the window are
+    used, and a count that falls (a reset) starts a new segment instead of giving a negative rate.
+    """
     hist = run.history
+    empty = pd.DataFrame(columns=["t", "series", "rps"])
     if hist is None or hist.empty or "Total Request Count" not in hist:
-        return None
+        return empty
+    window = run.info.get("window") or {}
+    start, stop = window.get("start"), window.get("stop")
     per_op = hist[hist["Type"].isin(OPS)]
     if per_op.empty:
         per_op = hist[hist["Name"] == "Aggregated"]
-    fig = go.Figure()
+    if start is not None:
+        # History timestamps are whole seconds, written in [T, T + 1): the row of the start's own second
+        # may have been written before the warm-up's reset, so the first row counted is the next one.
+        per_op = per_op[per_op["Timestamp"] >= math.ceil(start)]
+    if stop is not None:
+        per_op = per_op[per_op["Timestamp"] <= stop + 1]
+    frames = []
     for (kind, name), g in per_op.groupby(["Type", "Name"]):
         g = g.drop_duplicates("Timestamp", keep="last").sort_values("Timestamp")
-        rate = g["Total Request Count"].diff() / g["Timestamp"].diff()  # counts, not Locust's smoothed rate
-        fig.add_scatter(x=_elapsed(run, g["Timestamp"]), y=rate, mode="lines", name=f"{kind} {name}".strip())
-    fig.update_xaxes(title="seconds into the run")
+        counts, times = g["Total Request Count"].astype(float), g["Timestamp"].astype(float)
+        done, spent = counts.diff(), times.diff()
+        rate = (done / spent).where(done >= 0)  # a fall is a reset: no rate across it
+        frames.append(pd.DataFrame({"t": times - (start or float(times.min())), "series": f"{kind} {name}".strip(),
+                                    "rps": rate}).dropna())  # fmt: skip
+    return pd.concat(frames, ignore_index=True) if frames else empty
+
+
+def throughput_chart(run: RunData) -> go.Figure | None:
+    series = throughput_series(run)
+    if series.empty:
+        return None
+    fig = go.Figure()
+    for name, g in series.groupby("series", sort=False):
+        fig.add_scatter(x=g["t"], y=g["rps"], mode="lines", name=str(name))
+    fig.update_xaxes(title="seconds into the measured window")
     fig.update_yaxes(title="requests/s", rangemode="tozero")
-    return layout(fig, "Throughput (completed requests per second, from counts)")
+    return layout(fig, "Throughput (completed requests per second, from counts, in the measured window)")
 
 
 def latency_chart(run: RunData) -> go.Figure | None:

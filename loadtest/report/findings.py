@@ -45,9 +45,7 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
             f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
             f"not a count of SYNs); the accept queue peaked at {row['peak_accept_queue']}"
         )
-        retrans = num(row, "syn_retransmits")
-        if retrans:
-            text += f"; clients retransmitted {int(retrans):,} SYNs (TCPSynRetrans)"
+        text += syn_retrans_note(row)
         p99 = num(row, "connect_p99_ms")
         if p99 is not None and p99 >= 900:
             text += (f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule "
@@ -111,6 +109,23 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
             "client-bound figures cover only the time it was alive, and req/s is over the whole window."
         )
     return out
+
+
+def syn_retrans_note(row: dict[str, Any]) -> str:
+    """'; TCPSynRetrans N: the clients re-sent K SYNs …, the server S SYN-ACKs', or '' when none moved."""
+    counter, clients = num(row, "tcp_syn_retrans"), num(row, "client_syn_retrans")
+    server, retried = num(row, "server_synack_retrans"), num(row, "connections_syn_retried")
+    if not counter and not clients:
+        return ""
+    parts = []
+    if clients is not None:
+        parts.append(f"the clients re-sent {int(clients):,} SYNs ({int(retried or 0):,} connections went through the "
+                     "SYN retry schedule; measured by each connecting socket)")  # fmt: skip
+    if server is not None:
+        parts.append(f"the server re-sent {int(server):,} SYN-ACKs (to clients whose final ACK was dropped at the "
+                     "full accept queue, or whose SYN came again)")  # fmt: skip
+    text = f"; TCPSynRetrans {int(counter or 0):,}"
+    return text + (": " + ", ".join(parts) if parts else " (client SYNs and server SYN-ACKs together)")
 
 
 def oldest_unfinished(run: RunData) -> tuple[float, float]:

@@ -47,7 +47,10 @@ SUMMARY_COLUMNS = [
     "lower_bound_columns",
     "listen_overflows",
     "listen_drops",
-    "syn_retransmits",
+    "tcp_syn_retrans",
+    "client_syn_retrans",
+    "connections_syn_retried",
+    "server_synack_retrans",
     "syncookies_sent",
     "counters_scope",
     "peak_accept_queue",
@@ -179,7 +182,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         row.update(
             listen_overflows=int(last["TcpExt_ListenOverflows"]),
             listen_drops=int(last["TcpExt_ListenDrops"]),
-            syn_retransmits=int(last["TcpExt_TCPSynRetrans"]),
+            tcp_syn_retrans=int(last["TcpExt_TCPSynRetrans"]),
             syncookies_sent=int(last["TcpExt_SyncookiesSent"]),
             counters_scope=str(last["counters_scope"]),
             peak_accept_queue=int(mon["accept_queue"].max()),
@@ -202,6 +205,7 @@ def summarize(run: RunData) -> dict[str, Any]:
             loadgen_peak_cpu_percent=float(win["loadgen_cpu_percent_max"].max()),
             loadgen_median_cpu_percent=float(win["loadgen_cpu_percent_max"].median()),
         )
+        row.update(syn_figures(run, row["tcp_syn_retrans"], row["counters_scope"]))
         row["client_bound"] = bool(row["loadgen_median_cpu_percent"] >= CLIENT_BOUND_PERCENT)
         # Server and load generator together, median over the window, % of one core.
         row["machine_cpu_percent"] = float((win["server_cpu_percent"] + win["loadgen_cpu_percent_total"]).median())
@@ -210,6 +214,29 @@ def summarize(run: RunData) -> dict[str, Any]:
             row.setdefault(col, math.nan)
         row["client_bound"] = ""
     return {col: row.get(col, math.nan) for col in SUMMARY_COLUMNS}
+
+
+def syn_figures(run: RunData, counter: int, scope: str) -> dict[str, Any]:
+    """TCPSynRetrans split into the clients' SYN retransmissions and the server's SYN-ACK retransmissions.
+
+    The kernel adds to the one counter for both: a client re-sending its SYN, and a listener re-sending
+    a SYN-ACK (``tcp_rtx_synack``: after the client's final ACK was dropped at a full accept queue, or
+    to a repeated SYN).  The clients count their own: each connecting socket's TCP_INFO
+    ``tcpi_total_retrans`` when its connect() ended (loadtest.client).  What is left of the counter,
+    less the clients that live in the counter's own namespace, is the server's — exact only when the
+    counters are the run's alone (``isolated``)."""
+    processes = run.info.get("load_processes") or []
+    if not any("syn_retrans" in p for p in processes):
+        return {}
+    clients = sum(int(p.get("syn_retrans", 0)) for p in processes)
+    where = run.info.get("counters_from") or {}
+    here = [p for p in processes if p.get("netns") == where.get("netns") and p.get("host") == where.get("host")]
+    in_namespace = sum(int(p.get("syn_retrans", 0)) for p in here)
+    return {
+        "client_syn_retrans": clients,
+        "connections_syn_retried": sum(int(p.get("syn_retried", 0)) for p in processes),
+        "server_synack_retrans": counter - in_namespace if scope == "isolated" else math.nan,
+    }
 
 
 def user_figures(run: RunData) -> dict[str, Any]:

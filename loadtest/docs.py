@@ -1,0 +1,149 @@
+"""The tables of the docs, generated from the declarations they describe.
+
+    python -m loadtest.docs          # rewrite every generated table in README.md and docs/*.md
+    python -m loadtest.docs --check  # exit 1 naming each table that differs from the code
+
+A generated table sits between two markers in a Markdown file::
+
+    <!-- generated: locust-options -->
+    | option | default | meaning |
+    …
+    <!-- end generated -->
+
+and is rebuilt from the code: socklab's options from :data:`loadtest.options.OPTIONS`, the server's
+command line from its argparse parser.  A documented default, choice or option name can then not
+drift from the code: ``tests/test_docs.py`` fails when a file is not what this module writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"(<!-- generated: ([a-z0-9-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _default(value: object) -> str:
+    if value in ("", None):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"`{value}` ({value:,})"
+    return f"`{value}`"
+
+
+def locust_options() -> str:
+    """Every socklab option of ``locust -f loadtest/locustfile.py`` (and of the web UI)."""
+    from loadtest.options import OPTIONS
+
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for o in OPTIONS:
+        meaning = o.help
+        if o.choices:
+            meaning += f"; one of {', '.join(f'`{c}`' for c in o.choices)}"
+        if not o.web_ui:
+            meaning += " (not in the web UI)"
+        rows.append(f"| `{o.flag}` | {_default(o.default)} | {_cell(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+def parser_table(parser: argparse.ArgumentParser) -> str:
+    """A command's options, from its own argparse parser."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for action in parser._actions:  # argparse keeps no public list of them
+        if not action.option_strings or isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+            continue
+        default = "" if action.default in (None, False) or isinstance(action.default, list) else action.default
+        meaning = re.sub(r"\s*\(default [^)]*\)", "", action.help or "")
+        if action.choices and len(action.choices) <= 12 and "one of" not in meaning:
+            meaning += f"; one of {', '.join(f'`{c}`' for c in action.choices)}"
+        rows.append(f"| `{', '.join(action.option_strings)}` | {_default(default)} | {_cell(meaning)} |")
+    return "\n".join(rows) + "\n"
+
+
+def server_options() -> str:
+    """``python -m servers VARIANT``'s options."""
+    from servers.cli import build_parser
+
+    return parser_table(build_parser())
+
+
+def subcommand(name: str) -> Callable[[], str]:
+    """``socklab NAME``'s options."""
+
+    def table() -> str:
+        from loadtest.cli import build_parser
+
+        sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+        return parser_table(sub.choices[name])
+
+    return table
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "locust-options": locust_options,
+    "server-options": server_options,
+    "compare-options": subcommand("compare"),
+    "sweep-options": subcommand("sweep"),
+}
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def render(text: str) -> str:
+    """The text with every generated table rebuilt; an unknown table name is an error."""
+
+    def table(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in TABLES:
+            raise KeyError(f"unknown generated table {name!r}; known: {', '.join(TABLES)}")
+        return match.group(1) + TABLES[name]() + match.group(4)
+
+    return MARKER.sub(table, text)
+
+
+def stale() -> list[str]:
+    """'FILE: table NAME' for every generated table that differs from what the code says now."""
+    out = []
+    for path in documents():
+        text = path.read_text()
+        fresh = render(text)
+        if fresh != text:
+            old = {m.group(2): m.group(3) for m in MARKER.finditer(text)}
+            new = {m.group(2): m.group(3) for m in MARKER.finditer(fresh)}
+            out += [f"{path.relative_to(ROOT)}: table {name}" for name in old if old[name] != new.get(name)]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--check"]:
+        problems = stale()
+        for p in problems:
+            print(f"{p} differs from the code; run python -m loadtest.docs", file=sys.stderr)
+        return 1 if problems else 0
+    if args:
+        print("usage: python -m loadtest.docs [--check]", file=sys.stderr)
+        return 2
+    for path in documents():
+        text = path.read_text()
+        fresh = render(text)
+        if fresh != text:
+            path.write_text(fresh)
+            print(f"rewrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
