@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _compare(args: argparse.Namespace) -> int:
     from loadtest import compare
 
+    for notice in options.apply_deprecated(args):
+        print(f"socklab compare: {notice}", file=sys.stderr)
     if not args.scenario:
         args.scenario = list(compare.DEFAULT_SCENARIOS)
     if args.variants is None:
@@ -200,6 +202,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from loadtest import sweep
 
+    for notice in options.apply_deprecated(args):
+        print(f"socklab sweep: {notice}", file=sys.stderr)
     problem = sweep.validate(args)
     if problem:
         print(f"socklab sweep: error: {problem}", file=sys.stderr)

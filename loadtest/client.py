@@ -89,7 +89,7 @@ class SocklabClient:
         port: int,
         *,
         connect_timeout: float = 5.0,
-        read_timeout: float = 10.0,
+        reply_timeout: float = 10.0,
         on_request: RequestHook | None = None,
         on_first_reply: Callable[[str, float], Any] | None = None,
         on_connect_end: Callable[[int], Any] | None = None,
@@ -97,7 +97,7 @@ class SocklabClient:
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.reply_timeout = reply_timeout
         self.on_request = on_request or _ignore
         self.on_first_reply = on_first_reply or _ignore
         self.on_connect_end = on_connect_end or _ignore  # (SYN retransmissions of this connect)
@@ -136,7 +136,7 @@ class SocklabClient:
         self.on_request("CONNECT", name, time.perf_counter() - started, 0, None)
         self._connect_ended(sock)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.read_timeout)
+        sock.settimeout(self.reply_timeout)
         self.sock = sock
         return sock
 
@@ -190,7 +190,7 @@ class SocklabClient:
             self.pending = None
             self.service = now - started
             self.close()
-            failure = classify(exc, "request", self.address, self.read_timeout)
+            failure = classify(exc, "request", self.address, self.reply_timeout)
             self.on_request(request_type, name, now - basis, 0, failure)
             return None
         except BaseException:

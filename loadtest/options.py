@@ -1,14 +1,15 @@
 """Every socklab option, declared once (gunicorn's ``config.py`` idea: one ``Setting`` per option).
 
 From :data:`OPTIONS` come the Locust command-line/web-UI arguments
-(:func:`add_locust_arguments`), their validation (:func:`validate`), the option
-dump in ``run.json`` (:func:`option_values`), and the options ``socklab
-compare`` lets a user override for every scenario (:func:`add_override_arguments`,
-:func:`overrides`).  The op names, variant names and user modes are written here
-and nowhere else.
+(:func:`add_locust_arguments`), their validation (:func:`validate`), the option dump in
+``run.json`` (:func:`option_values`), the options ``socklab compare`` lets a user override for
+every scenario (:func:`add_override_arguments`, :func:`overrides`), the command line of the server
+socklab starts (:func:`server_args`: an option that declares ``server_flag`` becomes that flag),
+the web UI's list of options that restart the server, and the docs' options table
+(``python -m loadtest.docs``).  The op names, variant names and user modes are written here and
+nowhere else.
 
-This module imports neither locust nor gevent: ``socklab compare`` reads it in a
-plain process.
+This module imports neither locust nor gevent: ``socklab compare`` reads it in a plain process.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from loadtest.client import parse_target
 from loadtest.processes import split_named_command
 from servers import VARIANTS
-from servers.base import DEFAULT_MAX_CONNECTIONS, DEFAULT_WORKERS
+from servers.base import DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_WORKERS
 from servers.protocol import Limits, Op
 
 OPS: tuple[str, ...] = tuple(op.name for op in Op)
@@ -45,9 +46,11 @@ class Option:
     overridable: bool = False  # `socklab compare --NAME` overrides every scenario's preset
     minimum: float | None = None  # the smallest value allowed
     exclusive_minimum: bool = False  # the value must be > minimum, not >=
-    # The server cap this value must not exceed, as (Limits field, offset, the server option that
-    # raises it): checked whenever socklab starts the server, so no run sends only refused requests.
-    cap: tuple[str, int, str] | None = None
+    # The server cap this value must not exceed, as (the option that sets the cap, offset): checked
+    # whenever socklab starts the server, so no run sends only refused requests.
+    cap: tuple[str, int] | None = None
+    server_flag: str | None = None  # the flag of `python -m servers` this option becomes
+    restarts_server: bool = False  # a change between two web-UI tests restarts the server (server flags do)
 
     @property
     def dest(self) -> str:
@@ -88,21 +91,21 @@ def _op(text: str) -> str:
 
 _op.__name__ = "op"
 
+_LIMITS = Limits()
+
 OPTIONS: tuple[Option, ...] = (
     Option("user-mode", str, "persistent", "which user class runs when none is named on the command line",
            choices=USER_MODES),
     Option("op", _op, "ECHO", "request op", choices=OPS, overridable=True),
-    Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0,
-           cap=("max_frame", -9, "--max-frame")),
+    Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0, cap=("max-frame", -9)),
     Option("reply-bytes", int, 0, "reply body size, 0 = echo the payload", overridable=True, minimum=0,
-           cap=("max_frame", 0, "--max-frame")),
-    Option("sleep-ms", int, 20, "SLEEP argument in ms", overridable=True, minimum=0,
-           cap=("max_sleep_ms", 0, "--max-sleep-ms")),
-    Option("work-us", int, 1000, "WORK argument in µs", overridable=True, minimum=0,
-           cap=("max_work_us", 0, "--max-work-us")),
+           cap=("max-frame", 0)),
+    Option("sleep-ms", int, 20, "SLEEP argument in ms", overridable=True, minimum=0, cap=("max-sleep-ms", 0)),
+    Option("work-us", int, 1000, "WORK argument in µs", overridable=True, minimum=0, cap=("max-work-us", 0)),
     Option("connect-timeout", float, 5.0, "connect() timeout in s", overridable=True, minimum=0,
            exclusive_minimum=True),
-    Option("read-timeout", float, 10.0, "reply timeout in s", overridable=True, minimum=0, exclusive_minimum=True),
+    Option("reply-timeout", float, 10.0, "seconds a client waits for a complete reply (the server's own bound "
+           "is --server-read-timeout)", overridable=True, minimum=0, exclusive_minimum=True),
     Option("idle-interval", float, 5.0, "IdleUser: seconds between its small requests", overridable=True, minimum=0,
            exclusive_minimum=True),
     Option("arrival-rate", float, 0.0, "open loop: requests per second for the whole run, across users and "
@@ -113,20 +116,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-connecting", int, 1000, "open loop, ConnectPerRequestUser: simultaneous connections one load process "
            "may have open; an arrival beyond it waits (and counts as late)", overridable=True, minimum=1),
     Option("server", str, "auto", f"server variant to start for this run; auto = {DEFAULT_VARIANT} unless --host is "
-           "given; none = use --host only", choices=SERVER_CHOICES),
+           "given; none = use --host only", choices=SERVER_CHOICES, restarts_server=True),
     Option("server-bind", str, "127.0.0.1", "address the started server listens on: an address of this host that "
            "the load reaches (e.g. 198.51.100.1 for workers on other hosts); a wildcard needs --server-advertise"),
     Option("server-advertise", str, "", "the address workers are told to connect to, when it is not --server-bind "
            "(needed with a wildcard bind)"),
-    Option("backlog", int, 128, "listen() backlog of the started server", overridable=True, minimum=0),
-    Option("server-workers", int, DEFAULT_WORKERS, "processes or threads of a pooled variant socklab starts "
-           "(preforked, preforked-reuseport, prethreaded, threadpool)", overridable=True, minimum=1),
+    Option("backlog", int, DEFAULT_BACKLOG, "listen() backlog of the started server", overridable=True, minimum=0,
+           server_flag="--backlog"),
+    Option("server-workers", int, DEFAULT_WORKERS, "processes or threads of a design with workers socklab starts "
+           "(preforked, preforked-reuseport, prethreaded, threadpool)", overridable=True, minimum=1,
+           server_flag="--workers"),
+    Option("max-connections", int, DEFAULT_MAX_CONNECTIONS, "connections the started server serves at once; "
+           "more are accepted and closed at once", overridable=True, minimum=1, server_flag="--max-connections"),
+    Option("max-frame", int, _LIMITS.max_frame, "the started server's largest request frame and reply_len, bytes",
+           overridable=True, minimum=1, server_flag="--max-frame"),
+    Option("max-sleep-ms", int, _LIMITS.max_sleep_ms, "the started server's largest SLEEP argument", overridable=True,
+           minimum=0, server_flag="--max-sleep-ms"),
+    Option("max-work-us", int, _LIMITS.max_work_us, "the started server's largest WORK argument", overridable=True,
+           minimum=0, server_flag="--max-work-us"),
+    Option("server-read-timeout", float, DEFAULT_READ_TIMEOUT, "the started server closes a connection idle this "
+           "long, or whose request or reply takes this long to cross; 0 = never", overridable=True, minimum=0,
+           server_flag="--read-timeout"),
     Option("server-cmd", str, "", "start this command as the server instead of a variant: '[NAME=]COMMAND … {port} …' "
-           "— socklab picks a free port, waits until it accepts, monitors and stops it like a variant"),
+           "— socklab picks a free port, waits until it accepts, monitors and stops it like a variant",
+           restarts_server=True),
     Option("connections-total", int, 0, "ConnectPerRequestUser: end the run once this many connections have "
            "completed (each load process its share); 0 = no count, run for -t", minimum=0),
-    Option("max-connections", int, DEFAULT_MAX_CONNECTIONS, "connections the started server serves at once; "
-           "more are accepted and closed at once", overridable=True, minimum=1),
     Option("monitor-interval", float, 0.5, "seconds between monitor samples of the started server; 0 = no monitor",
            minimum=0),
     Option("live-interval", float, 5.0, "--headless: seconds between socklab's live lines (states, accept queue, "
@@ -136,6 +151,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("scenario", str, "", "a label recorded in run.json", web_ui=False),
     Option("report-dir", str, "", "folder for socklab's output (default reports/<run-id>)"),
 )  # fmt: skip
+# Old spellings that still work, with a one-line notice: old name → new name.
+DEPRECATED: dict[str, str] = {"read-timeout": "reply-timeout"}
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -160,6 +177,22 @@ def add_locust_arguments(parser: Any) -> None:
             help=o.help + default,
             include_in_web_ui=o.web_ui,
         )
+    for old_name, new_name in DEPRECATED.items():
+        parser.add_argument(f"--{old_name}", type=BY_NAME[new_name].type, default=None, help=argparse.SUPPRESS,
+                            include_in_web_ui=False)  # fmt: skip
+
+
+def apply_deprecated(options: Any) -> list[str]:
+    """Old spellings given: their values go to the new names; one notice line each."""
+    notices = []
+    for old_name, new_name in DEPRECATED.items():
+        value = getattr(options, old_name.replace("-", "_"), None)
+        if value is not None:
+            setattr(options, new_name.replace("-", "_"), value)
+            setattr(options, old_name.replace("-", "_"), None)
+            notices.append(f"--{old_name} is deprecated: it is now --{new_name} (the client's wait for a reply; the "
+                           f"server's own bound is --server-read-timeout); using --{new_name} {value:g}")  # fmt: skip
+    return notices
 
 
 def validate(options: Any) -> str | None:
@@ -171,24 +204,40 @@ def validate(options: Any) -> str | None:
     return None
 
 
-def over_server_caps(options: Any, limits: Limits | None = None) -> str | None:
+def over_server_caps(options: Any) -> str | None:
     """A value the started server would refuse on every request, as one line; None if none is.
 
-    Only the op's own argument counts (a --sleep-ms is harmless in an ECHO run).
+    Only the op's own argument counts (a --sleep-ms is harmless in an ECHO run); the caps are the
+    run's own --max-frame, --max-sleep-ms and --max-work-us.
     """
-    limits = limits or Limits()
     op = str(getattr(options, "op", "ECHO")).upper()
     relevant = {"payload-bytes", "reply-bytes", {"SLEEP": "sleep-ms", "WORK": "work-us"}.get(op, "")}
     for o in OPTIONS:
         if o.cap is None or o.name not in relevant:
             continue
-        field_name, offset, server_flag = o.cap
-        limit = getattr(limits, field_name) + offset
+        cap_name, offset = o.cap
+        cap = BY_NAME[cap_name]
+        limit = getattr(options, cap.dest, cap.default) + offset
         value = getattr(options, o.dest, None)
         if value is not None and value > limit:
-            return (f"{o.flag} {value} is over the server's cap of {limit} ({server_flag}): every request would be "
-                    f"refused; use at most {limit}")  # fmt: skip
+            return (f"{o.flag} {value} is over the server's cap of {limit} ({cap.flag}): every request would be "
+                    f"refused; use at most {limit}, or raise {cap.flag}")  # fmt: skip
     return None
+
+
+def server_args(options: Any) -> list[str]:
+    """The command-line flags of the server socklab starts, from the options that declare one."""
+    args = []
+    for o in OPTIONS:
+        if o.server_flag:
+            value = getattr(options, o.dest, o.default)
+            args += [o.server_flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return args
+
+
+def restarting_options() -> list[Option]:
+    """The options whose change between two web-UI tests restarts the server."""
+    return [o for o in OPTIONS if o.restarts_server or o.server_flag]
 
 
 def starts_server(options: Any, host: str | None) -> bool:
@@ -272,8 +321,12 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
             choices=list(o.choices) if o.choices else None,
             help=f"{o.help}; overrides every scenario's value",
         )
+    for old_name, new_name in DEPRECATED.items():  # apply_deprecated() moves their values
+        parser.add_argument(f"--{old_name}", type=BY_NAME[new_name].checked_type(), default=None,
+                            help=argparse.SUPPRESS)  # fmt: skip
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The overridable options given on compare's command line, by locustfile name."""
     return {o.name: value for o in overridable() if (value := getattr(args, o.dest, None)) is not None}
+

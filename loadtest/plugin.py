@@ -80,6 +80,8 @@ def on_init(environment: Any, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:  # a library use of Locust without the command line
         return
+    for notice in opts.apply_deprecated(options):
+        log.warning("socklab: %s", notice)
     check(options, environment.host)
     # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.
     gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))

@@ -56,6 +56,9 @@ class ServerProcess:
     command: list[str] | None = None  # a --server-cmd server: no listening/stopped lines
     stevens: str = ""  # the UNP chapter 30 design it is, if any
     workers: int | None = None  # a pooled variant's pool size
+    argv: list[str] = field(default_factory=list)  # the command line it was started with
+    model: str = ""  # the design's process model and connection loop, as the server announced them
+    loop: str = ""
     _finished: bool = field(default=False, repr=False)
     stopped: dict[str, Any] | None = None
 
@@ -120,6 +123,9 @@ class ServerProcess:
             traits=dict(event.get("traits") or {}),
             stevens=str(event.get("stevens", "")),
             workers=event.get("workers"),
+            argv=list(cmd),
+            model=str(event.get("model", "")),
+            loop=str(event.get("loop", "")),
         )
 
     @classmethod
@@ -150,7 +156,7 @@ class ServerProcess:
                     proc.wait()
                     raise ServerStartError(f"the server command did not accept on port {port} within {timeout:g} s")
                 time.sleep(0.02)
-        return cls(variant=name, host=host, port=port, backlog=-1, pid=proc.pid, proc=proc, command=cmd)
+        return cls(variant=name, host=host, port=port, backlog=-1, pid=proc.pid, proc=proc, command=cmd, argv=cmd)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -190,7 +196,9 @@ class ServerProcess:
     def describe(self) -> dict[str, Any]:
         """The server's facts for run.json."""
         facts: dict[str, Any] = {"host": self.host, "port": self.port, "backlog": self.backlog, "pid": self.pid,
-                                 "traits": self.traits}  # fmt: skip
+                                 "traits": self.traits, "argv": self.argv}  # fmt: skip
+        if self.model:
+            facts["design"] = {"model": self.model, "loop": self.loop}
         if self.command is not None:
             facts["command"] = self.command
         if self.stevens:

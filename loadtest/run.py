@@ -92,9 +92,8 @@ class Run:
         if options.server_cmd:
             self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.variant)
         else:
-            extra = ["--max-connections", str(options.max_connections), "--workers", str(options.server_workers)]
-            self.server = ServerProcess.start(self.variant, host=options.server_bind, backlog=options.backlog,
-                                              extra_args=extra)  # fmt: skip
+            self.server = ServerProcess.start(self.variant, host=options.server_bind,
+                                              extra_args=opts.server_args(options))  # fmt: skip
         self.environment.host = self.options.host = self.target
         log.info("socklab: started %s server pid %d on %s", self.variant, self.server.pid, self.environment.host)
 

@@ -54,7 +54,7 @@ class LoadSpec:
     payload: bytes
     reply_len: int
     connect_timeout: float
-    read_timeout: float
+    reply_timeout: float
     idle_interval: float
     arrival_rate: float  # requests/s for the whole run; 0 = closed loop
     poisson: bool
@@ -72,7 +72,7 @@ class LoadSpec:
             payload=b"x" * int(opts.payload_bytes),
             reply_len=int(opts.reply_bytes),
             connect_timeout=float(opts.connect_timeout),
-            read_timeout=float(opts.read_timeout),
+            reply_timeout=float(opts.reply_timeout),
             idle_interval=float(opts.idle_interval),
             arrival_rate=float(getattr(opts, "arrival_rate", 0.0) or 0.0),
             poisson=getattr(opts, "arrivals", "constant") == "poisson",
@@ -151,7 +151,7 @@ class SocklabUser(User):
             self.host,
             self.port,
             connect_timeout=self.spec.connect_timeout,
-            read_timeout=self.spec.read_timeout,
+            reply_timeout=self.spec.reply_timeout,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: record(kind, self.mode, seconds),
             on_connect_end=LOAD_PROCESS.connect_ended,

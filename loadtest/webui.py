@@ -11,10 +11,10 @@ and latency points it does not have yet, drawn with the plotly.js socklab ships
 The guard runs before Locust's ``/swarm`` handler: it reads the form the way the
 command line would, answers a bad Host or a bad option with the command line's
 one-line message (Locust's page shows a swarm response's ``message``), and spawns
-nobody.  An empty Host means the server socklab started.  A change to the server
-options (``--server``, ``--backlog``, ``--server-workers``, ``--max-connections``,
-``--server-cmd``) restarts that server — between tests; while a test runs, a
-change to any socklab option is refused with a message, never silently ignored.
+nobody.  An empty Host means the server socklab started.  A change to an option that
+restarts the server (``--server``, ``--server-cmd`` and every option that declares a server
+flag: ``loadtest.options.restarting_options``) restarts it — between tests; while a test
+runs, a change to any socklab option is refused with a message, never silently ignored.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from loadtest import options as opts
 from loadtest.processes import ServerStartError
 
 TAB_KEY = "socklab"
-SERVER_OPTIONS = ("server", "backlog", "server_workers", "max_connections", "server_cmd")
 _plotly_js: list[str] = []  # plotly.min.js, read once
 
 
@@ -175,15 +174,16 @@ def prepare_swarm(environment: Any, run: Any) -> str | None:
 def _apply_server(run: Any, candidate: argparse.Namespace, host: str | None, changed: list[Any]) -> str | None:
     """Between tests: start, restart or drop socklab's server to match the form."""
     want = opts.starts_server(candidate, host)
-    server_changed = any(o.dest in SERVER_OPTIONS for o in changed)
+    restarting = opts.restarting_options()
+    server_changed = any(o in restarting for o in changed)
     if not want:
         if run.server is not None:
             run.drop_server()
         return None
     if run.server is not None and not server_changed:
         return None
-    for dest in SERVER_OPTIONS:  # the run starts its server from the parsed options
-        setattr(run.options, dest, getattr(candidate, dest))
+    for o in restarting:  # the run starts its server from the parsed options
+        setattr(run.options, o.dest, getattr(candidate, o.dest))
     variant = opts.variant_of(candidate, host)
     try:
         run.restart_server(variant)

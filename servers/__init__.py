@@ -1,45 +1,105 @@
-"""socklab server variants: one wire protocol (servers.protocol), one file per concurrency model.
+"""socklab server designs: one wire protocol (servers.protocol), each design a process model composed
+with a connection loop (servers.base explains the contract).
 
-Run one with ``python -m servers VARIANT``; list them with ``python -m servers --list``.
-Nothing in this package imports locust: a server under test must measure its own
-concurrency model, not gevent's.
+Run one with ``python -m servers DESIGN``; list them with ``python -m servers --list``.  Nothing in
+this package imports locust: a server under test must measure its own concurrency model, not
+gevent's.
 """
 
 from __future__ import annotations
 
 import os
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from servers.base import BaseServer
 
-# variant name -> "module:class"; modules are imported only when asked for.  Adding a variant is
-# a line here and a file: the CLI, the harness, `socklab compare`, the benchmarks and the test
-# suites all iterate this registry.
-VARIANTS: dict[str, str] = {
-    "blocking": "servers.blocking:BlockingServer",
-    "threaded": "servers.threaded:ThreadedServer",
-    "selectors": "servers.selector_loop:SelectorServer",
-    "asyncio": "servers.asyncio_loop:AsyncioServer",
-    "forking": "servers.forking:ForkingServer",
-    "preforked": "servers.preforked:PreforkedServer",
-    "preforked-reuseport": "servers.preforked_reuseport:PreforkedReuseportServer",
-    "prethreaded": "servers.prethreaded:PrethreadedServer",
-    "threadpool": "servers.threadpool:ThreadPoolServer",
+# The parts, imported only when a design is asked for.
+MODELS: dict[str, str] = {
+    "single": "servers.models.single:Single",
+    "thread-per-connection": "servers.models.threads:ThreadPerConnection",
+    "prethreaded": "servers.models.threads:Prethreaded",
+    "threadpool": "servers.models.threads:ThreadPool",
+    "fork-per-connection": "servers.models.forks:ForkPerConnection",
+    "preforked": "servers.models.forks:Preforked",
+    "preforked-reuseport": "servers.models.forks:PreforkedReuseport",
 }
-# Out-of-tree variants: SOCKLAB_VARIANTS="name=package.module:Class,..." (inherited by child processes).
+LOOPS: dict[str, str] = {
+    "blocking": "servers.loops.blocking:BlockingLoop",
+    "selectors": "servers.loops.selector_loop:SelectorLoop",
+    "asyncio": "servers.loops.asyncio_loop:AsyncioLoop",
+}
+
+
+class Design(NamedTuple):
+    parts: str  # "MODEL+LOOP", or "module:Class" for a class written by hand
+    description: str
+
+
+# The registry: a design is a line here.  The CLI, the harness, `socklab compare`, the benchmarks and
+# the test suites all iterate it.
+VARIANTS: dict[str, Design] = {
+    "blocking": Design("single+blocking", "one loop: accept() one client, serve it until it closes, then the next"),
+    "threaded": Design("thread-per-connection+blocking",
+                       "a thread per connection, each running the blocking request loop"),
+    "selectors": Design("single+selectors", "one thread, non-blocking sockets, epoll via selectors; SLEEP is a timer"),
+    "asyncio": Design("single+asyncio", "one asyncio event loop, a Protocol per connection; SLEEP is loop.call_later"),
+    "forking": Design("fork-per-connection+blocking",
+                      "a process per connection: fork() after accept(), the child serves it and exits"),
+    "preforked": Design("preforked+blocking",
+                        "N processes forked at start, each blocking in accept() on the one shared listener"),
+    "preforked-reuseport": Design("preforked-reuseport+blocking",
+                                  "N processes, each with its own SO_REUSEPORT listener on the port; one accept "
+                                  "queue each"),
+    "prethreaded": Design("prethreaded+blocking",
+                          "N threads started at start, each blocking in accept() on the shared listener"),
+    "threadpool": Design("threadpool+blocking",
+                         "the main thread accepts; N worker threads take connections from a queue"),
+}  # fmt: skip
+# Out of tree: SOCKLAB_VARIANTS="name=MODEL+LOOP,name=package.module:Class,..." (inherited by children).
 for _entry in filter(None, os.environ.get("SOCKLAB_VARIANTS", "").split(",")):
-    _name, _, _target = _entry.partition("=")
-    if _name.strip() and ":" in _target:
-        VARIANTS[_name.strip()] = _target.strip()
+    _name, _, _parts = _entry.partition("=")
+    if _name.strip() and (":" in _parts or "+" in _parts):
+        VARIANTS[_name.strip()] = Design(_parts.strip(), f"{_parts.strip()} (from SOCKLAB_VARIANTS)")
+
+
+def _load(target: str) -> type:
+    module, _, name = target.partition(":")
+    return getattr(import_module(module), name)  # type: ignore[no-any-return]
+
+
+def compose(name: str, parts: str, description: str = "") -> type[BaseServer]:
+    """The server class of MODEL+LOOP: the model's mix-in over the loop's; ValueError says why not."""
+    model_name, plus, loop_name = parts.partition("+")
+    if not plus or model_name not in MODELS or loop_name not in LOOPS:
+        raise ValueError(f"{parts!r} is not MODEL+LOOP; models: {', '.join(MODELS)}; loops: {', '.join(LOOPS)}")
+    model, loop = _load(MODELS[model_name]), _load(LOOPS[loop_name])
+    if loop_name not in model.loops:
+        raise ValueError(f"the {model_name} model runs with the {' or '.join(sorted(model.loops))} loop, "
+                         f"not {loop_name}")  # fmt: skip
+    attributes = {"variant": name, "description": description or parts, **model.parts(loop_name)}
+    return type(_class_name(name), (model, loop), attributes)
+
+
+def _class_name(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-")) + "Server"
+
+
+_classes: dict[str, type[BaseServer]] = {}
 
 
 def variant_class(name: str) -> type[BaseServer]:
-    """The server class of a variant; KeyError names the known ones."""
+    """The server class of a registered design; KeyError names the known ones."""
+    if name in _classes:
+        return _classes[name]
     try:
-        target = VARIANTS[name]
+        design = VARIANTS[name]
     except KeyError:
         raise KeyError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}") from None
-    module, _, cls = target.partition(":")
-    return getattr(import_module(module), cls)
+    if ":" in design.parts:
+        cls: type[BaseServer] = _load(design.parts)
+    else:
+        cls = compose(name, design.parts, design.description)
+    _classes[name] = cls
+    return cls

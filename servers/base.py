@@ -1,59 +1,64 @@
-"""What every server variant shares: the listener, the life cycle, counters, and the
-request loop over one blocking socket.
+"""What every server design shares: its configuration, the listener, the life cycle, the counters,
+the connection cap — and the contract between the two parts a design is made of.
 
-The shape is CPython's ``socketserver``: :class:`BaseServer` owns a default
-accept loop, ``serve_forever()``, that hands each accepted connection to one
-overridable hook, ``process_request(conn)``.  The default hook serves the
-connection in the calling thread — the iterative server.  A concurrency model
-is a small override of that hook (a thread per connection, a pool, a fork), or,
-for an event loop, of ``serve_forever()`` itself.  So ``blocking.py``,
-``threaded.py`` and ``selector_loop.py`` can be read side by side and differ
-only where their designs differ (Stevens' serv00…serv08 in spirit).
+A design is a **process model** composed with a **connection loop** (``servers.compose``), in the
+spirit of CPython's ``socketserver``, where concurrency is a small mix-in over one request loop:
 
-Traits.  A variant declares what it is as class attributes —
-``serves_one_at_a_time``, ``uses_threads``, ``uses_processes`` — and reports and
-findings key on those, never on a variant's name.
+- the connection loop (``servers.loops``) says how one thread waits for bytes.  It provides
+  ``serve_listener(listener)``: accept on that listener and serve what it accepts, for ever.  The
+  *blocking* loop serves one connection at a time with blocking recv/send and hands each accepted
+  connection to ``process_request(conn)``; an *event* loop (selectors, asyncio) serves all of them
+  from one thread and never blocks;
+- the process model (``servers.models``) says who runs loops and where accepted connections go:
+  ``start_workers()`` (before the listening line), ``serve_forever()`` (the main thread's part) and,
+  for the blocking loop, ``process_request(conn)``: serve it here (the iterative server), in a thread
+  of its own, a child process of its own, or a pool's queue.
 
-Counters.  :class:`Counters` are plain integers in one process.  A variant
-that serves from several processes sets ``uses_processes`` and gets
-:class:`SharedCounters` instead: the same three numbers in shared memory, so
-the ``stopped`` line sums every process.
+Both parts close what they hold in ``close_connections()`` (each calls ``super()``), and either may
+say how many connections it serves now (``open_connections()``), which :meth:`admit` compares with
+``--max-connections``: the one place the cap is applied.
 
-Stopping.  SIGTERM and SIGINT raise :class:`ServerStopping` in the main thread.
-Raising from the handler is what interrupts a blocking ``accept()``/``recv()``
-(PEP 475 retries the call otherwise); ``ServerStopping`` derives from
-BaseException so no ``except Exception`` in a request path swallows it.
-``run()`` then closes the listener and every open connection and prints the
-``stopped`` line.  The harness stops a server by signalling its process group,
-so children a variant forks never outlive it.
+Traits.  A design's traits (``serves_one_at_a_time``, ``uses_threads``, ``uses_processes``, ``pooled``,
+``one_accept_queue``, ``event_loop``) are class attributes the parts set; reports and findings key on
+those, never on a design's name.
 
-Stopping under a thread storm.  With thousands of threads waking at once (clients
-that all just closed), the main thread is one waiter among thousands for the GIL:
-it needed seconds just to run its signal handler, and every system call after that
-(each releases and retakes the GIL) cost another turn.  So Python's C-level handler
-also records the signal in a pipe (``signal.set_wakeup_fd``, no GIL needed), a thread
-that ends a connection checks it (:meth:`BaseServer.stop_if_signalled`), and
-whichever thread sees it first writes the ``stopped`` line and exits through libc
-calls that keep the GIL (``ctypes.PyDLL``): no further turn to wait for.  The
-kernel closes every socket as the process exits.
+Counters.  Plain integers in one thread, locked ones for threads, shared memory across fork()
+(servers.counters), so the ``stopped`` line sums every process.
+
+Stopping.  SIGTERM and SIGINT raise :class:`ServerStopping` in the main thread.  Raising from the
+handler is what interrupts a blocking ``accept()``/``recv()`` (PEP 475 retries the call otherwise);
+``ServerStopping`` derives from BaseException so no ``except Exception`` in a request path swallows
+it.  ``run()`` then closes the listener and every open connection and prints the ``stopped`` line.
+The harness stops a server by signalling its process group, so children a design forks never
+outlive it.
+
+Stopping under a thread storm.  With thousands of threads waking at once (clients that all just
+closed), the main thread is one waiter among thousands for the GIL: it needed seconds just to run
+its signal handler, and every system call after that (each releases and retakes the GIL) cost
+another turn.  So Python's C-level handler also records the signal in a pipe
+(``signal.set_wakeup_fd``, no GIL needed), a thread that ends a connection checks it
+(:meth:`BaseServer.stop_if_signalled`), and whichever thread sees it first writes the ``stopped``
+line and exits through libc calls that keep the GIL (``ctypes.PyDLL``): no further turn to wait for.
+The kernel closes every socket as the process exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
-import multiprocessing
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from servers.protocol import Limits, RequestDecoder, error_response, serve_request_blocking
+from servers.counters import Counters, LockedCounters, SharedCounters
+from servers.protocol import Limits
+from servers.sockets import open_listener
 
 RECV_SIZE = 65536
 DEFAULT_HOST = "127.0.0.1"
@@ -80,62 +85,39 @@ class ServerConfig:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     limits: Limits = field(default_factory=Limits)
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open at once; more are accepted and closed at once
-    workers: int = DEFAULT_WORKERS  # processes or threads of a pooled variant
+    workers: int = DEFAULT_WORKERS  # processes or threads of a pooled model
 
 
-class Counters:
-    """connections accepted, requests answered OK, connections that ended badly, connections
-    closed at once because --max-connections were open — one process."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.requests = 0
-        self.errors = 0
-        self.rejected = 0
-
-    def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
-        self.connections += connections
-        self.requests += requests
-        self.errors += errors
-        self.rejected += rejected
-
-    def snapshot(self) -> dict[str, int]:
-        return {"connections": self.connections, "requests": self.requests, "errors": self.errors,
-                "rejected": self.rejected}  # fmt: skip
-
-
-class LockedCounters(Counters):
-    """For several threads of one process: ``+=`` on an attribute is not atomic."""
+class ConnectionSet:
+    """The connections a thread-based design serves (or holds queued) now: the one set, with its lock."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
 
-    def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
+    def add(self, conn: socket.socket) -> None:
         with self._lock:
-            super().add(connections, requests, errors, rejected)
+            self._open.add(conn)
 
-
-class SharedCounters(Counters):
-    """For several processes: three integers in memory shared across fork(), under one lock."""
-
-    def __init__(self) -> None:
-        # Deliberately not calling super().__init__: the values live in shared memory.
-        self._values = multiprocessing.RawArray("q", 4)
-        self._lock = multiprocessing.Lock()
-
-    def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
+    def discard(self, conn: socket.socket) -> None:
         with self._lock:
-            values = self._values
-            values[0] += connections
-            values[1] += requests
-            values[2] += errors
-            values[3] += rejected
+            self._open.discard(conn)
 
-    connections = property(lambda self: self._values[0])  # type: ignore[assignment]
-    requests = property(lambda self: self._values[1])  # type: ignore[assignment]
-    errors = property(lambda self: self._values[2])  # type: ignore[assignment]
-    rejected = property(lambda self: self._values[3])  # type: ignore[assignment]
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[socket.socket]:
+        with self._lock:
+            return iter(list(self._open))
+
+    def shut_down(self, *, close: bool = False) -> None:
+        """Wake every thread blocked in recv() on one of them (and close it, for one no thread holds)."""
+        for conn in self:
+            with contextlib.suppress(OSError):  # already closed by its thread
+                conn.shutdown(socket.SHUT_RDWR)
+            if close:
+                with contextlib.suppress(OSError):
+                    conn.close()
 
 
 _LIBC = ctypes.PyDLL(None)  # PyDLL: these calls keep the GIL (CDLL would release and retake it)
@@ -150,13 +132,17 @@ def emit(event: str, **fields: Any) -> None:
 class BaseServer:
     variant: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    # Traits: what reports and findings key on (never the variant's name).
+    model: ClassVar[str] = ""  # the process model's name (servers.MODELS)
+    loop: ClassVar[str] = ""  # the connection loop's name (servers.LOOPS)
+    # Traits: what reports and findings key on (never the design's name); set by the parts.
     serves_one_at_a_time: ClassVar[bool] = False
     uses_threads: ClassVar[bool] = False
     uses_processes: ClassVar[bool] = False
-    pooled: ClassVar[bool] = False  # a fixed pool of --workers processes or threads
-    stevens: ClassVar[str] = ""  # the design of UNP vol. 1 chapter 30 this one is (serv00 …), if any
+    pooled: ClassVar[bool] = False  # a fixed pool of --workers, each serving one connection at a time
     one_accept_queue: ClassVar[bool] = True  # False: a queue per worker, so two clients may hash to one
+    event_loop: ClassVar[bool] = False  # one thread serves many connections and never blocks
+    has_workers: ClassVar[bool] = False  # --workers means something to this design
+    stevens: ClassVar[str] = ""  # the design of UNP vol. 1 chapter 30 this one is (serv00 …), if any
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -172,10 +158,6 @@ class BaseServer:
         """socket() + bind() + listen(backlog): the one listener every worker shares, by default."""
         return open_listener(self.config.host, self.config.port, self.config.backlog)
 
-    def start_workers(self) -> None:
-        """Before the listening line: a pooled variant starts its workers here, so that a client
-        connecting right after the line finds them ready."""
-
     @classmethod
     def traits(cls) -> dict[str, bool]:
         return {
@@ -184,6 +166,7 @@ class BaseServer:
             "uses_processes": cls.uses_processes,
             "pooled": cls.pooled,
             "one_accept_queue": cls.one_accept_queue,
+            "event_loop": cls.event_loop,
         }
 
     def make_counters(self) -> Counters:
@@ -191,80 +174,38 @@ class BaseServer:
             return SharedCounters()
         return LockedCounters() if self.uses_threads else Counters()
 
-    # -- the hooks a variant overrides -----------------------------------------------------
-    def serve_forever(self) -> None:
-        """Accept connections one by one and hand each to ``process_request``."""
-        accept, cap = self.listener.accept, self.config.max_connections
-        while True:
-            conn, _ = accept()
-            if self.open_connections() >= cap:
-                self.reject(conn)
-                continue
-            self.stats.add(connections=1)
-            self.process_request(conn)
+    # -- what the parts provide (see the module docstring) ---------------------------------------
+    def start_workers(self) -> None:
+        """Before the listening line: a model with workers starts them here, so that a client
+        connecting right after the line finds them ready."""
 
-    def process_request(self, conn: socket.socket) -> None:
-        """Serve one accepted connection; by default right here, until it ends."""
-        self.serve_connection(conn)
+    def serve_forever(self) -> None:
+        """The main thread's part: by default, this one thread runs the loop on the listener."""
+        self.serve_listener(self.listener)
+
+    def serve_listener(self, listener: socket.socket) -> None:
+        raise NotImplementedError("a connection loop provides serve_listener")
 
     def close_connections(self) -> None:
-        """Close every connection still open; called once, on the way out."""
+        """Close every connection still open; called once, on the way out (each part calls super())."""
 
     def open_connections(self) -> int:
-        """Connections being served now (compared with --max-connections); one-at-a-time: none waiting."""
+        """Connections served now, as --max-connections counts them; one at a time: none waiting."""
         return 0
 
-    def reject(self, conn: socket.socket) -> None:
-        """Over --max-connections: close at once (the client reads EOF), and count it."""
-        conn.close()
-        self.stats.add(rejected=1)
-
-    # -- the request loop over one blocking socket ---------------------------------------------
-    def serve_connection(self, conn: socket.socket) -> None:
-        """read → decode → serve each request in this thread → sendall, until the client
-        closes, sends a bad frame (answered with its status, then closed), resets, or stays
-        silent or unreading for ``read_timeout``."""
-        bound = self.config.read_timeout
-        set_nodelay(conn)
-        set_io_timeout(conn, bound)
-        decoder = RequestDecoder(self.limits)
-        recv, add = conn.recv, self.stats.add
-        frame_deadline = 0.0  # while a request is partly here: by when the rest must arrive
-        clean = False
-        try:
-            while True:
-                data = recv(RECV_SIZE)
-                if not data:
-                    clean = decoder.buffered == 0  # closing mid-frame is a client error
-                    return
-                requests = decoder.feed(data)
-                for request in requests:
-                    send_within(conn, serve_request_blocking(request), bound)
-                if requests:
-                    add(requests=len(requests))
-                if decoder.error is not None:
-                    send_within(conn, error_response(decoder.error), bound)
-                    conn.shutdown(socket.SHUT_WR)
-                    return
-                if bound > 0 and (decoder.buffered or frame_deadline):
-                    # A request in pieces: the whole of it must arrive within `bound` of its first
-                    # byte, however it trickles (the idle timeout alone restarts on every byte).
-                    frame_deadline = arm_deadline(conn, frame_deadline, bound, decoder.buffered > 0)
-        except OSError:
-            pass  # reset, broken pipe, or SO_RCVTIMEO/SO_SNDTIMEO expired (EAGAIN)
-        except ServerStopping:
-            clean = True  # we are closing it, not the client misbehaving
-            raise
-        finally:
-            self.connection_ending()
+    # -- the cap ------------------------------------------------------------------------------------
+    def admit(self, conn: socket.socket | Any) -> bool:
+        """An accepted connection is served only under --max-connections; over it, it is closed at once
+        (the client reads EOF; it does not wait in the accept queue) and counted as rejected.  `conn` is a
+        socket, or whatever stands for one and closes it (an asyncio transport)."""
+        if self.open_connections() >= self.config.max_connections:
             conn.close()
-            if not clean:
-                add(errors=1)
+            self.stats.add(rejected=1)
+            return False
+        self.stats.add(connections=1)
+        return True
 
-    def connection_ending(self) -> None:
-        """A hook run as a connection ends, before its close(); thread-per-connection checks for a stop here."""
-
-    # -- life cycle --------------------------------------------------------------------
+    # -- life cycle -----------------------------------------------------------------------------
     def run(self) -> int:
         """Announce, serve until SIGTERM/SIGINT, clean up, report.  Returns the exit status."""
         previous = {sig: signal.signal(sig, _raise_stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -306,11 +247,13 @@ class BaseServer:
     def listening_fields(self) -> dict[str, Any]:
         return {
             "variant": self.variant,
+            "model": self.model,
+            "loop": self.loop,
             "host": self.config.host,
             "port": self.port,
             "backlog": self.config.backlog,
             "max_connections": self.config.max_connections,
-            **({"workers": self.config.workers} if self.pooled else {}),
+            **({"workers": self.config.workers} if self.has_workers else {}),
             **({"stevens": self.stevens} if self.stevens else {}),
             "pid": os.getpid(),
             "traits": self.traits(),
@@ -319,90 +262,3 @@ class BaseServer:
 
 def _raise_stopping(signum: int, frame: object) -> None:
     raise ServerStopping(signum)
-
-
-def open_listener(
-    host: str, port: int, backlog: int, *, reuse_port: bool = False, listen: bool = True
-) -> socket.socket:
-    """socket() + bind() + listen(backlog); raises OSError with a readable message.
-
-    ``reuse_port``: SO_REUSEPORT, so several sockets of this user may listen on the port and
-    the kernel spreads connections over them.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # Lets a restarted server bind while old connections sit in TIME_WAIT;
-        # Linux still refuses a port that another socket is listening on.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        if listen:
-            sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def set_io_timeout(sock: socket.socket, seconds: float) -> None:
-    """Bound every recv()/send() on a blocking socket by `seconds`, in the kernel.
-
-    SO_RCVTIMEO/SO_SNDTIMEO rather than ``sock.settimeout()``: Python's timeout
-    mode makes the socket non-blocking and adds a poll() before every call,
-    which costs CPU on every request; the kernel options cost nothing until
-    they fire (the call then fails with EAGAIN, a BlockingIOError).
-    """
-    if seconds <= 0:
-        return
-    seconds = max(seconds, 0.001)  # a zero timeval would mean "no timeout"
-    sec = int(seconds)
-    timeval = struct.pack("ll", sec, int((seconds - sec) * 1_000_000))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-
-
-def arm_deadline(conn: socket.socket, deadline: float, bound: float, partial: bool) -> float:
-    """Set the next recv()'s timeout to what is left of a partial request's deadline; back to the
-    idle bound once the request is whole.  Returns the deadline (0 when none is running)."""
-    if not partial:
-        set_io_timeout(conn, bound)
-        return 0.0
-    now = time.monotonic()
-    if not deadline:
-        deadline = now + bound
-    left = deadline - now
-    if left <= 0:
-        raise TimeoutError("request not complete within the read timeout")
-    set_io_timeout(conn, left)
-    return deadline
-
-
-def send_within(conn: socket.socket, data: bytes, bound: float) -> None:
-    """sendall, but the whole reply must be taken within `bound` seconds (0 = no bound).
-
-    SO_SNDTIMEO bounds one send() only, and sendall() restarts it after every partial write,
-    so a client that reads a little now and then could hold the connection for ever.
-    """
-    deadline = time.monotonic() + bound if bound > 0 else 0.0
-    sent = conn.send(data)  # the usual case: the whole reply fits in the socket buffer at once
-    if sent == len(data):
-        return
-    view = memoryview(data)[sent:]
-    try:
-        while view:
-            if deadline:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("reply not taken within the read timeout")
-                set_io_timeout(conn, left)
-            view = view[conn.send(view) :]
-    finally:
-        if deadline:
-            set_io_timeout(conn, bound)
-
-
-def set_nodelay(sock: socket.socket) -> None:
-    # Small replies go out at once instead of waiting on Nagle for an ACK.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -252,8 +252,9 @@ def test_options_are_in_the_web_ui_with_dropdowns(tmp_path: Path) -> None:
             end = i + 1
             break
     options = json.loads(match[:end])
-    for name in ("op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout", "read_timeout",
-                 "server", "backlog", "report_dir", "user_mode"):  # fmt: skip
+    for name in ("op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout", "reply_timeout",
+                 "server", "backlog", "max_frame", "max_sleep_ms", "max_work_us", "server_read_timeout", "report_dir",
+                 "user_mode"):  # fmt: skip
         assert name in options, name
     assert options["server"]["choices"] == ["auto", *VARIANTS, "none"]
     assert options["op"]["choices"] == ["ECHO", "SLEEP", "WORK"]

@@ -14,7 +14,7 @@ import psutil
 
 from loadtest.monitor import Monitor
 from loadtest.processes import ServerProcess
-from servers.base import SharedCounters
+from servers.counters import SharedCounters
 
 # A stand-in server: speaks the listening/stopped lines, forks a child that ignores SIGTERM
 # (a careless worker), and on SIGTERM exits without waiting for it.

@@ -62,3 +62,50 @@ def test_the_probe_variant_really_runs() -> None:
                      env=PROBE, timeout=180)  # fmt: skip
     passed = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
     assert passed >= 3, out[-2000:]
+
+
+def test_a_design_composed_only_here_runs_n_event_loops_on_one_listener() -> None:
+    # nginx's model without reuseport — N pre-forked processes, each a selectors loop on the shared
+    # listener — is one registry line of two existing parts; here it is registered only in this test.
+    import threading
+    import time
+
+    import psutil
+
+    from loadtest.processes import ServerProcess
+    from servers.protocol import Op
+    from tests.helpers import call, connect
+
+    env = {"SOCKLAB_VARIANTS": "probe-nginx=preforked+selectors"}
+    cmd = [sys.executable, "-m", "servers", "probe-nginx", "--port", "0", "--workers", "2"]
+    with ServerProcess.launch(cmd, "probe-nginx", env=env) as server:
+        assert server.traits["event_loop"] and server.traits["uses_processes"] and not server.traits["pooled"]
+        assert server.workers == 2
+        assert len(psutil.Process(server.pid).children()) == 2
+        # Ten SLEEP 300 ms at once on two processes: each loop serves many connections, not one.
+        results: list[tuple[int, bytes]] = []
+
+        def one() -> None:
+            with connect(server.port) as sock:
+                results.append(call(sock, Op.SLEEP, 300, b"z"))
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert time.monotonic() - started < 0.9
+        assert results == [(0, b"z")] * 10
+    assert server.stopped is not None and server.stopped["requests"] == 10  # summed over both children
+
+
+def test_a_model_and_loop_that_do_not_compose_are_refused_in_one_line() -> None:
+    import pytest
+
+    from servers import compose
+
+    with pytest.raises(ValueError, match="runs with the blocking loop, not selectors"):
+        compose("nope", "thread-per-connection+selectors")
+    with pytest.raises(ValueError, match="is not MODEL\\+LOOP"):
+        compose("nope", "single+epoll")

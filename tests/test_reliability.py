@@ -188,6 +188,26 @@ def test_threaded_stops_within_two_seconds_after_a_storm_of_closes() -> None:
 def test_locust_refuses_values_the_server_would_refuse(tmp_path: Path, args: list[str], words: str) -> None:
     run = run_locust(tmp_path, *args, seconds=1)
     assert run.returncode == 2 and words in run.stderr, run.stderr[-1000:]
+    if "cap" in words:  # and it names the fix, an option this run can pass to the server it starts
+        assert "or raise --max-" in run.stderr, run.stderr[-1000:]
+
+
+def test_a_raised_cap_reaches_the_server_socklab_starts(tmp_path: Path) -> None:
+    # --max-sleep-ms is a socklab option now: it becomes the started server's flag, so a SLEEP over
+    # the default cap is served, not refused.
+    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "11000", "--max-sleep-ms",
+                     "12000", "--reply-timeout", "20", users=1, seconds=1)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-1500:]
+    argv = run.manifest()["server"]["argv"]
+    assert argv[argv.index("--max-sleep-ms") + 1] == "12000", argv
+
+
+def test_the_old_read_timeout_spelling_works_with_a_notice(tmp_path: Path) -> None:
+    run = run_locust(tmp_path, "--server", "threaded", "--read-timeout", "7", users=1, seconds=1)
+    assert run.returncode == 0, run.stderr[-1500:]
+    notices = [line for line in run.stderr.splitlines() if "--read-timeout is deprecated" in line]
+    assert len(notices) == 1 and "--reply-timeout 7" in notices[0], run.stderr[-1500:]
+    assert run.manifest()["options"]["reply_timeout"] == 7
 
 
 @pytest.mark.parametrize(

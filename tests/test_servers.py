@@ -260,7 +260,8 @@ def test_list_and_listening_line() -> None:
         assert event["host"] == "127.0.0.1" and event["backlog"] == 7 and event["pid"] == proc.pid
         assert event["port"] > 0
         assert event["traits"] == {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": False,
-                                   "pooled": False, "one_accept_queue": True}
+                                   "pooled": False, "one_accept_queue": True, "event_loop": True}
+        assert (event["model"], event["loop"]) == ("single", "selectors")  # the design's two parts
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0

@@ -1,29 +1,16 @@
-"""selectors — one thread, non-blocking sockets, an event loop on selectors.DefaultSelector.
+"""The selectors loop: one thread, non-blocking sockets, an event loop on ``selectors.DefaultSelector``.
 
-The loop waits in epoll for any socket to become readable or writable and does
-only the work that is ready: accept what is queued, read what arrived, write
-what the socket buffer will take.  Each connection keeps its own decoder
-(partial frames) and its own pending output (partial writes).
+The loop waits in epoll for any socket to become readable or writable and does only the work that
+is ready: accept what is queued, read what arrived, write what the socket buffer will take.  Each
+connection keeps its own decoder (partial frames) and its own pending output (partial writes); the
+protocol rules it keeps — SLEEP a timer, replies in order, no reading while it owes, a bad frame
+answered then closed, the read-timeout sweep — are ``servers.session``'s, shared with asyncio.
 
-Rules that keep one loop fair and bounded:
+The loop's selector is made when the loop starts, in the process that runs it: an epoll instance
+made before a fork would be one kernel object shared by every child.
 
-- SLEEP never blocks: it becomes a timer, and the loop serves everybody else
-  while it runs.  WORK runs inline and *does* stop the loop for its duration —
-  an event loop buys concurrency for waiting, not for computing.
-- A connection is read only while it owes nothing: while it has a timer
-  running or unsent output, it is taken out of the read set.  A client that
-  pipelines requests and never reads replies therefore costs at most one
-  reply and one frame of memory, and the kernel's buffers push back on it.
-- Replies to one connection go out in request order.
-- ``read_timeout`` bounds, checked by a once-a-second sweep: no progress in either
-  direction for that long (a timer keeps a connection alive); a request that has
-  not fully arrived that long after its first byte; a reply not fully taken that
-  long after it was ready.  A trickling or slowly reading client cannot hold a
-  connection by moving a byte now and then.
-- Past ``max_connections`` open, a new connection is accepted and closed at once.
-
-The variant file is named selector_loop.py so that it can never shadow the
-standard library's ``selectors`` module.
+The module is named selector_loop.py so that it can never shadow the standard library's
+``selectors`` module.
 """
 
 from __future__ import annotations
@@ -33,62 +20,48 @@ import heapq
 import selectors
 import socket
 import time
-from collections import deque
 from itertools import count
 
-from servers.base import RECV_SIZE, BaseServer, set_nodelay
-from servers.protocol import (
-    Op,
-    Request,
-    RequestDecoder,
-    burn_cpu,
-    error_response,
-    reply_for,
-)
+from servers.base import RECV_SIZE, BaseServer
+from servers.protocol import Request, burn_cpu, reply_for
+from servers.session import OUT_HIGH_WATER, SLEEP, SWEEP_INTERVAL, WORK, Session
+from servers.sockets import set_nodelay
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
-SLEEP, WORK = int(Op.SLEEP), int(Op.WORK)
-SWEEP_INTERVAL = 1.0
-OUT_HIGH_WATER = 256 * 1024  # stop producing replies while this much is unsent
 
 
-class Connection:
-    __slots__ = ("closing", "decoder", "frame_since", "interest", "last_active", "out", "out_since", "queue",
-                 "sleeping", "sock")  # fmt: skip
+class Connection(Session):
+    """A session with its socket, its unsent output and what the selector watches it for."""
 
-    def __init__(self, sock: socket.socket, decoder: RequestDecoder, now: float) -> None:
+    __slots__ = ("interest", "out", "sock")
+
+    def __init__(self, sock: socket.socket, server: BaseServer, now: float) -> None:
+        super().__init__(server.limits, now)
         self.sock = sock
-        self.decoder = decoder
-        self.queue: deque[Request] = deque()  # decoded, not yet served (behind a SLEEP)
         self.out = b""  # reply bytes the socket has not taken yet
-        self.sleeping = False  # a SLEEP timer is running for this connection
-        self.closing = False  # close once `out` is flushed (after an error status)
-        self.last_active = now
-        self.frame_since = 0.0  # when the request now partly read began to arrive (0: none)
-        self.out_since = 0.0  # when the unsent reply bytes became ready (0: none)
         self.interest = EVENT_READ
 
 
-class SelectorServer(BaseServer):
-    variant = "selectors"
-    description = "one thread, non-blocking sockets, epoll via selectors; SLEEP is a timer"
-    # Counters are touched by the loop's one thread only: plain Counters, no lock.
+class SelectorLoop(BaseServer):
+    loop = "selectors"
+    event_loop = True
+    # Counters are touched by the loop's one thread only: plain Counters, no lock (single process).
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.listener.setblocking(False)
-        self.selector = selectors.DefaultSelector()
+        self.selector: selectors.BaseSelector | None = None  # made by the process that runs the loop
         self.connections: dict[socket.socket, Connection] = {}
         self._timers: list[tuple[float, int, Connection, Request]] = []
         self._timer_seq = count()
         self._now = time.monotonic()  # loop time, read once per wake-up
 
-    # -- the loop ----------------------------------------------------------------------
-    def serve_forever(self) -> None:
-        select = self.selector.select
-        self.selector.register(self.listener, EVENT_READ, None)
-        timers = self._timers
+    # -- the loop ----------------------------------------------------------------------------
+    def serve_listener(self, listener: socket.socket) -> None:
+        listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, EVENT_READ, None)
+        select, timers = self.selector.select, self._timers
         next_sweep = time.monotonic() + SWEEP_INTERVAL
         while True:
             self._now = now = time.monotonic()
@@ -96,7 +69,7 @@ class SelectorServer(BaseServer):
             for key, events in select(max(0.0, deadline - now)):
                 conn = key.data
                 if conn is None:
-                    self._accept()
+                    self._accept(key.fileobj)  # type: ignore[arg-type]
                 elif events & EVENT_READ:
                     self._on_readable(conn)
                 else:
@@ -107,27 +80,25 @@ class SelectorServer(BaseServer):
                 next_sweep = time.monotonic() + SWEEP_INTERVAL
                 self._sweep_idle()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         now = self._now
         # Drain the accept queue: one readiness event may stand for many clients.
         while True:
             try:
-                sock, _ = self.listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 # ECONNABORTED, or EMFILE when out of fds: leave the rest queued.
                 self.stats.add(errors=1)
                 return
-            if len(self.connections) >= self.config.max_connections:
-                self.reject(sock)
+            if not self.admit(sock):
                 continue
             sock.setblocking(False)
             set_nodelay(sock)
-            conn = Connection(sock, RequestDecoder(self.limits), now)
+            conn = Connection(sock, self, now)
             self.connections[sock] = conn
-            self.selector.register(sock, EVENT_READ, conn)
-            self.stats.add(connections=1)
+            self.selector.register(sock, EVENT_READ, conn)  # type: ignore[union-attr]
 
     def _on_readable(self, conn: Connection) -> None:
         sock = conn.sock
@@ -139,15 +110,9 @@ class SelectorServer(BaseServer):
             self._close(conn, error=True)
             return
         if not data:
-            self._close(conn, error=conn.decoder.buffered > 0)
+            self._close(conn, error=conn.ended_mid_frame)
             return
-        conn.last_active = self._now
-        requests = conn.decoder.feed(data)
-        if conn.decoder.buffered:
-            if not conn.frame_since:
-                conn.frame_since = self._now
-        elif conn.frame_since:
-            conn.frame_since = 0.0
+        requests = conn.received(data, self._now)
         if len(requests) == 1 and not conn.queue and not conn.out:
             # Fast path, the common case: one request, nothing owed before it.
             request = requests[0]
@@ -171,7 +136,7 @@ class SelectorServer(BaseServer):
                     self._serve(conn)  # answers the error status and closes
                 return
         if requests:
-            conn.queue.extend(requests)
+            conn.enqueue(requests)
         self._serve(conn)
 
     def _on_writable(self, conn: Connection) -> None:
@@ -181,46 +146,30 @@ class SelectorServer(BaseServer):
                 return  # still waiting for room; interest stays EVENT_WRITE
             self._serve(conn)
 
-    # -- requests ----------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------------------
     def _serve(self, conn: Connection) -> None:
         """Answer queued requests in order, writing as we go, until one must wait.
 
-        Replies are produced only while less than OUT_HIGH_WATER bytes are
-        unsent, so a burst of pipelined requests for large replies costs the
-        memory of about one reply, not of all of them.
+        Replies are produced only while less than OUT_HIGH_WATER bytes are unsent, so a burst of
+        pipelined requests for large replies costs the memory of about one reply, not of all of them.
         """
-        queue = conn.queue
         while True:
-            parts = []
-            pending = len(conn.out)
-            served = 0
-            while queue and pending < OUT_HIGH_WATER:
-                request = queue.popleft()
-                if request.op == Op.SLEEP and request.arg:
-                    conn.sleeping = True
-                    heapq.heappush(
-                        self._timers,
-                        (time.monotonic() + request.arg / 1000, next(self._timer_seq), conn, request),
-                    )
-                    break
-                if request.op == Op.WORK:
-                    burn_cpu(request.arg)  # blocks the whole loop: the lesson of this op
-                reply = reply_for(request)
-                parts.append(reply)
-                pending += len(reply)
-                served += 1
-            if served:
-                self.stats.add(requests=served)
-            if not queue and not conn.sleeping and conn.decoder.error is not None and not conn.closing:
-                parts.append(error_response(conn.decoder.error))
-                conn.closing = True
+            replies, sleeper = conn.answer(OUT_HIGH_WATER - len(conn.out))
+            if sleeper is not None:
+                wake_at = time.monotonic() + sleeper.arg / 1000
+                heapq.heappush(self._timers, (wake_at, next(self._timer_seq), conn, sleeper))
+            if replies:
+                self.stats.add(requests=len(replies))
+            error = conn.final_error()
+            if error is not None:
+                replies.append(error)
                 self.stats.add(errors=1)
-            if parts:
-                joined = parts[0] if len(parts) == 1 else b"".join(parts)
+            if replies:
+                joined = replies[0] if len(replies) == 1 else b"".join(replies)
                 conn.out = conn.out + joined if conn.out else joined
             if not self._send(conn):
                 return
-            if conn.out or conn.sleeping or not queue:
+            if conn.out or conn.sleeping or not conn.queue:
                 break
         self._settle(conn)
 
@@ -231,13 +180,11 @@ class SelectorServer(BaseServer):
             _, _, conn, request = heapq.heappop(timers)
             if conn.sock.fileno() < 0:
                 continue  # closed while it slept
-            conn.sleeping = False
-            conn.last_active = now
-            conn.out += reply_for(request)
+            conn.out += conn.woke(request, now)
             self.stats.add(requests=1)
             self._serve(conn)
 
-    # -- output and read interest ------------------------------------------------------
+    # -- output and read interest --------------------------------------------------------------
     def _send(self, conn: Connection) -> bool:
         """Write what the socket takes; False if the connection was closed."""
         out = conn.out
@@ -276,21 +223,22 @@ class SelectorServer(BaseServer):
     def _want(self, conn: Connection, interest: int) -> None:
         if interest == conn.interest:
             return
-        sock = conn.sock
+        sock, selector = conn.sock, self.selector
+        assert selector is not None
         if conn.interest == 0:
-            self.selector.register(sock, interest, conn)
+            selector.register(sock, interest, conn)
         elif interest == 0:
-            self.selector.unregister(sock)
+            selector.unregister(sock)
         else:
-            self.selector.modify(sock, interest, conn)
+            selector.modify(sock, interest, conn)
         conn.interest = interest
 
-    # -- closing -----------------------------------------------------------------------
+    # -- closing -------------------------------------------------------------------------------
     def _close(self, conn: Connection, *, error: bool) -> None:
         sock = conn.sock
         if self.connections.pop(sock, None) is None:
             return
-        if conn.interest:
+        if conn.interest and self.selector is not None:
             self.selector.unregister(sock)
             conn.interest = 0
         sock.close()
@@ -304,13 +252,7 @@ class SelectorServer(BaseServer):
         if self.config.read_timeout <= 0:
             return
         cutoff = time.monotonic() - self.config.read_timeout
-        late = [
-            c for c in self.connections.values()
-            if (c.last_active < cutoff and not c.sleeping)
-            or 0 < c.frame_since < cutoff
-            or 0 < c.out_since < cutoff
-        ]  # fmt: skip
-        for conn in late:
+        for conn in [c for c in self.connections.values() if c.overdue(cutoff)]:
             self._close(conn, error=True)
 
     def open_connections(self) -> int:
@@ -319,4 +261,6 @@ class SelectorServer(BaseServer):
     def close_connections(self) -> None:
         for conn in list(self.connections.values()):
             self._close(conn, error=False)
-        self.selector.close()
+        if self.selector is not None:
+            self.selector.close()
+        super().close_connections()
