@@ -25,6 +25,7 @@ import gevent  # noqa: E402
 import psutil  # noqa: E402
 
 from loadtest.client import RequestFailure, SocklabClient  # noqa: E402
+from loadtest.kinds import CONNECT  # noqa: E402
 from servers.protocol import Op, encode_request  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def main() -> None:
     def count(kind: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
         if exc is not None:
             errors[0] += 1
-        elif kind != "CONNECT":
+        elif kind != CONNECT:
             counts[0] += 1
 
     def persistent() -> None:

@@ -23,10 +23,7 @@ import socket
 import time
 from typing import Any
 
-from loadtest.latency import NOT_LOCUST_EVENTS
-from servers.protocol import Op
-
-OP_NAMES = frozenset(op.name for op in Op)
+from loadtest.kinds import FIRST_REPLY, NOT_LOCUST_EVENTS, OP_NAMES
 
 LATE_AFTER_S = 0.001  # an arrival sent this long after its intended start counts as late
 
@@ -139,7 +136,7 @@ def unfinished_of(pending: Pending | None, now: float) -> list[tuple[str, str, f
     kind, name, started, first_reply = pending
     out = [(kind, name, now - started)]
     if first_reply is not None:
-        out.append(("FIRST_REPLY", first_reply[0], now - first_reply[1]))
+        out.append((FIRST_REPLY, first_reply[0], now - first_reply[1]))
     return out
 
 

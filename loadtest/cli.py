@@ -15,8 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from loadtest import options
+from loadtest import options, scenarios
 from loadtest.client import SocklabClient, format_target, parse_target
+from loadtest.kinds import CONNECT, OPS
 from loadtest.processes import ServerProcess, ServerStartError
 from servers import VARIANTS
 from servers.cli import OneLineParser, nonneg_int, positive_int, positive_number
@@ -56,7 +57,7 @@ def _client(args: argparse.Namespace) -> int:
         def on_request(kind: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
             if exc is not None:
                 errors.append(str(exc))
-            elif kind != "CONNECT":
+            elif kind != CONNECT:
                 mine.append(seconds)
 
         client = SocklabClient(host, port, on_request=on_request)
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", help="tcp://HOST:PORT (or HOST:PORT; [::1]:PORT for IPv6) of a running server")
     c.add_argument("--requests", type=positive_int, default=2000)
     c.add_argument("--connections", type=positive_int, default=4)
-    c.add_argument("--op", default="ECHO", type=str.upper, choices=options.OPS)
+    c.add_argument("--op", default="ECHO", type=str.upper, choices=OPS)
     c.add_argument("--arg", type=nonneg_int, default=0, help="SLEEP ms or WORK µs")
     c.add_argument("--payload-bytes", type=nonneg_int, default=64)
     c.set_defaults(func=_client)
@@ -127,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario",
         action="extend",
         nargs="+",
-        choices=list(compare.SCENARIOS),
+        choices=list(scenarios.SCENARIOS),
         metavar="NAME",
-        help=f"one or more of: {', '.join(compare.SCENARIOS)} (default {' '.join(compare.DEFAULT_SCENARIOS)})",
+        help=f"one or more of: {', '.join(scenarios.SCENARIOS)} (default {' '.join(scenarios.DEFAULT_SCENARIOS)})",
     )
     m.add_argument(
         "--duration", type=compare.positive_duration, default=4.0, help="measured seconds per cell (default 4s)"
@@ -154,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="latency against offered load, open loop, for each design; finds each knee")
     w.add_argument("--variants", type=compare.variant_list, default=None,
                    help=f"comma-separated (default {','.join(sweep.DEFAULT_VARIANTS)})")  # fmt: skip
-    w.add_argument("--scenario", action="extend", nargs="+", choices=list(sweep.SWEEP_SCENARIOS), metavar="NAME",
-                   help=f"one or more of: {', '.join(sweep.SWEEP_SCENARIOS)} "
-                   f"(default {' '.join(sweep.DEFAULT_SWEEP)})")  # fmt: skip
+    w.add_argument("--scenario", action="extend", nargs="+", choices=list(scenarios.SWEEP_SCENARIOS),
+                   metavar="NAME", help=f"one or more of: {', '.join(scenarios.SWEEP_SCENARIOS)} "
+                   f"(default {' '.join(scenarios.DEFAULT_SWEEP)})")  # fmt: skip
     w.add_argument("--rates", type=sweep.rates_list, default=None,
                    help="offered rates, req/s (default: doubling from the scenario's start rate)")  # fmt: skip
     w.add_argument("--max-rate", type=positive_number, default=12800.0,
@@ -189,7 +190,7 @@ def _compare(args: argparse.Namespace) -> int:
     for notice in options.apply_deprecated(args):
         print(f"socklab compare: {notice}", file=sys.stderr)
     if not args.scenario:
-        args.scenario = list(compare.DEFAULT_SCENARIOS)
+        args.scenario = list(scenarios.DEFAULT_SCENARIOS)
     if args.variants is None:
         args.variants = [] if args.server_cmd else list(VARIANTS)  # --server-cmd alone: only the commands
     problem = compare.over_caps(args)

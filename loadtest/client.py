@@ -34,12 +34,13 @@ from collections.abc import Callable
 from typing import Any
 
 from loadtest.accounting import Pending
+from loadtest.kinds import CONNECT, FIRST_REPLY
 from servers.protocol import RESPONSE_HEADER, Op, ProtocolError, ResponseDecoder, Status, encode_request
 
 # on_request(request_type, name, latency_s, response_length, exception)
 RequestHook = Callable[[str, str, float, int, BaseException | None], Any]
 
-OP_NAMES = {int(op): op.name for op in Op}
+OP_NAMES = {int(op): op.name for op in Op}  # the wire's op numbers → kinds
 STATUS_NAMES = {int(s): s.name for s in Status}
 RECV_SIZE = 65536
 MAX_REPLY = (1 << 30) + 1  # a length prefix beyond this cannot be a socklab reply
@@ -119,7 +120,7 @@ class SocklabClient:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
         started = self._connect_started = time.perf_counter()
-        self.pending = ("CONNECT", name, started, (first_reply, started) if first_reply else None)
+        self.pending = (CONNECT, name, started, (first_reply, started) if first_reply else None)
         try:
             sock.connect((self.host, self.port))
         except BaseException as exc:
@@ -129,11 +130,11 @@ class SocklabClient:
             failure = classify(exc, "connect", self.address, self.connect_timeout)
             if isinstance(exc, Exception):  # not a GreenletExit: that one leaves it pending
                 self.pending = None
-                self.on_request("CONNECT", name, elapsed, 0, failure)
+                self.on_request(CONNECT, name, elapsed, 0, failure)
                 raise failure from None
             raise
         self.pending = None
-        self.on_request("CONNECT", name, time.perf_counter() - started, 0, None)
+        self.on_request(CONNECT, name, time.perf_counter() - started, 0, None)
         self._connect_ended(sock)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.reply_timeout)
@@ -209,7 +210,7 @@ class SocklabClient:
         recv = sock.recv
         data = recv(RECV_SIZE)
         if first_reply and data:
-            self.on_first_reply("FIRST_REPLY", time.perf_counter() - self._connect_started)
+            self.on_first_reply(FIRST_REPLY, time.perf_counter() - self._connect_started)
         if len(data) >= 5:
             length, status = RESPONSE_HEADER.unpack_from(data)
             if length + 4 == len(data) and status == 0:

@@ -10,9 +10,10 @@ A generated table sits between two markers in a Markdown file::
     …
     <!-- end generated -->
 
-and is rebuilt from the code: socklab's options from :data:`loadtest.options.OPTIONS`, the server's
-command line from its argparse parser.  A documented default, choice or option name can then not
-drift from the code: ``tests/test_docs.py`` fails when a file is not what this module writes.
+and is rebuilt from the code: socklab's options from :data:`loadtest.options.OPTIONS`, the
+commands' options from their argparse parsers, the files' columns from :mod:`loadtest.columns`.
+A documented default, choice, option or column can then not drift from the code:
+``tests/test_docs.py`` fails when a file is not what this module writes.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def locust_options() -> str:
 
     rows = ["| option | default | meaning |", "|---|---|---|"]
     for o in OPTIONS:
-        meaning = o.help
+        meaning = o.help + (f" (the server's `{o.server_flag}`)" if o.server_flag else "")
         if o.choices:
             meaning += f"; one of {', '.join(f'`{c}`' for c in o.choices)}"
         if not o.web_ui:
@@ -89,11 +90,33 @@ def subcommand(name: str) -> Callable[[], str]:
     return table
 
 
+def column_table(which: str, with_source: bool) -> Callable[[], str]:
+    """A file's columns, from loadtest.columns."""
+
+    def table() -> str:
+        from loadtest import columns
+
+        declared = getattr(columns, which)
+        head = "| column | unit | meaning | source |\n|---|---|---|---|" if with_source else \
+            "| column | unit | meaning |\n|---|---|---|"
+        rows = [head]
+        for c in declared:
+            cells = [f"`{c.name}`", c.unit, c.meaning] + ([c.source] if with_source else [])
+            rows.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+        return "\n".join(rows) + "\n"
+
+    return table
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "locust-options": locust_options,
     "server-options": server_options,
     "compare-options": subcommand("compare"),
     "sweep-options": subcommand("sweep"),
+    "monitor-columns": column_table("MONITOR", with_source=True),
+    "summary-columns": column_table("SUMMARY", with_source=False),
+    "users-columns": column_table("USERS", with_source=False),
+    "load-process-columns": column_table("LOAD_PROCESSES", with_source=False),
 }
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from loadtest.kinds import NOT_LOCUST_EVENTS
+
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
 SIGNIFICANT_FIGURES = 3
@@ -35,7 +37,6 @@ CSV_COLUMNS = [
     "min_us", "p50_us", "p90_us", "p95_us", "p99_us", "p99.9_us", "p99.99_us", "max_us", "mean_us",
 ]  # fmt: skip
 # Request types that are not Locust request events (no Locust counterpart to check against).
-NOT_LOCUST_EVENTS = frozenset({"FIRST_REPLY"})
 
 
 def new_histogram() -> HdrHistogram:

@@ -25,18 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest.columns import BY_NAME, CHART_COLUMNS, CHARTS, LIVE_DELTAS, MONITOR, Column
 from loadtest.latency import LatencyStore
 
 TICK_S = 2.0  # how often latency points are taken and the local recorder drained (Locust polls every 2 s)
-CHART_COLUMNS = (
-    "timestamp", "accept_queue", "backlog",
-    "server_ESTABLISHED", "server_SYN_RECV", "server_CLOSE_WAIT", "server_FIN_WAIT2", "server_TIME_WAIT",
-    "client_ESTABLISHED", "client_SYN_SENT", "client_TIME_WAIT", "client_FIN_WAIT2",
-    "TcpExt_ListenOverflows", "TcpExt_ListenDrops", "TcpExt_TCPSynRetrans", "TcpExt_SyncookiesSent",
-    "server_cpu_percent", "server_threads", "server_fds", "server_rss_bytes", "server_children",
-    "loadgen_cpu_percent_max",
-)  # fmt: skip
-WINDOW_COUNTERS = ("TcpExt_ListenOverflows", "TcpExt_ListenDrops", "TcpExt_TCPSynRetrans", "TcpExt_SyncookiesSent")
 MAX_POINTS = 20_000  # a cap on what the page is sent (10 hours of 2 s points per type)
 
 
@@ -129,7 +121,7 @@ class LiveFeed:
 
     def _counters(self) -> dict[str, float]:
         row = self.monitor.latest or {}
-        return {c: float(row.get(c, 0) or 0) for c in WINDOW_COUNTERS}
+        return {c: float(row.get(c, 0) or 0) for c in LIVE_DELTAS}
 
     def tick(self, now: float | None = None) -> None:
         """Close the current interval: one latency point per request type, then a fresh interval."""
@@ -165,6 +157,7 @@ class LiveFeed:
             "latency": [p.__dict__ for p in self.points[since_point:]],
             "next_point": len(self.points),
             "counters_scope": (self.monitor.latest or {}).get("counters_scope", ""),
+            "charts": chart_specs(),
         }
 
 
@@ -200,10 +193,31 @@ def _int(row: dict[str, Any], column: str) -> int:
         return 0
 
 
+def chart_specs() -> list[dict[str, Any]]:
+    """The charts of loadtest.columns as plain data: the live page draws these, as the run page does."""
+    return [
+        {"key": c.key, "title": c.title, "y_title": c.y_title, "stacked": c.stacked,
+         "series": [{"column": s.column, "name": s.label(), "dash": s.dash, "scale": s.scale, "offset": s.offset}
+                    for s in c.series]}
+        for c in CHARTS
+    ]  # fmt: skip
+
+
+def shown_value(column: Column, row: dict[str, Any]) -> str:
+    """A monitor value as the live tab shows it, in its column's unit."""
+    value = float(row.get(column.name, 0) or 0)
+    if column.unit.startswith("%"):
+        return f"{value:.0f} %"
+    if column.unit == "bytes":
+        return f"{value / 2**20:,.1f} MiB"
+    return f"{int(value):,}"
+
+
 def figures(
     feed: LiveFeed, store: LatencyStore, users: UserFigures | None, server: str, client_syn_retrans: int | None = None
 ) -> LiveFigures:
-    """The tab's table: the latest monitor sample, the test's counter deltas, µs percentiles, users."""
+    """The tab's table: users, µs percentiles, the latest monitor sample's live columns and this test's
+    counter deltas (both as loadtest.columns declares them)."""
     out = LiveFigures()
     row = feed.monitor.latest
     out.add("server", server, "what the load goes to")
@@ -226,77 +240,39 @@ def figures(
                 f"{hist.get_value_at_percentile(50):,} / {hist.get_value_at_percentile(99):,} µs ({count:,})",
                 "this test's finished requests, 1 µs resolution (Locust rounds to whole ms)",
             )
+    if client_syn_retrans is not None:
+        out.add("client SYN retransmissions", f"{client_syn_retrans:,}",
+                "SYNs the load processes re-sent since the run started, counted by each connecting socket")  # fmt: skip
     if row is None:
         out.add("monitor", "no sample", "socklab monitors only a server it started")
         return out
     age = time.time() - float(row.get("timestamp", 0) or 0)
     out.add("monitor sample", f"{age:.1f} s ago", f"counters scope: {row.get('counters_scope', '')}")
-    out.add(
-        "accept queue / backlog",
-        f"{_int(row, 'accept_queue')} / {_int(row, 'backlog')}",
-        "connections that completed the handshake and wait for accept(), against the listen backlog",
-    )
-    out.add(
-        "server ESTABLISHED", _int(row, "server_ESTABLISHED"), "server-side sockets of the port, accepted or queued"
-    )
-    out.add("server SYN_RECV", _int(row, "server_SYN_RECV"), "half-open: SYN-ACK sent, final ACK not yet in")
-    out.add("server CLOSE_WAIT", _int(row, "server_CLOSE_WAIT"), "the client closed; the server has not yet")
-    out.add("client SYN_SENT", _int(row, "client_SYN_SENT"), "clients whose SYN is unanswered (on the retry schedule)")
-    out.add("client TIME_WAIT", _int(row, "client_TIME_WAIT"), "closed connections the clients hold (closed first)")
-    out.add("server TIME_WAIT", _int(row, "server_TIME_WAIT"), "closed connections the server holds (closed first)")
-    out.add(
-        "ListenOverflows this test",
-        feed.window_delta("TcpExt_ListenOverflows"),
-        "packets dropped at a full accept queue (SYNs, final ACKs, early data), not SYNs",
-    )
-    out.add("ListenDrops this test", feed.window_delta("TcpExt_ListenDrops"), "ListenOverflows + half-open queue drops")
-    out.add(
-        "TCPSynRetrans this test",
-        feed.window_delta("TcpExt_TCPSynRetrans"),
-        "SYNs the clients re-sent plus SYN-ACKs the server re-sent (one kernel counter for both)",
-    )
-    if client_syn_retrans is not None:
-        out.add("client SYN retransmissions", f"{client_syn_retrans:,}",
-                "SYNs the load processes re-sent since the run started, counted by each connecting socket")  # fmt: skip
-    out.add(
-        "SYN cookies sent this test",
-        feed.window_delta("TcpExt_SyncookiesSent"),
-        "the half-open queue was full; connect() returns, the server holds nothing",
-    )
-    out.add(
-        "server CPU",
-        f"{float(row.get('server_cpu_percent', 0) or 0):.0f} %",
-        "user + system of the server's process tree since the last sample; 100 % = one core",
-    )
-    out.add(
-        "server threads / fds / children",
-        f"{_int(row, 'server_threads')} / {_int(row, 'server_fds')} / {_int(row, 'server_children')}",
-        "across the server's process tree",
-    )
-    out.add("server RSS", f"{_int(row, 'server_rss_bytes') / 2**20:,.1f} MiB", "resident memory of the process tree")
-    out.add(
-        "load generator CPU",
-        f"{float(row.get('loadgen_cpu_percent_max', 0) or 0):.0f} %",
-        "the busiest load process; ≥ 90 % means the figures measure the client (client-bound)",
-    )
+    for column in MONITOR:
+        if column.live == "now":
+            if column.live_with:
+                other = BY_NAME[column.live_with]
+                out.add(f"{column.shown} / {other.shown}", f"{shown_value(column, row)} / {shown_value(other, row)}",
+                        f"{column.meaning}; against {other.meaning}")  # fmt: skip
+            else:
+                out.add(column.shown, shown_value(column, row), column.meaning)
+        elif column.live == "delta":
+            out.add(f"{column.shown} this test", f"{feed.window_delta(column.name):,}", column.meaning)
     return out
 
 
 def live_line(feed: LiveFeed, users: UserFigures | None) -> str:
-    """The compact line a headless run prints every few seconds."""
+    """The compact line a headless run prints every few seconds: the live columns, then the users."""
     row = feed.monitor.latest
     parts = []
     if row is not None:
-        parts += [
-            f"server ESTAB {_int(row, 'server_ESTABLISHED')}",
-            f"SYN_RECV {_int(row, 'server_SYN_RECV')}",
-            f"client SYN_SENT {_int(row, 'client_SYN_SENT')}",
-            f"TIME_WAIT {_int(row, 'client_TIME_WAIT') + _int(row, 'server_TIME_WAIT')}",
-            f"accept queue {_int(row, 'accept_queue')}/{_int(row, 'backlog')}",
-            f"ListenOverflows +{feed.window_delta('TcpExt_ListenOverflows')}",
-            f"server CPU {float(row.get('server_cpu_percent', 0) or 0):.0f}%",
-            f"threads {_int(row, 'server_threads')}",
-        ]
+        for column in MONITOR:
+            if column.live == "now" and column.live_with:
+                parts.append(f"{column.shown} {_int(row, column.name)}/{_int(row, column.live_with)}")
+            elif column.live == "now":
+                parts.append(f"{column.shown} {shown_value(column, row).replace(' %', '%')}")
+            elif column.live == "delta":
+                parts.append(f"{column.shown} +{feed.window_delta(column.name)}")
     else:
         parts.append("no monitor")
     if users is not None:

@@ -8,11 +8,12 @@ children), the TCP sockets of the server's port by state — server ends and
 client ends counted apart — with the listener's accept-queue depth and backlog
 (inet_diag, see loadtest.sockdiag), kernel TCP counters as deltas since the
 monitor started (/proc/net/netstat and /proc/net/snmp), the load generator's
-CPU, and the sample's own cost.  The columns are documented in the README.
+CPU, and the sample's own cost.
 
 Why a process of its own: a psutil scan inside Locust would block every user
 for its duration, and the monitor must live in the server's network namespace
-(psutil and inet_diag see only their own).  Rows are appended with one write()
+(psutil and inet_diag see only their own).  The columns, their units, meanings and sources are
+declared in :mod:`loadtest.columns`.  Rows are appended with one write()
 each and flushed, so a ``kill -9`` loses at most the row being written.  The
 monitor exits by itself when the server exits, and on SIGINT/SIGTERM after
 writing one last row.
@@ -30,29 +31,12 @@ from pathlib import Path
 
 import psutil
 
+from loadtest.columns import MONITOR_NAMES, TCP_COUNTERS, TCPEXT_COUNTERS
 from loadtest.netns import in_private_netns
 from loadtest.sockdiag import REPORTED_STATES, SockDiag
 from servers.cli import OneLineParser
 
-TCPEXT_COUNTERS = (
-    "ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPReqQFullDoCookies", "SyncookiesSent",
-    "SyncookiesRecv", "SyncookiesFailed", "TCPSynRetrans", "TCPTimeouts", "TCPAbortOnData", "EmbryonicRsts",
-)  # fmt: skip
-TCP_COUNTERS = ("RetransSegs", "ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets")
-
-COLUMNS = [
-    "timestamp", "elapsed_s",
-    "server_cpu_user_s", "server_cpu_system_s", "server_cpu_percent", "server_rss_bytes", "server_threads",
-    "server_fds", "server_children",
-    *(f"server_{s}" for s in REPORTED_STATES),
-    *(f"client_{s}" for s in REPORTED_STATES),
-    "accept_queue", "backlog",
-    *(f"TcpExt_{c}" for c in TCPEXT_COUNTERS),
-    *(f"Tcp_{c}" for c in TCP_COUNTERS),
-    "counters_scope",
-    "loadgen_processes", "loadgen_cpu_percent_max", "loadgen_cpu_percent_total",
-    "sample_cost_ms",
-]  # fmt: skip
+COLUMNS = list(MONITOR_NAMES)  # declared, with their units and meanings, in loadtest.columns
 
 
 def read_kernel_counters() -> dict[str, int]:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.client import parse_target
+from loadtest.kinds import OPS
 from loadtest.processes import split_named_command
 from servers import VARIANTS
 from servers.base import DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_WORKERS
-from servers.protocol import Limits, Op
+from servers.protocol import Limits
 
-OPS: tuple[str, ...] = tuple(op.name for op in Op)
 USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.users binds each to a class
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
 DEFAULT_VARIANT = "selectors"

@@ -1,24 +1,28 @@
-"""socklab's Locust wiring: thin event listeners that call into one :class:`~loadtest.run.Run`.
+"""socklab's Locust wiring: one :class:`Socklab` object per Locust environment.
 
-Imported by loadtest/locustfile.py.  Locust fires init/test_start/quitting/quit
-in the master *and* in every worker, so everything with a side effect
-(starting the server, writing files) happens only where the runner is not a
-WorkerRunner: the local runner, or the master under ``--processes N`` or
-``--master``.  Workers learn the target from the host the master sends with
-each spawn message, and ship their µs counts with every Locust report.
+Imported by loadtest/locustfile.py.  The object owns what one load process keeps — the µs
+recorder, the per-user accounts, the load-process ledger, this test's own counts — and, in the
+process that runs the test (the local runner, or the master under ``--processes N`` or
+``--master``), the :class:`~loadtest.run.Run`.  Its listeners are bound methods added to the
+environment's events when Locust fires ``init``, so no module holds state that outlives a test:
+a test started after another (the web UI's Stop, then Start) starts from a fresh window and a
+fresh :class:`~loadtest.users.TestState`.
 
-Order at the end of a run (Locust 2.47's ``shutdown()``): ``quitting`` fires,
-then the master's ``runner.quit()`` collects the workers' final reports, then
-``quit`` fires.  So the run is finished on ``quit`` — after the last worker
-report — and only then is the server stopped, so no user sees its own server
-vanish.  An ``atexit`` hook and the server's PR_SET_PDEATHSIG cover crashes and
-``kill -9``.
+Locust fires init/test_start/quitting/quit in the master *and* in every worker, so everything
+with a side effect (starting the server, writing files) happens only where the runner is not a
+WorkerRunner.  Workers learn the target from the host the master sends with each spawn message,
+and ship their µs counts, accounts and ledger with every Locust report.
+
+Order at the end of a run (Locust 2.47's ``shutdown()``): ``quitting`` fires, then the master's
+``runner.quit()`` collects the workers' final reports, then ``quit`` fires.  So the run is
+finished on ``quit`` — after the last worker report — and only then is the server stopped, so no
+user sees its own server vanish.  An ``atexit`` hook and the server's PR_SET_PDEATHSIG cover
+crashes and ``kill -9``.
 """
 
 from __future__ import annotations
 
 import atexit
-import csv
 import ipaddress
 import json
 import logging
@@ -27,6 +31,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +39,14 @@ import gevent
 import gevent.event
 from locust import events
 from locust.runners import LocalRunner, WorkerRunner
-from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
-from loadtest import live, webui
+from loadtest import live, locust_private, webui
 from loadtest import options as opts
 from loadtest.client import parse_target
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
-from loadtest.users import ACCOUNTS, LOAD_PROCESS, RECORDER, USER_MODES, TestState
+from loadtest.state import LoadState, TestState
+from loadtest.users import USER_MODES
 
 log = logging.getLogger("socklab")
 REPORT_KEY = "socklab_latency"
@@ -49,13 +54,15 @@ USERS_KEY = "socklab_users"
 LOAD_PROCESS_KEY = "socklab_load_process"
 WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
 
-# The run this process owns (None in a worker): the listeners below are thin calls into it.
-_run: Run | None = None
-
 
 @events.init_command_line_parser.add_listener
 def add_options(parser: Any) -> None:
     opts.add_locust_arguments(parser)  # no side effects: Locust calls this on every web-UI page load
+
+
+@events.init.add_listener
+def on_init(environment: Any, **_: Any) -> None:
+    Socklab.of(environment).init()
 
 
 def fail(message: str) -> None:
@@ -65,245 +72,220 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def check(options: Any, host: str | None) -> None:
-    problem = opts.run_problem(options, host)
-    if problem:
-        fail(problem)
+@dataclass
+class FinalOutputs:
+    """Locust's CSVs and JSON, which socklab writes itself at the very end (after the last worker
+    report): Locust's own CSV writer stops before those arrive, and its ``--json-file`` writer resets
+    every entry as it strips it.  The CSVs are still rewritten every few seconds while the run goes on."""
+
+    writer: Any
+    greenlet: Any
+    prefix: str
+    json_path: str
+
+    @classmethod
+    def route(cls, environment: Any, folder: Path) -> FinalOutputs:
+        """Locust's outputs into the run folder unless the user named them; its own writers stood down."""
+        options = environment.parsed_options
+        if not options.html_file:
+            options.html_file = str(folder / "locust_report.html")
+        json_path = f"{options.json_file or folder / 'locust_stats'}.json"  # Locust adds ".json"; so do we
+        options.json_file = None
+        prefix = options.csv_prefix or str(folder / "locust")
+        full_history = True if not options.csv_prefix else bool(options.stats_history_enabled)
+        options.csv_prefix = None  # Locust made its writer before `init` and spawns it only if this is set
+        writer = locust_private.csv_writer(environment, prefix, full_history)
+        return cls(writer, gevent.spawn(writer.stats_writer), prefix, json_path)
+
+    def write(self, environment: Any) -> None:
+        self.greenlet.kill(block=True)
+        self.writer.close_files()
+        locust_private.write_final_csvs(self.writer, self.prefix)
+        with open(self.json_path, "w") as f:  # last: serialize_stats() resets each entry as it strips it
+            json.dump(environment.runner.stats.serialize_stats(), f, indent=4)
 
 
-@events.init.add_listener
-def on_init(environment: Any, **_: Any) -> None:
-    global _run
-    if isinstance(environment.runner, WorkerRunner):
-        environment.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: _open_own_window())
-        return
-    options = environment.parsed_options
-    if options is None:  # a library use of Locust without the command line
-        return
-    for notice in opts.apply_deprecated(options):
-        log.warning("socklab: %s", notice)
-    check(options, environment.host)
-    # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.
-    gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    _select_user_class(environment)
-    starts_server = opts.starts_server(options, environment.host)
-    variant = opts.variant_of(options, environment.host)
-    folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
-    folder.mkdir(parents=True, exist_ok=True)
-    _run = run = Run(environment, folder, variant)
-    _route_locust_outputs(environment, folder)
-    atexit.register(run.stop_processes)
-    if starts_server:
-        try:
-            run.start_server()
-        except ServerStartError as exc:
-            fail(f"could not start the {variant} server: {exc}")
-        run.start_monitor()
-    run.write_manifest()
-    if environment.web_ui is not None:
-        webui.install(environment, lambda: _run)
-    gevent.spawn(_live_loop, environment)
+class Socklab(LoadState):
+    """What socklab keeps for one Locust environment (one load process, or the master): the load
+    state, the listeners, and — where the test is run from — the run."""
 
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.run: Run | None = None  # where the test is run from: the local runner or the master
+        self.outputs: FinalOutputs | None = None
+        self.finished = gevent.event.Event()  # set once the run is finished (files written, processes stopped)
 
-def _live_loop(environment: Any) -> None:
-    """Every tick: the local runner's own µs counts and ledgers into the run, a latency point per
-    request type, and with ``--headless`` the live line every ``--live-interval`` seconds."""
-    options = environment.parsed_options
-    every = float(options.live_interval or 0)
-    print_line = bool(options.headless and not getattr(options, "only_summary", False) and every > 0)
-    last_line = time.monotonic()
-    while True:
-        gevent.sleep(min(live.TICK_S, every) if print_line else live.TICK_S)
-        run = _run
-        if run is None or run.finished:
+    @property
+    def local(self) -> bool:
+        return isinstance(self.environment.runner, LocalRunner)
+
+    # -- init --------------------------------------------------------------------------------
+    def init(self) -> None:
+        env = self.environment
+        for event, handler in ((env.events.test_start, self.test_start), (env.events.test_stopping, self.stopping),
+                               (env.events.test_stop, self.stopped), (env.events.report_to_master, self.report),
+                               (env.events.worker_report, self.worker_report), (env.events.quit, self.quit)):
+            event.add_listener(handler)  # fmt: skip
+        if isinstance(env.runner, WorkerRunner):
+            env.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: self.open_own_window())
             return
-        if isinstance(environment.runner, LocalRunner):
-            run.add_counts(_drain())
-            run.accounts.add("local", ACCOUNTS.snapshot())
-            run.load_processes["local"] = LOAD_PROCESS.snapshot()
-        run.feed.tick()
-        if print_line and time.monotonic() - last_line >= every - 0.01:
-            last_line = time.monotonic()
-            log.info(live.live_line(run.feed, run.user_figures()))
+        options = env.parsed_options
+        if options is None:  # a library use of Locust without the command line
+            return
+        for notice in opts.apply_deprecated(options):
+            log.warning("socklab: %s", notice)
+        problem = opts.run_problem(options, env.host)
+        if problem:
+            fail(problem)
+        # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.
+        gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        self.select_user_class()
+        variant = opts.variant_of(options, env.host)
+        folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.run = run = Run(env, folder, variant)
+        self.outputs = FinalOutputs.route(env, folder)
+        atexit.register(run.stop_processes)
+        if opts.starts_server(options, env.host):
+            try:
+                run.start_server()
+            except ServerStartError as exc:
+                fail(f"could not start the {variant} server: {exc}")
+            run.start_monitor()
+        run.write_manifest()
+        if env.web_ui is not None:
+            webui.install(env, lambda: self.run)
+        gevent.spawn(self.live_loop)
 
+    def select_user_class(self) -> None:
+        """Run the one class --user-mode names, not every class in the locustfile, unless classes were named."""
+        options = self.environment.parsed_options
+        if options is not None and not options.user_classes:
+            self.environment.user_classes = [USER_MODES[options.user_mode]]
 
-_csv: dict[str, Any] = {}  # our StatsCSVFileWriter and its greenlet
+    def live_loop(self) -> None:
+        """Every tick: the local runner's own µs counts and ledgers into the run, a latency point per
+        request type, and with ``--headless`` the live line every ``--live-interval`` seconds."""
+        options = self.environment.parsed_options
+        every = float(options.live_interval or 0)
+        print_line = bool(options.headless and not getattr(options, "only_summary", False) and every > 0)
+        last_line = time.monotonic()
+        while True:
+            gevent.sleep(min(live.TICK_S, every) if print_line else live.TICK_S)
+            run = self.run
+            if run is None or run.finished:
+                return
+            if self.local:
+                run.add_load_process("local", self.drain(), self.accounts.snapshot(), self.load_process.snapshot())
+            run.feed.tick()
+            if print_line and time.monotonic() - last_line >= every - 0.01:
+                last_line = time.monotonic()
+                log.info(live.live_line(run.feed, run.user_figures()))
 
+    # -- the measured window -----------------------------------------------------------------------
+    def drain(self) -> dict[str, Any]:
+        """This process's µs counts since the last drain, counted into its own ledger on the way."""
+        drained = self.recorder.drain()
+        self.load_process.count(drained)
+        return drained
 
-def _route_locust_outputs(environment: Any, folder: Path) -> None:
-    """Locust's CSVs, HTML report and JSON go into the run folder unless the user named them.
+    def open_own_window(self) -> None:
+        """This load process counts from now: fresh µs counts, every user's ledger from zero."""
+        self.recorder.drain()
+        self.accounts.open_window()
+        self.load_process.open()
 
-    The CSVs and the JSON file are written by us, at the very end, after the last worker report:
-    Locust's own CSV writer stops before those arrive, and its ``--json-file`` writer calls
-    ``get_stripped_report()``, which resets every entry — written before our ``quit`` listener,
-    it would leave the final CSV reading zeros.  So we stand both down and write them ourselves,
-    the JSON last.  The CSVs are still rewritten every few seconds while the run goes on.
-    """
-    options = environment.parsed_options
-    if not options.html_file:
-        options.html_file = str(folder / "locust_report.html")
-    _csv["json"] = options.json_file or str(folder / "locust_stats")  # Locust adds ".json"; so do we
-    options.json_file = None
-    prefix = options.csv_prefix or str(folder / "locust")
-    full_history = True if not options.csv_prefix else bool(options.stats_history_enabled)
-    options.csv_prefix = None  # Locust made its writer before `init` and spawns it only if this is set
-    writer = StatsCSVFileWriter(environment, PERCENTILES_TO_REPORT, prefix, full_history)
-    _csv.update(writer=writer, prefix=prefix, greenlet=gevent.spawn(writer.stats_writer))
+    def test_start(self, environment: Any, **_: Any) -> None:
+        # Locust clears its stats when a test starts; so do we, so both count the same requests.
+        self.test = TestState()
+        self.open_own_window()
+        if isinstance(environment.runner, WorkerRunner):
+            self.warn_if_unreachable()
+        run = self.run
+        if run is None:
+            return
+        if not environment.host and run.target:  # an empty Host field in the web UI: the server socklab started
+            environment.host = run.target
+        self.select_user_class()  # the web UI may have changed --user-mode
+        self.open_window()
+        options = environment.parsed_options
+        if options is not None and options.warmup > 0:
+            gevent.spawn_later(options.warmup, self.end_warmup)
 
+    def open_window(self) -> None:
+        assert self.run is not None
+        self.open_own_window()
+        self.run.open_window(measure_own_cost=self.local)
 
-def _write_final_outputs(environment: Any) -> None:
-    """Stop the periodic writer; write the stats, failures and exceptions once more, then the JSON."""
-    writer, greenlet = _csv.pop("writer", None), _csv.pop("greenlet", None)
-    if writer is None:
-        return
-    greenlet.kill(block=True)
-    writer.close_files()
-    prefix = _csv["prefix"]
-    for suffix, columns, rows in (
-        ("_stats.csv", writer.requests_csv_columns, writer._requests_data_rows),
-        ("_failures.csv", writer.failures_columns, writer._failures_data_rows),
-        ("_exceptions.csv", writer.exceptions_columns, writer._exceptions_data_rows),
-    ):
-        with open(prefix + suffix, "w", newline="") as f:
-            out = csv.writer(f)
-            out.writerow(columns)
-            rows(out)
-    # Last: serialize_stats() resets each entry as it strips it.
-    with open(f"{_csv['json']}.json", "w") as f:
-        json.dump(environment.runner.stats.serialize_stats(), f, indent=4)
+    def end_warmup(self) -> None:
+        """Forget what the warm-up recorded: Locust's stats, our histograms and ledgers, the window's start."""
+        self.environment.runner.stats.reset_all()
+        self.open_window()
+        if not self.local:
+            self.environment.runner.send_message(WINDOW_MESSAGE)  # the workers' users count from now too
+        log.info("socklab: warm-up over; counting from now")
 
-
-def _open_own_window() -> None:
-    """This load process counts from now: fresh µs counts, every user's ledger from zero."""
-    RECORDER.drain()
-    ACCOUNTS.open_window()
-    LOAD_PROCESS.open()
-
-
-def _drain() -> dict[str, Any]:
-    """This process's µs counts since the last drain, counted into its own ledger on the way."""
-    drained = RECORDER.drain()
-    LOAD_PROCESS.count(drained)
-    return drained
-
-
-@events.test_start.add_listener
-def on_test_start(environment: Any, **_: Any) -> None:
-    # Locust clears its stats when a test starts; so do we, so both count the same requests.
-    environment.socklab_test = TestState()  # this test's own counts, in every load process
-    _open_own_window()
-    if isinstance(environment.runner, WorkerRunner):
-        _warn_if_unreachable(environment)
-    if _run is None:
-        return
-    if not environment.host and _run.target:  # an empty Host field in the web UI: the server socklab started
-        environment.host = _run.target
-    _select_user_class(environment)  # the web UI may have changed --user-mode
-    _open_window(environment)
-    options = environment.parsed_options
-    if options is not None and options.warmup > 0:
-        gevent.spawn_later(options.warmup, _end_warmup, environment)
-
-
-def _warn_if_unreachable(environment: Any) -> None:
-    """A worker on another host told to load a loopback address loads its own loopback: say so."""
-    options = environment.parsed_options
-    master = str(getattr(options, "master_host", "") or "127.0.0.1")
-    try:
-        target, _ = parse_target(environment.host or "")
-        remote_master = not ipaddress.ip_address(socket.gethostbyname(master)).is_loopback
-        loopback_target = ipaddress.ip_address(target).is_loopback
-    except (ValueError, OSError):
-        return
-    if remote_master and loopback_target:
-        log.error("socklab: the master at %s sends %s, a loopback address: from this worker that is its own "
-                  "machine, not the server's. Start the master with --server-bind ADDR, an address of the "
-                  "server's host that the workers reach", master, environment.host)  # fmt: skip
-
-
-def _open_window(environment: Any) -> None:
-    assert _run is not None
-    _open_own_window()
-    _run.open_window(measure_own_cost=isinstance(environment.runner, LocalRunner))
-
-
-def _end_warmup(environment: Any) -> None:
-    """Forget what the warm-up recorded: Locust's stats, our histograms and ledgers, the window's start."""
-    environment.runner.stats.reset_all()
-    _open_window(environment)
-    if not isinstance(environment.runner, LocalRunner):
-        environment.runner.send_message(WINDOW_MESSAGE)  # the workers' users count from now too
-    log.info("socklab: warm-up over; counting from now")
-
-
-def _select_user_class(environment: Any) -> None:
-    """Run the one class --user-mode names, not every class in the locustfile, unless classes were named."""
-    options = environment.parsed_options
-    if options is not None and not options.user_classes:
-        environment.user_classes = [USER_MODES[options.user_mode]]
-
-
-@events.test_stopping.add_listener
-def on_test_stopping(environment: Any, **_: Any) -> None:
-    # Before the users are stopped: what is still in flight now is unfinished, with its age.
-    ACCOUNTS.close_window()
-    LOAD_PROCESS.close()
-    if _run is not None:
-        _run.close_window()
-
-
-@events.test_stop.add_listener
-def on_test_stop(environment: Any, **_: Any) -> None:
-    if _run is not None:
-        _run.close_window()  # a no-op when test_stopping closed it; here for runs that skip it
-
-
-@events.report_to_master.add_listener
-def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
-    data[REPORT_KEY] = _drain()
-    data[USERS_KEY] = ACCOUNTS.snapshot()
-    data[LOAD_PROCESS_KEY] = LOAD_PROCESS.snapshot()
-
-
-@events.worker_report.add_listener
-def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    if _run is None:
-        return
-    if REPORT_KEY in data:
-        _run.add_counts(data[REPORT_KEY])
-    if USERS_KEY in data:
-        _run.accounts.add(client_id, data[USERS_KEY])
-    if LOAD_PROCESS_KEY in data:
-        _run.load_processes[client_id] = data[LOAD_PROCESS_KEY]
-
-
-_finished = gevent.event.Event()  # set once the run is finished (files written, processes stopped)
-
-
-@events.quit.add_listener
-def on_quit(**_: Any) -> None:
-    # After runner.quit(): every worker's final report has been merged.
-    if _run is None:
-        return
-    if _run.finished:
-        # On SIGTERM Locust runs shutdown() twice: in the signal's greenlet and again in main()
-        # once runner.quit() has ended the main greenlet.  The second one's sys.exit() must not
-        # cut the first one's clean-up short (it yields while the server stops).
-        _finished.wait(30)
-        return
-    try:
-        _run.accounts.add("local", ACCOUNTS.close_window())  # this process's own users (none on a master)
-        own = _drain()
-        if isinstance(_run.environment.runner, LocalRunner):
-            _run.load_processes["local"] = LOAD_PROCESS.close()
-        _run.finish(own)
-        _write_final_outputs(_run.environment)
+    def warn_if_unreachable(self) -> None:
+        """A worker on another host told to load a loopback address loads its own loopback: say so."""
+        environment = self.environment
+        master = str(getattr(environment.parsed_options, "master_host", "") or "127.0.0.1")
         try:
-            from loadtest.report import build_run_report
+            target, _ = parse_target(environment.host or "")
+            remote_master = not ipaddress.ip_address(socket.gethostbyname(master)).is_loopback
+            loopback_target = ipaddress.ip_address(target).is_loopback
+        except (ValueError, OSError):
+            return
+        if remote_master and loopback_target:
+            log.error("socklab: the master at %s sends %s, a loopback address: from this worker that is its own "
+                      "machine, not the server's. Start the master with --server-bind ADDR, an address of the "
+                      "server's host that the workers reach", master, environment.host)  # fmt: skip
 
-            build_run_report(_run.folder)
-            log.info("socklab: report %s", _run.folder / "report.html")
-        except Exception as exc:  # the run's data are safe on disk; `socklab report` can retry
-            log.error("socklab: could not build the report (%s); try: socklab report %s", exc, _run.folder)
-    finally:
-        _finished.set()
+    def stopping(self, **_: Any) -> None:
+        # Before the users are stopped: what is still in flight now is unfinished, with its age.
+        self.accounts.close_window()
+        self.load_process.close()
+        if self.run is not None:
+            self.run.close_window()
+
+    def stopped(self, **_: Any) -> None:
+        if self.run is not None:
+            self.run.close_window()  # a no-op when test_stopping closed it; here for runs that skip it
+
+    # -- reports from the workers ------------------------------------------------------------------
+    def report(self, data: dict[str, Any], **_: Any) -> None:
+        data[REPORT_KEY] = self.drain()
+        data[USERS_KEY] = self.accounts.snapshot()
+        data[LOAD_PROCESS_KEY] = self.load_process.snapshot()
+
+    def worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        if self.run is not None:
+            self.run.add_load_process(client_id, data.get(REPORT_KEY), data.get(USERS_KEY), data.get(LOAD_PROCESS_KEY))
+
+    # -- the end -----------------------------------------------------------------------------------
+    def quit(self, **_: Any) -> None:
+        # After runner.quit(): every worker's final report has been merged.
+        run = self.run
+        if run is None:
+            return
+        if run.finished:
+            # On SIGTERM Locust runs shutdown() twice: in the signal's greenlet and again in main()
+            # once runner.quit() has ended the main greenlet.  The second one's sys.exit() must not
+            # cut the first one's clean-up short (it yields while the server stops).
+            self.finished.wait(30)
+            return
+        try:
+            own = self.drain()
+            ledger = self.load_process.close() if self.local else None
+            run.add_load_process("local", None, self.accounts.close_window(), ledger)  # a master has no users
+            run.finish(own)
+            if self.outputs is not None:
+                self.outputs.write(self.environment)
+            try:
+                from loadtest.report import build_run_report
+
+                build_run_report(run.folder)
+                log.info("socklab: report %s", run.folder / "report.html")
+            except Exception as exc:  # the run's data are safe on disk; `socklab report` can retry
+                log.error("socklab: could not build the report (%s); try: socklab report %s", exc, run.folder)
+        finally:
+            self.finished.set()

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import options as opts
-from loadtest.accounting import OP_NAMES, AccountsStore, own_cpu
+from loadtest.accounting import AccountsStore, own_cpu
 from loadtest.client import format_target
+from loadtest.columns import LOAD_PROCESSES, USERS
+from loadtest.kinds import OP_NAMES
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
 from loadtest.netns import in_private_netns, netns_label
@@ -34,7 +36,7 @@ from loadtest.processes import MonitorProcess, ServerProcess, split_named_comman
 
 log = logging.getLogger("socklab")
 
-USERS_CSV_COLUMNS = ["user_id", "requests", "failures", "longest_wait_ms"]
+USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.columns
 SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog",
            "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")  # fmt: skip
 
@@ -116,8 +118,11 @@ class Run:
             return None
         return format_target(self.options.server_advertise or self.server.host, self.server.port)
 
-    def restart_server(self, variant: str) -> None:
-        """Between two tests in the web UI: the server options changed, so a new server (and monitor)."""
+    def restart_server(self, variant: str, options: Any) -> None:
+        """Between two tests in the web UI: the server options changed, so a new server (and monitor),
+        started from `options`' values of every option that restarts it."""
+        for o in opts.restarting_options():
+            setattr(self.options, o.dest, getattr(options, o.dest))
         self.stop_processes()
         self.variant = variant
         self.manifest.pop("server_stopped", None)
@@ -132,6 +137,18 @@ class Run:
         self.variant = "external"
         self.manifest.pop("server_stopped", None)
         self.write_manifest()
+
+    def add_load_process(
+        self, source: str, counts: dict[str, Any] | None, users: dict[str, Any] | None, ledger: dict[str, Any] | None
+    ) -> None:
+        """What one load process (a worker, or the local runner) reports: its µs counts since its last
+        report, its users' ledgers, and its own figures."""
+        if counts:
+            self.add_counts(counts)
+        if users is not None:
+            self.accounts.add(source, users)
+        if ledger is not None:
+            self.load_processes[source] = ledger
 
     def add_counts(self, data: dict[str, Any]) -> None:
         """µs counts from a load process: into the window's histograms and the live view's interval."""
@@ -271,10 +288,7 @@ class Run:
 
 # requests, failures and rps count ops, as the summary does; locust_events is every Locust request event
 # (ops and CONNECTs, successes and failures): what Locust's own total counts.
-# syn_retrans: SYN retransmissions of the process's connects, from each socket's TCP_INFO (whole run);
-# syn_retried: connects that needed at least one.
-LOAD_PROCESS_COLUMNS = ["worker_id", "host", "netns", "pid", "requests", "failures", "rps", "locust_events",
-                        "syn_retrans", "syn_retried", "cpu_percent"]  # fmt: skip
+LOAD_PROCESS_COLUMNS = [c.name for c in LOAD_PROCESSES]  # declared in loadtest.columns
 
 
 def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:

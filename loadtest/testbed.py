@@ -33,16 +33,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import heapq
 import ipaddress
 import os
-import random
-import re
 import select
-import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -50,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.namespaces import TestbedError, can_build, ip, netem_available, remove_stale_beds
 from loadtest.netns import ENV_MARK
 from servers.cli import OneLineParser
 
@@ -58,51 +53,6 @@ SERVER_ADDRESS = "198.51.100.1"
 MASTER_PORT = 5557
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
-
-TUNSETIFF = 0x400454CA
-IFF_TAP = 0x0002
-IFF_NO_PI = 0x1000
-
-
-class TestbedError(RuntimeError):
-    """The test bed could not be built here; the message says why in one line."""
-
-
-def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and out.returncode != 0:
-        raise TestbedError(f"ip {' '.join(args)}: {out.stderr.strip() or out.returncode}")
-    return out
-
-
-def can_build() -> tuple[bool, str]:
-    """Whether namespaces with links can be made here, and why not if not."""
-    if os.geteuid() != 0:
-        return False, "not root: network namespaces need CAP_SYS_ADMIN"
-    if shutil.which("ip") is None:
-        return False, "iproute2's ip is not installed (bash .ci/setup installs it)"
-    probe = f"slprobe{os.getpid()}"
-    try:
-        ip("netns", "add", probe)
-        ip("-n", probe, "link", "add", "p0", "type", "veth", "peer", "name", "p1")
-    except TestbedError as exc:
-        return False, str(exc)
-    finally:
-        ip("netns", "del", probe, check=False)
-    return True, ""
-
-
-def netem_available(namespace: str, device: str) -> bool:
-    """tc netem on a throwaway qdisc; False where the kernel lacks sch_netem."""
-    if shutil.which("tc") is None:
-        return False
-    out = subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root", "netem",
-                          "delay", "1ms"], capture_output=True, text=True)  # fmt: skip
-    if out.returncode != 0:
-        return False
-    subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root"],
-                   capture_output=True)  # fmt: skip
-    return True
 
 
 @dataclass
@@ -173,7 +123,7 @@ class Testbed:
     def _wire_links(self) -> None:
         """No netem here: each host gets a TAP whose frames the wire process forwards after the delay."""
         taps = [f"t-{host.name}" for host in self.hosts]
-        cmd = ["ip", "netns", "exec", self.switch, sys.executable, "-m", "loadtest.testbed", "_wire",
+        cmd = ["ip", "netns", "exec", self.switch, sys.executable, "-m", "loadtest.wire",
                "--delay-ms", f"{self.delay_ms:g}", "--loss-percent", f"{self.loss_percent:g}", *taps]  # fmt: skip
         self.wire = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=ROOT,
                                      start_new_session=True)  # fmt: skip
@@ -226,53 +176,6 @@ class Testbed:
         return [ns for ns in self.namespaces if ns in listed]
 
 
-# A bed's namespaces are PREFIX-srv, -sw, -wN; the default PREFIX is sl<pid of the bed's owner>.
-BED_NAMESPACE = re.compile(r"^(sl[a-z]*?(\d+)[a-z]*)-(srv|sw|w\d+)$")
-
-
-def stale_beds() -> dict[str, list[str]]:
-    """Beds whose owner is gone (a SIGKILLed testbed cannot tear down): prefix → its namespaces.
-
-    The owner's pid is in the name; a bed whose owner is alive is never listed."""
-    beds: dict[str, list[str]] = {}
-    for line in ip("netns", "list", check=False).stdout.splitlines():
-        name = line.split(" ", 1)[0]
-        match = BED_NAMESPACE.match(name)
-        if match and not _alive(int(match.group(2))):
-            beds.setdefault(match.group(1), []).append(name)
-    return beds
-
-
-def remove_stale_beds() -> list[str]:
-    """Remove every stale bed: what still runs in its namespaces, then the namespaces (their links go
-    with them).  Returns one line per bed removed."""
-    said = []
-    for namespaces in (sorted(v) for _, v in sorted(stale_beds().items())):
-        killed = 0
-        for ns in namespaces:
-            for pid in ip("netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed += 1
-        for ns in namespaces:
-            ip("netns", "del", ns, check=False)
-        owner = BED_NAMESPACE.match(namespaces[0]).group(2)  # type: ignore[union-attr]
-        still = f", and {killed} process{'es' if killed != 1 else ''} still in it" if killed else ""
-        said.append(f"testbed: removed a bed left behind by pid {owner} (no longer running): "
-                    f"{', '.join(namespaces)}{still}")  # fmt: skip
-    return said
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stop_group(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -283,55 +186,6 @@ def _stop_group(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
-
-
-# -- the wire: user-space netem between TAP interfaces ----------------------------------------
-def open_tap(name: str) -> int:
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
-    return fd
-
-
-def run_wire(taps: list[str], delay_s: float, loss: float) -> int:
-    """Forward Ethernet frames between TAPs like a learning switch, each after `delay_s`."""
-    fds = [open_tap(name) for name in taps]
-    stopping: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    port_of: dict[bytes, int] = {}  # MAC → the TAP it was last seen on
-    due: list[tuple[float, int, int, bytes]] = []  # (send at, sequence, to fd, frame): constant delay keeps order
-    sequence = 0
-    while not stopping:
-        timeout = max(due[0][0] - time.monotonic(), 0.0) if due else 0.5
-        try:
-            ready, _, _ = select.select(fds, [], [], timeout)
-        except InterruptedError:
-            continue
-        now = time.monotonic()
-        for fd in ready:
-            for _ in range(64):  # what is queued on this TAP now, a bounded batch
-                try:
-                    frame = os.read(fd, 65536)
-                except (BlockingIOError, OSError):
-                    break
-                if len(frame) < 14:
-                    continue
-                port_of[frame[6:12]] = fd
-                if loss and random.random() < loss:
-                    continue
-                out = port_of.get(frame[0:6])
-                targets = [out] if out is not None and out != fd else [f for f in fds if f != fd]
-                for target in targets:
-                    sequence += 1
-                    heapq.heappush(due, (now + delay_s, sequence, target, frame))
-        now = time.monotonic()
-        while due and due[0][0] <= now:
-            _, _, target, frame = heapq.heappop(due)
-            with contextlib.suppress(OSError):  # a TAP whose namespace is going away
-                os.write(target, frame)
-    return 0
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -380,13 +234,6 @@ def terminated_by_signals() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_wire"]:
-        wire = argparse.ArgumentParser()
-        wire.add_argument("--delay-ms", type=float, default=0.0)
-        wire.add_argument("--loss-percent", type=float, default=0.0)
-        wire.add_argument("taps", nargs="+")
-        w = wire.parse_args(argv[1:])
-        return run_wire(w.taps, w.delay_ms / 1000, w.loss_percent / 100)
     parser = build_parser()
     args = parser.parse_args(argv)
     locust_args = args.locust_args[1:] if args.locust_args[:1] == ["--"] else args.locust_args

@@ -34,15 +34,11 @@ from gevent.pool import Group
 from locust import User, constant, task
 
 from loadtest import options
-from loadtest.accounting import Accounts, LoadProcessLedger, process_tag
+from loadtest.accounting import Accounts, process_tag
 from loadtest.client import RequestFailure, SocklabClient, parse_target
-from loadtest.latency import LatencyRecorder
+from loadtest.kinds import OP_NAMES
+from loadtest.state import LoadState
 from servers.protocol import Op, encode_request
-
-RECORDER = LatencyRecorder()  # this process's counts; shipped to the master with each report
-ACCOUNTS = Accounts()  # this process's users and open-loop lateness; shipped likewise
-LOAD_PROCESS = LoadProcessLedger()  # this process's requests and CPU in the window; shipped likewise
-OPS_RECORDED = frozenset(op.name for op in Op)  # a success of one of these serves the user; CONNECT does not
 
 
 @dataclass(frozen=True)
@@ -100,13 +96,13 @@ def load_processes(opts: Any) -> int:
                if getattr(opts, "worker", False) else 0, 1)  # fmt: skip
 
 
-def wait_until(at: float) -> None:
+def wait_until(at: float, accounts: Accounts) -> None:
     """Sleep (yielding to other users) until `at`; if already past, record how late this arrival is."""
     now = time.perf_counter()
     if at > now:
         time.sleep(at - now)
     else:
-        ACCOUNTS.arrival(now - at)
+        accounts.arrival(now - at)
 
 
 class SocklabUser(User):
@@ -115,23 +111,25 @@ class SocklabUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
+        self.socklab = LoadState.of(environment)  # this load process's recorder, accounts and ledger
         self.spec = LoadSpec.from_options(environment.parsed_options)
         self.frame = self.spec.frame
         self.host, self.port = parse_target(environment.host or "")
-        self.ledger = ACCOUNTS.register(process_tag(environment.runner))
+        self.ledger = self.socklab.accounts.register(process_tag(environment.runner))
         self.client = self.new_client()
 
     def new_client(self) -> SocklabClient:
         """A client whose events reach Locust, the µs recorder and this user's ledger."""
         fire = self.environment.events.request.fire
-        record, record_failure, record_service = RECORDER.record, RECORDER.record_failure, RECORDER.record_service
+        recorder = self.socklab.recorder
+        record, record_failure, record_service = recorder.record, recorder.record_failure, recorder.record_service
         ledger, open_loop = self.ledger, self.spec.arrival_rate > 0
         client: SocklabClient
 
         def on_request(request_type: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
             if exc is None:
                 record(request_type, name, seconds)
-                if request_type in OPS_RECORDED:
+                if request_type in OP_NAMES:  # a success of an op serves the user; a CONNECT does not
                     ledger.success(time.perf_counter())
                     if open_loop:
                         record_service(request_type, name, client.service)
@@ -154,7 +152,7 @@ class SocklabUser(User):
             reply_timeout=self.spec.reply_timeout,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: record(kind, self.mode, seconds),
-            on_connect_end=LOAD_PROCESS.connect_ended,
+            on_connect_end=self.socklab.load_process.connect_ended,
         )
         ledger.clients.add(client)
         return client
@@ -183,31 +181,14 @@ class PersistentUser(SocklabUser):
         # socket waits yield to other users; Locust stops the user by killing it.
         request, op, name, frame = self.client.request, self.spec.op, self.mode, self.frame
         if self.spec.arrival_rate > 0:
+            accounts = self.socklab.accounts
             for at in self.spec.schedule():
-                wait_until(at)
+                wait_until(at, accounts)
                 if request(op, name=name, frame=frame, intended=at) is None:
                     time.sleep(0.01)  # failed and reported; the schedule's debt shows as latency
         while True:
             if request(op, name=name, frame=frame) is None:
                 time.sleep(0.01)  # failed and reported; don't spin on a dead server
-
-
-@dataclass
-class TestState:
-    """What a load process counts for one test, kept with the test, not with a class: a test started
-    after another (the web UI's Stop, then Start) begins from zero.  The plugin makes a new one on
-    every ``test_start``; users find it on their environment."""
-
-    started: int = 0  # connections this load process has started (--connections-total)
-    completed: int = 0  # … and completed
-    connecting: BoundedSemaphore | None = None  # open loop, ConnectPerRequestUser: --max-connecting
-
-    @staticmethod
-    def of(environment: Any) -> TestState:
-        state = getattr(environment, "socklab_test", None)
-        if state is None:
-            state = environment.socklab_test = TestState()
-        return state
 
 
 class ConnectPerRequestUser(SocklabUser):
@@ -242,7 +223,7 @@ class ConnectPerRequestUser(SocklabUser):
         """With --connections-total, a connection may start only while the count is not reached."""
         if not self.spec.connections_total:
             return True
-        state = TestState.of(self.environment)
+        state = self.socklab.test
         if state.started >= self.spec.connections_total:
             return False
         state.started += 1
@@ -252,7 +233,7 @@ class ConnectPerRequestUser(SocklabUser):
         """With --connections-total, the test ends once this process has completed its share."""
         if not self.spec.connections_total:
             return
-        state = TestState.of(self.environment)
+        state = self.socklab.test
         state.completed += 1
         if state.completed == self.spec.connections_total:
             runner = self.environment.runner
@@ -262,13 +243,13 @@ class ConnectPerRequestUser(SocklabUser):
             gevent.spawn(end)
 
     def _arrivals(self) -> None:
-        state = TestState.of(self.environment)
+        state, accounts = self.socklab.test, self.socklab.accounts
         if state.connecting is None:
             state.connecting = BoundedSemaphore(self.spec.max_connecting)
         slots, group = state.connecting, Group()
         try:
             for at in self.spec.schedule():
-                wait_until(at)
+                wait_until(at, accounts)
                 slots.acquire()  # at the cap this waits: the arrival starts late, and its latency shows it
                 group.spawn(self._arrival, slots, at)
         finally:

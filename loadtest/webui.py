@@ -26,9 +26,8 @@ from typing import Any
 
 from flask import Response, jsonify, request
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
-from werkzeug.datastructures import ImmutableMultiDict
 
-from loadtest import live
+from loadtest import live, locust_private
 from loadtest import options as opts
 from loadtest.processes import ServerStartError
 
@@ -55,17 +54,15 @@ def install(environment: Any, get_run: Callable[[], Any]) -> None:
     ]
     app = web_ui.app
     guarded = web_ui.auth_required_if_enabled
-    locust_template_args = web_ui.update_template_args
 
-    def update_template_args() -> None:
+    def empty_host(template_args: dict[str, Any]) -> None:
         """The form's Host starts empty when it would name socklab's own server: empty means that one."""
-        locust_template_args()
         run = get_run()
         idle = environment.runner.state not in (STATE_SPAWNING, STATE_RUNNING)
-        if idle and run is not None and run.target and web_ui.template_args.get("host") == run.target:
-            web_ui.template_args.update(host="", missing_host_warning=False)
+        if idle and run is not None and run.target and template_args.get("host") == run.target:
+            template_args.update(host="", missing_host_warning=False)
 
-    web_ui.update_template_args = update_template_args
+    locust_private.wrap_template_args(web_ui, empty_host)
 
     @app.after_request
     def add_socklab_stats(response: Response) -> Response:
@@ -167,7 +164,7 @@ def prepare_swarm(environment: Any, run: Any) -> str | None:
     if not target:
         return "no server to load: give the Host as tcp://HOST:PORT, or set --server to a variant"
     items = [(k, v) for k, v in form.items(multi=True) if k != "host"]
-    request.form = ImmutableMultiDict([*items, ("host", target)])
+    locust_private.replace_form(request, [*items, ("host", target)])
     return None
 
 
@@ -182,11 +179,9 @@ def _apply_server(run: Any, candidate: argparse.Namespace, host: str | None, cha
         return None
     if run.server is not None and not server_changed:
         return None
-    for o in restarting:  # the run starts its server from the parsed options
-        setattr(run.options, o.dest, getattr(candidate, o.dest))
     variant = opts.variant_of(candidate, host)
     try:
-        run.restart_server(variant)
+        run.restart_server(variant, candidate)
     except ServerStartError as exc:
         run.drop_server()
         return f"could not start the {variant} server: {exc}"
@@ -206,38 +201,28 @@ td{border:1px solid #ddd;padding:2px 6px} td:nth-child(2){text-align:right;font-
 refreshed every 2 s from the monitor (monitor.csv) and the master's µs histograms ·
 ListenOverflows counts packets dropped at a full accept queue (SYNs, final ACKs, early data), not SYNs ·
 <a href="./">back to Locust</a></div>
-<div class="grid">
-<div id="queue" class="chart"></div><div id="latency" class="chart"></div>
-<div id="server_states" class="chart"></div><div id="client_states" class="chart"></div>
-<div id="overflows" class="chart"></div><div id="cpu" class="chart"></div>
-</div>
+<div class="grid" id="charts"><div id="latency" class="chart"></div></div>
 <table id="figures"></table>
 <script>
 "use strict";
-const state = {row: 0, point: 0, generation: "", monitor: {}, latency: {}};
+// The charts are loadtest.columns.CHARTS, sent by the server with the data: defined once, in Python.
+const state = {row: 0, point: 0, generation: "", monitor: {}, latency: {}, charts: []};
 const layout = (title, ytitle, extra) => Object.assign({title: {text: title, font: {size: 14}},
   margin: {l: 55, r: 10, t: 36, b: 36}, xaxis: {type: "date"}, yaxis: {title: ytitle, rangemode: "tozero"},
   legend: {orientation: "h", y: -0.2}, template: "plotly_white"}, extra || {});
 const x = () => (state.monitor.timestamp || []).map(t => new Date(t * 1000));
-const line = (col, name, extra) => Object.assign({x: x(), y: state.monitor[col] || [], name: name,
-  mode: "lines", type: "scatter"}, extra || {});
-const stack = (cols, group) => cols.map(c => line(c, c.replace(/^(server|client)_/, ""),
-  {stackgroup: group}));
+const trace = (chart, s) => ({x: x(), y: (state.monitor[s.column] || []).map(v => v * s.scale + s.offset),
+  name: s.name, mode: "lines", type: "scatter", line: {dash: s.dash},
+  stackgroup: chart.stacked ? chart.key : undefined});
 function draw() {
-  Plotly.react("queue", [line("accept_queue", "accept queue"), line("backlog", "backlog", {line: {dash: "dot"}})],
-    layout("accept queue against the listen backlog", "connections"));
-  Plotly.react("server_states", stack(["server_ESTABLISHED", "server_SYN_RECV", "server_CLOSE_WAIT",
-    "server_FIN_WAIT2", "server_TIME_WAIT"], "s"), layout("server-side sockets by state (stacked)", "sockets"));
-  Plotly.react("client_states", stack(["client_ESTABLISHED", "client_SYN_SENT", "client_FIN_WAIT2",
-    "client_TIME_WAIT"], "c"), layout("client-side sockets by state (stacked)", "sockets"));
-  Plotly.react("overflows", [line("TcpExt_ListenOverflows", "ListenOverflows"),
-    line("TcpExt_ListenDrops", "ListenDrops"),
-    line("TcpExt_TCPSynRetrans", "TCPSynRetrans (client SYNs + server SYN-ACKs)"),
-    line("TcpExt_SyncookiesSent", "SYN cookies sent")],
-    layout("kernel counters since the server started", "count"));
-  Plotly.react("cpu", [line("server_cpu_percent", "server CPU %"),
-    line("loadgen_cpu_percent_max", "busiest load process CPU %")],
-    layout("CPU (100 % = one core)", "%"));
+  const grid = document.getElementById("charts");
+  for (const chart of state.charts) {
+    let div = document.getElementById(chart.key);
+    if (!div) {
+      div = document.createElement("div"); div.id = chart.key; div.className = "chart"; grid.appendChild(div);
+    }
+    Plotly.react(div, chart.series.map(s => trace(chart, s)), layout(chart.title, chart.y_title));
+  }
   const traces = Object.entries(state.latency).flatMap(([key, s]) => [
     {x: s.t, y: s.p50, name: key + " p50", mode: "lines", type: "scatter"},
     {x: s.t, y: s.p99, name: key + " p99", mode: "lines", type: "scatter", line: {dash: "dot"}}]);
@@ -259,7 +244,7 @@ async function poll() {
       const s = state.latency[key] = state.latency[key] || {t: [], p50: [], p99: []};
       s.t.push(new Date(p.t * 1000)); s.p50.push(p.p50_us); s.p99.push(p.p99_us);
     }
-    state.row = d.next_row; state.point = d.next_point;
+    state.row = d.next_row; state.point = d.next_point; state.charts = d.charts || state.charts;
     document.getElementById("server").textContent = d.server;
     document.getElementById("state").textContent = d.state;
     document.getElementById("scope").textContent = d.counters_scope;

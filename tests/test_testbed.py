@@ -35,7 +35,7 @@ def assert_nothing_left(prefix: str, tmp: Path) -> None:
     left = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if p.pid != os.getpid() and ("198.51.100." in cmd or str(tmp) in cmd or "loadtest.testbed _wire" in cmd):
+        if p.pid != os.getpid() and ("198.51.100." in cmd or str(tmp) in cmd or "loadtest.wire" in cmd):
             left.append(cmd)
     assert not left, left
 

@@ -7,11 +7,11 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
+from loadtest.columns import CHARTS, Chart
+from loadtest.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.report.load import RunData, merged_histogram
-from loadtest.report.summary import CLIENT_BOUND_PERCENT, OPS
-from loadtest.sockdiag import REPORTED_STATES
+from loadtest.report.summary import CLIENT_BOUND_PERCENT
 
 
 def layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -94,76 +94,36 @@ def latency_chart(run: RunData) -> go.Figure | None:
     return layout(fig, "Latency percentiles (socklab µs histograms)")
 
 
-def connections_chart(run: RunData) -> go.Figure | None:
-    mon = run.monitor
-    if mon is None:
-        return None
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("server's ends", "clients' ends"), shared_yaxes=True)
-    x = _elapsed(run, mon["timestamp"])
-    for col, side in ((1, "server"), (2, "client")):
-        for state in REPORTED_STATES:
-            y = mon[f"{side}_{state}"]
-            if y.any():
-                fig.add_scatter(x=x, y=y, stackgroup=side, name=f"{side} {state}", mode="lines", row=1, col=col)
-    fig.update_xaxes(title="seconds into the run")
-    fig.update_yaxes(title="sockets", col=1)
-    return layout(fig, "TCP connections on the server's port by state (stacked)", 380)
-
-
-def accept_queue_chart(run: RunData) -> go.Figure | None:
+def monitor_chart(run: RunData, chart: Chart) -> go.Figure | None:
+    """One of loadtest.columns.CHARTS over the run: the same chart the live page draws."""
     mon = run.monitor
     if mon is None:
         return None
     x = _elapsed(run, mon["timestamp"])
     fig = go.Figure()
-    fig.add_scatter(x=x, y=mon["accept_queue"], mode="lines", name="accept-queue depth")
-    fig.add_scatter(x=x, y=mon["backlog"], mode="lines", name="backlog", line={"dash": "dash"})
-    fig.add_scatter(x=x, y=mon["backlog"] + 1, mode="lines", name="backlog + 1 (queue full)", line={"dash": "dot"})
+    for series in chart.series:
+        y = mon[series.column] * series.scale + series.offset
+        if chart.stacked and not y.any():
+            continue  # a state no socket was in: no band
+        fig.add_scatter(x=x, y=y, mode="lines", name=series.label(), line={"dash": series.dash},
+                        stackgroup=chart.key if chart.stacked else None)  # fmt: skip
+    if chart.key == "cpu":
+        fig.add_hline(y=CLIENT_BOUND_PERCENT, line_dash="dot", annotation_text="client-bound")
     fig.update_xaxes(title="seconds into the run")
-    fig.update_yaxes(title="connections", rangemode="tozero")
-    return layout(fig, "Accept queue against the backlog")
+    fig.update_yaxes(title=chart.y_title, rangemode="tozero")
+    title = chart.title
+    if chart.key == "kernel-counters":
+        title += f" ({mon['counters_scope'].iloc[-1]})"
+    return layout(fig, title)
 
 
-def overflow_chart(run: RunData) -> go.Figure | None:
-    mon = run.monitor
-    if mon is None:
-        return None
-    x = _elapsed(run, mon["timestamp"])
-    fig = go.Figure()
-    for col in (
-        "TcpExt_ListenOverflows",
-        "TcpExt_ListenDrops",
-        "TcpExt_TCPReqQFullDrop",
-        "TcpExt_TCPReqQFullDoCookies",
-        "TcpExt_SyncookiesSent",
-        "TcpExt_TCPSynRetrans",
-        "Tcp_RetransSegs",
-    ):
-        fig.add_scatter(x=x, y=mon[col], mode="lines", name=col.split("_", 1)[1])
-    scope = str(mon["counters_scope"].iloc[-1])
-    fig.update_xaxes(title="seconds into the run")
-    fig.update_yaxes(title="events since start", rangemode="tozero")
-    return layout(fig, f"Kernel counters ({scope})")
-
-
-def cost_chart(run: RunData) -> go.Figure | None:
-    mon = run.monitor
-    if mon is None:
-        return None
-    x = _elapsed(run, mon["timestamp"])
-    fig = make_subplots(rows=2, cols=2, subplot_titles=("CPU % of one core", "RSS MiB", "threads", "open fds"))
-    fig.add_scatter(x=x, y=mon["server_cpu_percent"], name="server CPU %", row=1, col=1)
-    fig.add_scatter(x=x, y=mon["loadgen_cpu_percent_max"], name="load generator CPU % (busiest process)", row=1, col=1)
-    fig.add_hline(y=CLIENT_BOUND_PERCENT, line_dash="dot", row=1, col=1)
-    fig.add_scatter(x=x, y=mon["server_rss_bytes"] / 2**20, name="server RSS", row=1, col=2)
-    fig.add_scatter(x=x, y=mon["server_threads"], name="server threads", row=2, col=1)
-    fig.add_scatter(x=x, y=mon["server_fds"], name="server fds", row=2, col=2)
-    return layout(fig, "Server cost and load-generator CPU", 560)
+def monitor_charts(run: RunData) -> list[tuple[str, go.Figure | None]]:
+    return [(chart.key, monitor_chart(run, chart)) for chart in CHARTS]
 
 
 def connect_histogram_chart(run: RunData) -> go.Figure | None:
-    hist = merged_histogram(run, ("CONNECT",))
-    first = merged_histogram(run, ("FIRST_REPLY",))
+    hist = merged_histogram(run, (CONNECT,))
+    first = merged_histogram(run, (FIRST_REPLY,))
     if hist is None:
         return None
     fig = go.Figure()

@@ -9,12 +9,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from loadtest.report import stevens
 from loadtest.report.charts import layout
 from loadtest.report.findings import compare_findings
 from loadtest.report.load import load_run
 from loadtest.report.page import ensure_plotlyjs, figure_html, page_html, table_html
 from loadtest.report.summary import SUMMARY_COLUMNS, summarize
+from loadtest.scenarios import SCENARIOS, Check
 
 
 def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
@@ -38,9 +38,12 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
         sections.append(f"<h2>{html.escape(str(scenario))}</h2>")
         for k, fig in enumerate(compare_charts(g)):
             sections.append(figure_html(fig, f"s{i}-{k}"))
-    book = stevens.table(runs, summary)
-    if book is not None:
-        sections.append(stevens_section(book))
+    for name, scenario in SCENARIOS.items():  # a scenario that carries a check: its table and verdicts
+        mine = [i for i, value in enumerate(summary["scenario"]) if value == name]
+        check = scenario.checker()
+        result = check([runs[i] for i in mine], summary.iloc[mine]) if check and mine else None
+        if result is not None:
+            sections.append(check_section(result))
     sections.append("<h2>All runs</h2>" + table_html(summary.drop(columns=["scenario_label"])))
     sections.append(
         "<p class='note'>Per-run pages: "
@@ -56,23 +59,13 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     return summary_path, page
 
 
-def stevens_section(book: pd.DataFrame) -> str:
-    """The book's table, measured here, and its conclusions checked against it."""
-    shown = book.rename(columns={
-        "design": "design", "book": "Stevens' design", "connections": "connections",
-        "user_us": "user µs/conn", "sys_us": "system µs/conn", "total_us": "total µs/conn",
-        "delta_us": "Δ from iterative µs", "kegel_total_us": "Kegel (Linux, PIII) total µs/conn",
-        "kegel_delta_us": "Kegel Δ µs",
-    })  # fmt: skip
+def check_section(result: Check) -> str:
+    """A scenario's check: its table, and each claim said to hold or not here, with the numbers."""
     return (
-        "<h2>Reproducing Stevens, UNP vol. 1 chapter 30</h2>"
-        "<p class='note'>Server CPU (user + system, of the server and its reaped children) per connection of "
-        "Stevens' client: connect, ask for 4,000 bytes, read them, close. Δ is the book's process-control CPU: "
-        "the difference from the iterative server. Kegel's columns: his published Linux reproduction "
-        "(seconds for the book's 5,000 connections, per connection here).</p>"
-        + table_html(shown)
+        f"<h2>{html.escape(result.title)}</h2><p class='note'>{html.escape(result.note)}</p>"
+        + (table_html(result.table) if result.table is not None else "")
         + "<ul class='findings'>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in stevens.conclusions(book))
+        + "".join(f"<li>{html.escape(v)}</li>" for v in result.verdicts)
         + "</ul>"
     )
 

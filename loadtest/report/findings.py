@@ -6,8 +6,9 @@ from typing import Any
 
 import pandas as pd
 
+from loadtest.kinds import CONNECT, OPS
 from loadtest.report.load import RunData, traits_of
-from loadtest.report.summary import OPS, flag, load_bound, shown
+from loadtest.report.summary import flag, load_bound, shown
 
 
 def findings(run: RunData, row: dict[str, Any]) -> list[str]:
@@ -130,7 +131,7 @@ def syn_retrans_note(row: dict[str, Any]) -> str:
 
 def oldest_unfinished(run: RunData) -> tuple[float, float]:
     """The age in s of the oldest connect and of the oldest request still in flight at the window's close."""
-    connects = [a for (kind, _), ages in run.unfinished.items() if kind == "CONNECT" for a in ages]
+    connects = [a for (kind, _), ages in run.unfinished.items() if kind == CONNECT for a in ages]
     requests = [a for (kind, _), ages in run.unfinished.items() if kind in OPS for a in ages]
     return max(connects, default=0) / 1e6, max(requests, default=0) / 1e6
 

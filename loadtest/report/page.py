@@ -74,10 +74,7 @@ def build_run_report(run_dir: Path) -> tuple[Path, Path]:
         ("throughput", charts.throughput_chart(run)),
         ("latency", charts.latency_chart(run)),
         ("users", charts.users_chart(run)),
-        ("connections", charts.connections_chart(run)),
-        ("accept-queue", charts.accept_queue_chart(run)),
-        ("overflow", charts.overflow_chart(run)),
-        ("cost", charts.cost_chart(run)),
+        *charts.monitor_charts(run),
         ("connect-time", charts.connect_histogram_chart(run)),
     ]
     sections.append("<h2>Charts</h2>")

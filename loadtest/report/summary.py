@@ -8,69 +8,12 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from loadtest.columns import MONITOR_SUMMARIES, SUMMARY_NAMES
+from loadtest.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
 
-OPS = ("ECHO", "SLEEP", "WORK")
 CLIENT_BOUND_PERCENT = 90.0
-SUMMARY_COLUMNS = [
-    "run_id",
-    "scenario",
-    "variant",
-    "user_class",
-    "op",
-    "users",
-    "duration_s",
-    "requests",
-    "failures",
-    "failure_classes",
-    "rps",
-    "offered_rps",
-    "late_arrivals",
-    "late_lag_s",
-    "users_served",
-    "users_starved",
-    "fairness",
-    "longest_user_wait_ms",
-    "unfinished_connects",
-    "unfinished_requests",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "latency_p99.9_ms",
-    "latency_max_ms",
-    "service_p50_ms",
-    "service_p99_ms",
-    "connect_p50_ms",
-    "connect_p99_ms",
-    "first_reply_p99_ms",
-    "first_reply_max_ms",
-    "lower_bound_columns",
-    "listen_overflows",
-    "listen_drops",
-    "tcp_syn_retrans",
-    "client_syn_retrans",
-    "connections_syn_retried",
-    "server_synack_retrans",
-    "syncookies_sent",
-    "counters_scope",
-    "peak_accept_queue",
-    "backlog",
-    "peak_established",
-    "peak_time_wait",
-    "peak_syn_sent",
-    "server_cpu_us_per_request",
-    "server_user_us_per_request",
-    "server_sys_us_per_request",
-    "peak_rss_bytes",
-    "rss_per_connection_bytes",
-    "peak_threads",
-    "peak_fds",
-    "loadgen_peak_cpu_percent",
-    "loadgen_median_cpu_percent",
-    "client_bound",
-    "machine_cpu_percent",
-    "server_died_at_s",
-]
+SUMMARY_COLUMNS = SUMMARY_NAMES  # declared, with units and meanings, in loadtest.columns
 
 
 
@@ -119,8 +62,8 @@ def summarize(run: RunData) -> dict[str, Any]:
         return value
 
     op_hist = merged_histogram(run, OPS, with_unfinished=True)
-    connect = merged_histogram(run, ("CONNECT",), with_unfinished=True)
-    first_reply = merged_histogram(run, ("FIRST_REPLY",), with_unfinished=True)
+    connect = merged_histogram(run, (CONNECT,), with_unfinished=True)
+    first_reply = merged_histogram(run, (FIRST_REPLY,), with_unfinished=True)
     service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
     open_loop = info.get("open_loop") or {}
     row: dict[str, Any] = {
@@ -139,7 +82,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         "late_arrivals": open_loop.get("late_arrivals", math.nan),
         "late_lag_s": open_loop.get("late_lag_s", math.nan),
         **user_figures(run),
-        "unfinished_connects": len(unfinished_ages(run, ("CONNECT",))),
+        "unfinished_connects": len(unfinished_ages(run, (CONNECT,))),
         "unfinished_requests": len(unfinished_ages(run, OPS)),
         "latency_p50_ms": pct(OPS, "latency_p50_ms", 50, op_hist),
         "latency_p90_ms": pct(OPS, "latency_p90_ms", 90, op_hist),
@@ -148,10 +91,10 @@ def summarize(run: RunData) -> dict[str, Any]:
         "latency_max_ms": pct(OPS, "latency_max_ms", None, op_hist),
         "service_p50_ms": _ms(service, 50),
         "service_p99_ms": _ms(service, 99),
-        "connect_p50_ms": pct(("CONNECT",), "connect_p50_ms", 50, connect),
-        "connect_p99_ms": pct(("CONNECT",), "connect_p99_ms", 99, connect),
-        "first_reply_p99_ms": pct(("FIRST_REPLY",), "first_reply_p99_ms", 99, first_reply),
-        "first_reply_max_ms": pct(("FIRST_REPLY",), "first_reply_max_ms", None, first_reply),
+        "connect_p50_ms": pct((CONNECT,), "connect_p50_ms", 50, connect),
+        "connect_p99_ms": pct((CONNECT,), "connect_p99_ms", 99, connect),
+        "first_reply_p99_ms": pct((FIRST_REPLY,), "first_reply_p99_ms", 99, first_reply),
+        "first_reply_max_ms": pct((FIRST_REPLY,), "first_reply_max_ms", None, first_reply),
         "lower_bound_columns": ";".join(lower_bounds),
         "counters_scope": info.get("counters_scope", ""),
         "server_died_at_s": (
@@ -179,29 +122,20 @@ def summarize(run: RunData) -> dict[str, Any]:
             return round(seconds / successes * 1e6, 2) if successes else math.nan
 
         user_s, system_s = spent("server_cpu_user_s"), spent("server_cpu_system_s")
+        for name, column, how in MONITOR_SUMMARIES:  # a peak or a last value, as loadtest.columns declares
+            value = mon[column].max() if how == "max" else last[column]
+            row[name] = value if isinstance(value, str) else int(value)
         row.update(
-            listen_overflows=int(last["TcpExt_ListenOverflows"]),
-            listen_drops=int(last["TcpExt_ListenDrops"]),
-            tcp_syn_retrans=int(last["TcpExt_TCPSynRetrans"]),
-            syncookies_sent=int(last["TcpExt_SyncookiesSent"]),
-            counters_scope=str(last["counters_scope"]),
-            peak_accept_queue=int(mon["accept_queue"].max()),
-            backlog=int(mon["backlog"].max()),
-            peak_established=int(mon["server_ESTABLISHED"].max()),
             peak_time_wait=int((mon["server_TIME_WAIT"] + mon["client_TIME_WAIT"]).max()),
-            peak_syn_sent=int(mon["client_SYN_SENT"].max()),
             server_cpu_us_per_request=per_request(user_s + system_s),
             server_user_us_per_request=per_request(user_s),
             server_sys_us_per_request=per_request(system_s),
-            peak_rss_bytes=int(mon["server_rss_bytes"].max()),
             # Growth over the first sample (the idle server) per connection held at peak.
             rss_per_connection_bytes=(
                 round((mon["server_rss_bytes"].max() - mon["server_rss_bytes"].iloc[0]) / est_peak)
                 if (est_peak := int(mon["server_ESTABLISHED"].max()))
                 else math.nan
             ),
-            peak_threads=int(mon["server_threads"].max()),
-            peak_fds=int(mon["server_fds"].max()),
             loadgen_peak_cpu_percent=float(win["loadgen_cpu_percent_max"].max()),
             loadgen_median_cpu_percent=float(win["loadgen_cpu_percent_max"].median()),
         )

@@ -6,25 +6,21 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from loadtest.kinds import OPS
+from loadtest.knee import Ladder, knee_line
 from loadtest.report.charts import layout
 from loadtest.report.load import load_run, merged_histogram
 from loadtest.report.page import ensure_plotlyjs, figure_html, page_html, table_html
-from loadtest.report.summary import OPS
-
-if TYPE_CHECKING:
-    from loadtest.sweep import Ladder
 
 PERCENTILE_TICKS = 5  # HdrHistogram's percentile iterator: ticks per half distance to 100 %
 
 
 def build_sweep(ladders: list[Ladder], out: Path) -> Path:
-    from loadtest.sweep import knee_line
-
     rows = []
     for ladder in ladders:
         for step in ladder.steps:

@@ -1,0 +1,40 @@
+"""What one load process keeps, per Locust environment: its µs recorder, its users' accounts, its own
+ledger, and this test's counts.  The users read it; the plugin (``loadtest.plugin.Socklab``, a
+subclass) adds the Locust listeners and, where the test is run from, the run.  No locust import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gevent.lock import BoundedSemaphore
+
+from loadtest.accounting import Accounts, LoadProcessLedger
+from loadtest.latency import LatencyRecorder
+
+
+@dataclass
+class TestState:
+    """What a load process counts for one test, kept with the test, not with a class: a test started
+    after another (the web UI's Stop, then Start) begins from zero.  A new one on every ``test_start``."""
+
+    started: int = 0  # connections this load process has started (--connections-total)
+    completed: int = 0  # … and completed
+    connecting: BoundedSemaphore | None = None  # open loop, ConnectPerRequestUser: --max-connecting
+
+
+class LoadState:
+    def __init__(self, environment: Any) -> None:
+        self.environment = environment
+        self.recorder = LatencyRecorder()  # this process's µs counts; shipped to the master with each report
+        self.accounts = Accounts()  # this process's users and open-loop lateness; shipped likewise
+        self.load_process = LoadProcessLedger()  # this process's requests and CPU in the window; likewise
+        self.test = TestState()  # this test's own counts (--connections-total, --max-connecting)
+
+    @classmethod
+    def of(cls, environment: Any) -> Any:
+        """The environment's state (the plugin's object when the plugin made it), made on first use."""
+        state = getattr(environment, "socklab", None)
+        if state is None:
+            state = environment.socklab = cls(environment)
+        return state
