@@ -108,11 +108,44 @@ def column_table(which: str, with_source: bool) -> Callable[[], str]:
     return table
 
 
+def designs() -> str:
+    """The registry: each design's two parts and the traits they give it."""
+    from servers import VARIANTS, variant_class
+
+    rows = ["| design | process model | connection loop | traits | Stevens | what it is |", "|---|---|---|---|---|---|"]
+    for name, design in VARIANTS.items():
+        cls = variant_class(name)
+        traits = ", ".join(t for t, on in cls.traits().items() if on and t != "one_accept_queue")
+        if not cls.one_accept_queue:
+            traits += ", one accept queue per worker"
+        rows.append(f"| `{name}` | {cls.model} | {cls.loop} | {traits.strip(', ') or '—'} | {cls.stevens or ''} "
+                    f"| {_cell(design.description)} |")  # fmt: skip
+    return "\n".join(rows) + "\n"
+
+
+def scenarios() -> str:
+    """The scenarios of socklab compare."""
+    from loadtest.scenarios import DEFAULT_SCENARIOS, SCENARIOS
+
+    rows = ["| scenario | user class, presets | loads | question | what you should see |", "|---|---|---|---|---|"]
+    for s in SCENARIOS.values():
+        presets = ", ".join(f"`--{k} {v}`" for k, v in s.options.items())
+        loads = f"{s.connections:,} connections" if s.connections else " and ".join(f"{u} users" for u in s.users)
+        extra = [x for x in (" (default)" if s.name in DEFAULT_SCENARIOS else "",
+                             f"; sweep from {s.sweep_start:g} req/s" if s.sweep_start else "",
+                             "; checked" if s.check else "") if x]  # fmt: skip
+        rows.append(f"| `{s.name}`{''.join(extra)} | {s.user_class}, {presets} | {loads} | {_cell(s.question)} "
+                    f"| {_cell(s.expect)} |")  # fmt: skip
+    return "\n".join(rows) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "locust-options": locust_options,
     "server-options": server_options,
     "compare-options": subcommand("compare"),
     "sweep-options": subcommand("sweep"),
+    "designs": designs,
+    "scenarios": scenarios,
     "monitor-columns": column_table("MONITOR", with_source=True),
     "summary-columns": column_table("SUMMARY", with_source=False),
     "users-columns": column_table("USERS", with_source=False),

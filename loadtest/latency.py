@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadtest.kinds import NOT_LOCUST_EVENTS
@@ -41,6 +42,15 @@ CSV_COLUMNS = [
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def recorded(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """Every recorded value (µs, each bucket's lowest) and its count, read off the counts array at once
+    (hdrh's own recorded-value iterator costs ~10 µs a bucket in Python)."""
+    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
+    index = np.flatnonzero(counts)
+    values = np.array([hist.get_value_from_index(int(i)) for i in index], dtype=np.int64)
+    return values, counts[index].astype(np.int64)
 
 
 class LatencyRecorder:

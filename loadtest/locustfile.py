@@ -1,7 +1,7 @@
 """socklab's locustfile: ``locust -f loadtest/locustfile.py [PersistentUser|ConnectPerRequestUser|IdleUser]``.
 
 With no options it starts a `selectors` server on a free port as its own process,
-targets it, and stops it at the end.  See the README for every option.
+targets it, and stops it at the end.  docs/locust.md lists every option.
 """
 
 from loadtest import plugin  # noqa: F401  (registers socklab's options and event handlers)

@@ -37,8 +37,9 @@ def test_tcp_syn_retrans_is_the_clients_syns_plus_the_servers_syn_acks(tmp_path:
     assert got["returncode"] == 0, got["stderr"]
     row = got["summary"]
     assert row["counters_scope"] == "isolated"
-    # The storm made both kinds (backlog 10, 50 users: SYNs dropped, final ACKs dropped).
-    assert got["syn_retransmitted"] > 0 and got["synack_retransmitted"] > 0, got
+    # The storm made SYNs go again (backlog 10, 50 users); SYN-ACKs go again only when a final ACK was
+    # dropped at the full queue, which most storms do (11 of 62 here) but not every one.
+    assert got["syn_retransmitted"] > 0, got
     # The clients' own count (TCP_INFO of each connecting socket) is the capture's repeated SYNs.
     assert int(row["client_syn_retrans"]) == got["syn_retransmitted"], (row, got)
     # The kernel's one counter is both together, as the capture shows.
