@@ -61,10 +61,12 @@ GOALS: list[tuple[str, str, float | None]] = [  # (variant, reference, max ratio
 ]
 
 
-def measure(name: str, mode: str, seconds: float) -> dict[str, float]:
+def measure(name: str, mode: str, seconds: float, conn_log: str = "") -> dict[str, float]:
     cmd, one_at_a_time = SERVERS[name]
     connections = (1 if one_at_a_time else 50) if mode == "persistent" else 10
     env = PINNED_MALLOC if name.endswith("+pinned-malloc") else None
+    if conn_log:
+        cmd = [*cmd, "--conn-log", conn_log]
     with ServerProcess.launch(cmd, name, env=env) as server:
         out = subprocess.run(
             [
@@ -93,12 +95,45 @@ def measure(name: str, mode: str, seconds: float) -> dict[str, float]:
     return result
 
 
+def conn_log_ab(seconds: float, repeat: int, designs: list[str]) -> int:
+    """Each design with its connection log off and on, interleaved in one run: the log's cost."""
+    import tempfile
+
+    runs: dict[tuple[str, str, bool], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_no in range(repeat):
+            for mode in ("persistent", "connect"):
+                for name in designs:
+                    for log in ((False, True) if round_no % 2 == 0 else (True, False)):
+                        r = measure(name, mode, seconds, f"{tmp}/{name}.bin" if log else "")
+                        runs.setdefault((name, mode, log), []).append(r["server_cpu_us_per_request"])
+                        print(f"round {round_no + 1} {mode:10} {name:20} log {'on ' if log else 'off'} "
+                              f"{r['server_cpu_us_per_request']:7.1f} µs/req", file=sys.stderr)  # fmt: skip
+    print("| design | load | log off µs/req | log on µs/req | on ÷ off | goal |")
+    print("|---|---|---|---|---|---|")
+    ok = True
+    for mode, goal in (("persistent", 1.03), ("connect", 1.05)):
+        for name in designs:
+            off = statistics.median(runs[(name, mode, False)])
+            on = statistics.median(runs[(name, mode, True)])
+            ratio = on / off
+            ok &= ratio <= goal
+            load = "persistent-echo" if mode == "persistent" else "connect-per-request"
+            verdict = "ok" if ratio <= goal else "MISSED"
+            print(f"| {name} | {load} | {off:.1f} | {on:.1f} | {ratio:.3f} | ≤ {goal} {verdict} |")
+    return 0 if ok else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "server_cost.csv")
+    ap.add_argument("--conn-log-ab", action="store_true", help="each design with its connection log off and on")
+    ap.add_argument("--designs", default=",".join(VARIANTS), help="with --conn-log-ab: which designs")
     args = ap.parse_args()
+    if args.conn_log_ab:
+        return conn_log_ab(args.seconds, args.repeat, args.designs.split(","))
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_no in range(args.repeat):
         for mode in ("persistent", "connect"):

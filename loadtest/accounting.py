@@ -214,8 +214,12 @@ class LoadProcessLedger:
     def snapshot(self) -> dict[str, Any]:
         if self.where is None:
             from loadtest.netns import netns_label
+            from servers.connlog import boot_id
 
-            self.where = {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid()}
+            # boot_id and the wall clock's offset from CLOCK_MONOTONIC: whether this process's connection
+            # times compare with the server's (one machine, one boot), and how to set them beside a capture.
+            self.where = {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid(),
+                          "boot_id": boot_id().hex(), "clock_offset": round(time.time() - time.perf_counter(), 6)}
         wall, cpu = self.closed or (time.perf_counter() - self.started, own_cpu() - self.cpu_at_start)
         return {**self.where, "requests": self.requests, "failures": self.failures,
                 "locust_events": self.locust_events, "syn_retrans": self.syn_retrans, "syn_retried": self.syn_retried,

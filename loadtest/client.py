@@ -26,6 +26,7 @@ readable class, so Locust's failure table groups them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import struct
@@ -93,7 +94,7 @@ class SocklabClient:
         reply_timeout: float = 10.0,
         on_request: RequestHook | None = None,
         on_first_reply: Callable[[str, float], Any] | None = None,
-        on_connect_end: Callable[[int], Any] | None = None,
+        on_connection: Callable[[ConnectionRecord], Any] | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -101,8 +102,8 @@ class SocklabClient:
         self.reply_timeout = reply_timeout
         self.on_request = on_request or _ignore
         self.on_first_reply = on_first_reply or _ignore
-        self.on_connect_end = on_connect_end or _ignore  # (SYN retransmissions of this connect)
-        self.syn_retrans = 0  # the last connect's SYN retransmissions (TCP_INFO), whatever its outcome
+        self.on_connection = on_connection or _ignore  # each connection's record, once it has ended
+        self.record: ConnectionRecord | None = None  # the connection open now (or being opened)
         self.sock: socket.socket | None = None
         self._connect_started = 0.0
         self.pending: Pending | None = None  # what is in flight now (loadtest.accounting)
@@ -121,34 +122,45 @@ class SocklabClient:
         sock.settimeout(self.connect_timeout)
         started = self._connect_started = time.perf_counter()
         self.pending = (CONNECT, name, started, (first_reply, started) if first_reply else None)
+        record = self.record = ConnectionRecord(started)
         try:
             sock.connect((self.host, self.port))
         except BaseException as exc:
-            elapsed = time.perf_counter() - started
-            self._connect_ended(sock)  # refused, timed out or stopped: its SYNs were sent all the same
+            ended = time.perf_counter()
+            record.connect_ended(sock, ended)  # refused, timed out or stopped: its SYNs were sent all the same
             sock.close()
             failure = classify(exc, "connect", self.address, self.connect_timeout)
             if isinstance(exc, Exception):  # not a GreenletExit: that one leaves it pending
                 self.pending = None
-                self.on_request(CONNECT, name, elapsed, 0, failure)
+                self.on_request(CONNECT, name, ended - started, 0, failure)
+                self._ended(ended, failure.kind)
                 raise failure from None
+            self._ended(ended, "unfinished")
             raise
+        ended = time.perf_counter()
         self.pending = None
-        self.on_request(CONNECT, name, time.perf_counter() - started, 0, None)
-        self._connect_ended(sock)
+        self.on_request(CONNECT, name, ended - started, 0, None)
+        record.connect_ended(sock, ended)
+        record.connected = 1
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.reply_timeout)
         self.sock = sock
         return sock
 
-    def _connect_ended(self, sock: socket.socket) -> None:
-        self.syn_retrans = syn_retransmissions(sock)
-        self.on_connect_end(self.syn_retrans)
-
-    def close(self) -> None:
+    def close(self, outcome: str = "ok") -> None:
         if self.sock is not None:
+            now = time.perf_counter()  # before: the FIN leaves inside close(), which then tidies gevent's watchers
+            if self.record is not None:  # segments it sent again after the handshake (early data dropped …)
+                self.record.data_retrans = max(connect_info(self.sock)[0] - self.record.syn_retrans, 0)
             self.sock.close()
             self.sock = None
+            self._ended(now, outcome)
+
+    def _ended(self, now: float, outcome: str) -> None:
+        record, self.record = self.record, None
+        if record is not None:
+            record.closed, record.outcome = now, outcome
+            self.on_connection(record)
 
     # -- requests --------------------------------------------------------------------------
     def request(
@@ -183,32 +195,42 @@ class SocklabClient:
         started = time.perf_counter()
         basis = started if intended is None else intended
         self.pending = (request_type, name, basis, (name, self._connect_started) if first_reply else None)
+        record = self.record
+        first = record is not None and not record.requests  # the connection's first request: timed in full
+        if first:
+            record.sent = started  # type: ignore[union-attr]
         try:
             sock.sendall(frame)
-            body = self._read_reply(sock, first_reply)
+            body = self._read_reply(sock, first_reply, first)
         except Exception as exc:
             now = time.perf_counter()
             self.pending = None
             self.service = now - started
-            self.close()
             failure = classify(exc, "request", self.address, self.reply_timeout)
+            self.close(failure.kind)
             self.on_request(request_type, name, now - basis, 0, failure)
             return None
         except BaseException:
             # The user is being stopped (GreenletExit) mid-request: it stays pending for the
             # accounting, but its connection goes now, so a one-at-a-time server is not left
             # serving a client that is gone until its read timeout.
-            self.close()
+            self.close("unfinished")
             raise
         now = time.perf_counter()
         self.pending = None
         self.service = now - started
+        if record is not None:
+            if first:
+                record.last_byte = now
+            record.requests += 1
         self.on_request(request_type, name, now - basis, len(body), None)
         return body
 
-    def _read_reply(self, sock: socket.socket, first_reply: bool) -> bytes:
+    def _read_reply(self, sock: socket.socket, first_reply: bool, first: bool = False) -> bytes:
         recv = sock.recv
         data = recv(RECV_SIZE)
+        if first and data:
+            self.record.first_byte = time.perf_counter()  # type: ignore[union-attr]
         if first_reply and data:
             self.on_first_reply(FIRST_REPLY, time.perf_counter() - self._connect_started)
         if len(data) >= 5:
@@ -238,12 +260,15 @@ def _ignore(*args: Any) -> None:
     return None
 
 
-TCP_INFO_TOTAL_RETRANS = struct.Struct("=I")  # struct tcp_info's tcpi_total_retrans …
-TCP_INFO_TOTAL_RETRANS_OFFSET = 100  # … after 8 one-byte fields and 23 u32s (include/uapi/linux/tcp.h)
+# struct tcp_info (include/uapi/linux/tcp.h): 8 one-byte fields, then u32s; tcpi_rtt (µs, the smoothed
+# round trip: at connect() the SYN-ACK's) is the 16th of them, tcpi_total_retrans the 24th.
+TCP_INFO_RTT_OFFSET = 68
+TCP_INFO_TOTAL_RETRANS_OFFSET = 100
+TCP_INFO_U32 = struct.Struct("=I")
 
 
-def syn_retransmissions(sock: socket.socket) -> int:
-    """How many times this socket retransmitted its SYN, read when its connect() has ended.
+def connect_info(sock: socket.socket) -> tuple[int, int]:
+    """(SYN retransmissions, round trip µs) of a socket whose connect() has just ended.
 
     The kernel's TCP_INFO ``tcpi_total_retrans`` counts every segment the socket retransmitted; before
     the handshake completes (or when it never did) the only segment it has sent is the SYN.  The
@@ -252,10 +277,44 @@ def syn_retransmissions(sock: socket.socket) -> int:
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_TOTAL_RETRANS_OFFSET + 4)
     except OSError:
-        return 0
+        return 0, 0
     if len(info) < TCP_INFO_TOTAL_RETRANS_OFFSET + 4:
-        return 0
-    return int(TCP_INFO_TOTAL_RETRANS.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0])
+        return 0, 0
+    return (int(TCP_INFO_U32.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0]),
+            int(TCP_INFO_U32.unpack_from(info, TCP_INFO_RTT_OFFSET)[0]))  # fmt: skip
+
+
+def syn_retransmissions(sock: socket.socket) -> int:
+    return connect_info(sock)[0]
+
+
+class ConnectionRecord:
+    """One connection as its client saw it, on ``perf_counter()`` (CLOCK_MONOTONIC, the server's clock too):
+    connect start and end, its SYN retransmissions and round trip, its local address, its first
+    request's send, first and last reply byte, how many requests it carried, its close, its outcome."""
+
+    __slots__ = ("closed", "connect_end", "connect_start", "connected", "data_retrans", "first_byte", "last_byte",
+                 "local_ip", "local_port", "outcome", "requests", "rtt_us", "sent", "syn_retrans")  # fmt: skip
+
+    def __init__(self, started: float) -> None:
+        self.connect_start = started
+        self.connect_end = self.sent = self.first_byte = self.last_byte = self.closed = 0.0
+        self.syn_retrans = self.rtt_us = self.local_port = self.requests = self.data_retrans = 0
+        self.local_ip = ""
+        self.outcome = ""
+        self.connected = 0  # 1 once connect() returned: the handshake's second step came back
+
+    def connect_ended(self, sock: socket.socket, now: float) -> None:
+        self.connect_end = now
+        self.syn_retrans, self.rtt_us = connect_info(sock)
+        with contextlib.suppress(OSError):  # the kernel gave it a local port even when connect() failed
+            self.local_ip, self.local_port = sock.getsockname()[:2]
+
+    def row(self) -> list[Any]:
+        return [self.local_ip, self.local_port, round(self.connect_start, 6), round(self.connect_end, 6),
+                self.connected, self.outcome, self.syn_retrans, self.rtt_us, round(self.sent, 6),
+                round(self.first_byte, 6), round(self.last_byte, 6), round(self.closed, 6), self.requests,
+                self.data_retrans]  # fmt: skip
 
 
 def parse_target(host: str) -> tuple[str, int]:

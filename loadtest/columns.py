@@ -209,6 +209,22 @@ SUMMARY: tuple[Column, ...] = (
     Column("first_reply_p99_ms", "ms", "connect start → first reply byte (connect-per-request), finished and "
            "unfinished"),
     Column("first_reply_max_ms", "ms", "the same, the largest"),
+    Column("connections_recorded", "count", "connections the clients recorded whose connect started in the window "
+           "(loadtest.report.timeline joins them to the server's own records)"),
+    Column("connections_joined", "count", "of them, joined to the server's record on the 4-tuple"),
+    Column("timeline", "", "measured, or why some stages are not (no server log, another machine's clock …)"),
+    Column("accept_queue_wait_p50_ms", "ms", "connect() return → the server's accept() return, joined connections "
+           "and those still not accepted when the run ended (their wait so far: a lower bound)"),
+    Column("accept_queue_wait_p99_ms", "ms", "the same, p99"),
+    Column("pool_queue_wait_p50_ms", "ms", "accept() return → a worker starts on the connection (a pool's queue)"),
+    Column("pool_queue_wait_p99_ms", "ms", "the same, p99"),
+    Column("server_service_p50_ms", "ms", "the first request whole at the server → its reply written, server clock"),
+    Column("server_service_p99_ms", "ms", "the same, p99"),
+    *(Column(f"first_request_share_{stage}", "0–1", f"of all joined connections' first-request time (connect start "
+             f"→ last reply byte), the share spent in {label}")
+      for stage, label in (("handshake", "the handshake (SYN retries included)"), ("accept_queue", "the accept "
+                           "queue"), ("pool_queue", "a pool's queue"), ("service", "service"),
+                           ("transfer", "the reply's transfer")) ),
     Column("lower_bound_columns", "", "the figures above that unfinished work could still raise: lower bounds, "
            "shown ≥"),
     Column("listen_overflows", "packets", "Δ TcpExt ListenOverflows: packets dropped at a full accept queue "
@@ -266,5 +282,7 @@ LOAD_PROCESSES: tuple[Column, ...] = (
     Column("locust_events", "count", "every Locust request event it fired: ops and CONNECTs (Locust's total)"),
     Column("syn_retrans", "segments", "SYNs its connects re-sent (TCP_INFO), over the whole run"),
     Column("syn_retried", "count", "connects that re-sent at least one SYN"),
+    Column("boot_id", "", "its machine's boot id: its connection times compare with the server's when they match"),
+    Column("clock_offset", "s", "its wall clock less CLOCK_MONOTONIC: what sets its connection times beside a capture"),
     Column("cpu_percent", "% of one core", "its CPU ÷ wall time in the window (≥ 90 %: it measures itself)"),
 )

@@ -25,6 +25,7 @@ from loadtest.kinds import OPS
 from loadtest.processes import split_named_command
 from servers import VARIANTS
 from servers.base import DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_WORKERS
+from servers.connlog import DEFAULT_CAP as CONN_LOG_CAP
 from servers.protocol import Limits
 
 USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.users binds each to a class
@@ -137,6 +138,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("server-read-timeout", float, DEFAULT_READ_TIMEOUT, "the started server closes a connection idle this "
            "long, or whose request or reply takes this long to cross; 0 = never", overridable=True, minimum=0,
            server_flag="--read-timeout"),
+    Option("conn-log-cap", int, CONN_LOG_CAP, "connections the started server records in full (accepted, service "
+           "start, first request and reply, FIN, close) before a 1-in-100 sample, for the per-connection timeline; "
+           "0 = no server log", minimum=0, server_flag="--conn-log-cap"),
     Option("server-cmd", str, "", "start this command as the server instead of a variant: '[NAME=]COMMAND … {port} …' "
            "— socklab picks a free port, waits until it accepts, monitors and stops it like a variant",
            restarts_server=True),

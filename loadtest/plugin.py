@@ -52,6 +52,7 @@ log = logging.getLogger("socklab")
 REPORT_KEY = "socklab_latency"
 USERS_KEY = "socklab_users"
 LOAD_PROCESS_KEY = "socklab_load_process"
+CONNECTIONS_KEY = "socklab_connections"
 WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
 
 
@@ -176,7 +177,8 @@ class Socklab(LoadState):
             if run is None or run.finished:
                 return
             if self.local:
-                run.add_load_process("local", self.drain(), self.accounts.snapshot(), self.load_process.snapshot())
+                run.add_load_process("local", self.drain(), self.accounts.snapshot(), self.load_process.snapshot(),
+                                     self.connections.drain())  # fmt: skip
             run.feed.tick()
             if print_line and time.monotonic() - last_line >= every - 0.01:
                 last_line = time.monotonic()
@@ -256,10 +258,12 @@ class Socklab(LoadState):
         data[REPORT_KEY] = self.drain()
         data[USERS_KEY] = self.accounts.snapshot()
         data[LOAD_PROCESS_KEY] = self.load_process.snapshot()
+        data[CONNECTIONS_KEY] = self.connections.drain()
 
     def worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         if self.run is not None:
-            self.run.add_load_process(client_id, data.get(REPORT_KEY), data.get(USERS_KEY), data.get(LOAD_PROCESS_KEY))
+            self.run.add_load_process(client_id, data.get(REPORT_KEY), data.get(USERS_KEY), data.get(LOAD_PROCESS_KEY),
+                                      data.get(CONNECTIONS_KEY))  # fmt: skip
 
     # -- the end -----------------------------------------------------------------------------------
     def quit(self, **_: Any) -> None:
@@ -276,7 +280,8 @@ class Socklab(LoadState):
         try:
             own = self.drain()
             ledger = self.load_process.close() if self.local else None
-            run.add_load_process("local", None, self.accounts.close_window(), ledger)  # a master has no users
+            # A master has no users and no connections of its own.
+            run.add_load_process("local", None, self.accounts.close_window(), ledger, self.connections.drain())
             run.finish(own)
             if self.outputs is not None:
                 self.outputs.write(self.environment)

@@ -28,6 +28,7 @@ from loadtest import options as opts
 from loadtest.accounting import AccountsStore, own_cpu
 from loadtest.client import format_target
 from loadtest.columns import LOAD_PROCESSES, USERS
+from loadtest.connections import ConnectionFile
 from loadtest.kinds import OP_NAMES
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
@@ -37,6 +38,8 @@ from loadtest.processes import MonitorProcess, ServerProcess, split_named_comman
 log = logging.getLogger("socklab")
 
 USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.columns
+CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client saw it (loadtest.connections)
+SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
 SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog",
            "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")  # fmt: skip
 
@@ -49,9 +52,13 @@ class Window:
     stop: float | None = None
     cpu_at_start: float | None = None  # this process's CPU seconds, when it measures its own cost
     perf_at_start: float | None = None
+    # The same edges on CLOCK_MONOTONIC, the clock of the connection records (client and server).
+    monotonic_start: float | None = None
+    monotonic_stop: float | None = None
 
     def open(self, measure_own_cost: bool) -> None:
         self.start, self.stop = time.time(), None
+        self.monotonic_start, self.monotonic_stop = time.perf_counter(), None
         if measure_own_cost:
             self.cpu_at_start, self.perf_at_start = own_cpu(), time.perf_counter()
         else:
@@ -59,13 +66,15 @@ class Window:
 
     def close(self) -> None:
         if self.start is not None and self.stop is None:
-            self.stop = time.time()
+            self.stop, self.monotonic_stop = time.time(), time.perf_counter()
 
     def describe(self) -> dict[str, float]:
-        now = time.time()
+        now, mono = time.time(), time.perf_counter()
         start = self.start if self.start is not None else now
         stop = self.stop if self.stop is not None else now
-        return {"start": start, "stop": stop, "seconds": max(stop - start, 0.0)}
+        return {"start": start, "stop": stop, "seconds": max(stop - start, 0.0),
+                "monotonic_start": self.monotonic_start if self.monotonic_start is not None else mono,
+                "monotonic_stop": self.monotonic_stop if self.monotonic_stop is not None else mono}  # fmt: skip
 
 
 class Run:
@@ -85,6 +94,7 @@ class Run:
         self.loadgen: dict[str, Any] | None = None
         self.load_processes: dict[str, dict[str, Any]] = {}  # each load process's own figures, by worker id
         self.feed = LiveFeed()  # what the web UI's socklab tab, the live charts and the live line show
+        self.connections = ConnectionFile(folder / CLIENT_CONNECTIONS)  # every connection, client side
         self.finished = False
 
     # -- start ---------------------------------------------------------------------------
@@ -94,8 +104,9 @@ class Run:
         if options.server_cmd:
             self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.variant)
         else:
+            conn_log = ["--conn-log", str(self.folder / SERVER_CONNECTIONS)] if options.conn_log_cap > 0 else []
             self.server = ServerProcess.start(self.variant, host=options.server_bind,
-                                              extra_args=opts.server_args(options))  # fmt: skip
+                                              extra_args=[*opts.server_args(options), *conn_log])  # fmt: skip
         self.environment.host = self.options.host = self.target
         log.info("socklab: started %s server pid %d on %s", self.variant, self.server.pid, self.environment.host)
 
@@ -139,16 +150,18 @@ class Run:
         self.write_manifest()
 
     def add_load_process(
-        self, source: str, counts: dict[str, Any] | None, users: dict[str, Any] | None, ledger: dict[str, Any] | None
+        self, source: str, counts: dict[str, Any] | None, users: dict[str, Any] | None, ledger: dict[str, Any] | None,
+        connections: dict[str, Any] | None = None,
     ) -> None:
         """What one load process (a worker, or the local runner) reports: its µs counts since its last
-        report, its users' ledgers, and its own figures."""
+        report, its users' ledgers, its own figures, and the records of the connections it ended."""
         if counts:
             self.add_counts(counts)
         if users is not None:
             self.accounts.add(source, users)
         if ledger is not None:
             self.load_processes[source] = ledger
+        self.connections.add(source, connections)
 
     def add_counts(self, data: dict[str, Any]) -> None:
         """µs counts from a load process: into the window's histograms and the live view's interval."""
@@ -247,6 +260,9 @@ class Run:
                 for e in stats.errors.values()
             ]  # fmt: skip
         info["latency_total"] = self.store.total()
+        server_log = self.folder / SERVER_CONNECTIONS
+        info["connections"] = {"client": self.connections.describe(),
+                               "server_log": server_log.name if server_log.exists() else None}  # fmt: skip
         late, lag = self.accounts.late_total()
         info["open_loop"] = {
             "arrival_rate": self.options.arrival_rate, "arrivals": self.options.arrivals,
@@ -301,6 +317,7 @@ def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
         "rps": round((requests - failures) / wall, 1) if wall else 0.0,
         "locust_events": int(facts.get("locust_events", requests)),
         "syn_retrans": int(facts.get("syn_retrans", 0)), "syn_retried": int(facts.get("syn_retried", 0)),
+        "boot_id": facts.get("boot_id", ""), "clock_offset": facts.get("clock_offset", ""),
         "cpu_percent": round(cpu_percent, 1),
     }  # fmt: skip
 

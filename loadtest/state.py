@@ -1,5 +1,5 @@
 """What one load process keeps, per Locust environment: its µs recorder, its users' accounts, its own
-ledger, and this test's counts.  The users read it; the plugin (``loadtest.plugin.Socklab``, a
+ledger, its connections' records, and this test's counts.  The users read it; the plugin (``loadtest.plugin.Socklab``, a
 subclass) adds the Locust listeners and, where the test is run from, the run.  No locust import."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 from gevent.lock import BoundedSemaphore
 
 from loadtest.accounting import Accounts, LoadProcessLedger
+from loadtest.connections import ConnectionBook
 from loadtest.latency import LatencyRecorder
 
 
@@ -30,6 +31,7 @@ class LoadState:
         self.accounts = Accounts()  # this process's users and open-loop lateness; shipped likewise
         self.load_process = LoadProcessLedger()  # this process's requests and CPU in the window; likewise
         self.test = TestState()  # this test's own counts (--connections-total, --max-connecting)
+        self.connections = ConnectionBook()  # each connection as its client saw it; shipped likewise
 
     @classmethod
     def of(cls, environment: Any) -> Any:

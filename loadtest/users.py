@@ -152,10 +152,14 @@ class SocklabUser(User):
             reply_timeout=self.spec.reply_timeout,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: record(kind, self.mode, seconds),
-            on_connect_end=self.socklab.load_process.connect_ended,
+            on_connection=self.connection_ended,
         )
         ledger.clients.add(client)
         return client
+
+    def connection_ended(self, record: Any) -> None:
+        self.socklab.load_process.connect_ended(record.syn_retrans)
+        self.socklab.connections.add(self.ledger.user_id, record)
 
     def on_stop(self) -> None:
         self.ledger.stopped = time.perf_counter()

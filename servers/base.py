@@ -47,15 +47,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import multiprocessing
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from servers.connlog import DEFAULT_CAP, REJECTED, open_log
 from servers.counters import Counters, LockedCounters, SharedCounters
 from servers.protocol import Limits
 from servers.sockets import open_listener
@@ -86,6 +89,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open at once; more are accepted and closed at once
     workers: int = DEFAULT_WORKERS  # processes or threads of a pooled model
+    conn_log: str = ""  # where to keep a record of every connection (servers.connlog); "" = none
+    conn_log_cap: int = DEFAULT_CAP
 
 
 class ConnectionSet:
@@ -153,6 +158,9 @@ class BaseServer:
         self._stop_emitted = False
         self.listener = self.make_listener()
         self.port: int = self.listener.getsockname()[1]
+        # Made before any worker is forked or started: every one of them writes into the same mapping.
+        locks = multiprocessing.Lock if self.uses_processes else threading.Lock if self.uses_threads else None
+        self.connlog = open_log(config.conn_log, config.conn_log_cap, locks)
 
     def make_listener(self) -> socket.socket:
         """socket() + bind() + listen(backlog): the one listener every worker shares, by default."""
@@ -194,13 +202,20 @@ class BaseServer:
         return 0
 
     # -- the cap ------------------------------------------------------------------------------------
-    def admit(self, conn: socket.socket | Any) -> bool:
+    def record(self, peer: Any) -> int:
+        """A connection accepted just now from `peer`: its slot in the connection log (-1: no log or past it)."""
+        log = self.connlog
+        return log.open(peer, self.port, time.monotonic()) if log is not None else -1
+
+    def admit(self, conn: socket.socket | Any, slot: int = -1) -> bool:
         """An accepted connection is served only under --max-connections; over it, it is closed at once
         (the client reads EOF; it does not wait in the accept queue) and counted as rejected.  `conn` is a
         socket, or whatever stands for one and closes it (an asyncio transport)."""
         if self.open_connections() >= self.config.max_connections:
             conn.close()
             self.stats.add(rejected=1)
+            if self.connlog is not None:
+                self.connlog.close(slot, time.monotonic(), 0, REJECTED)
             return False
         self.stats.add(connections=1)
         return True
@@ -226,6 +241,8 @@ class BaseServer:
                 signal.signal(sig, signal.SIG_IGN)
             self.listener.close()
             self.close_connections()
+            if self.connlog is not None:
+                self.connlog.finish()
             self._stop_emitted = True
             emit("stopped", **self.stats.snapshot())
         return 0

@@ -20,6 +20,7 @@ from servers.base import (
     DEFAULT_WORKERS,
     ServerConfig,
 )
+from servers.connlog import DEFAULT_CAP, STRIDE
 from servers.protocol import Limits
 
 PROG = "python -m servers"
@@ -113,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="connections served at once; one more is accepted and closed at once, counted as rejected "
         f"(default {DEFAULT_MAX_CONNECTIONS})",
     )
+    p.add_argument(
+        "--conn-log",
+        default="",
+        metavar="PATH",
+        help="keep a record of every connection in this file (accepted, service start, first request read, first "
+        "reply written, the client's FIN, closed; servers.connlog); written in place as the server runs",
+    )
+    p.add_argument(
+        "--conn-log-cap",
+        type=nonneg_int,
+        default=DEFAULT_CAP,
+        metavar="N",
+        help=f"connections recorded in full before a 1-in-{STRIDE} sample (default {DEFAULT_CAP}); 0 = no log",
+    )
     return p
 
 
@@ -138,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         limits=Limits(args.max_frame, args.max_sleep_ms, args.max_work_us),
         max_connections=args.max_connections,
         workers=args.workers,
+        conn_log=args.conn_log,
+        conn_log_cap=args.conn_log_cap,
     )
     if args.host in WILDCARDS:
         sys.stderr.write(

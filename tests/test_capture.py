@@ -48,3 +48,50 @@ def test_tcp_syn_retrans_is_the_clients_syns_plus_the_servers_syn_acks(tmp_path:
     # the monitor's last sample (a SYN-ACK re-sent while that sample ran may fall on either side).
     assert abs(int(row["server_synack_retrans"]) - got["synack_retransmitted_by_last_sample"]) <= 1, (row, got)
     assert int(row["tcp_syn_retrans"]) == int(row["client_syn_retrans"]) + int(row["server_synack_retrans"])
+
+
+@needs_capture
+def test_each_connection_of_the_timeline_is_the_captures(tmp_path: Path) -> None:
+    # A one-at-a-time server (SLEEP 50 ms) at backlog 2 with 8 clients: SYNs dropped and retried,
+    # connections queued, the client closing first — every connection set beside the wire.
+    import pandas as pd
+
+    from tests.pcap import ACK, FIN, SYN, segments
+
+    got = in_namespace("tests.scenarios.syn_capture", tmp_path, "--users", "8", "--backlog", "2", "--sleep-ms", "50",
+                       "--seconds", "4")  # fmt: skip
+    assert got["returncode"] == 0, got["stderr"]
+    run = Path(got["run"])
+    info = json.loads((run / "run.json").read_text())
+    offset, port = float(info["load_processes"][0]["clock_offset"]), int(info["server"]["port"])
+    frame = pd.read_csv(run / "connections.csv")
+    wire: dict[tuple[int, int], list] = {}  # (client port, its SYN's sequence number) → that connection's segments
+    for seg in segments(Path(got["pcap"])):
+        if port not in (seg.sport, seg.dport):
+            continue
+        client_port = seg.sport if seg.dport == port else seg.dport
+        if seg.has(SYN) and not seg.flags & ACK:
+            wire.setdefault((client_port, seg.seq), [])
+        conns = [k for k in wire if k[0] == client_port]
+        if conns:
+            wire[conns[-1]].append(seg)
+    # Every connection of the capture is one of the client's records (joined, or counted unjoined).
+    assert sorted(p for p, _ in wire) == sorted(frame["local_port"]), (len(wire), len(frame))
+    gaps, checked = [], 0
+    for row in frame.itertuples():
+        segs = next(v for (p, _), v in sorted(wire.items(), key=lambda kv: kv[1][0].time)
+                    if p == row.local_port and v[0].time >= row.connect_start + offset - 0.002)  # fmt: skip
+        syns = [s for s in segs if s.has(SYN) and not s.flags & ACK]
+        assert row.syn_retrans == len(syns) - 1, (row.local_port, row.syn_retrans, len(syns))  # its own SYNs
+        if row.connected:
+            synack = max(s.time for s in segs if s.has(SYN, ACK) and s.time <= row.connect_end + offset + 0.001)
+            gaps.append((row.connect_end + offset - synack) * 1000)  # connect() returns as the SYN-ACK arrives
+        if row.join == "joined":
+            fin = next(s for s in segs if s.flags & FIN)
+            first = "client" if fin.dport == port else "server"
+            assert row.teardown.startswith(first), (row.local_port, row.teardown, first)  # who holds TIME_WAIT
+            checked += 1
+    assert checked >= 10 and frame["syn_retrans"].sum() > 0, frame["join"].value_counts()
+    # Within 1 ms of the SYN-ACK, but for the client's own scheduling: when a retry cluster wakes several
+    # connections at once, the last one's greenlet reads the clock after the others have run.
+    assert sum(g <= 1.0 for g in gaps) >= 0.9 * len(gaps) and max(gaps) <= 3.0, sorted(gaps)[-5:]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -323,3 +324,28 @@ def test_no_server_left_behind() -> None:
     server.stop()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert os.getpid() != pid
+
+
+def test_every_design_records_each_connection_in_its_log(variant: str, tmp_path: Path) -> None:
+    # The connection log is written in place by whichever process or thread served the connection:
+    # the records of every design, forked children's included, are all there after the stop.
+    from loadtest.report.timeline import read_server_log
+
+    path = tmp_path / "conns.bin"
+    ports = []
+    with ServerProcess.start(variant, extra_args=["--conn-log", str(path), "--read-timeout", "3"]) as server:
+        for _ in range(3):
+            with connect(server.port) as sock:
+                ports.append(sock.getsockname()[1])
+                assert call(sock, Op.ECHO, 0, b"a") == (Status.OK, b"a")
+                assert call(sock, Op.SLEEP, 5, b"b") == (Status.OK, b"b")
+            time.sleep(0.05)  # the server sees the FIN before the next one (one at a time)
+    log, why = read_server_log(path)
+    assert log is not None, why
+    records = log.records.sort_values("accepted")
+    assert sorted(records["peer_port"]) == sorted(ports) and (records["requests"] == 2).all(), records
+    assert (records["local_port"] == server.port).all() and (records["peer_ip"] == "127.0.0.1").all()
+    order = records[["accepted", "service_start", "first_read", "first_written", "eof", "closed"]].to_numpy()
+    assert (order[:, 1:] >= order[:, :-1]).all(), order  # accept ≤ service start ≤ read ≤ written ≤ FIN ≤ close
+    assert (records["flags"] & 4 == 0).all()  # the client closed first: no SERVER_CLOSED
+    assert log.recorded == 3 and log.unrecorded == 0 and log.complete

@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from loadtest.report import timeline_charts
 from loadtest.report.charts import layout
 from loadtest.report.findings import compare_findings
 from loadtest.report.load import load_run
@@ -38,6 +39,12 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
         sections.append(f"<h2>{html.escape(str(scenario))}</h2>")
         for k, fig in enumerate(compare_charts(g)):
             sections.append(figure_html(fig, f"s{i}-{k}"))
+        medians = [(f"{summary.loc[j, 'variant']} {summary.loc[j, 'users']}u", pick)
+                   for j in g.index for name, pick in timeline_charts.picks(timeline_charts.joined_in_window(
+                       runs[j].connections)) if name == "median"]  # fmt: skip
+        breakdown = timeline_charts.compare_breakdown(medians)
+        if breakdown is not None:
+            sections.append(figure_html(breakdown, f"s{i}-breakdown"))
     for name, scenario in SCENARIOS.items():  # a scenario that carries a check: its table and verdicts
         mine = [i for i, value in enumerate(summary["scenario"]) if value == name]
         check = scenario.checker()

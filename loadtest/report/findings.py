@@ -244,3 +244,47 @@ def compare_findings(summary: pd.DataFrame) -> list[str]:
                     f"{int(r['users_starved'])} starved (fairness {r['fairness']:.2f})."
                 )
     return out
+
+
+def timeline_findings(run: RunData, name: str) -> list[str]:
+    """Where the connections' time went, from the joined timeline (loadtest.report.timeline)."""
+    frame = run.connections
+    if frame is None:
+        return []
+    out = []
+    mine = frame[frame["in_window"]]
+    joined = mine[mine["join"] == "joined"].dropna(subset=["first_request"])
+    if run.timeline_note:
+        out.append(f"where the time went: {run.timeline_note}.")
+    if len(joined):
+        median = joined.sort_values("first_request").iloc[(len(joined) - 1) // 2]
+        parts = sorted(((float(median[s]), s) for s in ("syn_retry_wait", "last_round_trip", "accept_queue",
+                        "pool_queue", "request_wait", "service", "transfer")), reverse=True)  # fmt: skip
+        words = {"syn_retry_wait": "on SYN retries", "last_round_trip": "in the handshake", "accept_queue":
+                 "in the accept queue", "pool_queue": "in the pool's queue", "request_wait": "waiting for the request",
+                 "service": "being served", "transfer": "carrying the reply back"}  # fmt: skip
+        said = [f"{ms:,.3f} ms {words[s]}" for ms, s in parts[:2] if ms > 0]
+        out.append(f"{name}: of a median first request of {median['first_request']:,.3f} ms (connect start to the "
+                   f"reply's last byte), " + " and ".join(said) + f" ({len(joined):,} connections joined client to "
+                   "server).")  # fmt: skip
+    retried = mine[mine["syn_retrans"] > 0]
+    if len(retried):
+        out.append(f"{len(retried):,} connections went through SYN retries ({int(retried['syn_retrans'].sum()):,} "
+                   f"SYNs sent again; their handshakes took {retried['handshake'].median() / 1000:,.2f} s at the "
+                   "median, the kernel's retry schedule of about 1, 2, 3 s).")  # fmt: skip
+    resent = mine[mine["data_retrans"] > 0] if "data_retrans" in mine else mine.iloc[:0]
+    if len(resent):
+        out.append(f"{len(resent):,} connections had to send data again after their handshake "
+                   f"({int(resent['data_retrans'].sum()):,} segments): their final ACK or early request was dropped "
+                   "at the full accept queue (ListenOverflows), so their request waited for a retransmission.")
+    queued = mine[mine["accept_queue_lower_bound"]]
+    if len(queued):
+        out.append(f"{len(queued):,} connections completed the handshake but were never accepted before the run "
+                   f"ended: they waited at least {queued['accept_queue'].max() / 1000:,.2f} s in the accept queue "
+                   "(or, after a SYN cookie, held nowhere).")  # fmt: skip
+    teardown = joined["teardown"].value_counts()
+    if len(teardown):
+        top, n = str(teardown.index[0]), int(teardown.iloc[0])
+        out.append(f"teardown: {top.split(':')[0]} in {n:,} of {len(joined):,} joined connections"
+                   + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + ".")
+    return out

@@ -11,6 +11,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from loadtest.latency import HIGHEST_US, RecordedLatency, new_histogram, read_recorded
+from loadtest.report import timeline
 
 
 @dataclass
@@ -24,6 +25,8 @@ class RunData:
     service: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)  # open loop only
     unfinished: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ages (µs) at the window's close
     users: pd.DataFrame | None = None  # socklab_users.csv: one row per user
+    connections: pd.DataFrame | None = None  # every connection, client and server joined (report.timeline)
+    timeline_note: str = ""  # why some stages are not measured ("" when all are)
 
     @property
     def run_id(self) -> str:
@@ -50,8 +53,9 @@ def load_run(run_dir: Path) -> RunData:
     history = pd.read_csv(history_path) if history_path.exists() else None
     users_path = run_dir / "socklab_users.csv"
     users = pd.read_csv(users_path) if users_path.exists() else None
+    connections, note = timeline.join_run(run_dir, info)
     return RunData(run_dir, info, latency, recorded.latency, monitor, history, recorded.service,
-                   recorded.unfinished, users)  # fmt: skip
+                   recorded.unfinished, users, connections, note)  # fmt: skip
 
 
 def merged_histogram(

@@ -9,10 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from loadtest.report import charts
-from loadtest.report.findings import findings
-from loadtest.report.load import load_run
+from loadtest.report import charts, timeline_charts
+from loadtest.report.findings import findings, timeline_findings
+from loadtest.report.load import RunData, load_run
 from loadtest.report.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
+from loadtest.report.timeline import CONNECTIONS_FILE
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}
@@ -44,6 +45,27 @@ def table_html(df: pd.DataFrame) -> str:
     return df.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.3f}".rstrip("0").rstrip("."), border=0)
 
 
+def timeline_section(run: RunData) -> list[str]:
+    """Where the connections' time went: the stages, the accept queue's waits, two connections drawn."""
+    frame = run.connections
+    if frame is None:
+        return [f"<h2>Where the time went</h2><p class='note'>{html.escape(run.timeline_note)}.</p>"]
+    frame.to_csv(run.path / CONNECTIONS_FILE, index=False)
+    counts = frame[frame["in_window"]]["join"].value_counts().rename_axis("connections of the window").reset_index()
+    out = ["<h2>Where the time went</h2><p class='note'>Each connection's client record joined to the server's on "
+           "the 4-tuple (both on CLOCK_MONOTONIC); its first request split into stages that add up to connect start "
+           f"→ the reply's last byte. Every connection: {CONNECTIONS_FILE}.</p>"]  # fmt: skip
+    if run.timeline_note:
+        out.append(f"<p class='note'>Not all measured: {html.escape(run.timeline_note)}.</p>")
+    out.append(table_html(counts))
+    for div_id, fig in [("breakdown", timeline_charts.run_breakdown(frame)),
+                        ("accept-queue-waits", timeline_charts.accept_queue_chart(frame)),
+                        *timeline_charts.sequence_charts(frame)]:  # fmt: skip
+        if fig is not None:
+            out.append(figure_html(fig, div_id))
+    return out
+
+
 def build_run_report(run_dir: Path) -> tuple[Path, Path]:
     """Write summary.csv and report.html into the run folder; returns their paths."""
     run_dir = Path(run_dir)
@@ -67,7 +89,7 @@ def build_run_report(run_dir: Path) -> tuple[Path, Path]:
     sections = [
         about,
         "<h2>Findings</h2><ul class='findings'>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in findings(run, row))
+        + "".join(f"<li>{html.escape(s)}</li>" for s in findings(run, row) + timeline_findings(run, row["variant"]))
         + "</ul>",
     ]
     figures = [
@@ -77,6 +99,7 @@ def build_run_report(run_dir: Path) -> tuple[Path, Path]:
         *charts.monitor_charts(run),
         ("connect-time", charts.connect_histogram_chart(run)),
     ]
+    sections.extend(timeline_section(run))
     sections.append("<h2>Charts</h2>")
     for div_id, fig in figures:
         if fig is not None:

@@ -10,6 +10,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest.columns import MONITOR_SUMMARIES, SUMMARY_NAMES
 from loadtest.kinds import CONNECT, FIRST_REPLY, OPS
+from loadtest.report import timeline
 from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
 
 CLIENT_BOUND_PERCENT = 90.0
@@ -66,6 +67,8 @@ def summarize(run: RunData) -> dict[str, Any]:
     first_reply = merged_histogram(run, (FIRST_REPLY,), with_unfinished=True)
     service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
     open_loop = info.get("open_loop") or {}
+    times = timeline.figures(run.connections, run.timeline_note)
+    timeline_lower = times.pop("timeline_lower_bounds", "")
     row: dict[str, Any] = {
         "run_id": run.run_id,
         "scenario": info.get("scenario", ""),
@@ -95,7 +98,8 @@ def summarize(run: RunData) -> dict[str, Any]:
         "connect_p99_ms": pct((CONNECT,), "connect_p99_ms", 99, connect),
         "first_reply_p99_ms": pct((FIRST_REPLY,), "first_reply_p99_ms", 99, first_reply),
         "first_reply_max_ms": pct((FIRST_REPLY,), "first_reply_max_ms", None, first_reply),
-        "lower_bound_columns": ";".join(lower_bounds),
+        **times,
+        "lower_bound_columns": ";".join(lower_bounds + [c for c in timeline_lower.split(";") if c]),
         "counters_scope": info.get("counters_scope", ""),
         "server_died_at_s": (
             round(died - float((info.get("window") or {}).get("start") or died), 3)

@@ -19,31 +19,47 @@ import time
 from typing import Any
 
 from servers.base import BaseServer, ServerStopping
+from servers.connlog import ENDED_BADLY, EOF, FIRST_READ, FIRST_WRITTEN, SERVICE_START
 from servers.protocol import Request
 from servers.session import SWEEP_INTERVAL, Session
 
 
 class RequestProtocol(Session, asyncio.Protocol):
-    __slots__ = ("server", "transport", "writing_paused")
+    __slots__ = ("served", "server", "slot", "transport", "writing_paused")
 
     def __init__(self, server: AsyncioLoop) -> None:
         super().__init__(server.limits, time.monotonic())
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.writing_paused = False
+        self.slot = -1  # its record in the connection log
+        self.served = 0
 
     # -- asyncio's callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio accepted it a moment ago, in the same turn of its loop: the record starts here.
         self.transport = transport  # type: ignore[assignment]
-        if not self.server.admit(transport):  # over the cap: the transport is closed at once
+        server = self.server
+        self.slot = slot = server.record(transport.get_extra_info("peername"))
+        if not server.admit(transport, slot):  # over the cap: the transport is closed at once
             self.closing = True
+            self.slot = -1
             return
-        self.server.protocols.add(self)
+        if slot >= 0:
+            server.connlog.mark(slot, SERVICE_START, time.monotonic())  # type: ignore[union-attr]
+        server.protocols.add(self)
         self.last_active = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
-        self.enqueue(self.received(data, time.monotonic()))
+        requests = self.received(data, time.monotonic())
+        if requests and not self.served and self.slot >= 0:
+            self.server.connlog.mark_once(self.slot, FIRST_READ, time.monotonic())  # type: ignore[union-attr]
+        self.enqueue(requests)
         self.serve()
+
+    def eof_received(self) -> None:
+        if self.slot >= 0:
+            self.server.connlog.mark(self.slot, EOF, time.monotonic())  # type: ignore[union-attr]
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -58,9 +74,13 @@ class RequestProtocol(Session, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.protocols.discard(self)
-        if (exc is not None or self.ended_mid_frame) and not self.closing:
+        bad = (exc is not None or self.ended_mid_frame) and not self.closing
+        if bad:
             self.server.stats.add(errors=1)
         self.closing = True
+        if self.slot >= 0:
+            self.server.connlog.close(self.slot, time.monotonic(), self.served, ENDED_BADLY if bad else 0)  # type: ignore[union-attr]
+            self.slot = -1
 
     # -- requests ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -76,6 +96,7 @@ class RequestProtocol(Session, asyncio.Protocol):
                 transport.write(reply)
             if replies:
                 self.server.stats.add(requests=len(replies))
+                self.written(len(replies))
             if sleeper is not None:
                 transport.pause_reading()
                 asyncio.get_running_loop().call_later(sleeper.arg / 1000, self.woke_up, sleeper)
@@ -93,7 +114,14 @@ class RequestProtocol(Session, asyncio.Protocol):
             return
         self.transport.write(self.woke(request, time.monotonic()))
         self.server.stats.add(requests=1)
+        self.written(1)
         self.serve()
+
+    def written(self, n: int) -> None:
+        """Replies handed to the transport (asyncio writes at once what the socket takes)."""
+        if not self.served and self.slot >= 0:
+            self.server.connlog.mark(self.slot, FIRST_WRITTEN, time.monotonic())  # type: ignore[union-attr]
+        self.served += n
 
 
 class AsyncioLoop(BaseServer):

@@ -13,8 +13,10 @@ or stays silent or unreading for ``read_timeout``.
 from __future__ import annotations
 
 import socket
+from time import monotonic
 
 from servers.base import RECV_SIZE, BaseServer, ServerStopping
+from servers.connlog import ENDED_BADLY, EOF, FIRST_READ, FIRST_WRITTEN, SERVICE_START
 from servers.protocol import RequestDecoder, error_response, serve_request_blocking
 from servers.sockets import arm_deadline, send_within, set_io_timeout, set_nodelay
 
@@ -24,18 +26,23 @@ class BlockingLoop(BaseServer):
 
     def serve_listener(self, listener: socket.socket) -> None:
         """Accept connections one by one and hand each to ``process_request``."""
-        accept, admit, process = listener.accept, self.admit, self.process_request
+        accept, admit, process, record = listener.accept, self.admit, self.process_request, self.record
         while True:
-            conn, _ = accept()
-            if admit(conn):
-                process(conn)
+            conn, peer = accept()
+            slot = record(peer)
+            if admit(conn, slot):
+                process(conn, slot)
 
-    def process_request(self, conn: socket.socket) -> None:
-        """Serve one accepted connection; by default right here, until it ends (the iterative server)."""
-        self.serve_connection(conn)
+    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
+        """Serve one accepted connection; by default right here, until it ends (the iterative server).
+        `slot` is its record in the connection log (-1: none)."""
+        self.serve_connection(conn, slot)
 
-    def serve_connection(self, conn: socket.socket) -> None:
+    def serve_connection(self, conn: socket.socket, slot: int = -1) -> None:
         """read → decode → serve each request in this thread → sendall, until the connection ends."""
+        log = self.connlog if slot >= 0 else None
+        if log is not None:
+            log.mark(slot, SERVICE_START, monotonic())
         bound = self.config.read_timeout
         set_nodelay(conn)
         set_io_timeout(conn, bound)
@@ -43,15 +50,23 @@ class BlockingLoop(BaseServer):
         recv, add = conn.recv, self.stats.add
         frame_deadline = 0.0  # while a request is partly here: by when the rest must arrive
         clean = False
+        served = 0
         try:
             while True:
                 data = recv(RECV_SIZE)
                 if not data:
                     clean = decoder.buffered == 0  # closing mid-frame is a client error
+                    if log is not None:
+                        log.mark(slot, EOF, monotonic())
                     return
                 requests = decoder.feed(data)
+                if log is not None and requests and not served:
+                    log.mark(slot, FIRST_READ, monotonic())
                 for request in requests:
                     send_within(conn, serve_request_blocking(request), bound)
+                    if log is not None and not served:
+                        log.mark(slot, FIRST_WRITTEN, monotonic())
+                    served += 1
                 if requests:
                     add(requests=len(requests))
                 if decoder.error is not None:
@@ -72,6 +87,8 @@ class BlockingLoop(BaseServer):
             conn.close()
             if not clean:
                 add(errors=1)
+            if log is not None:
+                log.close(slot, monotonic(), served, 0 if clean else ENDED_BADLY)
 
     def connection_ending(self) -> None:
         """A hook run as a connection ends, before its close(); thread-per-connection checks for a stop here."""

@@ -21,8 +21,10 @@ import selectors
 import socket
 import time
 from itertools import count
+from time import monotonic
 
 from servers.base import RECV_SIZE, BaseServer
+from servers.connlog import ENDED_BADLY, EOF, FIRST_READ, FIRST_WRITTEN, SERVICE_START
 from servers.protocol import Request, burn_cpu, reply_for
 from servers.session import OUT_HIGH_WATER, SLEEP, SWEEP_INTERVAL, WORK, Session
 from servers.sockets import set_nodelay
@@ -32,15 +34,18 @@ EVENT_WRITE = selectors.EVENT_WRITE
 
 
 class Connection(Session):
-    """A session with its socket, its unsent output and what the selector watches it for."""
+    """A session with its socket, its unsent output, what the selector watches it for, and its record."""
 
-    __slots__ = ("interest", "out", "sock")
+    __slots__ = ("first", "interest", "out", "served", "slot", "sock")
 
-    def __init__(self, sock: socket.socket, server: BaseServer, now: float) -> None:
+    def __init__(self, sock: socket.socket, server: BaseServer, now: float, slot: int) -> None:
         super().__init__(server.limits, now)
         self.sock = sock
         self.out = b""  # reply bytes the socket has not taken yet
         self.interest = EVENT_READ
+        self.slot = slot  # its record in the connection log (-1: none)
+        self.served = 0  # requests answered
+        self.first = 0  # its first request: 0 not read yet, 1 read and its reply not all written, 2 written
 
 
 class SelectorLoop(BaseServer):
@@ -85,18 +90,21 @@ class SelectorLoop(BaseServer):
         # Drain the accept queue: one readiness event may stand for many clients.
         while True:
             try:
-                sock, _ = listener.accept()
+                sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 # ECONNABORTED, or EMFILE when out of fds: leave the rest queued.
                 self.stats.add(errors=1)
                 return
-            if not self.admit(sock):
+            slot = self.record(peer)
+            if not self.admit(sock, slot):
                 continue
             sock.setblocking(False)
             set_nodelay(sock)
-            conn = Connection(sock, self, now)
+            conn = Connection(sock, self, now, slot)
+            if slot >= 0:  # an event loop starts on a connection the moment it accepts it
+                self.connlog.mark(slot, SERVICE_START, monotonic())  # type: ignore[union-attr]
             self.connections[sock] = conn
             self.selector.register(sock, EVENT_READ, conn)  # type: ignore[union-attr]
 
@@ -110,9 +118,14 @@ class SelectorLoop(BaseServer):
             self._close(conn, error=True)
             return
         if not data:
+            if conn.slot >= 0:
+                self.connlog.mark(conn.slot, EOF, monotonic())  # type: ignore[union-attr]
             self._close(conn, error=conn.ended_mid_frame)
             return
         requests = conn.received(data, self._now)
+        if requests and not conn.first and conn.slot >= 0:
+            self.connlog.mark(conn.slot, FIRST_READ, monotonic())  # type: ignore[union-attr]
+            conn.first = 1
         if len(requests) == 1 and not conn.queue and not conn.out:
             # Fast path, the common case: one request, nothing owed before it.
             request = requests[0]
@@ -128,11 +141,15 @@ class SelectorLoop(BaseServer):
                     self._close(conn, error=True)
                     return
                 self.stats.add(requests=1)
+                conn.served += 1
                 if sent < len(reply):
                     conn.out = reply[sent:]
                     conn.out_since = self._now
                     self._want(conn, EVENT_WRITE)
-                elif conn.decoder.error is not None:
+                    return
+                if conn.first == 1:
+                    self._first_written(conn)
+                if conn.decoder.error is not None:
                     self._serve(conn)  # answers the error status and closes
                 return
         if requests:
@@ -160,6 +177,7 @@ class SelectorLoop(BaseServer):
                 heapq.heappush(self._timers, (wake_at, next(self._timer_seq), conn, sleeper))
             if replies:
                 self.stats.add(requests=len(replies))
+                conn.served += len(replies)
             error = conn.final_error()
             if error is not None:
                 replies.append(error)
@@ -182,6 +200,7 @@ class SelectorLoop(BaseServer):
                 continue  # closed while it slept
             conn.out += conn.woke(request, now)
             self.stats.add(requests=1)
+            conn.served += 1
             self._serve(conn)
 
     # -- output and read interest --------------------------------------------------------------
@@ -205,7 +224,14 @@ class SelectorLoop(BaseServer):
         else:
             conn.out = b""
             conn.out_since = 0.0
+            if conn.first == 1 and conn.served:
+                self._first_written(conn)
         return True
+
+    def _first_written(self, conn: Connection) -> None:
+        """The first request's reply is all in the kernel's hands now."""
+        conn.first = 2
+        self.connlog.mark(conn.slot, FIRST_WRITTEN, monotonic())  # type: ignore[union-attr]
 
     def _settle(self, conn: Connection) -> None:
         """After serving: wait to write, wait on a timer, close, or read the next request."""
@@ -246,6 +272,8 @@ class SelectorLoop(BaseServer):
         conn.out = b""
         if error:
             self.stats.add(errors=1)
+        if conn.slot >= 0:
+            self.connlog.close(conn.slot, monotonic(), conn.served, ENDED_BADLY if error else 0)  # type: ignore[union-attr]
 
     def _sweep_idle(self) -> None:
         """Close what is idle too long, or too slow to send its request or take its reply."""

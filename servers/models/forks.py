@@ -74,10 +74,10 @@ class ForkPerConnection(_Forks):
         super().__init__(*args, **kwargs)
         signal.signal(signal.SIGCHLD, lambda *_: self.children.reap())
 
-    def process_request(self, conn: socket.socket) -> None:
+    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
         def child() -> None:
             self.listener.close()
-            self.serve_connection(conn)  # type: ignore[attr-defined]
+            self.serve_connection(conn, slot)  # type: ignore[attr-defined]
 
         self.children.fork(child)
         conn.close()  # the child has its own copy

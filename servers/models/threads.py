@@ -63,11 +63,11 @@ class _Threads(BaseServer):
         self.open.shut_down(close=self.close_held)
         super().close_connections()
 
-    def serve_tracked(self, conn: socket.socket) -> None:
+    def serve_tracked(self, conn: socket.socket, slot: int) -> None:
         """Serve one connection to its end, in the set while it is served."""
         self.open.add(conn)
         try:
-            self.serve_connection(conn)  # type: ignore[attr-defined]
+            self.serve_connection(conn, slot)  # type: ignore[attr-defined]
         finally:
             self.open.discard(conn)
 
@@ -79,13 +79,13 @@ class _Threads(BaseServer):
 class ThreadPerConnection(_Threads):
     model = "thread-per-connection"
 
-    def process_request(self, conn: socket.socket) -> None:
+    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
         self.open.add(conn)  # counted before its thread runs: the cap sees it at the next accept
-        threading.Thread(target=self._connection_thread, args=(conn,), daemon=True).start()
+        threading.Thread(target=self._connection_thread, args=(conn, slot), daemon=True).start()
 
-    def _connection_thread(self, conn: socket.socket) -> None:
+    def _connection_thread(self, conn: socket.socket, slot: int) -> None:
         try:
-            self.serve_connection(conn)  # type: ignore[attr-defined]
+            self.serve_connection(conn, slot)  # type: ignore[attr-defined]
         finally:
             self.open.discard(conn)
             self.stop_if_signalled()
@@ -111,8 +111,8 @@ class Prethreaded(_Threads):
         with contextlib.suppress(OSError):  # the listener was shut down: we are stopping
             self.serve_listener(self.listener)  # type: ignore[attr-defined]
 
-    def process_request(self, conn: socket.socket) -> None:
-        self.serve_tracked(conn)
+    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
+        self.serve_tracked(conn, slot)
 
     def open_connections(self) -> int:
         return 0  # each worker serves one at a time: the pool is the bound, not the cap
@@ -139,21 +139,21 @@ class ThreadPool(_Threads):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[socket.socket, int]] = queue.SimpleQueue()
 
     def start_workers(self) -> None:
         for _ in range(self.config.workers):
             threading.Thread(target=self.worker, daemon=True).start()
 
-    def process_request(self, conn: socket.socket) -> None:
+    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
         self.open.add(conn)  # queued or being served
-        self._queue.put(conn)
+        self._queue.put((conn, slot))
 
     def worker(self) -> None:
         while True:
-            conn = self._queue.get()
+            conn, slot = self._queue.get()  # when it comes out is its service start (serve_connection)
             try:
-                self.serve_connection(conn)  # type: ignore[attr-defined]
+                self.serve_connection(conn, slot)  # type: ignore[attr-defined]
             finally:
                 self.open.discard(conn)
 

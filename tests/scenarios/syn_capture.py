@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--backlog", type=int, default=10)
+    ap.add_argument("--sleep-ms", type=int, default=0, help="SLEEP this long per request (0: ECHO)")
     args = ap.parse_args()
     pcap = args.out / "capture.pcap"
     dump = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "-s", "128", "-w", str(pcap), "tcp"],
@@ -40,7 +42,8 @@ def main() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "ConnectPerRequestUser",
          "--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s", "--server", "blocking",
-         "--backlog", "10", "--monitor-interval", "0.25", "--report-dir", str(report), "--only-summary"],
+         "--backlog", str(args.backlog), "--monitor-interval", "0.25", "--report-dir", str(report), "--only-summary",
+         *(["--op", "SLEEP", "--sleep-ms", str(args.sleep_ms)] if args.sleep_ms else [])],
         capture_output=True, text=True, timeout=120, cwd=args.out,
     )  # fmt: skip
     time.sleep(0.3)  # the server is stopped: its listener and its request sockets are gone
@@ -59,7 +62,7 @@ def main() -> None:
         "syns": len(syns), "syn_retransmitted": retransmitted(syns),
         "synack_retransmitted": retransmitted(synacks),
         "synack_retransmitted_by_last_sample": retransmitted([s for s in synacks if s.time <= last_sample]),
-        "counter_delta": after - before, "summary": row,
+        "counter_delta": after - before, "summary": row, "pcap": str(pcap), "run": str(report),
     }))  # fmt: skip
 
 

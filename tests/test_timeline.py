@@ -1,0 +1,90 @@
+"""Where each connection's time goes: the client's records joined to the server's, against known truths.
+
+A one-at-a-time server with SLEEP 100 ms and 5 clients arriving at once serves them one after the
+other: their accept-queue waits are a staircase of 0, 100, 200, 300, 400 ms, and each is served in
+100 ms.  A thread per connection accepts at once.  A pool of 2 fed by an accepting thread accepts at
+once and queues them itself: the staircase moves into the pool's queue.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from loadtest.report import build_run_report
+from tests.test_locust import run_locust
+
+
+def arrive_at_once(tmp_path: Path, server: str, users: int, *args: str) -> pd.DataFrame:
+    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", server, "--op", "SLEEP", "--sleep-ms", "100",
+                     "--connections-total", str(users), *args, users=users, seconds=10)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    frame = pd.read_csv(run.report_dir / "connections.csv")
+    assert len(frame) == users and (frame["join"] == "joined").all(), frame["join"].value_counts()
+    return frame.sort_values("accept_queue").reset_index(drop=True)
+
+
+def staircase(values: pd.Series, step_ms: float, per_step: int = 1) -> list[float]:
+    return [abs(v - (i // per_step) * step_ms) for i, v in enumerate(values)]
+
+
+def test_a_one_at_a_time_server_makes_a_staircase_in_the_accept_queue(tmp_path: Path) -> None:
+    frame = arrive_at_once(tmp_path, "blocking", 5)
+    assert max(staircase(frame["accept_queue"], 100)) <= 20, frame["accept_queue"].tolist()
+    assert frame["service"].between(99, 110).all(), frame["service"].tolist()  # each served in its 100 ms
+    assert (frame["pool_queue"] < 1).all()  # nobody between accept() and the one loop
+    assert frame["teardown"].str.startswith("client closed first").all()  # it closes after its reply
+    with (tmp_path / "run" / "summary.csv").open() as f:
+        row = next(csv.DictReader(f))
+    assert row["timeline"] == "measured" and int(row["connections_joined"]) == 5
+    assert 180 <= float(row["accept_queue_wait_p50_ms"]) <= 220  # the middle of the staircase
+    assert float(row["first_request_share_accept_queue"]) > 0.5  # where the time went
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "in the accept queue" in page and 'id="sequence-median"' in page and 'id="breakdown"' in page
+
+    # A missing or truncated server log: a report that says what was not measured; never a crash.
+    for damage, words in (("truncate", "cut short"), ("remove", "no server log")):
+        copy = tmp_path / damage
+        shutil.copytree(tmp_path / "run", copy)
+        log = copy / "server_connections.bin"
+        if damage == "truncate":
+            log.write_bytes(log.read_bytes()[:5000])
+        else:
+            log.unlink()
+        build_run_report(copy)
+        with (copy / "summary.csv").open() as f:
+            row = next(csv.DictReader(f))
+        assert words in row["timeline"] and int(row["connections_joined"]) == 0, row["timeline"]
+        assert row["accept_queue_wait_p50_ms"] == ""  # not measured, not a wrong number
+        assert words in (copy / "report.html").read_text()
+
+
+def test_a_thread_per_connection_accepts_at_once(tmp_path: Path) -> None:
+    frame = arrive_at_once(tmp_path, "threaded", 5)
+    assert (frame["accept_queue"] <= 5).all(), frame["accept_queue"].tolist()
+    assert frame["service"].between(99, 110).all()
+
+
+def test_a_pool_fed_by_an_accepting_thread_moves_the_wait_into_its_queue(tmp_path: Path) -> None:
+    frame = arrive_at_once(tmp_path, "threadpool", 6, "--server-workers", "2")
+    assert (frame["accept_queue"] <= 5).all(), frame["accept_queue"].tolist()  # the main thread accepts at once
+    waits = frame.sort_values("pool_queue")["pool_queue"]
+    assert max(staircase(waits, 100, per_step=2)) <= 20, waits.tolist()  # two workers: two a step
+    workers = frame["worker"].nunique()
+    assert workers == 2, frame["worker"].tolist()  # the log says which of the two served each
+
+
+@pytest.mark.parametrize("option", [["--conn-log-cap", "0"]])
+def test_without_a_server_log_the_client_side_stands_alone(tmp_path: Path, option: list[str]) -> None:
+    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", *option, users=2, seconds=1)
+    assert run.returncode == 0, run.stderr[-2000:]
+    frame = pd.read_csv(run.report_dir / "connections.csv")
+    assert len(frame) > 10 and (frame["join"] == "no server log").all()
+    assert frame["handshake"].notna().all() and frame["accept_queue"].isna().all()  # not measured, not guessed
+    info = json.loads((run.report_dir / "run.json").read_text())
+    assert info["connections"]["server_log"] is None and info["connections"]["client"]["recorded"] == len(frame)
