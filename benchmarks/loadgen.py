@@ -6,7 +6,9 @@
 Greenlets run the same ``loadtest.client.SocklabClient`` code the Locust users
 run, back to back, for warm-up + measured seconds; its callback only counts.  So
 this is both the server-cost load and the reference the Locust load generator is
-measured against (benchmarks.loadgen_cost).  At the window's edges it reads the
+measured against (benchmarks.loadgen_cost).  ``--client minimal`` runs instead the
+floor any raw-socket load generator has: sendall the frame, recv until the reply is
+whole, check its status, repeat — the other reference of loadgen_cost.  At the window's edges it reads the
 server process tree's CPU times (psutil, ~0.05 ms; with --server-pid) and its own,
 so requests and CPU cover exactly the same window.  Prints one JSON line.
 """
@@ -19,6 +21,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import socket  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
@@ -54,6 +57,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--payload-bytes", type=int, default=64)
+    ap.add_argument("--client", choices=["socklab", "minimal"], default="socklab",
+                    help="socklab: loadtest.client, as the Locust users run it; minimal: a bare sendall/recv loop")
     args = ap.parse_args()
     frame = encode_request(Op.ECHO, 0, b"x" * args.payload_bytes)
     counts = [0]
@@ -64,6 +69,42 @@ def main() -> None:
             errors[0] += 1
         elif kind != CONNECT:
             counts[0] += 1
+
+    def minimal() -> None:
+        """The floor: what any raw-socket load generator must do per request, and nothing more."""
+        sock = socket.create_connection((args.host, args.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sendall, recv = sock.sendall, sock.recv
+        while True:
+            sendall(frame)
+            data = recv(65536)
+            while len(data) < 5 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+                more = recv(65536)
+                if not more:
+                    errors[0] += 1
+                    return
+                data += more
+            if data[4] != 0:
+                errors[0] += 1
+            else:
+                counts[0] += 1
+
+    def minimal_connect() -> None:
+        while True:
+            sock = socket.create_connection((args.host, args.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(frame)
+            data = sock.recv(65536)
+            while len(data) < 5 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+                more = sock.recv(65536)
+                if not more:
+                    break
+                data += more
+            sock.close()
+            if len(data) >= 5 and data[4] == 0:
+                counts[0] += 1
+            else:
+                errors[0] += 1
 
     def persistent() -> None:
         client = SocklabClient(args.host, args.port, on_request=count)
@@ -84,7 +125,9 @@ def main() -> None:
             client.close()
 
     server = psutil.Process(args.server_pid) if args.server_pid else None
-    body = persistent if args.mode == "persistent" else connect_per_request
+    bodies = {("socklab", "persistent"): persistent, ("socklab", "connect"): connect_per_request,
+              ("minimal", "persistent"): minimal, ("minimal", "connect"): minimal_connect}  # fmt: skip
+    body = bodies[(args.client, args.mode)]
     greenlets = [gevent.spawn(body) for _ in range(args.connections)]
     gevent.sleep(args.warmup)
     c0, cpu0, t0 = counts[0], tree_cpu(server), time.perf_counter()

@@ -95,14 +95,14 @@ def measure(name: str, mode: str, seconds: float, conn_log: str = "") -> dict[st
     return result
 
 
-def conn_log_ab(seconds: float, repeat: int, designs: list[str]) -> int:
+def conn_log_ab(seconds: float, repeat: int, designs: list[str], loads: list[str]) -> int:
     """Each design with its connection log off and on, interleaved in one run: the log's cost."""
     import tempfile
 
     runs: dict[tuple[str, str, bool], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_no in range(repeat):
-            for mode in ("persistent", "connect"):
+            for mode in loads:
                 for name in designs:
                     for log in ((False, True) if round_no % 2 == 0 else (True, False)):
                         r = measure(name, mode, seconds, f"{tmp}/{name}.bin" if log else "")
@@ -113,6 +113,8 @@ def conn_log_ab(seconds: float, repeat: int, designs: list[str]) -> int:
     print("|---|---|---|---|---|---|")
     ok = True
     for mode, goal in (("persistent", 1.03), ("connect", 1.05)):
+        if mode not in loads:
+            continue
         for name in designs:
             off = statistics.median(runs[(name, mode, False)])
             on = statistics.median(runs[(name, mode, True)])
@@ -131,9 +133,10 @@ def main() -> int:
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "server_cost.csv")
     ap.add_argument("--conn-log-ab", action="store_true", help="each design with its connection log off and on")
     ap.add_argument("--designs", default=",".join(VARIANTS), help="with --conn-log-ab: which designs")
+    ap.add_argument("--loads", default="persistent,connect", help="with --conn-log-ab: persistent, connect or both")
     args = ap.parse_args()
     if args.conn_log_ab:
-        return conn_log_ab(args.seconds, args.repeat, args.designs.split(","))
+        return conn_log_ab(args.seconds, args.repeat, args.designs.split(","), args.loads.split(","))
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_no in range(args.repeat):
         for mode in ("persistent", "connect"):

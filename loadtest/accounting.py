@@ -105,7 +105,10 @@ class Accounts:
         if closing:
             for ledger in self.ledgers:
                 for client in ledger.clients:
-                    unfinished.extend(unfinished_of(client.pending, now))
+                    pending = client.pending
+                    unfinished.extend(unfinished_of(pending, now))
+                    if pending is not None and client.in_flight:  # pipelined: the rest behind the oldest
+                        unfinished.extend((pending[0], pending[1], now - t) for t in list(client.in_flight)[1:])
         return {
             "users": [ledger.snapshot(now) for ledger in self.ledgers],
             "unfinished": unfinished,

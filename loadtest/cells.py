@@ -114,6 +114,8 @@ def result_line(outcome: Outcome) -> str:
     if outcome.status != "done" or row is None or outcome.run is None:
         return f"{cell.name:32} {outcome.status.upper()}: {outcome.note}"
     bits = [f"{row['rps']:>9,.0f} req/s", f"p50 {shown(row, 'latency_p50_ms')}", f"p99 {shown(row, 'latency_p99_ms')}"]
+    if (row.get("pipeline") or 1) > 1:
+        bits.append(f"pipelined ×{row['pipeline']}")
     if isinstance(row["users_starved"], int) and row["users_starved"]:
         bits.append(f"served {row['users_served']}/{row['users_served'] + row['users_starved']}")
     if row["unfinished_connects"] or row["unfinished_requests"]:

@@ -107,7 +107,9 @@ class SocklabClient:
         self.sock: socket.socket | None = None
         self._connect_started = 0.0
         self.pending: Pending | None = None  # what is in flight now (loadtest.accounting)
+        self.in_flight: Any = None  # pipelined: the send times of every request in flight (the oldest is pending)
         self.service = 0.0  # the last request's actual send → last reply byte, s
+        self.done_at = 0.0  # when the last request finished (perf_counter): the ledger's clock, read once
 
     # -- connection ------------------------------------------------------------------------
     def connect(self, name: str = "connect", first_reply: str | None = None) -> socket.socket:
@@ -216,7 +218,7 @@ class SocklabClient:
             # serving a client that is gone until its read timeout.
             self.close("unfinished")
             raise
-        now = time.perf_counter()
+        self.done_at = now = time.perf_counter()
         self.pending = None
         self.service = now - started
         if record is not None:

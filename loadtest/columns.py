@@ -180,6 +180,8 @@ SUMMARY: tuple[Column, ...] = (
     Column("variant", "", "the server design (or the --server-cmd NAME, or external)"),
     Column("user_class", "", "the Locust user classes that ran"),
     Column("op", "", "the request op"),
+    Column("pipeline", "requests", "requests in flight per connection (--pipeline; 1 = one at a time): above 1 a "
+           "different workload, several frames per system call on both sides"),
     Column("users", "count", "users of the run"),
     Column("duration_s", "s", "the measured window: Locust's test start → test stop"),
     Column("requests", "count", "ops sent, successes + failures"),
@@ -248,6 +250,9 @@ SUMMARY: tuple[Column, ...] = (
            "ops"),
     Column("server_user_us_per_request", "µs", "the user part"),
     Column("server_sys_us_per_request", "µs", "the system part"),
+    Column("server_capacity_rps_per_core", "requests/s", "1e6 ÷ server_cpu_us_per_request: what one core of this "
+           "server could answer, an estimate that assumes the server CPU-bound and its cost linear in the load — "
+           "the figure to rank by when a cell is client-bound"),
     Column("peak_rss_bytes", "bytes", "the server tree's highest RSS"),
     Column("rss_per_connection_bytes", "bytes", "(peak RSS − RSS at the first sample) ÷ peak_established"),
     Column("peak_threads", "count", "the server tree's most threads"),

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import csv
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,23 +55,51 @@ def recorded(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     return values, counts[index].astype(np.int64)
 
 
-class LatencyRecorder:
-    """Per (type, name): a dict of whole µs → count, plus a failure count."""
+class Tally:
+    """One (type, name)'s finished requests since the last flush: whole µs → count, and reply bytes."""
 
-    __slots__ = ("counts", "failures", "service")
+    __slots__ = ("bytes", "counts")
 
     def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.bytes = 0
+
+
+# sink(request_type, name, µs counts, reply bytes, wall time): Locust's statistics, fed in bulk.
+Sink = Callable[[str, str, dict[int, int], int, float], Any]
+
+
+class LatencyRecorder:
+    """This load process's finished requests, per (type, name), in whole µs.
+
+    The hot path is one dict update in a :class:`Tally` a user holds (``tally(type, name)``).
+    Every ``flush`` (about every 100 ms, and before every report) hands what is new to ``sink`` —
+    Locust's statistics, in bulk instead of one ``request`` event per request — and folds it into
+    the counts ``drain`` ships to the master.  Failures are counted apart, never in the latencies.
+    """
+
+    __slots__ = ("counts", "failures", "service", "sink", "tallies")
+
+    def __init__(self, sink: Sink | None = None) -> None:
+        self.tallies: dict[tuple[str, str], Tally] = {}
         self.counts: dict[str, dict[str, dict[int, int]]] = {}
         self.service: dict[str, dict[str, dict[int, int]]] = {}
         self.failures: dict[str, dict[str, int]] = {}
+        self.sink = sink
 
-    def record(self, request_type: str, name: str, seconds: float) -> None:
-        try:
-            bucket = self.counts[request_type][name]
-        except KeyError:
-            bucket = self.counts.setdefault(request_type, {}).setdefault(name, {})
+    def tally(self, request_type: str, name: str) -> Tally:
+        key = (request_type, name)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = Tally()
+        return tally
+
+    def record(self, request_type: str, name: str, seconds: float, length: int = 0) -> None:
+        tally = self.tally(request_type, name)
         us = int(seconds * 1e6 + 0.5) or 1  # sub-µs rounds up to the histogram's lowest value
-        bucket[us] = bucket.get(us, 0) + 1
+        counts = tally.counts
+        counts[us] = counts.get(us, 0) + 1
+        tally.bytes += length
 
     def record_service(self, request_type: str, name: str, seconds: float) -> None:
         """Open loop: the actual send → last reply byte, beside the latency from the intended start."""
@@ -81,8 +111,32 @@ class LatencyRecorder:
         by_name = self.failures.setdefault(request_type, {})
         by_name[name] = by_name.get(name, 0) + 1
 
+    def flush(self) -> None:
+        """What is new since the last flush: into the sink (Locust's statistics) and the counts to ship."""
+        now = time.time()
+        for (request_type, name), tally in self.tallies.items():
+            fresh = tally.counts
+            if not fresh:
+                continue
+            tally.counts, length, tally.bytes = {}, tally.bytes, 0
+            if self.sink is not None:
+                self.sink(request_type, name, fresh, length, now)
+            bucket = self.counts.setdefault(request_type, {}).setdefault(name, {})
+            if not bucket:
+                bucket.update(fresh)
+                continue
+            for us, n in fresh.items():
+                bucket[us] = bucket.get(us, 0) + n
+
+    def reset(self) -> None:
+        """Forget everything recorded so far, flushed or not (a window opens: nothing before it counts)."""
+        for tally in self.tallies.values():
+            tally.counts, tally.bytes = {}, 0
+        self.counts, self.failures, self.service = {}, {}, {}
+
     def drain(self) -> dict[str, Any]:
         """The counts so far as plain data (msgpack/JSON-safe), and a fresh start."""
+        self.flush()
         data = {"counts": self.counts, "failures": self.failures, "service": self.service}
         self.counts, self.failures, self.service = {}, {}, {}
         return data

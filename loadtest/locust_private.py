@@ -51,3 +51,45 @@ def replace_form(request: Any, items: list[tuple[str, str]]) -> None:
     from werkzeug.datastructures import ImmutableMultiDict
 
     request.form = ImmutableMultiDict(items)
+
+
+def stats_sink(environment: Any) -> Callable[[str, str, dict[int, int], int, float], None]:
+    """Finished requests into Locust's statistics in bulk, as its own ``request`` listener would log them
+    one by one (``runner.on_request`` → ``RequestStats.log_request``): the count, the response times
+    in Locust's buckets (its module-level ``bucket_response_time``, replaceable as Locust documents),
+    their total, min and max, the per-second count, the content length — on the entry and on the total.
+    Failures do not come here: they take Locust's own path, one event each."""
+    from locust import stats as locust_stats
+
+    from loadtest.kinds import NOT_LOCUST_EVENTS
+
+    def sink(request_type: str, name: str, counts: dict[int, int], length: int, now: float) -> None:
+        if request_type in NOT_LOCUST_EVENTS:
+            return
+        stats = environment.runner.stats
+        bucket = locust_stats.bucket_response_time
+        n = sum(counts.values())
+        total_ms = sum(us * k for us, k in counts.items()) / 1000
+        low, high = min(counts) / 1000, max(counts) / 1000
+        buckets: dict[int, int] = {}
+        for us, k in counts.items():
+            b = bucket(us / 1000)
+            buckets[b] = buckets.get(b, 0) + k
+        second = int(now)
+        for entry in (stats.total, stats.entries[(name, request_type)]):
+            if entry.use_response_times_cache and entry.last_request_timestamp and second > int(
+                entry.last_request_timestamp
+            ):
+                entry._cache_response_times(second - 1)  # as StatsEntry.log does when a second starts
+            entry.num_requests += n
+            entry.total_response_time += total_ms
+            entry.min_response_time = low if entry.min_response_time is None else min(entry.min_response_time, low)
+            entry.max_response_time = max(entry.max_response_time, high)
+            times = entry.response_times
+            for b, k in buckets.items():
+                times[b] += k
+            entry.num_reqs_per_sec[second] += n
+            entry.last_request_timestamp = now
+            entry.total_content_length += length
+
+    return sink

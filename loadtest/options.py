@@ -109,6 +109,13 @@ OPTIONS: tuple[Option, ...] = (
            "is --server-read-timeout)", overridable=True, minimum=0, exclusive_minimum=True),
     Option("idle-interval", float, 5.0, "IdleUser: seconds between its small requests", overridable=True, minimum=0,
            exclusive_minimum=True),
+    Option("pipeline", int, 1, "PersistentUser: requests in flight on its connection (the protocol answers in "
+           "order); each request's latency is still its own send → last reply byte, so it includes the wait behind "
+           "those ahead of it — a different workload from 1 (redis-benchmark -P, wrk's pipelining)", overridable=True,
+           minimum=1),
+    Option("request-events", bool, False, "fire Locust's request event for every request, for plugins that listen to "
+           "it; without it, requests reach Locust's statistics in bulk every 100 ms — the same table, CSVs, charts "
+           "and percentiles, at a fraction of the cost per request"),
     Option("arrival-rate", float, 0.0, "open loop: requests per second for the whole run, across users and "
            "processes, on a schedule fixed in advance; latency counts from each intended start; 0 = closed loop",
            overridable=True, minimum=0),
@@ -172,6 +179,9 @@ def add_locust_arguments(parser: Any) -> None:
     (those that carry include_in_web_ui), with a dropdown for choices.
     """
     for o in OPTIONS:
+        if o.type is bool:  # a switch: on when given (a checkbox in the web UI)
+            parser.add_argument(o.flag, action="store_true", default=False, help=o.help, include_in_web_ui=o.web_ui)
+            continue
         default = f" (default {o.default})" if o.default not in ("", None) else ""
         parser.add_argument(
             o.flag,
@@ -279,6 +289,9 @@ def run_problem(options: Any, host: str | None) -> str | None:
         return "--server none needs --host tcp://HOST:PORT of a running server"
     if options.server not in ("auto", "none") and host:
         return f"--server {options.server} and --host {host} both name a target; drop one"
+    if getattr(options, "pipeline", 1) > 1 and getattr(options, "arrival_rate", 0) > 0:
+        return ("--pipeline and --arrival-rate: a pipeline keeps N in flight, an open loop sends on a schedule; "
+                "choose one")
     problem = validate(options) or bind_problem(options)
     if problem:
         return problem

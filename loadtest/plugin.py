@@ -54,6 +54,7 @@ USERS_KEY = "socklab_users"
 LOAD_PROCESS_KEY = "socklab_load_process"
 CONNECTIONS_KEY = "socklab_connections"
 WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
+FLUSH_S = 0.1  # how often finished requests reach Locust's statistics
 
 
 @events.init_command_line_parser.add_listener
@@ -127,6 +128,8 @@ class Socklab(LoadState):
                                (env.events.test_stop, self.stopped), (env.events.report_to_master, self.report),
                                (env.events.worker_report, self.worker_report), (env.events.quit, self.quit)):
             event.add_listener(handler)  # fmt: skip
+        self.feed_locust(env.parsed_options)
+        gevent.spawn(self.flush_loop)
         if isinstance(env.runner, WorkerRunner):
             env.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: self.open_own_window())
             return
@@ -157,6 +160,19 @@ class Socklab(LoadState):
         if env.web_ui is not None:
             webui.install(env, lambda: self.run)
         gevent.spawn(self.live_loop)
+
+    def feed_locust(self, options: Any) -> None:
+        """Requests reach Locust's statistics in bulk (each flush), unless --request-events asks for an event
+        each — then the users fire them, and there is nothing to flush into Locust."""
+        each = bool(getattr(options, "request_events", False)) if options is not None else False
+        self.recorder.sink = None if each else locust_private.stats_sink(self.environment)
+
+    def flush_loop(self) -> None:
+        """Every FLUSH_S: this process's finished requests into Locust's statistics (its table, charts and
+        CSVs stay as fresh as Locust's own, which writes its CSVs every second)."""
+        while True:
+            gevent.sleep(FLUSH_S)
+            self.recorder.flush()
 
     def select_user_class(self) -> None:
         """Run the one class --user-mode names, not every class in the locustfile, unless classes were named."""
@@ -193,13 +209,14 @@ class Socklab(LoadState):
 
     def open_own_window(self) -> None:
         """This load process counts from now: fresh µs counts, every user's ledger from zero."""
-        self.recorder.drain()
+        self.recorder.reset()
         self.accounts.open_window()
         self.load_process.open()
 
     def test_start(self, environment: Any, **_: Any) -> None:
         # Locust clears its stats when a test starts; so do we, so both count the same requests.
         self.test = TestState()
+        self.feed_locust(environment.parsed_options)  # the master's options reach a worker by now
         self.open_own_window()
         if isinstance(environment.runner, WorkerRunner):
             self.warn_if_unreachable()
@@ -221,6 +238,7 @@ class Socklab(LoadState):
 
     def end_warmup(self) -> None:
         """Forget what the warm-up recorded: Locust's stats, our histograms and ledgers, the window's start."""
+        self.recorder.flush()  # the warm-up's last requests into Locust's stats, which are reset now
         self.environment.runner.stats.reset_all()
         self.open_window()
         if not self.local:
@@ -244,12 +262,14 @@ class Socklab(LoadState):
 
     def stopping(self, **_: Any) -> None:
         # Before the users are stopped: what is still in flight now is unfinished, with its age.
+        self.recorder.flush()
         self.accounts.close_window()
         self.load_process.close()
         if self.run is not None:
             self.run.close_window()
 
     def stopped(self, **_: Any) -> None:
+        self.recorder.flush()  # what finished while the users stopped, before a worker's last report
         if self.run is not None:
             self.run.close_window()  # a no-op when test_stopping closed it; here for runs that skip it
 

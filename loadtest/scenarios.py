@@ -63,6 +63,14 @@ SCENARIOS: dict[str, Scenario] = {
             {"op": "ECHO", "payload-bytes": 64},
         ),
         Scenario(
+            "echo-pipelined",
+            "What does one request cost when eight are in flight on each connection?",
+            "persistent 64 B ECHO, --pipeline 8: server and client each handle several frames per system call, so "
+            "per-request CPU falls on both sides — a different workload from echo, labelled as such",
+            "PersistentUser",
+            {"op": "ECHO", "payload-bytes": 64, "pipeline": 8},
+        ),
+        Scenario(
             "io-wait",
             "What happens when requests wait on I/O?",
             "SLEEP 20 ms: blocking serializes at about 50 req/s whatever the users; threaded and selectors scale "

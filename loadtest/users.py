@@ -37,6 +37,7 @@ from loadtest import options
 from loadtest.accounting import Accounts, process_tag
 from loadtest.client import RequestFailure, SocklabClient, parse_target
 from loadtest.kinds import OP_NAMES
+from loadtest.pipeline import pipeline
 from loadtest.state import LoadState
 from servers.protocol import Op, encode_request
 
@@ -57,6 +58,8 @@ class LoadSpec:
     max_connecting: int
     users: int  # the run's users, across processes: each follows 1/users of the schedule
     connections_total: int  # this load process's share of --connections-total; 0 = no count
+    request_events: bool  # a Locust request event for every request (plugins that listen to it)
+    pipeline: int  # persistent users: requests in flight on the connection
 
     @classmethod
     def from_options(cls, opts: Any) -> LoadSpec:
@@ -75,6 +78,8 @@ class LoadSpec:
             max_connecting=int(getattr(opts, "max_connecting", 1000) or 1000),
             users=max(int(getattr(opts, "num_users", 1) or 1), 1),
             connections_total=-(-int(getattr(opts, "connections_total", 0) or 0) // load_processes(opts)),
+            request_events=bool(getattr(opts, "request_events", False)),
+            pipeline=max(int(getattr(opts, "pipeline", 1) or 1), 1),
         )
 
     @property
@@ -119,31 +124,36 @@ class SocklabUser(User):
         self.client = self.new_client()
 
     def new_client(self) -> SocklabClient:
-        """A client whose events reach Locust, the µs recorder and this user's ledger."""
+        """A client whose requests reach the µs recorder (and from it, in bulk, Locust's statistics), this
+        user's ledger, and — with --request-events, or for a failure — a Locust ``request`` event each."""
         fire = self.environment.events.request.fire
         recorder = self.socklab.recorder
-        record, record_failure, record_service = recorder.record, recorder.record_failure, recorder.record_service
+        tally, record_failure, record_service = recorder.tally, recorder.record_failure, recorder.record_service
         ledger, open_loop = self.ledger, self.spec.arrival_rate > 0
+        each_event = self.spec.request_events
+        tallies: dict[tuple[str, str], Any] = {}
         client: SocklabClient
 
         def on_request(request_type: str, name: str, seconds: float, length: int, exc: BaseException | None) -> None:
             if exc is None:
-                record(request_type, name, seconds)
+                t = tallies.get((request_type, name))
+                if t is None:
+                    t = tallies[(request_type, name)] = tally(request_type, name)
+                us = int(seconds * 1e6 + 0.5) or 1
+                counts = t.counts
+                counts[us] = counts.get(us, 0) + 1
+                t.bytes += length
                 if request_type in OP_NAMES:  # a success of an op serves the user; a CONNECT does not
-                    ledger.success(time.perf_counter())
+                    ledger.success(client.done_at)
                     if open_loop:
                         record_service(request_type, name, client.service)
+                if not each_event:
+                    return  # into Locust's statistics at the next flush, with the others
             else:
                 record_failure(request_type, name)
                 ledger.failed += 1
-            fire(
-                request_type=request_type,
-                name=name,
-                response_time=seconds * 1000.0,
-                response_length=length,
-                exception=exc,
-                context={},
-            )
+            fire(request_type=request_type, name=name, response_time=seconds * 1000.0, response_length=length,
+                 exception=exc, context={})  # fmt: skip
 
         client = SocklabClient(
             self.host,
@@ -151,7 +161,7 @@ class SocklabUser(User):
             connect_timeout=self.spec.connect_timeout,
             reply_timeout=self.spec.reply_timeout,
             on_request=on_request,
-            on_first_reply=lambda kind, seconds: record(kind, self.mode, seconds),
+            on_first_reply=lambda kind, seconds: recorder.record(kind, self.mode, seconds),
             on_connection=self.connection_ended,
         )
         ledger.clients.add(client)
@@ -184,6 +194,10 @@ class PersistentUser(SocklabUser):
         # (benchmarks/loadgen_cost.py).  Each request still fires its own event; the
         # socket waits yield to other users; Locust stops the user by killing it.
         request, op, name, frame = self.client.request, self.spec.op, self.mode, self.frame
+        if self.spec.pipeline > 1:  # N in flight on the connection (loadtest.pipeline)
+            while True:
+                pipeline(self.client, op, name, frame, self.spec.pipeline)
+                time.sleep(0.01)  # it failed and reported it; start over on a new connection
         if self.spec.arrival_rate > 0:
             accounts = self.socklab.accounts
             for at in self.spec.schedule():

@@ -137,7 +137,7 @@ def prepare_swarm(environment: Any, run: Any) -> str | None:
             continue
         text = form[option.dest]
         try:
-            value = option.type(text)
+            value = text.lower() in ("true", "on", "1", "yes") if option.type is bool else option.type(text)
         except ValueError:
             return f"{option.flag} {text!r} is not a {option.type.__name__}"
         if option.choices and value not in option.choices:

@@ -160,7 +160,7 @@ class BaseServer:
         self.port: int = self.listener.getsockname()[1]
         # Made before any worker is forked or started: every one of them writes into the same mapping.
         locks = multiprocessing.Lock if self.uses_processes else threading.Lock if self.uses_threads else None
-        self.connlog = open_log(config.conn_log, config.conn_log_cap, locks)
+        self.connlog = open_log(config.conn_log, config.conn_log_cap, locks, shared=self.uses_processes)
 
     def make_listener(self) -> socket.socket:
         """socket() + bind() + listen(backlog): the one listener every worker shares, by default."""
@@ -202,20 +202,17 @@ class BaseServer:
         return 0
 
     # -- the cap ------------------------------------------------------------------------------------
-    def record(self, peer: Any) -> int:
-        """A connection accepted just now from `peer`: its slot in the connection log (-1: no log or past it)."""
-        log = self.connlog
-        return log.open(peer, self.port, time.monotonic()) if log is not None else -1
-
-    def admit(self, conn: socket.socket | Any, slot: int = -1) -> bool:
+    def admit(self, conn: socket.socket | Any, peer: Any = None, accepted: float = 0.0) -> bool:
         """An accepted connection is served only under --max-connections; over it, it is closed at once
-        (the client reads EOF; it does not wait in the accept queue) and counted as rejected.  `conn` is a
-        socket, or whatever stands for one and closes it (an asyncio transport)."""
+        (the client reads EOF; it does not wait in the accept queue) and counted as rejected — and, with a
+        connection log, recorded as such.  `conn` is a socket, or whatever stands for one and closes it
+        (an asyncio transport)."""
         if self.open_connections() >= self.config.max_connections:
             conn.close()
             self.stats.add(rejected=1)
-            if self.connlog is not None:
-                self.connlog.close(slot, time.monotonic(), 0, REJECTED)
+            if self.connlog is not None and peer is not None:
+                now = time.monotonic()
+                self.connlog.write(accepted or now, 0.0, 0.0, 0.0, 0.0, now, peer, self.port, 0, REJECTED)
             return False
         self.stats.add(connections=1)
         return True

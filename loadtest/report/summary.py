@@ -75,6 +75,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         "variant": info.get("variant", ""),
         "user_class": ",".join(info.get("user_classes") or []),
         "op": options.get("op", ""),
+        "pipeline": int(options.get("pipeline") or 1),
         "users": info.get("users"),
         "duration_s": round(seconds, 3),
         "requests": successes + failed_ops,
@@ -134,6 +135,9 @@ def summarize(run: RunData) -> dict[str, Any]:
             server_cpu_us_per_request=per_request(user_s + system_s),
             server_user_us_per_request=per_request(user_s),
             server_sys_us_per_request=per_request(system_s),
+            server_capacity_rps_per_core=(
+                round(1e6 / cpu_us) if (cpu_us := per_request(user_s + system_s)) == cpu_us and cpu_us else math.nan
+            ),
             # Growth over the first sample (the idle server) per connection held at peak.
             rss_per_connection_bytes=(
                 round((mon["server_rss_bytes"].max() - mon["server_rss_bytes"].iloc[0]) / est_peak)

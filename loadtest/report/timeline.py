@@ -35,17 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from servers.connlog import (
-    ENDED_BADLY,
-    HEADER,
-    HEADER_SIZE,
-    INTS,
-    IPV6,
-    MAGIC,
-    REJECTED,
-    SERVER_CLOSED,
-    TIMES,
-)
+from servers.connlog import ENDED_BADLY, HEADER, HEADER_SIZE, IPV6, MAGIC, RECORD, REJECTED, SERVER_CLOSED, TIMES
 
 STAGES = ("syn_retry_wait", "last_round_trip", "accept_queue", "pool_queue", "request_wait", "service", "transfer")
 STAGE_LABELS = {
@@ -65,6 +55,10 @@ class ServerLog:
     complete: bool  # False: the file was cut short, or records were still open (the server was killed)
 
 
+RECORD_DTYPE = np.dtype([*((t, "<f8") for t in TIMES), ("peer_port", "<u2"), ("local_port", "<u2"),
+                         ("requests", "<u4"), ("worker_flags", "<u4"), ("peer", "V16"), ("pad", "V4")])  # fmt: skip
+
+
 def read_server_log(path: Path) -> tuple[ServerLog | None, str]:
     """The server's connection records, or None and why not, in words (never a crash)."""
     try:
@@ -72,31 +66,26 @@ def read_server_log(path: Path) -> tuple[ServerLog | None, str]:
     except OSError:
         return None, "no server log (a server socklab did not start, or --conn-log-cap 0)"
     if len(data) < HEADER_SIZE or data[:8] != MAGIC:
-        return None, "the server log is not a socklab connection log"
+        return None, "the server log is not a socklab connection log of this version"
     _magic, _version, cap, tail, _stride, _taken, recorded, unrecorded, boot = HEADER.unpack_from(data)
-    slots = cap + tail
-    need = HEADER_SIZE + slots * (48 + 16 + 16)
+    need = HEADER_SIZE + (cap + tail) * RECORD.size
     if len(data) < need:
         return None, f"the server log is cut short ({len(data):,} of {need:,} bytes)"
-    t_end = HEADER_SIZE + slots * 48
-    i_end = t_end + slots * 16
-    times = np.frombuffer(data, dtype="<f8", count=slots * 6, offset=HEADER_SIZE).reshape(-1, 6)
-    ints = np.frombuffer(data, dtype="<u4", count=slots * 4, offset=t_end).reshape(-1, 4)
-    peers = np.frombuffer(data, dtype=np.uint8, count=slots * 16, offset=i_end).reshape(-1, 16)
-    used = np.flatnonzero(times[:, 0] > 0)
-    frame = pd.DataFrame(times[used], columns=list(TIMES))
-    for k, name in enumerate(INTS[:3]):
-        frame[name] = ints[used, k].astype(np.int64)
-    frame["worker"] = (ints[used, 3] >> 8).astype(np.int64)
-    frame["flags"] = (ints[used, 3] & 0xFF).astype(np.int64)
+    records = np.frombuffer(data, dtype=RECORD_DTYPE, count=cap + tail, offset=HEADER_SIZE)
+    records = records[records["closed"] > 0]
+    frame = pd.DataFrame({t: records[t] for t in TIMES})
+    for name in ("peer_port", "local_port", "requests"):
+        frame[name] = records[name].astype(np.int64)
+    frame["worker"] = (records["worker_flags"] >> 8).astype(np.int64)
+    frame["flags"] = (records["worker_flags"] & 0xFF).astype(np.int64)
     frame["peer_ip"] = [
-        socket.inet_ntop(socket.AF_INET6, peers[i].tobytes()) if f & IPV6 else socket.inet_ntop(socket.AF_INET,
-                                                                                                peers[i, :4].tobytes())
-        for i, f in zip(used, frame["flags"], strict=True)
-    ]  # fmt: skip
-    still_open = int((frame["closed"] == 0).sum())
-    complete = int(recorded) == len(frame) and still_open == 0
-    return ServerLog(frame, cap, int(recorded), int(unrecorded), boot.hex(), complete), ""
+        socket.inet_ntop(socket.AF_INET6, bytes(p)) if f & IPV6 else socket.inet_ntop(socket.AF_INET, bytes(p)[:4])
+        for p, f in zip(records["peer"], frame["flags"], strict=True)
+    ]
+    # The header's counts are written as the records are (several processes) or at the stop (one): fewer
+    # records than it says, or a header with none said though records are there, is a server that was killed.
+    complete = int(recorded) == len(frame)
+    return ServerLog(frame, cap, max(int(recorded), len(frame)), int(unrecorded), boot.hex(), complete), ""
 
 
 def teardown_of(row: Any) -> str:

@@ -19,47 +19,49 @@ import time
 from typing import Any
 
 from servers.base import BaseServer, ServerStopping
-from servers.connlog import ENDED_BADLY, EOF, FIRST_READ, FIRST_WRITTEN, SERVICE_START
+from servers.connlog import ENDED_BADLY
 from servers.protocol import Request
 from servers.session import SWEEP_INTERVAL, Session
 
 
 class RequestProtocol(Session, asyncio.Protocol):
-    __slots__ = ("served", "server", "slot", "transport", "writing_paused")
+    __slots__ = ("accepted", "eof", "first_read", "first_written", "peer", "served", "server", "transport",
+                 "writing_paused")  # fmt: skip
 
     def __init__(self, server: AsyncioLoop) -> None:
         super().__init__(server.limits, time.monotonic())
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.writing_paused = False
-        self.slot = -1  # its record in the connection log
         self.served = 0
+        # For the connection log (peer None: no log).
+        self.peer: Any = None
+        self.accepted = self.first_read = self.first_written = self.eof = 0.0
 
     # -- asyncio's callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio accepted it a moment ago, in the same turn of its loop: the record starts here.
         self.transport = transport  # type: ignore[assignment]
         server = self.server
-        self.slot = slot = server.record(transport.get_extra_info("peername"))
-        if not server.admit(transport, slot):  # over the cap: the transport is closed at once
+        peer = transport.get_extra_info("peername") if server.connlog is not None else None
+        accepted = time.monotonic()
+        if not server.admit(transport, peer, accepted):  # over the cap: the transport is closed at once
             self.closing = True
-            self.slot = -1
             return
-        if slot >= 0:
-            server.connlog.mark(slot, SERVICE_START, time.monotonic())  # type: ignore[union-attr]
+        self.peer, self.accepted = peer, accepted
         server.protocols.add(self)
-        self.last_active = time.monotonic()
+        self.last_active = accepted
 
     def data_received(self, data: bytes) -> None:
         requests = self.received(data, time.monotonic())
-        if requests and not self.served and self.slot >= 0:
-            self.server.connlog.mark_once(self.slot, FIRST_READ, time.monotonic())  # type: ignore[union-attr]
+        if requests and not self.first_read and self.peer is not None:
+            self.first_read = time.monotonic()
         self.enqueue(requests)
         self.serve()
 
     def eof_received(self) -> None:
-        if self.slot >= 0:
-            self.server.connlog.mark(self.slot, EOF, time.monotonic())  # type: ignore[union-attr]
+        if self.peer is not None:
+            self.eof = time.monotonic()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -78,9 +80,11 @@ class RequestProtocol(Session, asyncio.Protocol):
         if bad:
             self.server.stats.add(errors=1)
         self.closing = True
-        if self.slot >= 0:
-            self.server.connlog.close(self.slot, time.monotonic(), self.served, ENDED_BADLY if bad else 0)  # type: ignore[union-attr]
-            self.slot = -1
+        if self.peer is not None:
+            self.server.connlog.write(self.accepted, self.accepted, self.first_read, self.first_written, self.eof,  # type: ignore[union-attr]
+                                      time.monotonic(), self.peer, self.server.port, self.served,
+                                      ENDED_BADLY if bad else 0)  # fmt: skip
+            self.peer = None
 
     # -- requests ------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -92,8 +96,8 @@ class RequestProtocol(Session, asyncio.Protocol):
             # Produce only what the transport's buffer has room for: a write past its high-water mark
             # calls pause_writing at once, and the rest waits for resume_writing.
             replies, sleeper = self.answer(max(high - transport.get_write_buffer_size(), 1))
-            for reply in replies:
-                transport.write(reply)
+            if replies:  # pipelined requests: their replies in one write (one send)
+                transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
             if replies:
                 self.server.stats.add(requests=len(replies))
                 self.written(len(replies))
@@ -119,8 +123,8 @@ class RequestProtocol(Session, asyncio.Protocol):
 
     def written(self, n: int) -> None:
         """Replies handed to the transport (asyncio writes at once what the socket takes)."""
-        if not self.served and self.slot >= 0:
-            self.server.connlog.mark(self.slot, FIRST_WRITTEN, time.monotonic())  # type: ignore[union-attr]
+        if not self.served and self.peer is not None:
+            self.first_written = time.monotonic()
         self.served += n
 
 

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import socket
 from time import monotonic
+from typing import Any
 
 from servers.base import RECV_SIZE, BaseServer, ServerStopping
-from servers.connlog import ENDED_BADLY, EOF, FIRST_READ, FIRST_WRITTEN, SERVICE_START
-from servers.protocol import RequestDecoder, error_response, serve_request_blocking
+from servers.connlog import ENDED_BADLY
+from servers.protocol import Op, RequestDecoder, error_response, reply_for, serve_request_blocking
 from servers.sockets import arm_deadline, send_within, set_io_timeout, set_nodelay
+
+ECHO = int(Op.ECHO)
+BATCH_BYTES = 64 * 1024  # pipelined replies joined into one send up to this much (memory stays one frame)
+Accepted = tuple[float, Any]  # when accept() returned (monotonic), and the peer's address
 
 
 class BlockingLoop(BaseServer):
@@ -26,23 +31,23 @@ class BlockingLoop(BaseServer):
 
     def serve_listener(self, listener: socket.socket) -> None:
         """Accept connections one by one and hand each to ``process_request``."""
-        accept, admit, process, record = listener.accept, self.admit, self.process_request, self.record
+        accept, admit, process, log = listener.accept, self.admit, self.process_request, self.connlog
         while True:
             conn, peer = accept()
-            slot = record(peer)
-            if admit(conn, slot):
-                process(conn, slot)
+            accepted = monotonic() if log is not None else 0.0
+            if admit(conn, peer, accepted):
+                process(conn, (accepted, peer) if log is not None else None)
 
-    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
+    def process_request(self, conn: socket.socket, info: Accepted | None = None) -> None:
         """Serve one accepted connection; by default right here, until it ends (the iterative server).
-        `slot` is its record in the connection log (-1: none)."""
-        self.serve_connection(conn, slot)
+        `info` is when it was accepted and from whom, for the connection log (None: no log)."""
+        self.serve_connection(conn, info)
 
-    def serve_connection(self, conn: socket.socket, slot: int = -1) -> None:
+    def serve_connection(self, conn: socket.socket, info: Accepted | None = None) -> None:
         """read → decode → serve each request in this thread → sendall, until the connection ends."""
-        log = self.connlog if slot >= 0 else None
-        if log is not None:
-            log.mark(slot, SERVICE_START, monotonic())
+        log = self.connlog if info is not None else None
+        started = monotonic() if log is not None else 0.0  # a worker starts on it
+        first_read = first_written = eof = 0.0
         bound = self.config.read_timeout
         set_nodelay(conn)
         set_io_timeout(conn, bound)
@@ -57,16 +62,24 @@ class BlockingLoop(BaseServer):
                 if not data:
                     clean = decoder.buffered == 0  # closing mid-frame is a client error
                     if log is not None:
-                        log.mark(slot, EOF, monotonic())
+                        eof = monotonic()
                     return
                 requests = decoder.feed(data)
                 if log is not None and requests and not served:
-                    log.mark(slot, FIRST_READ, monotonic())
-                for request in requests:
-                    send_within(conn, serve_request_blocking(request), bound)
+                    first_read = monotonic()
+                if (len(requests) > 1 and not any(r.arg for r in requests if r.op != ECHO)
+                        and sum(r.reply_len or len(r.payload) for r in requests) <= BATCH_BYTES):  # fmt: skip
+                    # Pipelined requests that neither wait nor compute, small replies: in one send.
+                    send_within(conn, b"".join(map(reply_for, requests)), bound)
                     if log is not None and not served:
-                        log.mark(slot, FIRST_WRITTEN, monotonic())
-                    served += 1
+                        first_written = monotonic()
+                    served += len(requests)
+                else:
+                    for request in requests:
+                        send_within(conn, serve_request_blocking(request), bound)
+                        if log is not None and not served:
+                            first_written = monotonic()
+                        served += 1
                 if requests:
                     add(requests=len(requests))
                 if decoder.error is not None:
@@ -88,7 +101,8 @@ class BlockingLoop(BaseServer):
             if not clean:
                 add(errors=1)
             if log is not None:
-                log.close(slot, monotonic(), served, 0 if clean else ENDED_BADLY)
+                log.write(info[0], started, first_read, first_written, eof, monotonic(), info[1], self.port,  # type: ignore[index]
+                          served, 0 if clean else ENDED_BADLY)  # fmt: skip
 
     def connection_ending(self) -> None:
         """A hook run as a connection ends, before its close(); thread-per-connection checks for a stop here."""

@@ -22,9 +22,10 @@ import socket
 import time
 from itertools import count
 from time import monotonic
+from typing import Any
 
 from servers.base import RECV_SIZE, BaseServer
-from servers.connlog import ENDED_BADLY, EOF, FIRST_READ, FIRST_WRITTEN, SERVICE_START
+from servers.connlog import ENDED_BADLY
 from servers.protocol import Request, burn_cpu, reply_for
 from servers.session import OUT_HIGH_WATER, SLEEP, SWEEP_INTERVAL, WORK, Session
 from servers.sockets import set_nodelay
@@ -36,15 +37,19 @@ EVENT_WRITE = selectors.EVENT_WRITE
 class Connection(Session):
     """A session with its socket, its unsent output, what the selector watches it for, and its record."""
 
-    __slots__ = ("first", "interest", "out", "served", "slot", "sock")
+    __slots__ = ("accepted", "eof", "first", "first_read", "first_written", "interest", "out", "peer", "served",
+                 "sock")  # fmt: skip
 
-    def __init__(self, sock: socket.socket, server: BaseServer, now: float, slot: int) -> None:
+    def __init__(self, sock: socket.socket, server: BaseServer, now: float, peer: Any, accepted: float) -> None:
         super().__init__(server.limits, now)
         self.sock = sock
         self.out = b""  # reply bytes the socket has not taken yet
         self.interest = EVENT_READ
-        self.slot = slot  # its record in the connection log (-1: none)
         self.served = 0  # requests answered
+        # For the connection log (peer None: no log): when it was accepted (an event loop starts on it then),
+        # its first request read and its reply written, the client's FIN.
+        self.peer, self.accepted = peer, accepted
+        self.first_read = self.first_written = self.eof = 0.0
         self.first = 0  # its first request: 0 not read yet, 1 read and its reply not all written, 2 written
 
 
@@ -97,14 +102,13 @@ class SelectorLoop(BaseServer):
                 # ECONNABORTED, or EMFILE when out of fds: leave the rest queued.
                 self.stats.add(errors=1)
                 return
-            slot = self.record(peer)
-            if not self.admit(sock, slot):
+            logged = self.connlog is not None
+            accepted = monotonic() if logged else 0.0
+            if not self.admit(sock, peer, accepted):
                 continue
             sock.setblocking(False)
             set_nodelay(sock)
-            conn = Connection(sock, self, now, slot)
-            if slot >= 0:  # an event loop starts on a connection the moment it accepts it
-                self.connlog.mark(slot, SERVICE_START, monotonic())  # type: ignore[union-attr]
+            conn = Connection(sock, self, now, peer if logged else None, accepted)
             self.connections[sock] = conn
             self.selector.register(sock, EVENT_READ, conn)  # type: ignore[union-attr]
 
@@ -118,13 +122,13 @@ class SelectorLoop(BaseServer):
             self._close(conn, error=True)
             return
         if not data:
-            if conn.slot >= 0:
-                self.connlog.mark(conn.slot, EOF, monotonic())  # type: ignore[union-attr]
+            if conn.peer is not None:
+                conn.eof = monotonic()
             self._close(conn, error=conn.ended_mid_frame)
             return
         requests = conn.received(data, self._now)
-        if requests and not conn.first and conn.slot >= 0:
-            self.connlog.mark(conn.slot, FIRST_READ, monotonic())  # type: ignore[union-attr]
+        if requests and not conn.first and conn.peer is not None:
+            conn.first_read = monotonic()
             conn.first = 1
         if len(requests) == 1 and not conn.queue and not conn.out:
             # Fast path, the common case: one request, nothing owed before it.
@@ -231,7 +235,7 @@ class SelectorLoop(BaseServer):
     def _first_written(self, conn: Connection) -> None:
         """The first request's reply is all in the kernel's hands now."""
         conn.first = 2
-        self.connlog.mark(conn.slot, FIRST_WRITTEN, monotonic())  # type: ignore[union-attr]
+        conn.first_written = monotonic()
 
     def _settle(self, conn: Connection) -> None:
         """After serving: wait to write, wait on a timer, close, or read the next request."""
@@ -272,8 +276,9 @@ class SelectorLoop(BaseServer):
         conn.out = b""
         if error:
             self.stats.add(errors=1)
-        if conn.slot >= 0:
-            self.connlog.close(conn.slot, monotonic(), conn.served, ENDED_BADLY if error else 0)  # type: ignore[union-attr]
+        if conn.peer is not None:
+            self.connlog.write(conn.accepted, conn.accepted, conn.first_read, conn.first_written, conn.eof,  # type: ignore[union-attr]
+                               monotonic(), conn.peer, self.port, conn.served, ENDED_BADLY if error else 0)  # fmt: skip
 
     def _sweep_idle(self) -> None:
         """Close what is idle too long, or too slow to send its request or take its reply."""

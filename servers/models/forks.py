@@ -45,7 +45,7 @@ import select
 import signal
 import socket
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from servers.base import BaseServer
 from servers.children import Children
@@ -74,10 +74,10 @@ class ForkPerConnection(_Forks):
         super().__init__(*args, **kwargs)
         signal.signal(signal.SIGCHLD, lambda *_: self.children.reap())
 
-    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
+    def process_request(self, conn: socket.socket, info: Any = None) -> None:
         def child() -> None:
             self.listener.close()
-            self.serve_connection(conn, slot)  # type: ignore[attr-defined]
+            self.serve_connection(conn, info)  # type: ignore[attr-defined]
 
         self.children.fork(child)
         conn.close()  # the child has its own copy

@@ -40,7 +40,7 @@ import queue
 import socket
 import threading
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from servers.base import BaseServer, ConnectionSet
 
@@ -63,11 +63,11 @@ class _Threads(BaseServer):
         self.open.shut_down(close=self.close_held)
         super().close_connections()
 
-    def serve_tracked(self, conn: socket.socket, slot: int) -> None:
+    def serve_tracked(self, conn: socket.socket, info: Any) -> None:
         """Serve one connection to its end, in the set while it is served."""
         self.open.add(conn)
         try:
-            self.serve_connection(conn, slot)  # type: ignore[attr-defined]
+            self.serve_connection(conn, info)  # type: ignore[attr-defined]
         finally:
             self.open.discard(conn)
 
@@ -79,13 +79,13 @@ class _Threads(BaseServer):
 class ThreadPerConnection(_Threads):
     model = "thread-per-connection"
 
-    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
+    def process_request(self, conn: socket.socket, info: Any = None) -> None:
         self.open.add(conn)  # counted before its thread runs: the cap sees it at the next accept
-        threading.Thread(target=self._connection_thread, args=(conn, slot), daemon=True).start()
+        threading.Thread(target=self._connection_thread, args=(conn, info), daemon=True).start()
 
-    def _connection_thread(self, conn: socket.socket, slot: int) -> None:
+    def _connection_thread(self, conn: socket.socket, info: Any) -> None:
         try:
-            self.serve_connection(conn, slot)  # type: ignore[attr-defined]
+            self.serve_connection(conn, info)  # type: ignore[attr-defined]
         finally:
             self.open.discard(conn)
             self.stop_if_signalled()
@@ -111,8 +111,8 @@ class Prethreaded(_Threads):
         with contextlib.suppress(OSError):  # the listener was shut down: we are stopping
             self.serve_listener(self.listener)  # type: ignore[attr-defined]
 
-    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
-        self.serve_tracked(conn, slot)
+    def process_request(self, conn: socket.socket, info: Any = None) -> None:
+        self.serve_tracked(conn, info)
 
     def open_connections(self) -> int:
         return 0  # each worker serves one at a time: the pool is the bound, not the cap
@@ -139,21 +139,33 @@ class ThreadPool(_Threads):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: queue.SimpleQueue[tuple[socket.socket, int]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[socket.socket, Any]] = queue.SimpleQueue()
 
     def start_workers(self) -> None:
         for _ in range(self.config.workers):
             threading.Thread(target=self.worker, daemon=True).start()
 
-    def process_request(self, conn: socket.socket, slot: int = -1) -> None:
+    def process_request(self, conn: socket.socket, info: Any = None) -> None:
         self.open.add(conn)  # queued or being served
-        self._queue.put((conn, slot))
+        self._queue.put((conn, info))
+
+    def close_connections(self) -> None:
+        """The connections still queued were accepted and never served: recorded as such, then closed."""
+        log = self.connlog
+        while True:
+            try:
+                _conn, info = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if log is not None and info is not None:
+                log.write(info[0], 0.0, 0.0, 0.0, 0.0, time.monotonic(), info[1], self.port, 0)
+        super().close_connections()
 
     def worker(self) -> None:
         while True:
-            conn, slot = self._queue.get()  # when it comes out is its service start (serve_connection)
+            conn, info = self._queue.get()  # when it comes out is its service start (serve_connection)
             try:
-                self.serve_connection(conn, slot)  # type: ignore[attr-defined]
+                self.serve_connection(conn, info)  # type: ignore[attr-defined]
             finally:
                 self.open.discard(conn)
 
