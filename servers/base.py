@@ -156,6 +156,7 @@ class BaseServer:
         self._signal_pipe = -1  # read end of the wakeup fd: a signal arrived (see stop_if_signalled)
         self._signal_buf = ctypes.create_string_buffer(16)
         self._stop_emitted = False
+        self.stopping = False  # set as run() starts closing: an end of stream read now may be our own shutdown
         self.listener = self.make_listener()
         self.port: int = self.listener.getsockname()[1]
         # Made before any worker is forked or started: every one of them writes into the same mapping.
@@ -236,6 +237,7 @@ class BaseServer:
             # A second signal during clean-up must not cut it short.
             for sig in previous:
                 signal.signal(sig, signal.SIG_IGN)
+            self.stopping = True
             self.listener.close()
             self.close_connections()
             if self.connlog is not None:

@@ -43,6 +43,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from servers.sockets import peer_closed_first
+
 MAGIC = b"SLCONN2\x00"
 VERSION = 2
 HEADER = struct.Struct("=8sIIIIQQQ16s")  # 64 bytes
@@ -54,8 +56,9 @@ DEFAULT_CAP = 100_000
 # flags (the low byte of the last u32)
 ENDED_BADLY = 1  # reset, timeout, bad frame: not a clean close by either side
 REJECTED = 2  # closed at once over --max-connections
-SERVER_CLOSED = 4  # the server closed before it saw the client's FIN (the server sent FIN first)
+SERVER_CLOSED = 4  # the server sent FIN first: it closed with no FIN of the client's come, read or unread
 IPV6 = 8
+CLIENT_FIN = 16  # the client's FIN had come, unread, when the server closed (it stopped, or never read)
 
 
 def boot_id() -> bytes:
@@ -114,7 +117,7 @@ class ConnLog:
         if packed is None:
             packed = self._packed[host] = (socket.inet_pton(socket.AF_INET6, host), IPV6) if ":" in host else \
                 (socket.inet_aton(host), 0)  # fmt: skip
-        if not eof and not flags & REJECTED:
+        if not eof and not flags & (REJECTED | CLIENT_FIN):
             flags |= SERVER_CLOSED
         self._pack(self._map, HEADER_SIZE + slot * 80, accepted, service_start, first_read, first_written, eof, closed,
                    peer[1], local_port, requests, (threading.get_native_id() & 0xFFFFFF) << 8 | flags | packed[1],
@@ -124,6 +127,13 @@ class ConnLog:
         if not self._shared:
             struct.pack_into("=QQQ", self._map, 24, *self._counts)
         self._map.flush()
+
+
+def client_fin(sock: Any) -> int:
+    """``CLIENT_FIN`` when the client's FIN has come though the server never read it (a server stopping with
+    connections queued or mid-request: the kernel's state is CLOSE_WAIT), else 0.  Asked only when a
+    connection closes without its end of stream read, so it costs nothing on the usual path."""
+    return CLIENT_FIN if peer_closed_first(sock) else 0
 
 
 def open_log(path: str, cap: int, lock_factory: Any, shared: bool = False) -> ConnLog | None:

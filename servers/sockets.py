@@ -92,3 +92,18 @@ def send_within(conn: socket.socket, data: bytes, bound: float) -> None:
 def set_nodelay(sock: socket.socket) -> None:
     # Small replies go out at once instead of waiting on Nagle for an ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# TCP states (include/net/tcp_states.h) in which the peer's FIN came before ours: CLOSE_WAIT (we have
+# not closed yet) and LAST_ACK (we closed after it).
+TCP_CLOSE_WAIT, TCP_LAST_ACK = 8, 9
+
+
+def peer_closed_first(sock: socket.socket) -> bool:
+    """Whether the peer's FIN came before this side's, read or still unread: the kernel's TCP state
+    (``tcpi_state``, the first byte of TCP_INFO), so a server stopping mid-connection, or one that
+    shut its own side down to wake a thread, still tells which side holds TIME_WAIT."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] in (TCP_CLOSE_WAIT, TCP_LAST_ACK)
+    except (OSError, IndexError):
+        return False

@@ -64,15 +64,20 @@ def test_a_one_at_a_time_server_makes_a_staircase_in_the_accept_queue(tmp_path: 
         assert words in (copy / "report.html").read_text()
 
 
+# "At once" for a thread-based accepter: the accepting thread may wait for the GIL behind a thread it just
+# started, up to the interpreter's switch interval (5 ms) a time; CI saw 6.4 ms for the fifth of five.
+AT_ONCE_MS = 10
+
+
 def test_a_thread_per_connection_accepts_at_once(tmp_path: Path) -> None:
     frame = arrive_at_once(tmp_path, "threaded", 5)
-    assert (frame["accept_queue"] <= 5).all(), frame["accept_queue"].tolist()
+    assert (frame["accept_queue"] <= AT_ONCE_MS).all(), frame["accept_queue"].tolist()
     assert frame["service"].between(99, 110).all()
 
 
 def test_a_pool_fed_by_an_accepting_thread_moves_the_wait_into_its_queue(tmp_path: Path) -> None:
     frame = arrive_at_once(tmp_path, "threadpool", 6, "--server-workers", "2")
-    assert (frame["accept_queue"] <= 5).all(), frame["accept_queue"].tolist()  # the main thread accepts at once
+    assert (frame["accept_queue"] <= AT_ONCE_MS).all(), frame["accept_queue"].tolist()  # the main thread accepts
     waits = frame.sort_values("pool_queue")["pool_queue"]
     assert max(staircase(waits, 100, per_step=2)) <= 20, waits.tolist()  # two workers: two a step
     workers = frame["worker"].nunique()

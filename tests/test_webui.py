@@ -70,9 +70,10 @@ class WebLocust:
         self.log.seek(0)
         return self.log.read()
 
-    def figure(self, name: str) -> str:
+    def figure(self, name: str) -> str | None:
+        """The tab's figure now; None while it is not shown (a restarted server's monitor has no sample yet)."""
         rows = self.get("/stats/requests")["extended_stats"][0]["data"]
-        return next(r["value"] for r in rows if r["figure"] == name)
+        return next((r["value"] for r in rows if r["figure"] == name), None)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

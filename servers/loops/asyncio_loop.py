@@ -19,13 +19,13 @@ import time
 from typing import Any
 
 from servers.base import BaseServer, ServerStopping
-from servers.connlog import ENDED_BADLY
+from servers.connlog import ENDED_BADLY, client_fin
 from servers.protocol import Request
 from servers.session import SWEEP_INTERVAL, Session
 
 
 class RequestProtocol(Session, asyncio.Protocol):
-    __slots__ = ("accepted", "eof", "first_read", "first_written", "peer", "served", "server", "transport",
+    __slots__ = ("accepted", "eof", "fin", "first_read", "first_written", "peer", "served", "server", "transport",
                  "writing_paused")  # fmt: skip
 
     def __init__(self, server: AsyncioLoop) -> None:
@@ -37,6 +37,7 @@ class RequestProtocol(Session, asyncio.Protocol):
         # For the connection log (peer None: no log).
         self.peer: Any = None
         self.accepted = self.first_read = self.first_written = self.eof = 0.0
+        self.fin = 0  # connlog.CLIENT_FIN: its FIN had come unread when we closed it
 
     # -- asyncio's callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -83,7 +84,7 @@ class RequestProtocol(Session, asyncio.Protocol):
         if self.peer is not None:
             self.server.connlog.write(self.accepted, self.accepted, self.first_read, self.first_written, self.eof,  # type: ignore[union-attr]
                                       time.monotonic(), self.peer, self.server.port, self.served,
-                                      ENDED_BADLY if bad else 0)  # fmt: skip
+                                      (ENDED_BADLY if bad else 0) | self.fin)  # fmt: skip
             self.peer = None
 
     # -- requests ------------------------------------------------------------------------------
@@ -167,6 +168,9 @@ class AsyncioLoop(BaseServer):
         for protocol in list(self.protocols):
             protocol.closing = True
             if protocol.transport is not None:
+                sock = protocol.transport.get_extra_info("socket")
+                if protocol.peer is not None and not protocol.eof and sock is not None:
+                    protocol.fin = client_fin(sock)
                 protocol.transport.abort()
         if self.aio is not None:
             # One turn of the loop runs the callbacks that close the sockets.

@@ -17,9 +17,9 @@ from time import monotonic
 from typing import Any
 
 from servers.base import RECV_SIZE, BaseServer, ServerStopping
-from servers.connlog import ENDED_BADLY
+from servers.connlog import ENDED_BADLY, client_fin
 from servers.protocol import Op, RequestDecoder, error_response, reply_for, serve_request_blocking
-from servers.sockets import arm_deadline, send_within, set_io_timeout, set_nodelay
+from servers.sockets import arm_deadline, peer_closed_first, send_within, set_io_timeout, set_nodelay
 
 ECHO = int(Op.ECHO)
 BATCH_BYTES = 64 * 1024  # pipelined replies joined into one send up to this much (memory stays one frame)
@@ -61,8 +61,8 @@ class BlockingLoop(BaseServer):
                 data = recv(RECV_SIZE)
                 if not data:
                     clean = decoder.buffered == 0  # closing mid-frame is a client error
-                    if log is not None:
-                        eof = monotonic()
+                    if log is not None and (not self.stopping or peer_closed_first(conn)):
+                        eof = monotonic()  # the client's FIN (stopping, it may be our own shutdown's)
                     return
                 requests = decoder.feed(data)
                 if log is not None and requests and not served:
@@ -97,12 +97,15 @@ class BlockingLoop(BaseServer):
             raise
         finally:
             self.connection_ending()
+            flags = 0 if clean else ENDED_BADLY
+            if log is not None and not eof:
+                flags |= client_fin(conn)  # its FIN may have come unread (we are stopping)
             conn.close()
             if not clean:
                 add(errors=1)
             if log is not None:
                 log.write(info[0], started, first_read, first_written, eof, monotonic(), info[1], self.port,  # type: ignore[index]
-                          served, 0 if clean else ENDED_BADLY)  # fmt: skip
+                          served, flags)  # fmt: skip
 
     def connection_ending(self) -> None:
         """A hook run as a connection ends, before its close(); thread-per-connection checks for a stop here."""

@@ -25,7 +25,7 @@ from time import monotonic
 from typing import Any
 
 from servers.base import RECV_SIZE, BaseServer
-from servers.connlog import ENDED_BADLY
+from servers.connlog import ENDED_BADLY, client_fin
 from servers.protocol import Request, burn_cpu, reply_for
 from servers.session import OUT_HIGH_WATER, SLEEP, SWEEP_INTERVAL, WORK, Session
 from servers.sockets import set_nodelay
@@ -271,6 +271,9 @@ class SelectorLoop(BaseServer):
         if conn.interest and self.selector is not None:
             self.selector.unregister(sock)
             conn.interest = 0
+        flags = ENDED_BADLY if error else 0
+        if conn.peer is not None and not conn.eof:
+            flags |= client_fin(sock)  # its FIN may have come unread (we are stopping)
         sock.close()
         conn.queue.clear()
         conn.out = b""
@@ -278,7 +281,7 @@ class SelectorLoop(BaseServer):
             self.stats.add(errors=1)
         if conn.peer is not None:
             self.connlog.write(conn.accepted, conn.accepted, conn.first_read, conn.first_written, conn.eof,  # type: ignore[union-attr]
-                               monotonic(), conn.peer, self.port, conn.served, ENDED_BADLY if error else 0)  # fmt: skip
+                               monotonic(), conn.peer, self.port, conn.served, flags)  # fmt: skip
 
     def _sweep_idle(self) -> None:
         """Close what is idle too long, or too slow to send its request or take its reply."""

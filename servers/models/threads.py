@@ -43,6 +43,7 @@ import time
 from typing import Any, ClassVar
 
 from servers.base import BaseServer, ConnectionSet
+from servers.connlog import client_fin
 
 BLOCKING_ONLY: frozenset[str] = frozenset({"blocking"})
 
@@ -154,11 +155,11 @@ class ThreadPool(_Threads):
         log = self.connlog
         while True:
             try:
-                _conn, info = self._queue.get_nowait()
+                conn, info = self._queue.get_nowait()
             except queue.Empty:
                 break
             if log is not None and info is not None:
-                log.write(info[0], 0.0, 0.0, 0.0, 0.0, time.monotonic(), info[1], self.port, 0)
+                log.write(info[0], 0.0, 0.0, 0.0, 0.0, time.monotonic(), info[1], self.port, 0, client_fin(conn))
         super().close_connections()
 
     def worker(self) -> None:
