@@ -72,7 +72,8 @@ def main() -> None:
 
     def minimal() -> None:
         """The floor: what any raw-socket load generator must do per request, and nothing more."""
-        sock = socket.create_connection((args.host, args.port))
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.connect((args.host, args.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sendall, recv = sock.sendall, sock.recv
         while True:
@@ -90,8 +91,10 @@ def main() -> None:
                 counts[0] += 1
 
     def minimal_connect() -> None:
+        address = (args.host, args.port)  # no name to resolve: create_connection would ask getaddrinfo each time
         while True:
-            sock = socket.create_connection((args.host, args.port))
+            sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(frame)
             data = sock.recv(65536)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.client import format_target
 from loadtest.processes import ServerProcess
+from loadtest.target import format_target
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = {"persistent": 50, "connect": 10}

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from loadtest import options, scenarios
-from loadtest.client import SocklabClient, format_target, parse_target
+from loadtest.client import SocklabClient
 from loadtest.kinds import CONNECT, OPS
 from loadtest.processes import ServerProcess, ServerStartError
+from loadtest.target import format_target, parse_target
 from servers import VARIANTS
 from servers.cli import OneLineParser, nonneg_int, positive_int, positive_number
 from servers.protocol import Op, encode_request

@@ -26,15 +26,15 @@ readable class, so Locust's failure table groups them.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
+from loadtest import deadlines
 from loadtest.accounting import Pending
+from loadtest.connections import RETRANSMIT_FLOOR_S, ConnectionRecord, connect_info
 from loadtest.kinds import CONNECT, FIRST_REPLY
 from servers.protocol import RESPONSE_HEADER, Op, ProtocolError, ResponseDecoder, Status, encode_request
 
@@ -110,6 +110,10 @@ class SocklabClient:
         self.in_flight: Any = None  # pipelined: the send times of every request in flight (the oldest is pending)
         self.service = 0.0  # the last request's actual send → last reply byte, s
         self.done_at = 0.0  # when the last request finished (perf_counter): the ledger's clock, read once
+        self.deadline = 0.0  # when the reply now awaited is late (loadtest.deadlines); 0 = none awaited
+        self.timed_out = False  # the watchdog shut the socket down: the reply (or the handshake) was late
+        self.connecting: socket.socket | None = None  # the socket in connect(), for the watchdog
+        deadlines.watch(self)
 
     # -- connection ------------------------------------------------------------------------
     def connect(self, name: str = "connect", first_reply: str | None = None) -> socket.socket:
@@ -121,17 +125,22 @@ class SocklabClient:
         self.close()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout)
         started = self._connect_started = time.perf_counter()
         self.pending = (CONNECT, name, started, (first_reply, started) if first_reply else None)
         record = self.record = ConnectionRecord(started)
+        # No socket timeout (a timer per connect under gevent, a tenth of a loopback connection's cost):
+        # the watchdog shuts a connect past its deadline down, and connect() fails there (loadtest.deadlines).
+        self.connecting, self.timed_out = sock, False
+        self.deadline = started + self.connect_timeout
         try:
             sock.connect((self.host, self.port))
         except BaseException as exc:
             ended = time.perf_counter()
-            record.connect_ended(sock, ended)  # refused, timed out or stopped: its SYNs were sent all the same
+            self.deadline, self.connecting = 0.0, None
+            record.connect_ended(sock, ended, failed=True)  # refused, timed out or stopped: its SYNs were sent
             sock.close()
-            failure = classify(exc, "connect", self.address, self.connect_timeout)
+            late = TimeoutError("timed out") if self.timed_out else exc  # the watchdog's shutdown: a timeout
+            failure = classify(late, "connect", self.address, self.connect_timeout)
             if isinstance(exc, Exception):  # not a GreenletExit: that one leaves it pending
                 self.pending = None
                 self.on_request(CONNECT, name, ended - started, 0, failure)
@@ -140,20 +149,23 @@ class SocklabClient:
             self._ended(ended, "unfinished")
             raise
         ended = time.perf_counter()
+        self.deadline, self.connecting = 0.0, None
         self.pending = None
         self.on_request(CONNECT, name, ended - started, 0, None)
         record.connect_ended(sock, ended)
         record.connected = 1
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.reply_timeout)
         self.sock = sock
         return sock
 
     def close(self, outcome: str = "ok") -> None:
         if self.sock is not None:
             now = time.perf_counter()  # before: the FIN leaves inside close(), which then tidies gevent's watchers
-            if self.record is not None:  # segments it sent again after the handshake (early data dropped …)
-                self.record.data_retrans = max(connect_info(self.sock)[0] - self.record.syn_retrans, 0)
+            record = self.record
+            if record is not None and now - record.connect_end >= RETRANSMIT_FLOOR_S:
+                # Segments it sent again after the handshake (early data dropped at a full queue …); none
+                # can have been re-sent sooner than the kernel's first retransmission timer.
+                record.data_retrans = max(connect_info(self.sock)[0] - record.syn_retrans, 0)
             self.sock.close()
             self.sock = None
             self._ended(now, outcome)
@@ -201,14 +213,17 @@ class SocklabClient:
         first = record is not None and not record.requests  # the connection's first request: timed in full
         if first:
             record.sent = started  # type: ignore[union-attr]
+        self.deadline = started + self.reply_timeout
         try:
-            sock.sendall(frame)
+            sent = sock.send(frame)  # not sendall(): see repeat()
+            if sent < len(frame):
+                sock.sendall(frame[sent:])
             body = self._read_reply(sock, first_reply, first)
         except Exception as exc:
             now = time.perf_counter()
-            self.pending = None
+            self.pending, self.deadline = None, 0.0
             self.service = now - started
-            failure = classify(exc, "request", self.address, self.reply_timeout)
+            failure = self.failure(exc)
             self.close(failure.kind)
             self.on_request(request_type, name, now - basis, 0, failure)
             return None
@@ -219,7 +234,7 @@ class SocklabClient:
             self.close("unfinished")
             raise
         self.done_at = now = time.perf_counter()
-        self.pending = None
+        self.pending, self.deadline = None, 0.0
         self.service = now - started
         if record is not None:
             if first:
@@ -228,18 +243,62 @@ class SocklabClient:
         self.on_request(request_type, name, now - basis, len(body), None)
         return body
 
-    def _read_reply(self, sock: socket.socket, first_reply: bool, first: bool = False) -> bytes:
-        recv = sock.recv
-        data = recv(RECV_SIZE)
-        if first and data:
-            self.record.first_byte = time.perf_counter()  # type: ignore[union-attr]
-        if first_reply and data:
-            self.on_first_reply(FIRST_REPLY, time.perf_counter() - self._connect_started)
-        if len(data) >= 5:
-            length, status = RESPONSE_HEADER.unpack_from(data)
-            if length + 4 == len(data) and status == 0:
-                return data[5:]  # the whole reply in one read: the usual case
-        # Split across reads: the shared decoder, fed until one whole reply.
+    def failure(self, exc: BaseException) -> RequestFailure:
+        """A request's failure, classified; a connection the watchdog shut down was a late reply."""
+        shut = not isinstance(exc, RequestFailure | ConnectionRefusedError) or getattr(exc, "kind", "") == "closed"
+        return classify(TimeoutError() if self.timed_out and shut else exc, "request", self.address,
+                        self.reply_timeout)  # fmt: skip
+
+    def repeat(self, request_type: str, name: str, frame: bytes, tally: Any, ledger: Any) -> None:
+        """Requests back to back on this connection until one fails (reported, and the connection closed):
+        the persistent users' hot loop, with no more per request than its timing needs — the send, the
+        reply, its µs count in the user's ``tally`` (loadtest.latency) and a success in its ``ledger``
+        (loadtest.accounting); Locust's statistics get them in bulk from the tally."""
+        try:
+            sock = self.sock or self.connect()
+        except RequestFailure:
+            return
+        perf, send, recv, timeout = time.perf_counter, sock.send, sock.recv, self.reply_timeout
+        size = len(frame)
+        record = self.record
+        pending = [request_type, name, 0.0, None]  # updated in place: no tuple a request
+        started = 0.0
+        try:
+            while True:
+                started = perf()
+                pending[2] = started
+                self.pending = pending  # type: ignore[assignment]
+                self.deadline = started + timeout
+                # send(), not sendall(): gevent's sendall asks the kernel for SO_SNDBUF every call (a sixth of a
+                # loopback request); a frame a socket buffer cannot take at once is the rare case.
+                sent = send(frame)
+                if sent < size:
+                    sock.sendall(frame[sent:])
+                data = recv(RECV_SIZE)
+                if len(data) < 5 or int.from_bytes(data[:4], "big") + 4 != len(data) or data[4]:
+                    data = data[:5] + self._read_reply_rest(sock, data)  # split, or not OK: the careful path
+                now = perf()
+                us = int((now - started) * 1e6 + 0.5) or 1
+                counts = tally.counts
+                counts[us] = counts.get(us, 0) + 1
+                tally.bytes += len(data) - 5
+                ledger.success(now)
+                if record is not None and not record.requests:
+                    record.sent, record.first_byte, record.last_byte = started, now, now
+                if record is not None:
+                    record.requests += 1
+        except Exception as exc:
+            now = perf()
+            self.pending, self.deadline = None, 0.0
+            failure = self.failure(exc)
+            self.close(failure.kind)
+            self.on_request(request_type, name, now - started, 0, failure)
+        except BaseException:
+            self.close("unfinished")  # stopped: it stays pending for the window's close
+            raise
+
+    def _read_reply_rest(self, sock: socket.socket, data: bytes) -> bytes:
+        """The reply that `data` began, read to its end through the shared decoder; its body."""
         decoder = ResponseDecoder(MAX_REPLY)
         while True:
             if not data:
@@ -255,90 +314,21 @@ class SocklabClient:
                 if status != 0:
                     raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
                 return body
-            data = recv(RECV_SIZE)
+            data = sock.recv(RECV_SIZE)
+
+    def _read_reply(self, sock: socket.socket, first_reply: bool, first: bool = False) -> bytes:
+        recv = sock.recv
+        data = recv(RECV_SIZE)
+        if first and data:
+            self.record.first_byte = time.perf_counter()  # type: ignore[union-attr]
+        if first_reply and data:
+            self.on_first_reply(FIRST_REPLY, time.perf_counter() - self._connect_started)
+        if len(data) >= 5:
+            length, status = RESPONSE_HEADER.unpack_from(data)
+            if length + 4 == len(data) and status == 0:
+                return data[5:]  # the whole reply in one read: the usual case
+        return self._read_reply_rest(sock, data)  # split across reads, or not OK
 
 
 def _ignore(*args: Any) -> None:
     return None
-
-
-# struct tcp_info (include/uapi/linux/tcp.h): 8 one-byte fields, then u32s; tcpi_rtt (µs, the smoothed
-# round trip: at connect() the SYN-ACK's) is the 16th of them, tcpi_total_retrans the 24th.
-TCP_INFO_RTT_OFFSET = 68
-TCP_INFO_TOTAL_RETRANS_OFFSET = 100
-TCP_INFO_U32 = struct.Struct("=I")
-
-
-def connect_info(sock: socket.socket) -> tuple[int, int]:
-    """(SYN retransmissions, round trip µs) of a socket whose connect() has just ended.
-
-    The kernel's TCP_INFO ``tcpi_total_retrans`` counts every segment the socket retransmitted; before
-    the handshake completes (or when it never did) the only segment it has sent is the SYN.  The
-    namespace-wide TCPSynRetrans adds the server's re-sent SYN-ACKs to these, so it cannot tell them.
-    """
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_TOTAL_RETRANS_OFFSET + 4)
-    except OSError:
-        return 0, 0
-    if len(info) < TCP_INFO_TOTAL_RETRANS_OFFSET + 4:
-        return 0, 0
-    return (int(TCP_INFO_U32.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0]),
-            int(TCP_INFO_U32.unpack_from(info, TCP_INFO_RTT_OFFSET)[0]))  # fmt: skip
-
-
-def syn_retransmissions(sock: socket.socket) -> int:
-    return connect_info(sock)[0]
-
-
-class ConnectionRecord:
-    """One connection as its client saw it, on ``perf_counter()`` (CLOCK_MONOTONIC, the server's clock too):
-    connect start and end, its SYN retransmissions and round trip, its local address, its first
-    request's send, first and last reply byte, how many requests it carried, its close, its outcome."""
-
-    __slots__ = ("closed", "connect_end", "connect_start", "connected", "data_retrans", "first_byte", "last_byte",
-                 "local_ip", "local_port", "outcome", "requests", "rtt_us", "sent", "syn_retrans")  # fmt: skip
-
-    def __init__(self, started: float) -> None:
-        self.connect_start = started
-        self.connect_end = self.sent = self.first_byte = self.last_byte = self.closed = 0.0
-        self.syn_retrans = self.rtt_us = self.local_port = self.requests = self.data_retrans = 0
-        self.local_ip = ""
-        self.outcome = ""
-        self.connected = 0  # 1 once connect() returned: the handshake's second step came back
-
-    def connect_ended(self, sock: socket.socket, now: float) -> None:
-        self.connect_end = now
-        self.syn_retrans, self.rtt_us = connect_info(sock)
-        with contextlib.suppress(OSError):  # the kernel gave it a local port even when connect() failed
-            self.local_ip, self.local_port = sock.getsockname()[:2]
-
-    def row(self) -> list[Any]:
-        return [self.local_ip, self.local_port, round(self.connect_start, 6), round(self.connect_end, 6),
-                self.connected, self.outcome, self.syn_retrans, self.rtt_us, round(self.sent, 6),
-                round(self.first_byte, 6), round(self.last_byte, 6), round(self.closed, 6), self.requests,
-                self.data_retrans]  # fmt: skip
-
-
-def parse_target(host: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` (``[::1]`` for IPv6) → (host, port); ValueError says what is wrong."""
-    scheme, sep, rest = host.partition("://")
-    if not sep or scheme != "tcp":
-        raise ValueError(f"--host {host!r}: use tcp://HOST:PORT, e.g. tcp://127.0.0.1:6666")
-    if rest.startswith("["):
-        addr, bracket, port_text = rest[1:].partition("]")
-        port_text = port_text[1:] if port_text.startswith(":") else ""
-        if not bracket:
-            raise ValueError(f"--host {host!r}: unclosed '[' in the address")
-    else:
-        addr, _, port_text = rest.rpartition(":")
-        if not addr:
-            addr, port_text = rest, ""
-    if not addr or not port_text.isdigit():
-        raise ValueError(f"--host {host!r}: give the port too, e.g. tcp://{addr or '127.0.0.1'}:6666")
-    if not 0 < int(port_text) < 65536:
-        raise ValueError(f"--host {host!r}: port {int(port_text)} out of range 1–65535")
-    return addr, int(port_text)
-
-
-def format_target(host: str, port: int) -> str:
-    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"

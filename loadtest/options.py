@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.client import parse_target
 from loadtest.kinds import OPS
 from loadtest.processes import split_named_command
+from loadtest.target import parse_target
 from servers import VARIANTS
 from servers.base import DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_WORKERS
 from servers.connlog import DEFAULT_CAP as CONN_LOG_CAP

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from loadtest.client import OP_NAMES, STATUS_NAMES, RequestFailure, SocklabClient, classify
+from loadtest.client import OP_NAMES, STATUS_NAMES, RequestFailure, SocklabClient
 from servers.protocol import RESPONSE_HEADER
 
 RECV_SIZE = 262144
@@ -40,6 +40,8 @@ def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int
         started = perf()
         if record is not None:
             record.sent = started
+        timeout = client.reply_timeout
+        client.deadline = started + timeout
         sock.sendall(frame * depth)
         sent.extend([started] * depth)
         client.pending = (request_type, name, started, None)
@@ -76,10 +78,11 @@ def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int
                 sock.sendall(frame * done)
                 sent.extend([again] * done)
                 client.pending = (request_type, name, sent[0], None)
+                client.deadline = sent[0] + timeout  # the oldest in flight is the one that can be late
     except Exception as exc:
         now = perf()
-        failure = classify(exc, "request", client.address, client.reply_timeout)
-        client.pending, client.in_flight = None, None
+        failure = client.failure(exc)
+        client.pending, client.in_flight, client.deadline = None, None, 0.0
         ages = [now - t for t in sent] or [0.0]
         client.close(failure.kind)
         for age in ages:  # every request in flight is lost with the connection

@@ -42,10 +42,10 @@ from locust.runners import LocalRunner, WorkerRunner
 
 from loadtest import live, locust_private, webui
 from loadtest import options as opts
-from loadtest.client import parse_target
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
 from loadtest.state import LoadState, TestState
+from loadtest.target import parse_target
 from loadtest.users import USER_MODES
 
 log = logging.getLogger("socklab")

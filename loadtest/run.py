@@ -26,7 +26,6 @@ from typing import Any
 
 from loadtest import options as opts
 from loadtest.accounting import AccountsStore, own_cpu
-from loadtest.client import format_target
 from loadtest.columns import LOAD_PROCESSES, USERS
 from loadtest.connections import ConnectionFile
 from loadtest.kinds import OP_NAMES
@@ -34,6 +33,7 @@ from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
 from loadtest.netns import in_private_netns, netns_label
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
+from loadtest.target import format_target
 
 log = logging.getLogger("socklab")
 
@@ -213,6 +213,7 @@ class Run:
         self.store.add_unfinished(self.accounts.unfinished)
         self._write_users()
         self._write_load_processes()
+        self.connections.write()
         csv_path = self.folder / "socklab_latency.csv"
         self.store.write(csv_path, self.folder / "socklab_latency_hist.json")
         log.info("socklab: wrote %s (%d requests)", csv_path, self.store.total())

@@ -35,10 +35,11 @@ from locust import User, constant, task
 
 from loadtest import options
 from loadtest.accounting import Accounts, process_tag
-from loadtest.client import RequestFailure, SocklabClient, parse_target
+from loadtest.client import RequestFailure, SocklabClient
 from loadtest.kinds import OP_NAMES
 from loadtest.pipeline import pipeline
 from loadtest.state import LoadState
+from loadtest.target import parse_target
 from servers.protocol import Op, encode_request
 
 
@@ -194,6 +195,13 @@ class PersistentUser(SocklabUser):
         # (benchmarks/loadgen_cost.py).  Each request still fires its own event; the
         # socket waits yield to other users; Locust stops the user by killing it.
         request, op, name, frame = self.client.request, self.spec.op, self.mode, self.frame
+        if self.spec.pipeline == 1 and not self.spec.arrival_rate and not self.spec.request_events:
+            # The hot loop: a request's µs count straight into this user's tally (loadtest.client.repeat).
+            kind = Op(op).name
+            tally = self.socklab.recorder.tally(kind, name)
+            while True:
+                self.client.repeat(kind, name, frame, tally, self.ledger)
+                time.sleep(0.01)  # it failed and reported it; don't spin on a dead server
         if self.spec.pipeline > 1:  # N in flight on the connection (loadtest.pipeline)
             while True:
                 pipeline(self.client, op, name, frame, self.spec.pipeline)
@@ -220,7 +228,14 @@ class ConnectPerRequestUser(SocklabUser):
     def request(self) -> None:
         if self.spec.arrival_rate > 0:
             self._arrivals()
-        self._one_connection(self.client)
+        # Back to back, as PersistentUser's loop: a return to Locust's scheduler after every connection
+        # costs a task pick and a gevent.sleep(0) — a turn of the event loop, an epoll_wait() — each time.
+        # A subclass with its own wait_time gets its waits: one connection a task.
+        one_connection, client = self._one_connection, self.client
+        if type(self).wait_time is not ConnectPerRequestUser.wait_time:
+            return one_connection(client)
+        while True:
+            one_connection(client)
 
     def _one_connection(self, client: SocklabClient, intended: float | None = None) -> None:
         if not self._ticket():

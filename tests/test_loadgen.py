@@ -65,3 +65,37 @@ def test_the_capacity_estimate_meets_the_measure_where_the_server_is_cpu_bound(t
     estimate, measured = float(row["server_capacity_rps_per_core"]), float(row["rps"])
     assert row["client_bound"] == "False"
     assert abs(estimate - measured) <= 0.25 * measured, (estimate, measured)
+
+
+def failures_by_class(run_dir: Path) -> dict[str, int]:
+    import json
+
+    out: dict[str, int] = {}
+    for f in json.loads((run_dir / "run.json").read_text())["failures"]:
+        out[f["class"]] = out.get(f["class"], 0) + int(f["occurrences"])
+    return out
+
+
+def test_a_late_reply_fails_at_the_reply_timeout_on_the_hot_loop(tmp_path: Path) -> None:
+    # No socket timeout on the hot path (loadtest.deadlines): the watchdog must still end a wait at the
+    # bound, within its tick.  SLEEP 1.5 s against a 0.4 s bound: every request fails "read timeout".
+    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "1500", "--reply-timeout",
+                     "0.4", users=2, seconds=3)  # fmt: skip
+    assert run.returncode == 1, run.stderr[-2000:]  # every request failed
+    assert set(failures_by_class(run.report_dir)) == {"read timeout"}, failures_by_class(run.report_dir)
+    stats = run.locust_stats()[("SLEEP", "persistent")]
+    assert int(stats["Failure Count"]) >= 6 and int(stats["Request Count"]) == int(stats["Failure Count"])
+    # Each failed after 0.4 s plus at most a tick of the watchdog (0.1 s), never at the SLEEP's 1.5 s.
+    assert float(stats["Min Response Time"]) >= 400 and float(stats["Max Response Time"]) <= 560, stats
+
+
+def test_a_handshake_that_never_completes_fails_at_the_connect_timeout(tmp_path: Path) -> None:
+    # blocking, backlog 1, SLEEP 2.5 s: one client is served, two wait in the full accept queue, and the
+    # other SYNs are dropped — their connect() must end at the 0.5 s bound, not on the SYN retry schedule.
+    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "blocking", "--backlog", "1", "--op", "SLEEP",
+                     "--sleep-ms", "2500", "--connect-timeout", "0.5", "--reply-timeout", "10", users=8,
+                     seconds=2)  # fmt: skip
+    failures = failures_by_class(run.report_dir)
+    assert failures.get("connect timeout", 0) >= 5, failures
+    connect = run.locust_stats()[("CONNECT", "connect")]
+    assert float(connect["Max Response Time"]) <= 660, connect  # 0.5 s and a tick; not the SYN retry at 1 s

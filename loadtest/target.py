@@ -1,0 +1,28 @@
+"""A server's address as socklab writes it: ``tcp://HOST:PORT``, ``tcp://[::1]:PORT`` for IPv6."""
+
+from __future__ import annotations
+
+
+def parse_target(host: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` (``[::1]`` for IPv6) → (host, port); ValueError says what is wrong."""
+    scheme, sep, rest = host.partition("://")
+    if not sep or scheme != "tcp":
+        raise ValueError(f"--host {host!r}: use tcp://HOST:PORT, e.g. tcp://127.0.0.1:6666")
+    if rest.startswith("["):
+        addr, bracket, port_text = rest[1:].partition("]")
+        port_text = port_text[1:] if port_text.startswith(":") else ""
+        if not bracket:
+            raise ValueError(f"--host {host!r}: unclosed '[' in the address")
+    else:
+        addr, _, port_text = rest.rpartition(":")
+        if not addr:
+            addr, port_text = rest, ""
+    if not addr or not port_text.isdigit():
+        raise ValueError(f"--host {host!r}: give the port too, e.g. tcp://{addr or '127.0.0.1'}:6666")
+    if not 0 < int(port_text) < 65536:
+        raise ValueError(f"--host {host!r}: port {int(port_text)} out of range 1–65535")
+    return addr, int(port_text)
+
+
+def format_target(host: str, port: int) -> str:
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
