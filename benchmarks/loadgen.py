@@ -7,7 +7,7 @@ Greenlets run the same ``loadtest.client.SocklabClient`` code the Locust users
 run, back to back, for warm-up + measured seconds; its callback only counts.  So
 this is both the server-cost load and the reference the Locust load generator is
 measured against (benchmarks.loadgen_cost).  ``--client minimal`` runs instead the
-floor any raw-socket load generator has: sendall the frame, recv until the reply is
+floor any raw-socket load generator has: send the frame, recv until the reply is
 whole, check its status, repeat — the other reference of loadgen_cost.  At the window's edges it reads the
 server process tree's CPU times (psutil, ~0.05 ms; with --server-pid) and its own,
 so requests and CPU cover exactly the same window.  Prints one JSON line.
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--payload-bytes", type=int, default=64)
     ap.add_argument("--client", choices=["socklab", "minimal"], default="socklab",
-                    help="socklab: loadtest.client, as the Locust users run it; minimal: a bare sendall/recv loop")
+                    help="socklab: loadtest.client, as the Locust users run it; minimal: a bare send/recv loop")
     args = ap.parse_args()
     frame = encode_request(Op.ECHO, 0, b"x" * args.payload_bytes)
     counts = [0]
@@ -75,9 +75,12 @@ def main() -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.connect((args.host, args.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sendall, recv = sock.sendall, sock.recv
+        # send(), not sendall(): gevent's sendall asks the kernel for SO_SNDBUF on every call, a cost no
+        # load generator has to pay (socklab's client does the same); a 73-byte frame always goes whole.
+        send, recv = sock.send, sock.recv
         while True:
-            sendall(frame)
+            if send(frame) != len(frame):
+                raise RuntimeError("a short send of a 73-byte frame")
             data = recv(65536)
             while len(data) < 5 or len(data) < 4 + int.from_bytes(data[:4], "big"):
                 more = recv(65536)
@@ -96,7 +99,8 @@ def main() -> None:
             sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
             sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(frame)
+            if sock.send(frame) != len(frame):
+                raise RuntimeError("a short send of a 73-byte frame")
             data = sock.recv(65536)
             while len(data) < 5 or len(data) < 4 + int.from_bytes(data[:4], "big"):
                 more = sock.recv(65536)

@@ -5,8 +5,9 @@
 
 References, each its own process against the same server, alternately in every round:
 
-- ``minimal``: the floor — a loop of about 30 lines (benchmarks.loadgen --client minimal): sendall
-  the frame, recv until the reply is whole, check its status, repeat;
+- ``minimal``: the floor — a loop of about 30 lines (benchmarks.loadgen --client minimal): send
+  the frame (``send``, not gevent's ``sendall``, which asks for SO_SNDBUF on every call), recv until
+  the reply is whole, check its status, repeat;
 - ``same-client``: the same loop running ``loadtest.client`` (the code the Locust users run);
 - ``locust``: ``locust -f loadtest/locustfile.py`` with its PersistentUser (64 B ECHO, 50 users) or
   ConnectPerRequestUser (10 users), µs recording and ledgers on, as every run has them.
