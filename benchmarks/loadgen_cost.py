@@ -1,7 +1,7 @@
 """Load-generator cost: one Locust process against two bare gevent loops, side by side in one run.
 
     python -m benchmarks.loadgen_cost [--seconds 6] [--rounds 3] [--load persistent,connect]
-                                      [--locust-args '--pipeline 8'] [--tree DIR]
+                                      [--locust-args '--pipeline 8'] [--tree DIR] [--also '--pipeline 8']
 
 References, each its own process against the same server, alternately in every round:
 
@@ -15,7 +15,8 @@ References, each its own process against the same server, alternately in every r
 Each side measures its own window from its own process: requests ÷ wall time, and its CPU µs per
 request; the server's CPU per request is read beside (psutil, its process tree).  ``--tree DIR`` runs
 the Locust side from another checkout as well (``locust@DIR``), so a change is measured against the
-code before it in the same run.  Goal: Locust ÷ minimal ≥ 0.90 for both loads.
+code before it in the same run; ``--also OPTIONS`` adds a Locust side with more options (``--also
+'--pipeline 8'``: the load generator's and the server's CPU per request pipelined, beside one in flight).  Goal: Locust ÷ minimal ≥ 0.90 for both loads.
 """
 
 from __future__ import annotations
@@ -90,9 +91,11 @@ def main() -> int:
     ap.add_argument("--load", default="persistent,connect", help="persistent, connect, or both (comma-separated)")
     ap.add_argument("--locust-args", default="", help="more options for the Locust side, e.g. '--pipeline 8'")
     ap.add_argument("--tree", type=Path, default=None, help="another checkout whose Locust side runs beside this one")
+    ap.add_argument("--also", default="", help="a second Locust side with these options, e.g. '--pipeline 8'")
     args = ap.parse_args()
     extra = shlex.split(args.locust_args)
-    sides = ["minimal", "same-client", "locust", *(["locust@tree"] if args.tree else [])]
+    sides = ["minimal", "same-client", "locust", *(["locust@tree"] if args.tree else []),
+             *([f"locust {args.also}"] if args.also else [])]  # fmt: skip
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     with ServerProcess.start("selectors") as server:
         for i in range(args.rounds):
@@ -103,6 +106,8 @@ def main() -> int:
                         r = bare(server, load, args.seconds, "minimal")
                     elif side == "same-client":
                         r = bare(server, load, args.seconds, "socklab")
+                    elif side.startswith("locust "):
+                        r = locust(server, load, args.seconds, extra + shlex.split(args.also), ROOT)
                     else:
                         r = locust(server, load, args.seconds, extra, args.tree if side == "locust@tree" else ROOT)
                     results.setdefault((load, side), []).append(r)
