@@ -45,6 +45,7 @@ class Ladder:
     steps: list[Step] = field(default_factory=list)
     knee: float | None = None
     gave_out: str = ""
+    processes: int = 0  # > 0: its steps run this many Locust processes (the load generator gave out in one)
 
 
 def judge(row: dict[str, Any], rate: float, slo_ms: float) -> str:

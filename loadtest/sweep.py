@@ -30,6 +30,7 @@ from loadtest.cells import Cell, CellRunner, result_line
 from loadtest.compare import over_caps
 from loadtest.knee import Ladder, Step, judge, knee_line, ladder_rates, what_gave_out
 from loadtest.report.load import traits_of
+from loadtest.report.summary import load_bound
 from loadtest.report.sweep import build_sweep
 from loadtest.scenarios import DEFAULT_SWEEP, SCENARIOS
 
@@ -77,8 +78,24 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
     bad: Step | None = None
 
     def step(rate: float) -> Step:
-        folder = out / f"{ladder.scenario}-{ladder.variant}-r{rate:g}"
-        cell = Cell(scenario, ladder.variant, args.users or SWEEP_USERS, folder, options={"arrival-rate": rate})
+        s = run_step(rate)
+        if more_processes_would_help(s, ladder, args, cpus):
+            # One Locust process gave out before the server: a connection costs it ~70 µs of CPU, nearly all
+            # in the kernel's connect() and close() (benchmarks.loadgen_cost: 0.9 of a minimal loop), so one
+            # process tops out near 14,000 connections/s.  Run this rate and the rest of the ladder again
+            # with a Locust process per core, so the server (or the machine) gives out first, if anything.
+            ladder.processes = min(cpus, MAX_PROCESSES)
+            console.print(f"{ladder.scenario}/{ladder.variant}: one load process gave out at "
+                          f"{(s.row or {}).get('rps', 0):,.0f} req/s; again with --processes {ladder.processes}")
+            ladder.steps.remove(s)
+            s = run_step(rate)
+        return s
+
+    def run_step(rate: float) -> Step:
+        many = f"-p{ladder.processes}" if ladder.processes else ""
+        folder = out / f"{ladder.scenario}-{ladder.variant}-r{rate:g}{many}"
+        options = {"arrival-rate": rate, **({"processes": ladder.processes} if ladder.processes else {})}
+        cell = Cell(scenario, ladder.variant, args.users or SWEEP_USERS, folder, options=options)
         s = Step(cell, rate)
         ladder.steps.append(s)
         outcome = runner.run(cell)
@@ -119,6 +136,15 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
         ladder.gave_out = f"the server: {bad.verdict}"
     else:
         ladder.gave_out = what_gave_out(bad.row, bad.traits, bad.workers, bad.verdict, cpus)
+
+
+MAX_PROCESSES = 4
+
+
+def more_processes_would_help(s: Step, ladder: Ladder, args: Any, cpus: int) -> bool:
+    """The step failed because its one Locust process was out of CPU, and there are cores to add."""
+    return (not s.ok and s.row is not None and not ladder.processes and not getattr(args, "processes", 0)
+            and cpus > 1 and load_bound(s.row, cpus) == "client-bound")  # fmt: skip
 
 
 def rates_list(text: str) -> list[float]:
