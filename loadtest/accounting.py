@@ -97,18 +97,14 @@ class Accounts:
             self.final = self.snapshot(closing=True)
         return self.final
 
+    def in_flight(self, now: float | None = None) -> list[tuple[str, str, float]]:
+        return _in_flight(self.ledgers, time.perf_counter() if now is None else now)
+
     def snapshot(self, closing: bool = False) -> dict[str, Any]:
         if self.final is not None:
             return self.final
         now = time.perf_counter()
-        unfinished: list[tuple[str, str, float]] = []
-        if closing:
-            for ledger in self.ledgers:
-                for client in ledger.clients:
-                    pending = client.pending
-                    unfinished.extend(unfinished_of(pending, now))
-                    if pending is not None and client.in_flight:  # pipelined: the rest behind the oldest
-                        unfinished.extend((pending[0], pending[1], now - t) for t in list(client.in_flight)[1:])
+        unfinished = self.in_flight(now) if closing else []
         return {
             "users": [ledger.snapshot(now) for ledger in self.ledgers],
             "unfinished": unfinished,
@@ -116,6 +112,39 @@ class Accounts:
             "lag_s": round(self.lag, 6),
             "final": closing,
         }
+
+
+# Work still in flight is news only when it has waited longer than the finished work's p99 and this: a
+# closed-loop user always has a request in flight, so a count of them alone says nothing.
+WAITING_FLOOR_MS = 100.0
+
+
+def waiting_words(groups: list[tuple[str, list[float], float]]) -> str:
+    """'waiting ≥ 3.98 s: 9 requests, 2 connects' from (noun, ages in ms, finished p99 in ms) groups: only
+    the ages over both the p99 and WAITING_FLOOR_MS count; '' when none are."""
+    parts, oldest = [], []
+    for noun, ages, p99 in groups:
+        late = [a for a in ages if a > max(p99, WAITING_FLOOR_MS)]
+        if late:
+            parts.append(f"{len(late):,} {noun}{'s' if len(late) != 1 else ''}")
+            oldest.append(min(late))
+    if not parts:
+        return ""
+    low = min(oldest)
+    since = f"{low / 1000:,.2f} s" if low >= 1000 else f"{low:,.0f} ms"
+    return f"waiting ≥ {since}: " + ", ".join(parts)
+
+
+def _in_flight(ledgers: list[Ledger], now: float) -> list[tuple[str, str, float]]:
+    """(type, name, age s) of everything these users have in flight now."""
+    out: list[tuple[str, str, float]] = []
+    for ledger in ledgers:
+        for client in ledger.clients:
+            pending = client.pending
+            out.extend(unfinished_of(pending, now))
+            if pending is not None and client.in_flight:  # pipelined: the rest behind the oldest
+                out.extend((pending[0], pending[1], now - t) for t in list(client.in_flight)[1:])
+    return out
 
 
 def process_tag(runner: Any) -> str:

@@ -30,6 +30,7 @@ from rich.console import Console
 from loadtest import options as opts
 from loadtest.netns import can_isolate
 from loadtest.report import load_bound, load_run, summarize
+from loadtest.report.answer import waiting
 from loadtest.report.load import RunData
 from loadtest.report.summary import shown
 from loadtest.scenarios import Scenario
@@ -118,8 +119,8 @@ def result_line(outcome: Outcome) -> str:
         bits.append(f"pipelined ×{row['pipeline']}")
     if isinstance(row["users_starved"], int) and row["users_starved"]:
         bits.append(f"served {row['users_served']}/{row['users_served'] + row['users_starved']}")
-    if row["unfinished_connects"] or row["unfinished_requests"]:
-        bits.append(f"unfinished {row['unfinished_connects']} connects, {row['unfinished_requests']} requests")
+    if waited := waiting(outcome.run):  # only work that waited longer than the finished p99 is news
+        bits.append(waited)
     if row["failures"]:
         bits.append(f"failures {row['failure_classes']}")
     if outcome.all_failed:

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from loadtest import options, scenarios
+from loadtest import expect, options, scenarios
 from loadtest.client import SocklabClient
 from loadtest.kinds import CONNECT, OPS
 from loadtest.processes import ServerProcess, ServerStartError
@@ -148,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     m.add_argument("--connections", type=positive_int, default=None,
                    help="connections per cell of a counted scenario, such as unp30 (default: the scenario's)")
+    m.add_argument("--full", action="store_true",
+                   help=f"today's whole matrix: {', '.join(scenarios.DEFAULT_SCENARIOS)} × every design × each "
+                   "scenario's loads (default without --scenario/--variants/--users: the quick lessons, ~2 min)")
+    m.add_argument("--quiet", action="store_true",
+                   help="print only the report's path, failed expectations and errors (for scripts)")
+    m.add_argument("--expect", action="append", default=[], metavar="'SCENARIO/DESIGN[/Nu]: COLUMN OP VALUE; …'",
+                   help="a bound on a cell's summary figures, e.g. 'io-wait/threaded: rps >= 2000; users_starved == 0'"
+                   " ('*' for any scenario or design); a failed one is a line and exit status 3 (repeatable)")
+    m.add_argument("--expect-file", type=Path, default=None, metavar="PATH",
+                   help="expectations, one a line ('#' comments)")
     options.add_override_arguments(m)
     m.set_defaults(func=_compare)
 
@@ -190,11 +200,25 @@ def _compare(args: argparse.Namespace) -> int:
 
     for notice in options.apply_deprecated(args):
         print(f"socklab compare: {notice}", file=sys.stderr)
+    # Nothing chosen: the quick lessons (loadtest.scenarios.QUICK); --full or any choice: the matrix.
+    args.quick = not (args.full or args.scenario or args.variants or args.users or args.server_cmd)
     if not args.scenario:
-        args.scenario = list(scenarios.DEFAULT_SCENARIOS)
+        args.scenario = [lesson.scenario for lesson in scenarios.QUICK] if args.quick else list(
+            scenarios.DEFAULT_SCENARIOS)
     if args.variants is None:
         args.variants = [] if args.server_cmd else list(VARIANTS)  # --server-cmd alone: only the commands
-    problem = compare.over_caps(args)
+    try:
+        args.expectations = [expect.parse(text) for text in args.expect]
+        if args.expect_file is not None:
+            args.expectations += expect.read_file(args.expect_file)
+    except ValueError as exc:
+        print(f"socklab compare: error: {exc}", file=sys.stderr)
+        return 2
+    planned = [(c.scenario.name, c.variant, c.users) for c in compare.cells_of(args, Path("."))]
+    stray = expect.unmatched(args.expectations, planned)
+    problem = compare.over_caps(args) or (stray and f"--expect {stray.text!r} names no cell of this matrix "
+                                          f"(scenarios {', '.join(dict.fromkeys(p[0] for p in planned))}; designs "
+                                          f"{', '.join(dict.fromkeys(p[1] for p in planned))})")  # fmt: skip
     if problem:
         print(f"socklab compare: error: {problem}", file=sys.stderr)
         return 2

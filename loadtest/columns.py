@@ -211,9 +211,11 @@ SUMMARY: tuple[Column, ...] = (
     Column("first_reply_p99_ms", "ms", "connect start → first reply byte (connect-per-request), finished and "
            "unfinished"),
     Column("first_reply_max_ms", "ms", "the same, the largest"),
-    Column("connections_recorded", "count", "connections the clients recorded whose connect started in the window "
-           "(loadtest.report.timeline joins them to the server's own records)"),
+    Column("connections_recorded", "count", "connections the clients recorded that were open at some time in the "
+           "window (loadtest.report.timeline joins them to the server's own records)"),
     Column("connections_joined", "count", "of them, joined to the server's record on the 4-tuple"),
+    Column("connections_never_accepted", "count", "of them, handshake done but still in the accept queue (or held "
+           "nowhere after a SYN cookie) when the run ended"),
     Column("timeline", "", "measured, or why some stages are not (no server log, another machine's clock …)"),
     Column("accept_queue_wait_p50_ms", "ms", "connect() return → the server's accept() return, joined connections "
            "and those still not accepted when the run ended (their wait so far: a lower bound)"),

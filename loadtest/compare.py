@@ -7,20 +7,32 @@ comparison is built from the cells' folders.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
+from loadtest import expect
 from loadtest import options as opts
 from loadtest.cells import CELL_OVERHEAD_S, Cell, CellRunner, Outcome, result_line
+from loadtest.report import answer as answers
 from loadtest.report import build_compare
-from loadtest.scenarios import SCENARIOS
+from loadtest.scenarios import QUICK, SCENARIOS
 from servers import VARIANTS
+
+
+def plan_quick(out: Path) -> list[Cell]:
+    """The default matrix: each lesson's designs at its loads (loadtest.scenarios.QUICK)."""
+    return [Cell(SCENARIOS[lesson.scenario], design, n, out / f"{lesson.scenario}-{design}-u{n}")
+            for lesson in QUICK for n in lesson.users for design in lesson.designs]  # fmt: skip
 
 
 def plan(
@@ -53,20 +65,30 @@ def over_caps(args: Any) -> str | None:
     return None
 
 
+def cells_of(args: Any, out: Path) -> list[Cell]:
+    if getattr(args, "quick", False):
+        return plan_quick(out)
+    return plan(args.variants, args.users, args.scenario, out, dict(args.server_cmd or []))
+
+
 def main(args: Any) -> int:
-    console = Console(highlight=False, soft_wrap=True)
+    quiet = bool(getattr(args, "quiet", False))
+    # Piped or logged, rich would assume 80 columns and fold the ranked tables: give them room.
+    console = Console(highlight=False, soft_wrap=True, quiet=quiet, width=None if sys.stdout.isatty() else 160)
     out: Path = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    cells = plan(args.variants, args.users, args.scenario, out, dict(args.server_cmd or []))
+    cells = cells_of(args, out)
     per_cell = args.warmup + args.duration + CELL_OVERHEAD_S
     outcomes: list[Outcome] = []
+    scenarios = list(dict.fromkeys(c.scenario.name for c in cells))
+    designs = list(dict.fromkeys(c.variant for c in cells))
     with CellRunner(out, args, console) as runner:
-        console.print(f"socklab compare: {len(cells)} cells ({', '.join(args.scenario)} × "
-                      f"{', '.join(args.variants)} × users "
-                      f"{', '.join(map(str, args.users)) if args.users else 'per scenario'}), "
-                      f"~{len(cells) * per_cell / 60:.1f} min; output in {out}")  # fmt: skip
+        console.print(f"socklab compare: {len(cells)} cells ({', '.join(scenarios)} × {', '.join(designs)}"
+                      + (", the default lessons; --full for every design" if getattr(args, "quick", False) else "")
+                      + f"), ~{len(cells) * per_cell / 60:.1f} min; output in {out}")  # fmt: skip
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+            disable=quiet,
         ) as progress:  # fmt: skip
             task = progress.add_task("starting", total=len(cells))
             for cell in cells:
@@ -80,17 +102,55 @@ def main(args: Any) -> int:
         console.print("no cell finished: nothing to compare")
         return runner.stopped_by or 1
     summary, page = build_compare([o.cell.folder for o in finished], out)
+    print_answers(console, finished)
     console.print(f"summary: {summary}")
-    console.print(f"compare report: {page.resolve()}")
+    print(f"compare report: {page.resolve()}", flush=True)  # even with --quiet: what a script needs
+    failed = expect.check(args.expectations, [o.row for o in finished if o.row is not None],
+                          [(c.scenario.name, c.variant, c.users) for c in cells])  # fmt: skip
+    for line in failed:
+        print(line, file=sys.stderr)
     if runner.interrupted:
         console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells "
                       f"({signal.Signals(runner.interrupted[0]).name})")  # fmt: skip
         return runner.stopped_by
+    if failed:
+        return EXPECTATIONS_FAILED
     troubled = [o.cell.name for o in outcomes if not o.clean]
     if troubled:
         console.print(f"cells that did not run cleanly: {', '.join(troubled)}")
         return 1
     return 0
+
+
+EXPECTATIONS_FAILED = 3
+
+
+def print_answers(console: Console, finished: list[Outcome]) -> None:
+    """Each scenario's designs ranked, and its headlines: the page's first screen, in the terminal."""
+    groups: dict[str, list[answers.Cell]] = {}
+    for o in finished:
+        if o.row is not None and o.run is not None:
+            groups.setdefault(o.cell.scenario.name, []).append(answers.Cell(o.row, o.run))
+    cpus = os.cpu_count()
+    for name, cells in groups.items():
+        a = answers.answer(name, cells, cpus)
+        table = Table(title=f"{name}: {a.question}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("#", "design", f"req/s at {a.users}u", "est./core", "p50", "p99", "served", "time went to",
+                       "verdict"):  # fmt: skip
+            table.add_column(column, justify="left" if column in ("design", "time went to", "verdict") else "right",
+                             overflow="fold")  # fmt: skip
+        for s in a.standings:
+            stage = max(s.shares, key=s.shares.get) if s.shares else ""  # type: ignore[arg-type]
+            went = f"{answers.STAGE_WORDS[stage]} {s.shares[stage]:.0%}" if stage else "not measured"
+            table.add_row(str(s.rank), s.design, f"{s.rps:,.0f}", f"≈ {s.estimate:,.0f}" if s.estimate else "",
+                          s.p50, s.p99, s.served, went, "; ".join([*s.badges, *([s.waiting] if s.waiting else [])]))
+        if any(s.estimate for s in a.standings):
+            console.print("  est./core: a client-bound cell's capacity estimated from server CPU (1e6 ÷ CPU µs per "
+                          "request; one core, CPU-bound, linear) — it ranks that design")  # fmt: skip
+        console.print(table)
+        for line in a.headlines:
+            console.print(f"  • {line}")
+        console.print()
 
 
 def parse_duration(text: str) -> float:

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest.accounting import waiting_words
 from loadtest.columns import BY_NAME, CHART_COLUMNS, CHARTS, LIVE_DELTAS, MONITOR, Column
+from loadtest.kinds import CONNECT, OPS
 from loadtest.latency import LatencyStore
 
 TICK_S = 2.0  # how often latency points are taken and the local recorder drained (Locust polls every 2 s)
@@ -261,8 +263,19 @@ def figures(
     return out
 
 
-def live_line(feed: LiveFeed, users: UserFigures | None) -> str:
-    """The compact line a headless run prints every few seconds: the live columns, then the users."""
+def waiting_now(in_flight: list[tuple[str, str, float]], store: LatencyStore) -> str:
+    """This process's work in flight that has waited longer than the finished p99 (and the floor)."""
+    groups = []
+    for kinds, noun in ((OPS, "request"), ((CONNECT,), "connect")):
+        hists = [h for (kind, _), h in store.histograms.items() if kind in kinds and h.get_total_count()]
+        p99 = max((h.get_value_at_percentile(99) for h in hists), default=0) / 1000
+        groups.append((noun, [age * 1000 for kind, _, age in in_flight if kind in kinds], p99))
+    return waiting_words(groups)
+
+
+def live_line(feed: LiveFeed, users: UserFigures | None, waiting: str = "") -> str:
+    """The compact line a headless run prints every few seconds: the live columns, then the users, then
+    work in flight that has waited longer than the finished p99 (nothing when none has)."""
     row = feed.monitor.latest
     parts = []
     if row is not None:
@@ -277,4 +290,6 @@ def live_line(feed: LiveFeed, users: UserFigures | None) -> str:
         parts.append("no monitor")
     if users is not None:
         parts.append(f"users served {users.served}/{users.users} starved {users.starved}")
+    if waiting:
+        parts.append(waiting)
     return "socklab live: " + " · ".join(parts)

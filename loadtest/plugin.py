@@ -214,7 +214,8 @@ class Socklab(LoadState):
             run.feed.tick()
             if print_line and time.monotonic() - last_line >= every - 0.01:
                 last_line = time.monotonic()
-                log.info(live.live_line(run.feed, run.user_figures()))
+                waiting = live.waiting_now(self.accounts.in_flight(), run.store) if self.local else ""
+                log.info(live.live_line(run.feed, run.user_figures(), waiting))
 
     # -- the measured window -----------------------------------------------------------------------
     def drain(self) -> dict[str, Any]:

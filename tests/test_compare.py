@@ -44,8 +44,14 @@ def ours_running() -> list[str]:
 def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     done = compare("--variants", "blocking,selectors", "--users", "10", "--scenario", "io-wait",
-                   "--duration", "3s", "--warmup", "1s", "--out", str(out))  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+                   "--duration", "3s", "--warmup", "1s", "--out", str(out),
+                   "--expect", "io-wait/selectors: rps >= 100; users_starved == 0; failures == 0")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]  # the expectation held
+    # The terminal ends with the answer: the designs ranked, the headlines, then the page.
+    ranked = done.stdout[done.stdout.index("io-wait: What happens when requests wait on I/O?"):]
+    assert ranked.index("selectors") < ranked.index("blocking") < ranked.index("compare report:"), ranked
+    assert "blocking serves one connection at a time: 9 of 10 users got no reply in the whole window" in ranked
+    assert "waiting ≥ " in ranked and "unfinished 0 connects" not in done.stdout
     assert f"compare report: {(out / 'compare.html').resolve()}" in done.stdout
     for name in ("summary.csv", "compare.html", "plotly.min.js"):
         assert (out / name).exists(), name
@@ -66,6 +72,53 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     assert len(series) >= 1 and (series["rps"] >= 0).all(), series
     assert abs(series["rps"].mean() - selectors) <= 0.1 * selectors, (series, selectors)
     assert ours_running() == []
+    page_opens_with_the_answer(out / "compare.html")
+
+
+def page_opens_with_the_answer(page_path: Path) -> None:
+    """In Chromium: no console error; the ranked tables and at most 5 headlines a scenario, on the first screen,
+    before any chart."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by bash .ci/setup --test")
+    from tests.browser import FLAGS, chromium
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=[f for f in FLAGS if f != "--headless"],
+                                    headless=True)  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.resolve().as_uri())
+            page.wait_for_selector("div.chart .main-svg", timeout=15_000)  # the charts below drew
+            sections = page.query_selector_all("section.answer")
+            assert sections and all(len(s.query_selector_all("ol.headlines li")) <= 5 for s in sections)
+            first = page.query_selector("table.ranked").bounding_box()
+            assert first is not None and first["y"] + first["height"] <= 900, first  # on the first screen
+            order = page.evaluate("""() => [...document.querySelectorAll('section.answer, div.chart')]
+                                        .map(e => e.tagName)""")  # fmt: skip
+            assert order.index("DIV") > len(sections) - 1 and set(order[: len(sections)]) == {"SECTION"}, order
+            assert page.inner_text("table.ranked tr:nth-child(2) td:nth-child(2)") == "selectors"
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_a_failed_expectation_is_a_line_and_exit_3_and_a_malformed_one_runs_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    done = compare("--variants", "selectors", "--users", "2", "--scenario", "io-wait", "--duration", "1s",
+                   "--warmup", "0s", "--out", str(out), "--quiet",
+                   "--expect", "io-wait/selectors/2u: rps >= 1000000")  # fmt: skip
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("expectation failed: io-wait/selectors/2u: rps = "), lines
+    assert lines[0].endswith(", wanted rps >= 1,000,000 (io-wait/selectors/2u: rps >= 1000000)"), lines
+    # --quiet: the page's path and nothing else on stdout
+    assert done.stdout.strip() == f"compare report: {(out / 'compare.html').resolve()}", done.stdout
+    bad = compare("--variants", "selectors", "--scenario", "io-wait", "--out", str(tmp_path / "none"),
+                  "--expect", "io-wait/selectors: rps >>> 5", timeout=30)  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--expect" in bad.stderr
+    assert not (tmp_path / "none").exists()  # no cell ran
 
 
 @pytest.mark.skipif(not ISOLATION, reason=f"no private network namespace: {WHY_NOT}")

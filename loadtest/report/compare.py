@@ -1,4 +1,11 @@
-"""The comparison across runs: a combined summary.csv and compare.html."""
+"""The comparison across runs: a combined summary.csv, standings.csv and compare.html.
+
+compare.html opens with the answer, as the sweep's page does: for each scenario its question, at most
+five headlines and the designs ranked (loadtest.report.answer), each with its rate, p50 and p99, who
+was served, where its connections' time went and what bounds the figure.  Then the charts, as small
+multiples (a panel per measure, designs side by side), each check a scenario carries (unp30's), every
+finding folded by scenario, and every figure of every cell.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,29 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from loadtest.report import timeline_charts
+from loadtest.report.answer import STAGE_WORDS, Cell, ScenarioAnswer, answer, scenario_findings
 from loadtest.report.charts import layout
-from loadtest.report.findings import compare_findings
-from loadtest.report.load import load_run
+from loadtest.report.load import RunData, load_run
 from loadtest.report.page import ensure_plotlyjs, figure_html, page_html, table_html
 from loadtest.report.summary import SUMMARY_COLUMNS, summarize
 from loadtest.scenarios import SCENARIOS, Check
 
+STAGE_COLOURS = {"handshake": "#9467bd", "accept_queue": "#d62728", "pool_queue": "#ff7f0e", "service": "#2ca02c",
+                 "transfer": "#1f77b4"}  # fmt: skip
+ANSWER_STYLE = """
+.answer{margin-bottom:22px} .answer h2{margin-bottom:4px} .question{color:#555;margin:0 0 6px}
+ol.headlines{margin:6px 0 10px;padding-left:22px} ol.headlines li{margin:3px 0}
+table.ranked td{vertical-align:middle} .bar{display:flex;width:180px;height:12px;background:#eee}
+.bar span{display:block;height:12px} .badge{display:inline-block;border-radius:3px;padding:0 5px;margin:1px;
+font-size:11px;background:#fde2e1;color:#8a1f11} .badge.info{background:#e8eefc;color:#1f3b8a}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px}
+details{margin:6px 0} summary{cursor:pointer;font-weight:600}
+"""
+INFO_BADGES = ("pipelined",)
+
 
 def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
-    """Write the combined summary.csv and compare.html for several runs into out_dir."""
+    """Write the combined summary.csv, standings.csv and compare.html for several runs into out_dir."""
     runs = [load_run(Path(d)) for d in run_dirs]
     rows = [summarize(r) for r in runs]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -27,43 +47,93 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "summary.csv"
     summary.to_csv(summary_path, index=False)
-    sections = [
-        "<h2>Findings</h2><ul class='findings'>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in compare_findings(summary))
-        + "</ul>"
-    ]
-    summary["scenario_label"] = summary["scenario"].where(
-        summary["scenario"].astype(str) != "", summary["user_class"] + " " + summary["op"]
-    )
-    for i, (scenario, g) in enumerate(summary.groupby("scenario_label", sort=False)):
-        sections.append(f"<h2>{html.escape(str(scenario))}</h2>")
-        for k, fig in enumerate(compare_charts(g)):
-            sections.append(figure_html(fig, f"s{i}-{k}"))
-        medians = [(f"{summary.loc[j, 'variant']} {summary.loc[j, 'users']}u", pick)
-                   for j in g.index for name, pick in timeline_charts.picks(timeline_charts.joined_in_window(
-                       runs[j].connections)) if name == "median"]  # fmt: skip
+    groups = scenario_groups(runs, rows)
+    cpus = max((int(r.info.get("cpus") or 0) for r in runs), default=0) or None
+    answers = [answer(name, cells, cpus) for name, cells in groups.items()]
+    standings_frame(answers).to_csv(out_dir / "standings.csv", index=False)
+    sections = [intro(runs, answers), *(answer_html(a) for a in answers)]
+    sections.append("<h2>Charts</h2>")
+    for i, (name, cells) in enumerate(groups.items()):
+        sections.append(f"<h3>{html.escape(name)}</h3>")
+        sections.append(figure_html(scenario_chart(name, pd.DataFrame([c.row for c in cells])), f"s{i}-rates"))
+        medians = [(f"{c.row['variant']} {c.row['users']}u", pick) for c in cells
+                   for kind, pick in timeline_charts.picks(timeline_charts.joined_in_window(c.run.connections))
+                   if kind == "median"]  # fmt: skip
         breakdown = timeline_charts.compare_breakdown(medians)
         if breakdown is not None:
             sections.append(figure_html(breakdown, f"s{i}-breakdown"))
+    top = summary.sort_values("users").groupby(["scenario", "variant"], sort=False).tail(1)
+    sections.append(figure_html(cost_chart(top), "costs"))
     for name, scenario in SCENARIOS.items():  # a scenario that carries a check: its table and verdicts
         mine = [i for i, value in enumerate(summary["scenario"]) if value == name]
         check = scenario.checker()
         result = check([runs[i] for i in mine], summary.iloc[mine]) if check and mine else None
         if result is not None:
             sections.append(check_section(result))
-    sections.append("<h2>All runs</h2>" + table_html(summary.drop(columns=["scenario_label"])))
-    sections.append(
-        "<p class='note'>Per-run pages: "
-        + " · ".join(
-            f"<a href='{html.escape(str(Path(r.path).resolve()))}/report.html'>{html.escape(r.run_id)}</a>"
-            for r in runs
-        )
-        + "</p>"
-    )
+    sections.append("<h2>Every finding</h2>")
+    for name, cells in groups.items():
+        said = scenario_findings(name, cells, cpus)
+        body = "".join(f"<h4>{html.escape(title)}</h4><ul class='findings'>"
+                       + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>"
+                       for title, lines in said if lines)  # fmt: skip
+        sections.append(f"<details><summary>{html.escape(name)}: {sum(len(ls) for _, ls in said)} findings"
+                        f"</summary>{body}</details>")  # fmt: skip
+    sections.append("<h2>Every figure</h2><details><summary>summary.csv: every cell, every column</summary>"
+                    + table_html(summary) + "</details>")  # fmt: skip
+    sections.append("<p class='note'>Per-run pages: " + " · ".join(
+        f"<a href='{html.escape(str(Path(r.path).resolve()))}/report.html'>{html.escape(r.run_id)}</a>" for r in runs)
+        + "</p>")  # fmt: skip
     ensure_plotlyjs(out_dir)
     page = out_dir / "compare.html"
-    page.write_text(page_html("socklab comparison", sections), encoding="utf-8")
+    page.write_text(page_html("socklab comparison", sections, ANSWER_STYLE), encoding="utf-8")
     return summary_path, page
+
+
+def scenario_groups(runs: list[RunData], rows: list[dict]) -> dict[str, list[Cell]]:  # type: ignore[type-arg]
+    """Cells by scenario, in the order they ran; a run outside any scenario by its user class and op."""
+    groups: dict[str, list[Cell]] = {}
+    for run, row in zip(runs, rows, strict=True):
+        name = str(row["scenario"] or f"{row['user_class']} {row['op']}".strip())
+        groups.setdefault(name, []).append(Cell(row, run))
+    return groups
+
+
+def intro(runs: list[RunData], answers: list[ScenarioAnswer]) -> str:
+    designs = sorted({str(r.info.get("variant", "")) for r in runs})
+    return (f"<p class='note'>{len(runs)} cells: {len(answers)} scenarios × {len(designs)} designs. Each scenario: "
+            "the question, at most five headlines, then the designs ranked at its highest load — designs that "
+            "served every user first, then by requests/s (a client-bound cell by its server-CPU estimate, marked "
+            "est.). p50 and p99 are latencies; ≥ marks a lower bound (work still in flight when the window closed)."
+            "</p><p class='legend note'>Where the time went, share of each connection's first request:"
+            + "".join(f"<span style='background:{c}'></span>{STAGE_WORDS[s]}" for s, c in STAGE_COLOURS.items())
+            + "</p>")  # fmt: skip
+
+
+def answer_html(a: ScenarioAnswer) -> str:
+    rows = []
+    for s in a.standings:
+        bar = "".join(f"<span style='width:{share * 100:.1f}%;background:{STAGE_COLOURS[stage]}'></span>"
+                      for stage, share in s.shares.items() if share > 0)  # fmt: skip
+        words = ", ".join(f"{STAGE_WORDS[k]} {v:.0%}" for k, v in s.shares.items() if v >= 0.005)
+        went = f"<div class='bar' title='{html.escape(words)}'>{bar}</div>" if s.shares else "<i>not measured</i>"
+        badges = "".join(f"<span class='badge{' info' if b.startswith(INFO_BADGES) else ''}'>{html.escape(b)}</span>"
+                         for b in [*s.badges, *([s.waiting] if s.waiting else [])])  # fmt: skip
+        rows.append(f"<tr><td>{s.rank}</td><td>{html.escape(s.design)}</td><td>{html.escape(s.figure)}</td>"
+                    f"<td>{html.escape(s.p50)}</td><td>{html.escape(s.p99)}</td><td>{s.served}</td><td>{went}</td>"
+                    f"<td>{badges}</td></tr>")  # fmt: skip
+    return (f"<section class='answer'><h2>{html.escape(a.scenario)}</h2>"
+            + (f"<p class='question'>{html.escape(a.question)}</p>" if a.question else "")
+            + "<ol class='headlines'>" + "".join(f"<li>{html.escape(h)}</li>" for h in a.headlines) + "</ol>"
+            + f"<table class='ranked'><tr><th>#</th><th>design</th><th>req/s at {a.users} users</th><th>p50</th>"
+            "<th>p99</th><th>users served</th><th>where the time went</th><th>verdict</th></tr>"
+            + "".join(rows) + "</table></section>")  # fmt: skip
+
+
+def standings_frame(answers: list[ScenarioAnswer]) -> pd.DataFrame:
+    return pd.DataFrame([{"scenario": a.scenario, "rank": s.rank, "design": s.design, "users": s.users, "rps": s.rps,
+                          "estimate_rps_per_core": s.estimate, "p50": s.p50, "p99": s.p99, "served": s.served,
+                          "verdict": "; ".join(s.badges), "waiting": s.waiting}
+                         for a in answers for s in a.standings])  # fmt: skip
 
 
 def check_section(result: Check) -> str:
@@ -77,48 +147,32 @@ def check_section(result: Check) -> str:
     )
 
 
-def compare_charts(g: pd.DataFrame) -> list[go.Figure]:
-    figs = []
-    by_variant = list(g.sort_values("users").groupby("variant", sort=False))
-    fig = go.Figure()
-    for variant, v in by_variant:
-        fig.add_scatter(x=v["users"], y=v["rps"], mode="lines+markers", name=str(variant))
-    fig.update_xaxes(title="users", type="log" if g["users"].nunique() > 2 else "linear")
-    fig.update_yaxes(title="requests/s", rangemode="tozero")
-    figs.append(layout(fig, "Throughput against users"))
-    fig = go.Figure()
-    for variant, v in by_variant:
-        for col, dash in (("latency_p50_ms", "solid"), ("latency_p99_ms", "dash")):
-            fig.add_scatter(
-                x=v["users"], y=v[col], mode="lines+markers", line={"dash": dash}, name=f"{variant} {col.split('_')[1]}"
-            )
-    fig.update_xaxes(title="users")
-    fig.update_yaxes(title="ms", type="log")
-    figs.append(layout(fig, "Latency p50 and p99 against users"))
-    last = g.sort_values("users").groupby("variant", sort=False).tail(1)
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        subplot_titles=(
-            "packets dropped at a full accept queue (ListenOverflows)",
-            "server CPU µs per request",
-            "TIME_WAIT (peak)",
-        ),
-    )
-    fig.add_bar(x=last["variant"], y=last["listen_overflows"], name="overflows", row=1, col=1)
-    fig.add_bar(x=last["variant"], y=last["server_cpu_us_per_request"], name="CPU µs/request", row=1, col=2)
-    fig.add_bar(x=last["variant"], y=last["peak_time_wait"], name="TIME_WAIT", row=1, col=3)
-    figs.append(layout(fig, "At the highest load: overflows, CPU per request, TIME_WAIT", 360))
-    est = last["peak_established"].where(last["peak_established"] > 0)
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        subplot_titles=("RSS growth KiB per connection", "threads per connection", "peak connections (server side)"),
-    )
-    fig.add_bar(x=last["variant"], y=last["rss_per_connection_bytes"] / 1024, name="RSS/conn", row=1, col=1)
-    fig.add_bar(x=last["variant"], y=last["peak_threads"] / est, name="threads/conn", row=1, col=2)
-    fig.add_bar(x=last["variant"], y=last["peak_established"], name="ESTABLISHED", row=1, col=3)
-    figs.append(layout(fig, "Memory, threads and connections at the highest load", 360))
-    return figs
+def scenario_chart(name: str, g: pd.DataFrame) -> go.Figure:
+    """Small multiples: requests/s, p50 and p99, a panel each; the designs side by side, a bar per load."""
+    measures = (("rps", "requests/s"), ("latency_p50_ms", "p50 ms"), ("latency_p99_ms", "p99 ms"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in measures])
+    for users, v in g.sort_values("users").groupby("users", sort=False):
+        for col, (measure, _) in enumerate(measures, 1):
+            fig.add_bar(x=v["variant"], y=v[measure], name=f"{users} users", legendgroup=str(users),
+                        showlegend=col == 1, row=1, col=col)  # fmt: skip
+    for col, (measure, _) in enumerate(measures, 1):
+        values = g[measure][g[measure] > 0]
+        if len(values) and values.max() / values.min() >= 100:  # values spanning decades: a log axis
+            fig.update_yaxes(type="log", row=1, col=col)
+    fig.update_layout(barmode="group")
+    return layout(fig, f"{name}: rate and latency, design by design", 380)
 
 
+def cost_chart(top: pd.DataFrame) -> go.Figure:
+    """At each scenario's highest load: what each design cost and what piled up, a panel per measure."""
+    panels = (("server_cpu_us_per_request", "server CPU µs per request"),
+              ("listen_overflows", "packets dropped at a full accept queue"), ("peak_time_wait", "TIME_WAIT (peak)"),
+              ("rss_per_connection_bytes", "RSS growth bytes per connection"), ("peak_threads", "threads (peak)"),
+              ("peak_established", "connections (peak, server side)"))  # fmt: skip
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in panels])
+    for i, (column, _) in enumerate(panels):
+        for scenario, v in top.groupby("scenario", sort=False):
+            fig.add_bar(x=v["variant"], y=v[column], name=str(scenario), legendgroup=str(scenario), showlegend=i == 0,
+                        row=i // 3 + 1, col=i % 3 + 1)  # fmt: skip
+    fig.update_layout(barmode="group")
+    return layout(fig, "What each design cost at each scenario's highest load", 620)

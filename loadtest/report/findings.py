@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 from loadtest.kinds import CONNECT, OPS
 from loadtest.report.load import RunData, traits_of
-from loadtest.report.summary import flag, load_bound, shown
+from loadtest.report.summary import load_bound, shown
 
 
 def findings(run: RunData, row: dict[str, Any]) -> list[str]:
@@ -197,52 +195,6 @@ def user_findings(row: dict[str, Any], one_at_a_time: bool, oldest: tuple[float,
     wait = num(row, "longest_user_wait_ms")
     if wait is not None and seconds and wait >= 1000:
         out.append(f"the longest any user went without a reply: {wait / 1000:,.2f} s.")
-    return out
-
-
-def compare_findings(summary: pd.DataFrame) -> list[str]:
-    out = []
-    for scenario, g in summary.groupby(summary["scenario"].where(summary["scenario"] != "", summary["op"]), sort=False):
-        top = g.loc[g["rps"].idxmax()] if g["rps"].notna().any() else None
-        if top is not None:
-            caveats = []
-            if flag(top["client_bound"]):
-                caveats.append("client-bound: the figure measures the load generator")
-            starved = num(dict(top), "users_starved")
-            if starved:
-                caveats.append(f"{int(starved)} of {top['users']} users were never served")
-            out.append(
-                f"{scenario}: highest throughput {top['variant']} with {top['rps']:,} req/s at {top['users']} users"
-                + (f" — {'; '.join(caveats)}." if caveats else ".")
-            )
-        for variant, v in g.groupby("variant", sort=False):
-            v = v.dropna(subset=["rps"]).sort_values("users")
-            if len(v) >= 2 and v["rps"].iloc[0] > 0:
-                lo, hi = v.iloc[0], v.iloc[-1]
-                ratio = hi["rps"] / lo["rps"]
-                trend = f"scales ×{ratio:.1f}" if ratio >= 1.3 else "stays flat"
-                out.append(
-                    f"{scenario}, {variant}: {trend} from {lo['users']} to {hi['users']} users "
-                    f"({lo['rps']:,.0f} → {hi['rps']:,.0f} req/s)."
-                )
-        for _, r in g.iterrows():
-            if flag(r["client_bound"]):
-                out.append(
-                    f"{scenario}, {r['variant']} at {r['users']} users: client-bound "
-                    f"({r['loadgen_median_cpu_percent']:.0f}% of a core): the figure measures the load generator."
-                )
-            if isinstance(r["listen_overflows"], int | float) and r["listen_overflows"] > 0:
-                out.append(
-                    f"{scenario}, {r['variant']} at {r['users']} users: {int(r['listen_overflows']):,} packets "
-                    f"dropped at a full accept queue (ListenOverflows) at backlog {r['backlog']}; connect p99 "
-                    f"{shown(dict(r), 'connect_p99_ms')}; up to {r['peak_syn_sent']} clients waiting in SYN_SENT "
-                    "on the retry schedule."
-                )
-            if num(dict(r), "users_starved"):
-                out.append(
-                    f"{scenario}, {r['variant']} at {r['users']} users: {int(r['users_served'])} served, "
-                    f"{int(r['users_starved'])} starved (fairness {r['fairness']:.2f})."
-                )
     return out
 
 

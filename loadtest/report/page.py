@@ -29,10 +29,10 @@ def ensure_plotlyjs(folder: Path) -> None:
         target.write_text(get_plotlyjs(), encoding="utf-8")
 
 
-def page_html(title: str, sections: list[str]) -> str:
+def page_html(title: str, sections: list[str], style: str = "") -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style><script src='plotly.min.js'></script></head><body>"
+        f"<style>{_STYLE}{style}</style><script src='plotly.min.js'></script></head><body>"
         f"<h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>"
     )
 

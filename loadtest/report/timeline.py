@@ -139,22 +139,25 @@ def with_stages(out: pd.DataFrame) -> pd.DataFrame:
     ms = 1000.0
 
     def times(column: str) -> pd.Series:
-        return out[column].where(out[column] > 0)
+        return out[column].where(out[column] > 0)  # 0: did not happen (client and server records alike)
 
     handshake = (times("connect_end") - out["connect_start"]) * ms
     rtt = (out["rtt_us"] / 1000.0).clip(upper=handshake)
     out["handshake"] = handshake
     out["syn_retry_wait"] = (handshake - rtt).where(out["syn_retrans"] > 0, 0.0).where(handshake.notna())
     out["last_round_trip"] = handshake - out["syn_retry_wait"]
-    out["accept_queue"] = (out["server_accepted"] - times("connect_end")) * ms
+    # accept() returns after connect() does (the third step of the handshake follows the second), so a
+    # negative wait is the client reading its clock late — its greenlet resumed after the server accepted
+    # — and reads 0; so does a reply "carried back" before the server's clock read after its send().
+    out["accept_queue"] = ((times("server_accepted") - times("connect_end")) * ms).clip(lower=0)
     # Still waiting when the run ended: a lower bound of the wait, up to the client's close.
     queued = out["join"].str.startswith("not accepted")
     out["accept_queue_lower_bound"] = queued
     out.loc[queued, "accept_queue"] = ((times("closed") - times("connect_end")) * ms)[queued]
-    out["pool_queue"] = (out["server_service_start"] - out["server_accepted"]) * ms
-    out["request_wait"] = (out["server_first_read"] - out["server_service_start"]) * ms
-    out["service"] = (out["server_first_written"] - out["server_first_read"]) * ms
-    out["transfer"] = (times("last_byte") - out["server_first_written"]) * ms
+    out["pool_queue"] = (times("server_service_start") - times("server_accepted")) * ms
+    out["request_wait"] = (times("server_first_read") - times("server_service_start")) * ms
+    out["service"] = (times("server_first_written") - times("server_first_read")) * ms
+    out["transfer"] = ((times("last_byte") - times("server_first_written")) * ms).clip(lower=0)
     out["first_reply"] = (times("first_byte") - out["connect_start"]) * ms
     out["first_request"] = (times("last_byte") - out["connect_start"]) * ms
     joined = out["join"] == "joined"
@@ -186,7 +189,9 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
     window = info.get("window") or {}
     start, stop = window.get("monotonic_start"), window.get("monotonic_stop")
     if start and stop:
-        joined["in_window"] = (joined["connect_start"] >= start) & (joined["connect_start"] <= stop)
+        # Open at some time in the window: a persistent user's connection, made in the warm-up, counts too.
+        closed = joined["closed"].fillna(0)
+        joined["in_window"] = (joined["connect_start"] <= stop) & ((closed <= 0) | (closed >= start))
     else:
         joined["in_window"] = True
     if log is not None and not log.complete:
@@ -199,13 +204,14 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
 def figures(frame: pd.DataFrame | None, note: str) -> dict[str, Any]:
     """The summary's timeline columns, over the measured window's connections."""
     nan = float("nan")
-    out: dict[str, Any] = {"connections_recorded": nan, "connections_joined": nan,
+    out: dict[str, Any] = {"connections_recorded": nan, "connections_joined": nan, "connections_never_accepted": nan,
                            "timeline": note or "measured"}  # fmt: skip
     if frame is None:
         return out
     mine = frame[frame["in_window"]]
     joined = mine[mine["join"] == "joined"]
     out["connections_recorded"], out["connections_joined"] = len(mine), len(joined)
+    out["connections_never_accepted"] = int(mine["accept_queue_lower_bound"].sum())
     lower: list[str] = []
 
     def pct(series: pd.Series, p: float, name: str, censored: pd.Series | None = None) -> float:
@@ -223,8 +229,9 @@ def figures(frame: pd.DataFrame | None, note: str) -> dict[str, Any]:
         out[name] = pct(waits, p, name, mine["accept_queue_lower_bound"])
         out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"], p, "")
         out[f"server_service_p{p}_ms"] = pct(joined["service"], p, "")
-    total = joined["first_request"].sum()
+    whole = joined.dropna(subset=["first_request"])  # connections whose first reply came back
+    total = whole["first_request"].sum()
     for stage in SHARES:
-        out[f"first_request_share_{stage}"] = round(float(joined[stage].sum() / total), 4) if total > 0 else nan
+        out[f"first_request_share_{stage}"] = round(float(whole[stage].sum() / total), 4) if total > 0 else nan
     out["timeline_lower_bounds"] = ";".join(lower)
     return out
