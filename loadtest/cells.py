@@ -85,12 +85,16 @@ def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
     server = ["--server-cmd", cell.server_cmd] if cell.server_cmd else ["--server", cell.variant]
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), cell.scenario.user_class, "--headless",
-        "-u", str(cell.users), "-r", str(cell.users), "-t", run_time, "--warmup", str(warmup),
+        "-u", str(cell.users), "-r", f"{cell.scenario.spawn_rate or cell.users:g}", "-t", run_time,
+        "--warmup", str(warmup),
         "--stop-timeout", "0", *server, "--report-dir", str(cell.folder), "--scenario", cell.scenario.name,
         "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     for name, value in options.items():
-        cmd += [f"--{name}", str(value)]
+        if isinstance(value, bool):  # a switch: the flag alone when on
+            cmd += [f"--{name}"] if value else []
+        else:
+            cmd += [f"--{name}", str(value)]
     if getattr(args, "processes", 0):
         cmd += ["--processes", str(args.processes)]
     if isolate:

@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=_sweep, connections=None)
     options.add_override_arguments(w)
 
+    from loadtest import lab
+
+    lab.add_parser(sub)
+    sub.choices["lab"].set_defaults(func=_lab)
+
     r = sub.add_parser("report", help="(re)build summary.csv and report.html of runs; compare.html of several")
     r.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     r.add_argument("--out", type=Path, help="folder for the comparison (default reports/compare-<date-time>)")
@@ -235,6 +240,17 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"socklab sweep: error: {problem}", file=sys.stderr)
         return 2
     return sweep.main(args)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from loadtest import lab
+
+    if not args.list:
+        problem = lab.check_names(args.names) if args.names else "name an experiment, or all (socklab lab --list)"
+        if problem:
+            print(f"socklab lab: error: {problem}", file=sys.stderr)
+            return 2
+    return lab.main(args)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -26,8 +26,9 @@ readable class, so Locust's failure table groups them.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 from loadtest import deadlines
 from loadtest.accounting import Pending
 from loadtest.connections import RETRANSMIT_FLOOR_S, ConnectionRecord, connect_info
+from loadtest.failures import RequestFailure, classify
 from loadtest.kinds import CONNECT, FIRST_REPLY
 from servers.protocol import (
     REQUEST_HEADER_SIZE,
@@ -53,41 +55,7 @@ OP_NAMES = {int(op): op.name for op in Op}  # the wire's op numbers → kinds
 STATUS_NAMES = {int(s): s.name for s in Status}
 RECV_SIZE = 65536
 MAX_REPLY = (1 << 30) + 1  # a length prefix beyond this cannot be a socklab reply
-
-
-class RequestFailure(Exception):
-    """A failed connect or request; ``str()`` is its class, stable across occurrences."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-
-    def __repr__(self) -> str:
-        # Locust's failure table shows repr(); make it the readable class, not the class name.
-        return str(self)
-
-
-def refused(address: str) -> RequestFailure:
-    return RequestFailure("refused", f"nothing listening at {address} (ECONNREFUSED)")
-
-
-def classify(exc: BaseException, phase: str, address: str, timeout: float | None) -> RequestFailure:
-    """Turn a socket exception into one of the failure classes."""
-    if isinstance(exc, RequestFailure):
-        return exc
-    if isinstance(exc, ConnectionRefusedError):
-        return refused(address)
-    if isinstance(exc, TimeoutError | socket.timeout):
-        if phase == "connect":
-            return RequestFailure("connect timeout", f"no handshake with {address} within {timeout:g} s")
-        return RequestFailure("read timeout", f"no complete reply within {timeout:g} s")
-    if isinstance(exc, ConnectionResetError | BrokenPipeError):
-        return RequestFailure("reset", "the connection was reset by the server")
-    if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
-        return RequestFailure("address not available", "no free local port (ephemeral ports exhausted)")
-    if isinstance(exc, OSError):
-        return RequestFailure("socket error", f"{phase}: {exc.strerror or exc}")
-    return RequestFailure("client error", f"{type(exc).__name__}: {exc}")
+LINGER_0 = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}: close() sends a RST
 
 
 class SocklabClient:
@@ -103,9 +71,11 @@ class SocklabClient:
         on_request: RequestHook | None = None,
         on_first_reply: Callable[[str, float], Any] | None = None,
         on_connection: Callable[[ConnectionRecord], Any] | None = None,
+        linger0: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.linger0 = linger0  # close with SO_LINGER 0: a RST, no TIME_WAIT
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
         self.on_request = on_request or _ignore
@@ -146,7 +116,7 @@ class SocklabClient:
             ended = time.perf_counter()
             self.deadline, self.connecting = 0.0, None
             record.connect_ended(sock, ended, failed=True)  # refused, timed out or stopped: its SYNs were sent
-            sock.close()
+            self._close_socket(sock)  # stopped just as the handshake completed, it is a connection to close
             late = TimeoutError("timed out") if self.timed_out else exc  # the watchdog's shutdown: a timeout
             failure = classify(late, "connect", self.address, self.connect_timeout)
             if isinstance(exc, Exception):  # not a GreenletExit: that one leaves it pending
@@ -174,9 +144,15 @@ class SocklabClient:
                 # Segments it sent again after the handshake (early data dropped at a full queue …); none
                 # can have been re-sent sooner than the kernel's first retransmission timer.
                 record.data_retrans = max(connect_info(self.sock)[0] - record.syn_retrans, 0)
-            self.sock.close()
+            self._close_socket(self.sock)
             self.sock = None
             self._ended(now, outcome)
+
+    def _close_socket(self, sock: socket.socket) -> None:
+        if self.linger0:  # a RST instead of a FIN: no TIME_WAIT here
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_0)
+        sock.close()
 
     def _ended(self, now: float, outcome: str) -> None:
         record, self.record = self.record, None

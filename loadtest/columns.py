@@ -102,6 +102,11 @@ MONITOR: tuple[Column, ...] = (
     Column("accept_queue", "connections", "completed handshakes waiting for accept() (at most backlog + 1), summed "
            "over the listeners of a design with one per worker", "inet_diag idiag_rqueue of the listener(s)",
            label="accept queue", live="now", live_with="backlog", summary=("peak_accept_queue", "max")),
+    Column("deepest_accept_queue", "connections", "the deepest accept queue of any one listener: with a queue per "
+           "worker (SO_REUSEPORT) one may be full while another is empty", "inet_diag idiag_rqueue, per listener",
+           label="deepest accept queue", summary=("peak_deepest_accept_queue", "max")),
+    Column("listeners", "sockets", "LISTEN sockets on the port: 1, or one per worker with SO_REUSEPORT",
+           "inet_diag", label="listeners"),
     Column("backlog", "connections", "the backlog the kernel applies, min(B, somaxconn), summed over the listeners",
            "inet_diag idiag_wqueue of the listener(s)", label="backlog", summary=("backlog", "max")),
     *(Column(f"TcpExt_{name}", "events, Δ since the monitor started", meaning,
@@ -227,7 +232,8 @@ SUMMARY: tuple[Column, ...] = (
     *(Column(f"first_request_share_{stage}", "0–1", f"of all joined connections' first-request time (connect start "
              f"→ last reply byte), the share spent in {label}")
       for stage, label in (("handshake", "the handshake (SYN retries included)"), ("accept_queue", "the accept "
-                           "queue"), ("pool_queue", "a pool's queue"), ("service", "service"),
+                           "queue"), ("pool_queue", "a pool's queue"), ("request_wait", "the request arriving "
+                           "(a worker waiting for the client's bytes)"), ("service", "service"),
                            ("transfer", "the reply's transfer")) ),
     Column("lower_bound_columns", "", "the figures above that unfinished work could still raise: lower bounds, "
            "shown ≥"),
@@ -244,6 +250,8 @@ SUMMARY: tuple[Column, ...] = (
     Column("syncookies_sent", "count", "Δ TcpExt SyncookiesSent"),
     Column("counters_scope", "", "isolated (exact: the run's own namespace) or shared (the host's counters)"),
     Column("peak_accept_queue", "connections", "the highest accept-queue depth seen"),
+    Column("peak_deepest_accept_queue", "connections", "the deepest any one listener's accept queue was (one per "
+           "worker with SO_REUSEPORT)"),
     Column("backlog", "connections", "the listener's backlog as the kernel applies it"),
     Column("peak_established", "sockets", "most server-side ESTABLISHED sockets"),
     Column("peak_time_wait", "sockets", "most TIME_WAIT sockets, both sides"),

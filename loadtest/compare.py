@@ -144,10 +144,10 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
             went = f"{answers.STAGE_WORDS[stage]} {s.shares[stage]:.0%}" if stage else "not measured"
             table.add_row(str(s.rank), s.design, f"{s.rps:,.0f}", f"≈ {s.estimate:,.0f}" if s.estimate else "",
                           s.p50, s.p99, s.served, went, "; ".join([*s.badges, *([s.waiting] if s.waiting else [])]))
+        console.print(table)
         if any(s.estimate for s in a.standings):
             console.print("  est./core: a client-bound cell's capacity estimated from server CPU (1e6 ÷ CPU µs per "
                           "request; one core, CPU-bound, linear) — it ranks that design")  # fmt: skip
-        console.print(table)
         for line in a.headlines:
             console.print(f"  • {line}")
         console.print()

@@ -139,6 +139,8 @@ class Monitor:
             row[f"server_{state}"] = sockets.server.get(state, 0)
             row[f"client_{state}"] = sockets.client.get(state, 0)
         row["accept_queue"] = sockets.accept_queue
+        row["deepest_accept_queue"] = sockets.deepest_queue
+        row["listeners"] = sockets.listeners
         row["backlog"] = sockets.backlog
         counters = read_kernel_counters()
         for name in (*(f"TcpExt_{c}" for c in TCPEXT_COUNTERS), *(f"Tcp_{c}" for c in TCP_COUNTERS)):

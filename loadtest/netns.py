@@ -22,6 +22,7 @@ import os
 import socket
 import struct
 import sys
+from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS = 0x8913
@@ -111,6 +112,23 @@ def can_isolate() -> tuple[bool, str]:
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     return (os.waitstatus_to_exitcode(status) == 0), "unshare(CLONE_NEWNET) failed"
+
+
+def set_sysctls(values: dict[str, str]) -> str | None:
+    """Write these sysctls — only in a private network namespace, never the host's.  The problem, as one
+    line, or None once they are set."""
+    if not values:
+        return None
+    if not in_private_netns():
+        return ("--sysctl needs the run's own network namespace: socklab never changes the host's settings; "
+                "run it in a cell of socklab compare or socklab lab, or under python -m loadtest.netns --")
+    for name, value in values.items():
+        path = Path("/proc/sys", *name.split("."))
+        try:
+            path.write_text(value)
+        except OSError as exc:
+            return f"--sysctl {name}={value}: {exc.strerror or exc} (this kernel may not have it)"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,8 +43,10 @@ from locust.runners import LocalRunner, WorkerRunner
 
 from loadtest import live, locust_private, webui
 from loadtest import options as opts
+from loadtest.netns import set_sysctls
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
+from loadtest.settings import parse_sysctls
 from loadtest.state import LoadState, TestState
 from loadtest.target import parse_target
 from loadtest.users import USER_MODES
@@ -154,7 +156,7 @@ class Socklab(LoadState):
             return
         for notice in opts.apply_deprecated(options):
             log.warning("socklab: %s", notice)
-        problem = opts.run_problem(options, env.host)
+        problem = opts.run_problem(options, env.host) or set_sysctls(parse_sysctls(options.sysctl or ""))
         if problem:
             fail(problem)
         # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.

@@ -33,6 +33,7 @@ from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
 from loadtest.netns import in_private_netns, netns_label
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
+from loadtest.settings import NAMESPACE_SYSCTLS, parse_sysctls
 from loadtest.target import format_target
 
 log = logging.getLogger("socklab")
@@ -40,8 +41,7 @@ log = logging.getLogger("socklab")
 USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.columns
 CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client saw it (loadtest.connections)
 SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
-SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog",
-           "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range")  # fmt: skip
+SYSCTLS = NAMESPACE_SYSCTLS  # recorded in run.json as the run found them (after any --sysctl)
 
 
 @dataclass
@@ -300,6 +300,7 @@ class Run:
             "cpus": os.cpu_count(),
             "versions": versions(),
             "sysctl": sysctls(),
+            "sysctl_set": parse_sysctls(getattr(options, "sysctl", "") or ""),  # by --sysctl, in this namespace
         }
 
 

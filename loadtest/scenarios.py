@@ -32,6 +32,17 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """One cell of an experiment: a label, the design, the users and the options that make it differ."""
+
+    label: str
+    design: str
+    users: int
+    options: dict[str, Any] = field(default_factory=dict)
+    needs: str = ""  # a kernel feature it needs (loadtest.lab.available): "" none
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     question: str
@@ -44,6 +55,13 @@ class Scenario:
     # "module:function" of its check: (runs, summary rows) → Check | None; read by the compare page only,
     # so that this module imports nothing of the reports.
     check: str = ""
+    # An experiment (loadtest.experiments): its own cells instead of designs × loads, where its claim comes
+    # from, and its measured seconds and warm-up per cell.
+    arms: tuple[Arm, ...] = ()
+    source: str = ""
+    seconds: float = 4.0
+    warmup: float = 0.0
+    spawn_rate: float = 0.0  # users started a second; 0: all at once
 
     def checker(self) -> Callable[[list[RunData], pd.DataFrame], Check | None] | None:
         if not self.check:

@@ -104,6 +104,8 @@ class PortSockets:
     client: Counter[str] = field(default_factory=Counter)  # remote port == port
     listening: bool = False
     accept_queue: int = 0  # connections completed and waiting for accept(), over every listener
+    deepest_queue: int = 0  # the deepest one listener's accept queue (SO_REUSEPORT: one queue per worker)
+    listeners: int = 0
     backlog: int = 0  # the backlog as the kernel applies it, added up over the listeners (SO_REUSEPORT: one each)
     families: set[int] = field(default_factory=set)  # address families of the listener(s)
 
@@ -134,6 +136,8 @@ class SockDiag:
                 out.listening = True
                 out.families.add(fam)
                 out.accept_queue += rqueue
+                out.deepest_queue = max(out.deepest_queue, rqueue)
+                out.listeners += 1
                 out.backlog += wqueue
         # An IPv4 listener has only IPv4 peers; an IPv6 one may have both (dual stack).
         families = (socket.AF_INET, socket.AF_INET6) if socket.AF_INET6 in out.families else (socket.AF_INET,)

@@ -23,8 +23,10 @@ actual send → last byte is kept as the service time.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,7 +35,7 @@ from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 from locust import User, constant, task
 
-from loadtest import options
+from loadtest import mix, options
 from loadtest.accounting import Accounts, process_tag
 from loadtest.client import RequestFailure, SocklabClient
 from loadtest.kinds import OP_NAMES
@@ -61,6 +63,8 @@ class LoadSpec:
     connections_total: int  # this load process's share of --connections-total; 0 = no count
     request_events: bool  # a Locust request event for every request (plugins that listen to it)
     pipeline: int  # persistent users: requests in flight on the connection
+    mix: tuple[mix.Entry, ...]  # a weighted mix of requests instead of one (loadtest.mix); () = none
+    linger0: bool  # close with SO_LINGER 0: a RST, no TIME_WAIT
 
     @classmethod
     def from_options(cls, opts: Any) -> LoadSpec:
@@ -81,11 +85,19 @@ class LoadSpec:
             connections_total=-(-int(getattr(opts, "connections_total", 0) or 0) // load_processes(opts)),
             request_events=bool(getattr(opts, "request_events", False)),
             pipeline=max(int(getattr(opts, "pipeline", 1) or 1), 1),
+            mix=tuple(mix.parse(opts.mix, int(opts.payload_bytes))) if getattr(opts, "mix", "") else (),
+            linger0=bool(getattr(opts, "linger0", False)),
         )
 
     @property
     def frame(self) -> bytes:
         return encode_request(self.op, self.arg, self.payload, self.reply_len)
+
+    def requests(self) -> Iterator[tuple[int, bytes]]:
+        """(op, frame) of each request, for ever: the one request, or the mix's in proportion."""
+        if self.mix:
+            return mix.frames(list(self.mix))
+        return itertools.repeat((self.op, self.frame))
 
     def schedule(self) -> Any:
         """This user's intended start times (perf_counter), forever: its share of the run's rate."""
@@ -122,6 +134,7 @@ class SocklabUser(User):
         self.frame = self.spec.frame
         self.host, self.port = parse_target(environment.host or "")
         self.ledger = self.socklab.accounts.register(process_tag(environment.runner))
+        self.requests = self.spec.requests()  # (op, frame) of each request in turn
         self.client = self.new_client()
 
     def new_client(self) -> SocklabClient:
@@ -161,6 +174,7 @@ class SocklabUser(User):
             self.port,
             connect_timeout=self.spec.connect_timeout,
             reply_timeout=self.spec.reply_timeout,
+            linger0=self.spec.linger0,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: recorder.record(kind, self.mode, seconds),
             on_connection=self.connection_ended,
@@ -195,6 +209,15 @@ class PersistentUser(SocklabUser):
         # (benchmarks/loadgen_cost.py).  Each request still fires its own event; the
         # socket waits yield to other users; Locust stops the user by killing it.
         request, op, name, frame = self.client.request, self.spec.op, self.mode, self.frame
+        if self.spec.mix:  # each request the mix's next, under its own op
+            requests = self.spec.requests()
+            schedule = self.spec.schedule() if self.spec.arrival_rate > 0 else itertools.repeat(None)
+            for at in schedule:
+                if at is not None:
+                    wait_until(at, self.socklab.accounts)
+                op, frame = next(requests)
+                if request(op, name=name, frame=frame, intended=at) is None:
+                    time.sleep(0.01)  # failed and reported; don't spin on a dead server
         if self.spec.pipeline == 1 and not self.spec.arrival_rate and not self.spec.request_events:
             # The hot loop: a request's µs count straight into this user's tally (loadtest.client.repeat).
             kind = Op(op).name
@@ -248,7 +271,8 @@ class ConnectPerRequestUser(SocklabUser):
             if intended is None:
                 time.sleep(0.01)  # already reported; a short pause keeps a refused storm bounded
             return
-        client.request(self.spec.op, name=self.mode, frame=self.frame, first_reply=True, intended=intended)
+        op, frame = next(self.requests)
+        client.request(op, name=self.mode, frame=frame, first_reply=True, intended=intended)
         client.close()
         self._count_connection()
 

@@ -56,6 +56,12 @@ VARIANTS: dict[str, Design] = {
                           "N threads started at start, each blocking in accept() on the shared listener"),
     "threadpool": Design("threadpool+blocking",
                          "the main thread accepts; N worker threads take connections from a queue"),
+    "preforked-selectors": Design("preforked+selectors",
+                                  "nginx's model: N processes, each a selectors loop on the one shared listener "
+                                  "(--epoll-exclusive: EPOLLEXCLUSIVE on it)"),
+    "preforked-reuseport-selectors": Design("preforked-reuseport+selectors",
+                                            "nginx with reuseport: N processes, each a selectors loop on its own "
+                                            "SO_REUSEPORT listener"),
 }  # fmt: skip
 # Out of tree: SOCKLAB_VARIANTS="name=MODEL+LOOP,name=package.module:Class,..." (inherited by children).
 for _entry in filter(None, os.environ.get("SOCKLAB_VARIANTS", "").split(",")):

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from servers.connlog import DEFAULT_CAP, REJECTED, open_log
-from servers.counters import Counters, LockedCounters, SharedCounters
+from servers.counters import Counters, LockedCounters, SharedCounters, WorkerTally
 from servers.protocol import Limits
 from servers.sockets import open_listener
 
@@ -91,6 +91,9 @@ class ServerConfig:
     workers: int = DEFAULT_WORKERS  # processes or threads of a pooled model
     conn_log: str = ""  # where to keep a record of every connection (servers.connlog); "" = none
     conn_log_cap: int = DEFAULT_CAP
+    max_requests: int = 0  # the server closes a connection after this many requests (HTTP's keep-alive max); 0 = never
+    epoll_exclusive: bool = False  # event loops: watch a shared listener with EPOLLEXCLUSIVE (Linux 4.5)
+    retire_after: float = 0.0  # pre-forked designs: worker 1 exits this long after it starts, once (a restart)
 
 
 class ConnectionSet:
@@ -153,6 +156,8 @@ class BaseServer:
         self.config = config
         self.limits = config.limits
         self.stats = self.make_counters()
+        self.tally = WorkerTally(shared=self.uses_processes)  # accepts and wake-ups per worker
+        self._worker = threading.local()  # which worker this thread is (prethreaded); processes set it after fork
         self._signal_pipe = -1  # read end of the wakeup fd: a signal arrived (see stop_if_signalled)
         self._signal_buf = ctypes.create_string_buffer(16)
         self._stop_emitted = False
@@ -162,6 +167,15 @@ class BaseServer:
         # Made before any worker is forked or started: every one of them writes into the same mapping.
         locks = multiprocessing.Lock if self.uses_processes else threading.Lock if self.uses_threads else None
         self.connlog = open_log(config.conn_log, config.conn_log_cap, locks, shared=self.uses_processes)
+
+    @property
+    def worker_index(self) -> int:
+        """This worker's slot in the tally: 0 for the one loop of a design without workers."""
+        return getattr(self._worker, "index", 0)
+
+    @worker_index.setter
+    def worker_index(self, index: int) -> None:
+        self._worker.index = index
 
     def make_listener(self) -> socket.socket:
         """socket() + bind() + listen(backlog): the one listener every worker shares, by default."""
@@ -243,7 +257,7 @@ class BaseServer:
             if self.connlog is not None:
                 self.connlog.finish()
             self._stop_emitted = True
-            emit("stopped", **self.stats.snapshot())
+            emit("stopped", **self.stats.snapshot(), workers=self.tally.snapshot())
         return 0
 
     def stop_if_signalled(self) -> None:
@@ -255,7 +269,8 @@ class BaseServer:
             return
         if not self._stop_emitted:
             self._stop_emitted = True
-            line = (json.dumps({"event": "stopped", **self.stats.snapshot()}) + "\n").encode()
+            line = (json.dumps({"event": "stopped", **self.stats.snapshot(), "workers": self.tally.snapshot()})
+                    + "\n").encode()  # fmt: skip
             sys.stdout.flush()
             _LIBC.write(1, line, len(line))
         _LIBC._exit(0)

@@ -115,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_MAX_CONNECTIONS})",
     )
     p.add_argument(
+        "--max-requests",
+        type=nonneg_int,
+        default=0,
+        metavar="N",
+        help="close a connection after N requests, the server's FIN first (HTTP's keep-alive maximum); 0 = never "
+        "(default)",
+    )
+    p.add_argument(
+        "--epoll-exclusive",
+        action="store_true",
+        help="event loops on a shared listener (preforked-selectors): watch it with EPOLLEXCLUSIVE (Linux 4.5), so "
+        "a new connection wakes one worker instead of every one",
+    )
+    p.add_argument(
+        "--retire-worker-after",
+        type=nonneg_seconds,
+        default=0.0,
+        metavar="S",
+        help="pre-forked designs: worker 1 exits S seconds after it starts, once, closing its listener (a rolling "
+        "restart); the parent forks its replacement; 0 = never (default)",
+    )
+    p.add_argument(
         "--conn-log",
         default="",
         metavar="PATH",
@@ -155,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         conn_log=args.conn_log,
         conn_log_cap=args.conn_log_cap,
+        max_requests=args.max_requests,
+        epoll_exclusive=args.epoll_exclusive,
+        retire_after=args.retire_worker_after,
     )
     if args.host in WILDCARDS:
         sys.stderr.write(

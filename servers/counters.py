@@ -59,3 +59,33 @@ class SharedCounters(Counters):
     requests = property(lambda self: self._values[1])  # type: ignore[assignment]
     errors = property(lambda self: self._values[2])  # type: ignore[assignment]
     rejected = property(lambda self: self._values[3])  # type: ignore[assignment]
+
+
+MAX_WORKERS = 256  # worker slots of a tally; workers past it share the last one
+
+
+class WorkerTally:
+    """Accepts and listener wake-ups per worker: slot 0 is the process (or thread) that accepts for a design
+    without workers, slot i the i-th worker of a pool.  A wake-up is the listener reported readable (a
+    blocking accept() returning, or an epoll event); an empty one found nothing to accept — another worker
+    had taken it: the thundering herd.  Each slot is written by its own worker only; in shared memory
+    across fork() for process designs."""
+
+    FIELDS = ("accepts", "wakeups", "empty_wakeups")
+
+    def __init__(self, shared: bool) -> None:
+        size = len(self.FIELDS) * (MAX_WORKERS + 1)
+        self._values = multiprocessing.RawArray("Q", size) if shared else [0] * size
+
+    def add(self, worker: int, accepts: int, wakeups: int = 0) -> None:
+        i = len(self.FIELDS) * min(worker, MAX_WORKERS)
+        values = self._values
+        values[i] += accepts
+        values[i + 1] += wakeups
+        if wakeups and not accepts:
+            values[i + 2] += wakeups
+
+    def snapshot(self) -> list[dict[str, int]]:
+        n, values = len(self.FIELDS), self._values
+        return [{"worker": w, **{f: values[n * w + k] for k, f in enumerate(self.FIELDS)}}
+                for w in range(MAX_WORKERS + 1) if values[n * w] or values[n * w + 1]]  # fmt: skip

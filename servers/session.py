@@ -12,6 +12,8 @@ queue of requests, and the loop asks for the replies it may write now.  The rule
   of memory, and the kernel's buffers push back on it.
 - After a bad frame, the requests before it are answered, then its status, then the connection is
   closed (:meth:`Session.final_error`).
+- With ``--max-requests N`` the connection is closed, the server's FIN first, once N replies are
+  written (:meth:`Session.spend`): HTTP's keep-alive maximum.
 - ``read_timeout`` bounds (:meth:`Session.overdue`, checked by a sweep once a second): no progress
   in either direction for that long (a timer keeps a connection alive); a request not fully arrived
   that long after its first byte; a reply not fully taken that long after it was ready.
@@ -29,10 +31,11 @@ OUT_HIGH_WATER = 256 * 1024  # stop producing replies while this much is unsent
 
 
 class Session:
-    __slots__ = ("closing", "decoder", "frame_since", "last_active", "out_since", "queue", "sleeping")
+    __slots__ = ("budget", "closing", "decoder", "frame_since", "last_active", "out_since", "queue", "sleeping")
 
-    def __init__(self, limits: Limits, now: float) -> None:
+    def __init__(self, limits: Limits, now: float, max_requests: int = 0) -> None:
         self.decoder = RequestDecoder(limits)
+        self.budget = max_requests or -1  # requests left before the server closes first; -1 = no limit
         self.queue: deque[Request] = deque()  # decoded, not yet answered (behind a SLEEP, or over high water)
         self.sleeping = False  # a SLEEP timer runs for this connection: the next replies wait for it
         self.closing = False  # close once the output is flushed (after an error status)
@@ -61,7 +64,8 @@ class Session:
         Stops at a SLEEP and returns it (the loop sets its timer; the session is ``sleeping``); WORK
         burns the loop's CPU here.  The number answered is ``len(replies)``."""
         queue, replies = self.queue, []
-        while queue and room > 0:
+        most = self.budget if self.budget > 0 else len(queue)  # no reply past the --max-requests budget
+        while queue and room > 0 and len(replies) < most:
             request = queue.popleft()
             if request.op == SLEEP and request.arg:
                 self.sleeping = True
@@ -78,6 +82,18 @@ class Session:
         self.sleeping = False
         self.last_active = now
         return reply_for(request)
+
+    def spend(self, n: int) -> bool:
+        """`n` more replies produced; True when that spends the --max-requests budget: the connection closes
+        once they are written (the server's FIN first) and anything queued behind them is dropped."""
+        if self.budget < 0:
+            return False
+        self.budget = max(self.budget - n, 0)
+        if self.budget == 0:
+            self.closing = True
+            self.queue.clear()
+            return True
+        return False
 
     def final_error(self) -> bytes | None:
         """After a bad frame, once everything before it is answered: its status frame (once); the

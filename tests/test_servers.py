@@ -202,7 +202,9 @@ def test_sigterm_exits_zero_with_stopped_line(server: ServerProcess) -> None:
         assert time.monotonic() - started < 2
         assert closed_by_peer(held)
     stopped = server.stop()
+    workers = stopped.pop("workers")  # accepts and listener wake-ups per worker, summed here
     assert stopped == {"event": "stopped", "connections": 1, "requests": 2, "errors": 0, "rejected": 0}
+    assert sum(w["accepts"] for w in workers) == 1 and all(w["empty_wakeups"] <= w["wakeups"] for w in workers)
 
 
 def test_sigint_during_sleep_stops_within_two_seconds(server: ServerProcess) -> None:

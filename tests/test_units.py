@@ -52,11 +52,14 @@ def test_run_problem(given: dict[str, Any], host: str | None, problem: str | Non
 
 
 def test_server_flags_come_from_the_options_that_declare_them() -> None:
-    args = opts.server_args(parsed(backlog=7, server_workers=3, max_sleep_ms=30_000, server_read_timeout=2.5))
+    args = opts.server_args(parsed(backlog=7, server_workers=3, max_sleep_ms=30_000, server_read_timeout=2.5,
+                                   max_requests=1))  # fmt: skip
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs == {"--backlog": "7", "--workers": "3", "--max-connections": "2048", "--max-frame": "1048576",
                      "--max-sleep-ms": "30000", "--max-work-us": "1000000", "--read-timeout": "2.5",
-                     "--conn-log-cap": "100000"}  # fmt: skip
+                     "--max-requests": "1", "--retire-worker-after": "0", "--conn-log-cap": "100000"}  # fmt: skip
+    switched = opts.server_args(parsed(epoll_exclusive=True))  # a switch is its flag alone, when on
+    assert "--epoll-exclusive" in switched and "--epoll-exclusive" not in args
     from servers.cli import build_parser  # every flag socklab passes is one the server has
 
     known = {s for a in build_parser()._actions for s in a.option_strings}

@@ -37,7 +37,7 @@ FLAT = 0.15  # a change within ±15 % is flat
 HEADLINES = 5
 SERVER_CPU_FULL = 85.0  # % of a core
 STAGE_WORDS = {"handshake": "handshake", "accept_queue": "accept queue", "pool_queue": "pool queue",
-               "service": "service", "transfer": "reply transfer"}  # fmt: skip
+               "request_wait": "request arriving", "service": "service", "transfer": "reply transfer"}  # fmt: skip
 
 
 @dataclass
@@ -229,6 +229,16 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
                    f"{shown(r, 'connect_p99_ms')}, the slowest first reply {shown(r, 'first_reply_max_ms')}.")
     trends = {d: trend_sentence(scenario, d, cs[0], cs[-1], cpus) for d, cs in by_design.items() if len(cs) > 1}
     out.extend(t for t in trends.values() if " falls ×" in t)
+    busy = {d: cpu for d, c in top.items() if (cpu := server_cpu_percent(c.row)) is not None and cpu >= SERVER_CPU_FULL}
+    if busy:
+        one = [f"{d} {cpu:.0f}%" for d, cpu in busy.items() if not traits_of(top[d].run).get("uses_processes")]
+        many = [f"{d} {cpu:.0f}%" for d, cpu in busy.items() if traits_of(top[d].run).get("uses_processes")]
+        text = f"Server CPU, % of one core: {', '.join(one + many)}"
+        if one:
+            text += f" — {', '.join(d.split()[0] for d in one)} cannot pass one core: one interpreter, one GIL"
+        if many:
+            text += f"; {', '.join(d.split()[0] for d in many)} runs processes, a core each"
+        out.append(text + ".")
     bound = [s.design for s in table if "client-bound" in s.badges]
     if bound:
         out.append(f"client-bound on {len(bound)} of {len(table)} designs ({', '.join(bound)}): their rates measure "

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from loadtest.experiments import EXPERIMENTS
 from loadtest.report import timeline_charts
 from loadtest.report.answer import STAGE_WORDS, Cell, ScenarioAnswer, answer, scenario_findings
 from loadtest.report.charts import layout
@@ -24,8 +25,8 @@ from loadtest.report.page import ensure_plotlyjs, figure_html, page_html, table_
 from loadtest.report.summary import SUMMARY_COLUMNS, summarize
 from loadtest.scenarios import SCENARIOS, Check
 
-STAGE_COLOURS = {"handshake": "#9467bd", "accept_queue": "#d62728", "pool_queue": "#ff7f0e", "service": "#2ca02c",
-                 "transfer": "#1f77b4"}  # fmt: skip
+STAGE_COLOURS = {"handshake": "#9467bd", "accept_queue": "#d62728", "pool_queue": "#ff7f0e",
+                 "request_wait": "#bcbd22", "service": "#2ca02c", "transfer": "#1f77b4"}  # fmt: skip
 ANSWER_STYLE = """
 .answer{margin-bottom:22px} .answer h2{margin-bottom:4px} .question{color:#555;margin:0 0 6px}
 ol.headlines{margin:6px 0 10px;padding-left:22px} ol.headlines li{margin:3px 0}
@@ -36,10 +37,13 @@ font-size:11px;background:#fde2e1;color:#8a1f11} .badge.info{background:#e8eefc;
 details{margin:6px 0} summary{cursor:pointer;font-weight:600}
 """
 INFO_BADGES = ("pipelined",)
+VERDICT_COLOURS = {"holds here": "#1a7f37", "does not hold here": "#b42318", "differs": "#b54708",
+                   "not available here": "#666"}  # fmt: skip
 
 
-def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
-    """Write the combined summary.csv, standings.csv and compare.html for several runs into out_dir."""
+def build_compare(run_dirs: list[Path], out_dir: Path, title: str = "socklab comparison") -> tuple[Path, Path]:
+    """Write the combined summary.csv, standings.csv and compare.html for several runs into out_dir.  An
+    experiment's cells (socklab lab) open with its claim, its source's numbers and its verdicts instead."""
     runs = [load_run(Path(d)) for d in run_dirs]
     rows = [summarize(r) for r in runs]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -49,9 +53,12 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     summary.to_csv(summary_path, index=False)
     groups = scenario_groups(runs, rows)
     cpus = max((int(r.info.get("cpus") or 0) for r in runs), default=0) or None
-    answers = [answer(name, cells, cpus) for name, cells in groups.items()]
+    trials = {name: EXPERIMENTS[name].checker()([c.run for c in cells], pd.DataFrame([c.row for c in cells]))
+              for name, cells in groups.items() if name in EXPERIMENTS}  # type: ignore[misc]  # fmt: skip
+    answers = [answer(name, cells, cpus) for name, cells in groups.items() if name not in EXPERIMENTS]
     standings_frame(answers).to_csv(out_dir / "standings.csv", index=False)
-    sections = [intro(runs, answers), *(answer_html(a) for a in answers)]
+    judged = [check_section(t, "answer") for t in trials.values() if t is not None]
+    sections = [intro(runs, answers, len(trials)), *judged, *(answer_html(a) for a in answers)]
     sections.append("<h2>Charts</h2>")
     for i, (name, cells) in enumerate(groups.items()):
         sections.append(f"<h3>{html.escape(name)}</h3>")
@@ -85,7 +92,7 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
         + "</p>")  # fmt: skip
     ensure_plotlyjs(out_dir)
     page = out_dir / "compare.html"
-    page.write_text(page_html("socklab comparison", sections, ANSWER_STYLE), encoding="utf-8")
+    page.write_text(page_html(title, sections, ANSWER_STYLE), encoding="utf-8")
     return summary_path, page
 
 
@@ -98,9 +105,14 @@ def scenario_groups(runs: list[RunData], rows: list[dict]) -> dict[str, list[Cel
     return groups
 
 
-def intro(runs: list[RunData], answers: list[ScenarioAnswer]) -> str:
+def intro(runs: list[RunData], answers: list[ScenarioAnswer], trials: int = 0) -> str:
     designs = sorted({str(r.info.get("variant", "")) for r in runs})
-    return (f"<p class='note'>{len(runs)} cells: {len(answers)} scenarios × {len(designs)} designs. Each scenario: "
+    lab = (f"{trials} experiment{'s' if trials != 1 else ''} first: each claim, its source and a verdict per claim — "
+           "holds here, does not hold here, differs, or not available here — with the numbers beside the source's. ")
+    if not answers:
+        return f"<p class='note'>{len(runs)} cells: {lab}</p>"
+    return (f"<p class='note'>{len(runs)} cells: {len(answers)} scenarios × {len(designs)} designs. "
+            + (lab if trials else "") + "Each scenario: "
             "the question, at most five headlines, then the designs ranked at its highest load — designs that "
             "served every user first, then by requests/s (a client-bound cell by its server-CPU estimate, marked "
             "est.). p50 and p99 are latencies; ≥ marks a lower bound (work still in flight when the window closed)."
@@ -136,15 +148,23 @@ def standings_frame(answers: list[ScenarioAnswer]) -> pd.DataFrame:
                          for a in answers for s in a.standings])  # fmt: skip
 
 
-def check_section(result: Check) -> str:
-    """A scenario's check: its table, and each claim said to hold or not here, with the numbers."""
+def check_section(result: Check, kind: str = "check") -> str:
+    """A scenario's check: each claim said to hold or not here, with the numbers, then its table."""
     return (
-        f"<h2>{html.escape(result.title)}</h2><p class='note'>{html.escape(result.note)}</p>"
-        + (table_html(result.table) if result.table is not None else "")
-        + "<ul class='findings'>"
-        + "".join(f"<li>{html.escape(v)}</li>" for v in result.verdicts)
+        f"<section class='{kind}'><h2>{html.escape(result.title)}</h2><p class='note'>{html.escape(result.note)}</p>"
+        + "<ul class='findings verdicts'>"
+        + "".join(f"<li>{verdict_html(v)}</li>" for v in result.verdicts)
         + "</ul>"
+        + (table_html(result.table) if result.table is not None else "")
+        + "</section>"
     )
+
+
+def verdict_html(text: str) -> str:
+    state, sep, rest = text.partition(": ")
+    if not sep or state not in VERDICT_COLOURS:
+        return html.escape(text)
+    return f"<b style='color:{VERDICT_COLOURS[state]}'>{html.escape(state)}</b>: {html.escape(rest)}"
 
 
 def scenario_chart(name: str, g: pd.DataFrame) -> go.Figure:

@@ -128,6 +128,9 @@ def summarize(run: RunData) -> dict[str, Any]:
 
         user_s, system_s = spent("server_cpu_user_s"), spent("server_cpu_system_s")
         for name, column, how in MONITOR_SUMMARIES:  # a peak or a last value, as loadtest.columns declares
+            if column not in mon:  # a run recorded before the column existed
+                row[name] = math.nan
+                continue
             value = mon[column].max() if how == "max" else last[column]
             row[name] = value if isinstance(value, str) else int(value)
         row.update(

@@ -167,7 +167,7 @@ def with_stages(out: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-SHARES = ("handshake", "accept_queue", "pool_queue", "service", "transfer")
+SHARES = ("handshake", "accept_queue", "pool_queue", "request_wait", "service", "transfer")
 
 
 def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:

@@ -29,7 +29,7 @@ class RequestProtocol(Session, asyncio.Protocol):
                  "writing_paused")  # fmt: skip
 
     def __init__(self, server: AsyncioLoop) -> None:
-        super().__init__(server.limits, time.monotonic())
+        super().__init__(server.limits, time.monotonic(), server.config.max_requests)
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.writing_paused = False
@@ -50,6 +50,7 @@ class RequestProtocol(Session, asyncio.Protocol):
             self.closing = True
             return
         self.peer, self.accepted = peer, accepted
+        server.tally.add(server.worker_index, 1)  # asyncio accepts inside its own loop: no wake-ups to count
         server.protocols.add(self)
         self.last_active = accepted
 
@@ -127,6 +128,8 @@ class RequestProtocol(Session, asyncio.Protocol):
         if not self.served and self.peer is not None:
             self.first_written = time.monotonic()
         self.served += n
+        if self.spend(n) and self.transport is not None:
+            self.transport.close()  # the --max-requests budget spent: FIN after the buffered replies
 
 
 class AsyncioLoop(BaseServer):

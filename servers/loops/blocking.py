@@ -32,8 +32,10 @@ class BlockingLoop(BaseServer):
     def serve_listener(self, listener: socket.socket) -> None:
         """Accept connections one by one and hand each to ``process_request``."""
         accept, admit, process, log = listener.accept, self.admit, self.process_request, self.connlog
+        tally, worker = self.tally, self.worker_index
         while True:
             conn, peer = accept()
+            tally.add(worker, 1, 1)  # a blocking accept() wakes only to take a connection
             accepted = monotonic() if log is not None else 0.0
             if admit(conn, peer, accepted):
                 process(conn, (accepted, peer) if log is not None else None)
@@ -56,6 +58,7 @@ class BlockingLoop(BaseServer):
         frame_deadline = 0.0  # while a request is partly here: by when the rest must arrive
         clean = False
         served = 0
+        most = self.config.max_requests  # after this many the server closes first (keep-alive max); 0 = never
         try:
             while True:
                 data = recv(RECV_SIZE)
@@ -82,6 +85,10 @@ class BlockingLoop(BaseServer):
                         served += 1
                 if requests:
                     add(requests=len(requests))
+                if most and served >= most:
+                    conn.shutdown(socket.SHUT_WR)  # our FIN first: the server holds TIME_WAIT
+                    clean = True
+                    return
                 if decoder.error is not None:
                     send_within(conn, error_response(decoder.error), bound)
                     conn.shutdown(socket.SHUT_WR)

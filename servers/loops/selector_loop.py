@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import select
 import selectors
 import socket
 import time
@@ -41,7 +42,7 @@ class Connection(Session):
                  "sock")  # fmt: skip
 
     def __init__(self, sock: socket.socket, server: BaseServer, now: float, peer: Any, accepted: float) -> None:
-        super().__init__(server.limits, now)
+        super().__init__(server.limits, now, server.config.max_requests)
         self.sock = sock
         self.out = b""  # reply bytes the socket has not taken yet
         self.interest = EVENT_READ
@@ -65,12 +66,16 @@ class SelectorLoop(BaseServer):
         self._timers: list[tuple[float, int, Connection, Request]] = []
         self._timer_seq = count()
         self._now = time.monotonic()  # loop time, read once per wake-up
+        self._worker_slot = 0  # this loop's slot in the tally of accepts and wake-ups
 
     # -- the loop ----------------------------------------------------------------------------
     def serve_listener(self, listener: socket.socket) -> None:
         listener.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, EVENT_READ, None)
+        if self.config.epoll_exclusive:
+            watch_exclusively(self.selector, listener)
+        self._worker_slot = self.worker_index
         select, timers = self.selector.select, self._timers
         next_sweep = time.monotonic() + SWEEP_INTERVAL
         while True:
@@ -92,16 +97,20 @@ class SelectorLoop(BaseServer):
 
     def _accept(self, listener: socket.socket) -> None:
         now = self._now
+        taken = 0
         # Drain the accept queue: one readiness event may stand for many clients.
         while True:
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
+                self.tally.add(self._worker_slot, taken, 1)  # woken for nothing when another worker took it
                 return
             except OSError:
                 # ECONNABORTED, or EMFILE when out of fds: leave the rest queued.
                 self.stats.add(errors=1)
+                self.tally.add(self._worker_slot, taken, 1)
                 return
+            taken += 1
             logged = self.connlog is not None
             accepted = monotonic() if logged else 0.0
             if not self.admit(sock, peer, accepted):
@@ -146,6 +155,7 @@ class SelectorLoop(BaseServer):
                     return
                 self.stats.add(requests=1)
                 conn.served += 1
+                last = conn.spend(1)  # the --max-requests budget spent: close once it is written
                 if sent < len(reply):
                     conn.out = reply[sent:]
                     conn.out_since = self._now
@@ -153,8 +163,8 @@ class SelectorLoop(BaseServer):
                     return
                 if conn.first == 1:
                     self._first_written(conn)
-                if conn.decoder.error is not None:
-                    self._serve(conn)  # answers the error status and closes
+                if conn.decoder.error is not None or last:
+                    self._serve(conn)  # answers the error status and closes, or closes after the last
                 return
         if requests:
             conn.enqueue(requests)
@@ -182,6 +192,7 @@ class SelectorLoop(BaseServer):
             if replies:
                 self.stats.add(requests=len(replies))
                 conn.served += len(replies)
+                conn.spend(len(replies))
             error = conn.final_error()
             if error is not None:
                 replies.append(error)
@@ -205,6 +216,7 @@ class SelectorLoop(BaseServer):
             conn.out += conn.woke(request, now)
             self.stats.add(requests=1)
             conn.served += 1
+            conn.spend(1)
             self._serve(conn)
 
     # -- output and read interest --------------------------------------------------------------
@@ -300,3 +312,16 @@ class SelectorLoop(BaseServer):
         if self.selector is not None:
             self.selector.close()
         super().close_connections()
+
+
+def watch_exclusively(selector: selectors.BaseSelector, listener: socket.socket) -> None:
+    """Re-add a shared listener to this loop's epoll with EPOLLEXCLUSIVE (Linux 4.5): a new connection
+    wakes one of the processes waiting on it, not all (the thundering herd).  The flag can only be given
+    when a descriptor is added, so the selector's own registration is swapped for one that carries it;
+    the selector still maps the descriptor's events to its key."""
+    epoll = getattr(selector, "_selector", None)
+    exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+    if not isinstance(epoll, select.epoll) or not exclusive:
+        raise OSError("--epoll-exclusive needs epoll with EPOLLEXCLUSIVE (Linux 4.5)")
+    epoll.unregister(listener.fileno())
+    epoll.register(listener.fileno(), select.EPOLLIN | exclusive)

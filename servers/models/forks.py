@@ -47,7 +47,7 @@ import socket
 import time
 from typing import Any, ClassVar
 
-from servers.base import BaseServer
+from servers.base import BaseServer, ServerStopping
 from servers.children import Children
 from servers.sockets import open_listener
 
@@ -96,21 +96,36 @@ class Preforked(_Forks):
     has_workers = True
 
     def start_workers(self) -> None:
-        for _ in range(self.config.workers):
-            self.children.fork(self.worker)
+        self._slots: dict[int, int] = {}  # child pid → its worker number (its slot in the tally)
+        for index in range(1, self.config.workers + 1):
+            self._fork_worker(index)
+
+    def _fork_worker(self, index: int) -> None:
+        retire = self.config.retire_after if index == 1 and not getattr(self, "_retired", False) else 0.0
+
+        def child() -> None:
+            self.worker_index = index
+            if retire > 0:  # --retire-worker-after: this one exits, its listener with it; the parent forks anew
+                signal.signal(signal.SIGALRM, _retire)
+                signal.setitimer(signal.ITIMER_REAL, retire)
+            self.worker()
+
+        self._slots[self.children.fork(child)] = index
+        if retire > 0:
+            self._retired = True  # once: its replacement stays
 
     def worker(self) -> None:
         """One child: a loop over the shared listener."""
         self.serve_listener(self.listener)
 
     def serve_forever(self) -> None:
-        # The parent: wait for a child to die (it should not), then replace it.
+        # The parent: wait for a child to die (it should not), then replace it in its slot.
         while True:
             with contextlib.suppress(ChildProcessError):
                 pid, _ = os.wait()
                 self.children.pids.discard(pid)
-            while len(self.children) < self.config.workers:
-                self.children.fork(self.worker)
+                if pid in self._slots:
+                    self._fork_worker(self._slots.pop(pid))
 
     @classmethod
     def parts(cls, loop: str) -> dict[str, object]:
@@ -159,3 +174,7 @@ class PreforkedReuseport(Preforked):
     @classmethod
     def parts(cls, loop: str) -> dict[str, object]:
         return {"pooled": loop == "blocking", "stevens": ""}  # not in the book (SO_REUSEPORT: Linux 3.9)
+
+
+def _retire(signum: int, frame: object) -> None:
+    raise ServerStopping(signum)  # unwinds the worker's loop; the child exits, closing what it holds

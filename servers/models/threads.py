@@ -105,10 +105,11 @@ class Prethreaded(_Threads):
     has_workers = True
 
     def start_workers(self) -> None:
-        for _ in range(self.config.workers):
-            threading.Thread(target=self.worker, daemon=True).start()
+        for index in range(1, self.config.workers + 1):
+            threading.Thread(target=self.worker, args=(index,), daemon=True).start()
 
-    def worker(self) -> None:
+    def worker(self, index: int) -> None:
+        self.worker_index = index
         with contextlib.suppress(OSError):  # the listener was shut down: we are stopping
             self.serve_listener(self.listener)  # type: ignore[attr-defined]
 

@@ -1,0 +1,108 @@
+"""``socklab lab``: the experiments of :mod:`loadtest.experiments`, each run and given a verdict.
+
+    socklab lab --list              name, question, source
+    socklab lab backlog             one experiment (its arms: one isolated cell each)
+    socklab lab all                 every one, one after another
+
+Each arm is a cell run exactly as ``socklab compare`` runs one (:mod:`loadtest.cells`): a headless
+Locust run in a private network namespace of its own, where its sysctls are set (and nowhere else).
+The page (compare.html in the output folder) opens with each experiment's claim, its source's
+numbers beside the measurement, and a verdict per claim: holds here, does not hold here, differs, or
+not available here (a kernel without the feature, or no private namespace for a sysctl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from loadtest.cells import Cell, CellRunner, Outcome, result_line
+from loadtest.experiments import EXPERIMENTS, unavailable
+from loadtest.scenarios import Arm
+from servers.cli import positive_number
+
+CELL_OVERHEAD_S = 2.0
+
+
+def folder_name(experiment: str, arm: Arm) -> str:
+    return f"{experiment}-" + re.sub(r"[^A-Za-z0-9=.]+", "_", arm.label).strip("_")
+
+
+def plan(names: list[str], out: Path, isolated: bool) -> tuple[list[Cell], dict[tuple[str, str], str]]:
+    """The cells of these experiments, and the arms that cannot run here, with why."""
+    cells, skipped = [], {}
+    for name in names:
+        experiment = EXPERIMENTS[name]
+        for arm in experiment.arms:
+            why = unavailable(arm, isolated)
+            if why:
+                skipped[(name, arm.label)] = why
+                continue
+            cells.append(Cell(experiment, arm.design, arm.users, out / folder_name(name, arm),
+                              options={**arm.options, "arm": arm.label}))  # fmt: skip
+    return cells, skipped
+
+
+def listing() -> str:
+    width = max(map(len, EXPERIMENTS))
+    return "\n".join(f"{e.name:{width}}  {e.question}\n{'':{width}}  source: {e.source}" for e in EXPERIMENTS.values())
+
+
+def main(args: Any) -> int:
+    from loadtest.report import build_compare
+    from loadtest.report.experiments import verdicts_of
+
+    console = Console(highlight=False, soft_wrap=True)
+    if args.list:
+        console.print(listing())
+        return 0
+    names = list(EXPERIMENTS) if "all" in args.names else list(dict.fromkeys(args.names))
+    out: Path = args.out or Path("reports") / f"lab-{time.strftime('%Y%m%d-%H%M%S')}"
+    outcomes: list[Outcome] = []
+    settings = argparse.Namespace(no_isolate=False, processes=0, warmup=0.0, duration=0.0)
+    with CellRunner(out, settings, console) as runner:
+        cells, skipped = plan(names, out, runner.isolate)
+        seconds = sum((args.seconds or c.scenario.seconds) + c.scenario.warmup + CELL_OVERHEAD_S for c in cells)
+        console.print(f"socklab lab: {', '.join(names)} — {len(cells)} cells, ~{seconds / 60:.1f} min; output in {out}")
+        for (name, label), why in skipped.items():
+            console.print(f"{name}/{label:28} not available here: {why}")
+        for cell in cells:
+            settings.warmup, settings.duration = cell.scenario.warmup, args.seconds or cell.scenario.seconds
+            outcome = runner.run(cell)
+            outcomes.append(outcome)
+            console.print(result_line(outcome).replace(cell.name, f"{cell.scenario.name}/{cell.options['arm']}", 1))
+    finished = [o for o in outcomes if o.status == "done"]
+    if not finished:
+        console.print("no cell finished: nothing to judge")
+        return runner.stopped_by or 1
+    _, page = build_compare([o.cell.folder for o in finished], out, title="socklab lab")
+    for name in names:
+        console.print(f"\n[bold]{name}[/bold]: {EXPERIMENTS[name].question}")
+        for line in verdicts_of(name, [o.run for o in finished if o.run and o.cell.scenario.name == name]):
+            console.print(f"  • {line}")
+    console.print(f"\nlab report: {page.resolve()}")
+    if runner.interrupted:
+        return runner.stopped_by
+    return 0 if all(o.clean or o.status == "done" for o in outcomes) else 1
+
+
+def add_parser(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="experiments from the literature, each with its claim, its source's numbers and "
+                         "a verdict (socklab lab --list)")  # fmt: skip
+    lab.add_argument("names", nargs="*", metavar="NAME", help=f"experiments, or all: {', '.join(EXPERIMENTS)}")
+    lab.add_argument("--list", action="store_true", help="list the experiments: name, question, source")
+    lab.add_argument("--seconds", type=positive_number, default=None,
+                     help="measured seconds per cell (default: the experiment's)")
+    lab.add_argument("--out", type=Path, default=None, help="output folder (default reports/lab-<date-time>)")
+
+
+def check_names(names: list[str]) -> str | None:
+    unknown = [n for n in names if n != "all" and n not in EXPERIMENTS]
+    if unknown:
+        return f"no experiment {unknown[0]!r}; one of: {', '.join(EXPERIMENTS)}, or all"
+    return None
