@@ -21,6 +21,8 @@ from loadtest.scenarios import Arm, Scenario
 
 HELD_MS = 10_000  # SLEEP that holds a one-at-a-time server for the whole window: nothing more is accepted
 BURST = 6  # clients beyond what the accept queue holds: they wait on the SYN retry schedule
+MID_WINDOW = "mid-window"  # an option's value the lab sets to the middle of the cell's measured window (s)
+STARTUP_S = 0.6  # from a started server to the first user connecting, about
 
 
 def _held(backlog: int, **options: object) -> dict[str, object]:
@@ -49,6 +51,8 @@ EXPERIMENTS: dict[str, Scenario] = {
             # 10 ms apart: each SYN meets the queue as the ones before left it (a burst inside one round trip
             # would get SYN-ACKs and have its final ACKs dropped instead — abort-on-overflow's case)
             spawn_rate=100,
+            quick_arms=("B=1", "B=16"),
+            quick_seconds=2.2,
             check="loadtest.report.experiments:backlog",
         ),
         Scenario(
@@ -60,6 +64,7 @@ EXPERIMENTS: dict[str, Scenario] = {
             source="ip-sysctl.rst (tcp_abort_on_overflow); Cloudflare, 'SYN packet handling in the wild' (2018)",
             arms=tuple(Arm(f"abort={v}", "blocking", 50, _storm(f"net.ipv4.tcp_abort_on_overflow={v}"))
                        for v in (0, 1)),
+            quick_seconds=2.5,
             check="loadtest.report.experiments:abort_on_overflow",
         ),
         Scenario(
@@ -71,6 +76,7 @@ EXPERIMENTS: dict[str, Scenario] = {
             source="ip-sysctl.rst (tcp_syncookies); Linux commit 5ad37d5 (2008) on cookies with a full queue",
             arms=tuple(Arm(f"syncookies={v}", "blocking", 50, _storm(f"net.ipv4.tcp_syncookies={v}"))
                        for v in (0, 1, 2)),
+            quick_arms=("syncookies=0", "syncookies=2"),
             check="loadtest.report.experiments:syn_cookies",
         ),
         Scenario(
@@ -104,6 +110,8 @@ EXPERIMENTS: dict[str, Scenario] = {
             "shared queue avg 30.39 ms, max 72.65, stddev 1.58; SO_REUSEPORT avg 31.37, max 144.55, stddev 25.27",
             arms=tuple(Arm(d, d, 8) for d in ("preforked", "preforked-reuseport", "preforked-selectors",
                                               "preforked-reuseport-selectors")),
+            quick_arms=("preforked", "preforked-reuseport"),
+            quick_seconds=1.5,
             check="loadtest.report.workers:reuseport_tail",
         ),
         Scenario(
@@ -136,6 +144,7 @@ EXPERIMENTS: dict[str, Scenario] = {
             source="Cloudflare, 'The problem with event loops' (2018): moving blocking work out of nginx's loop gave "
             "6× better p99 time to first byte",
             arms=tuple(Arm(d, d, 2) for d in ("selectors", "asyncio", "threaded", "preforked", "preforked-selectors")),
+            quick_arms=("selectors", "threaded", "preforked"),
             check="loadtest.report.workers:head_of_line",
         ),
         Scenario(
@@ -144,10 +153,11 @@ EXPERIMENTS: dict[str, Scenario] = {
             "closing one SO_REUSEPORT listener resets the handshakes and connections in its queue; with "
             "net.ipv4.tcp_migrate_req=1 (Linux 5.14) they move to another listener",
             "ConnectPerRequestUser",
-            {"op": "SLEEP", "sleep-ms": 50, "backlog": 16, "server-workers": 4, "retire-worker-after": 2.5},
+            {"op": "SLEEP", "sleep-ms": 50, "backlog": 16, "server-workers": 4, "retire-worker-after": MID_WINDOW},
             source="Linux 5.14 tcp_migrate_req (Kuniyuki Iwashima's series, 2021); ip-sysctl.rst",
             arms=tuple(Arm(f"migrate={v}", "preforked-reuseport", 60, {"sysctl": f"net.ipv4.tcp_migrate_req={v}"},
                            needs="net.ipv4.tcp_migrate_req") for v in (0, 1)),
+            quick_seconds=2.0,
             check="loadtest.report.workers:rolling_restart",
         ),
     )

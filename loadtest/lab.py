@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from loadtest.cells import Cell, CellRunner, Outcome, result_line
-from loadtest.experiments import EXPERIMENTS, unavailable
+from loadtest.experiments import EXPERIMENTS, MID_WINDOW, STARTUP_S, unavailable
 from loadtest.scenarios import Arm
 from servers.cli import positive_number
 
@@ -33,12 +33,17 @@ def folder_name(experiment: str, arm: Arm) -> str:
     return f"{experiment}-" + re.sub(r"[^A-Za-z0-9=.]+", "_", arm.label).strip("_")
 
 
-def plan(names: list[str], out: Path, isolated: bool) -> tuple[list[Cell], dict[tuple[str, str], str]]:
-    """The cells of these experiments, and the arms that cannot run here, with why."""
+Skipped = dict[tuple[str, str], str]  # (experiment, arm) → why it cannot run here
+
+
+def plan(names: list[str], out: Path, isolated: bool, quick: bool = False) -> tuple[list[Cell], Skipped]:
+    """The cells of these experiments (with `quick`, each one's quick arms), and the arms that cannot run here."""
     cells, skipped = [], {}
     for name in names:
         experiment = EXPERIMENTS[name]
         for arm in experiment.arms:
+            if quick and experiment.quick_arms and arm.label not in experiment.quick_arms:
+                continue
             why = unavailable(arm, isolated)
             if why:
                 skipped[(name, arm.label)] = why
@@ -66,13 +71,21 @@ def main(args: Any) -> int:
     outcomes: list[Outcome] = []
     settings = argparse.Namespace(no_isolate=False, processes=0, warmup=0.0, duration=0.0)
     with CellRunner(out, settings, console) as runner:
-        cells, skipped = plan(names, out, runner.isolate)
-        seconds = sum((args.seconds or c.scenario.seconds) + c.scenario.warmup + CELL_OVERHEAD_S for c in cells)
+        cells, skipped = plan(names, out, runner.isolate, args.quick)
+
+        def window(cell: Cell) -> float:
+            return args.seconds or (cell.scenario.quick_seconds if args.quick else cell.scenario.seconds)
+
+        seconds = sum(window(c) + c.scenario.warmup + CELL_OVERHEAD_S for c in cells)
         console.print(f"socklab lab: {', '.join(names)} — {len(cells)} cells, ~{seconds / 60:.1f} min; output in {out}")
         for (name, label), why in skipped.items():
             console.print(f"{name}/{label:28} not available here: {why}")
         for cell in cells:
-            settings.warmup, settings.duration = cell.scenario.warmup, args.seconds or cell.scenario.seconds
+            settings.warmup, settings.duration = cell.scenario.warmup, window(cell)
+            middle = STARTUP_S + settings.warmup + settings.duration / 2  # from the server's start
+            for name, value in {**cell.scenario.options, **cell.options}.items():
+                if value == MID_WINDOW:
+                    cell.options[name] = round(middle, 2)
             outcome = runner.run(cell)
             outcomes.append(outcome)
             console.print(result_line(outcome).replace(cell.name, f"{cell.scenario.name}/{cell.options['arm']}", 1))
@@ -98,6 +111,8 @@ def add_parser(sub: Any) -> None:
     lab.add_argument("--list", action="store_true", help="list the experiments: name, question, source")
     lab.add_argument("--seconds", type=positive_number, default=None,
                      help="measured seconds per cell (default: the experiment's)")
+    lab.add_argument("--quick", action="store_true", help="each experiment at its shortest: the arms whose verdicts "
+                     "show without chance, for the least time that shows them (what CI runs)")
     lab.add_argument("--out", type=Path, default=None, help="output folder (default reports/lab-<date-time>)")
 
 

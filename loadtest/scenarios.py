@@ -62,6 +62,10 @@ class Scenario:
     seconds: float = 4.0
     warmup: float = 0.0
     spawn_rate: float = 0.0  # users started a second; 0: all at once
+    # `socklab lab --quick` (and CI): the arms whose verdicts show without chance, for the least time that
+    # shows them; () = every arm
+    quick_arms: tuple[str, ...] = ()
+    quick_seconds: float = 1.0
 
     def checker(self) -> Callable[[list[RunData], pd.DataFrame], Check | None] | None:
         if not self.check:

@@ -223,8 +223,8 @@ class BaseServer:
         connection log, recorded as such.  `conn` is a socket, or whatever stands for one and closes it
         (an asyncio transport)."""
         if self.open_connections() >= self.config.max_connections:
+            self.stats.add(rejected=1)  # counted before the client can see its EOF: a stop just after still has it
             conn.close()
-            self.stats.add(rejected=1)
             if self.connlog is not None and peer is not None:
                 now = time.monotonic()
                 self.connlog.write(accepted or now, 0.0, 0.0, 0.0, 0.0, now, peer, self.port, 0, REJECTED)

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONNECTIONS,
         metavar="N",
         help="connections served at once; one more is accepted and closed at once, counted as rejected "
-        f"(default {DEFAULT_MAX_CONNECTIONS})",
+        f"(default {DEFAULT_MAX_CONNECTIONS}); a design of several processes applies it in each (nginx's "
+        "worker_connections)",
     )
     p.add_argument(
         "--max-requests",

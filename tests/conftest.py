@@ -22,3 +22,14 @@ def server(variant: str) -> Iterator[ServerProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def shared(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """One server of each design for the tests it must survive one after another (any bytes, any client,
+    any abrupt end); a test that counts its stop line, or stops it, takes a fresh ``server``."""
+    proc = ServerProcess.start(request.param, extra_args=["--read-timeout", "3"])
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import signal
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ def ours_running() -> list[str]:
 def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     done = compare("--variants", "blocking,selectors", "--users", "10", "--scenario", "io-wait",
-                   "--duration", "3s", "--warmup", "1s", "--out", str(out),
+                   "--duration", "2s", "--warmup", "1s", "--out", str(out),
                    "--expect", "io-wait/selectors: rps >= 100; users_starved == 0; failures == 0")  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]  # the expectation held
     # The terminal ends with the answer: the designs ranked, the headlines, then the page.
@@ -68,7 +67,7 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     from loadtest.report.charts import throughput_series
     from loadtest.report.load import load_run
 
-    series = throughput_series(load_run(out / "io-wait-selectors-u10"))  # whole seconds of a 3 s window
+    series = throughput_series(load_run(out / "io-wait-selectors-u10"))  # whole seconds of a 2 s window
     assert len(series) >= 1 and (series["rps"] >= 0).all(), series
     assert abs(series["rps"].mean() - selectors) <= 0.1 * selectors, (series, selectors)
     assert ours_running() == []
@@ -125,36 +124,16 @@ def test_a_failed_expectation_is_a_line_and_exit_3_and_a_malformed_one_runs_noth
 def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     done = compare("--variants", "blocking", "--users", "30", "--scenario", "conn-storm", "--backlog", "2",
-                   "--duration", "3s", "--warmup", "1s", "--out", str(out))  # fmt: skip
+                   "--duration", "2s", "--warmup", "1s", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     row = summary(out)[("conn-storm", "blocking", "30")]
     assert row["counters_scope"] == "isolated"
     assert int(row["listen_overflows"]) > 0
     assert int(row["backlog"]) == 2 and int(row["peak_accept_queue"]) <= 3
     assert int(row["peak_time_wait"]) > 0
-    assert "packets dropped at a full accept queue (ListenOverflows) at backlog 2" in (out / "compare.html").read_text()
-
-
-def test_sigint_mid_matrix_keeps_finished_cells(tmp_path: Path) -> None:
-    out = tmp_path / "cmp"
-    proc = start_compare("--variants", "blocking,threaded,selectors", "--users", "5", "--scenario", "echo",
-                         "--duration", "3s", "--warmup", "0s", "--out", str(out))  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (out / "echo-blocking-u5" / "summary.csv").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.2)
-    time.sleep(2.0)  # well into the second cell
-    started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
-    assert time.monotonic() - started < 10
-    assert proc.returncode == 130, stdout + stderr
-    assert "interrupted: kept 1 of 3 cells" in stdout
-    rows = summary(out)
-    assert list(rows) == [("echo", "blocking", "5")]
-    assert (out / "compare.html").exists()
-    time.sleep(0.5)
-    assert ours_running() == []
+    page = (out / "compare.html").read_text()
+    assert "The accept queue overflowed on 1 of 1 designs; worst blocking: " in page
+    assert f"{int(row['listen_overflows']):,} packets dropped at backlog 2 (SYNs, final ACKs and early data)" in page
 
 
 @pytest.mark.parametrize(
@@ -178,7 +157,7 @@ def test_bad_options_exit_2(args: list[str], words: str) -> None:
 def test_a_server_that_dies_is_reported_and_the_matrix_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     proc = start_compare("--variants", "threaded,selectors", "--users", "3", "--scenario", "io-wait",
-                         "--duration", "4s", "--warmup", "0s", "--out", str(out))  # fmt: skip
+                         "--duration", "3s", "--warmup", "0s", "--out", str(out))  # fmt: skip
     deadline = time.monotonic() + 60
     victim = None
     while victim is None:

@@ -78,7 +78,8 @@ def test_each_user_class_against_each_variant(tmp_path: Path, variant: str) -> N
     apart = cls.serves_one_at_a_time or not cls.one_accept_queue
     for n, classes in enumerate([[c] for c in USER_CLASSES] if apart else [list(USER_CLASSES)]):
         (tmp_path / str(n)).mkdir()
-        run = run_locust(tmp_path / str(n), *classes, "--server", variant, "--idle-interval", "0.5", users=len(classes))
+        run = run_locust(tmp_path / str(n), *classes, "--server", variant, "--idle-interval", "0.5", users=len(classes),
+                         seconds=1 if apart else 2)  # fmt: skip
         assert run.returncode == 0, run.stderr[-2000:]
         latency, stats = run.latency(), run.locust_stats()
         for user in classes:

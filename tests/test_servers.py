@@ -41,8 +41,8 @@ def settle(pred, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
 # -- round trips --------------------------------------------------------------------------
 
 
-def test_echo_sleep_work(server: ServerProcess) -> None:
-    with connect(server.port) as sock:
+def test_echo_sleep_work(shared: ServerProcess) -> None:
+    with connect(shared.port) as sock:
         assert call(sock, Op.ECHO, payload=b"hello") == (Status.OK, b"hello")
         assert call(sock, Op.ECHO) == (Status.OK, b"")
         started = time.perf_counter()
@@ -52,8 +52,8 @@ def test_echo_sleep_work(server: ServerProcess) -> None:
         assert call(sock, Op.ECHO, payload=b"abc", reply_len=10) == (Status.OK, bytes(10))
 
 
-def test_one_mebibyte_reply_forces_partial_writes(server: ServerProcess) -> None:
-    with connect(server.port) as sock:
+def test_one_mebibyte_reply_forces_partial_writes(shared: ServerProcess) -> None:
+    with connect(shared.port) as sock:
         # The client reads slowly at first so the server's send() must stop part-way.
         sock.sendall(encode_request(Op.ECHO, reply_len=1 << 20))
         time.sleep(0.2)
@@ -62,28 +62,28 @@ def test_one_mebibyte_reply_forces_partial_writes(server: ServerProcess) -> None
         assert call(sock, Op.ECHO, payload=b"after") == (Status.OK, b"after")
 
 
-def test_request_sent_one_byte_at_a_time(server: ServerProcess) -> None:
+def test_request_sent_one_byte_at_a_time(shared: ServerProcess) -> None:
     frame = encode_request(Op.ECHO, payload=b"dribble")
-    with connect(server.port) as sock:
+    with connect(shared.port) as sock:
         for i in range(len(frame)):
             sock.send(frame[i : i + 1])
             time.sleep(0.003)
         assert read_response(sock) == (Status.OK, b"dribble")
 
 
-def test_pipelined_requests_answered_in_order(server: ServerProcess) -> None:
+def test_pipelined_requests_answered_in_order(shared: ServerProcess) -> None:
     frames = [encode_request(Op.SLEEP if i % 3 == 0 else Op.ECHO, 5, str(i).encode()) for i in range(30)]
-    with connect(server.port) as sock:
+    with connect(shared.port) as sock:
         sock.sendall(b"".join(frames))
         assert [read_response(sock)[1] for _ in frames] == [str(i).encode() for i in range(30)]
 
 
-def test_hundred_concurrent_clients(server: ServerProcess) -> None:
+def test_hundred_concurrent_clients(shared: ServerProcess) -> None:
     results: list[bytes] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        with connect(server.port, timeout=20) as sock:
+        with connect(shared.port, timeout=20) as sock:
             _, body = call(sock, Op.ECHO, payload=f"client {i}".encode())
         with lock:
             results.append(body)
@@ -111,19 +111,19 @@ def test_hundred_concurrent_clients(server: ServerProcess) -> None:
     ],
     ids=["4GiB-length", "reply-too-large", "unknown-op", "short-length", "sleep-cap", "work-cap"],
 )
-def test_bad_frame_gets_status_then_close(server: ServerProcess, frame: bytes, status: Status) -> None:
-    with connect(server.port) as sock:
+def test_bad_frame_gets_status_then_close(shared: ServerProcess, frame: bytes, status: Status) -> None:
+    with connect(shared.port) as sock:
         assert call(sock, Op.ECHO, payload=b"first") == (Status.OK, b"first")
         sock.sendall(frame)
         assert read_response(sock) == (status, b"")
         assert closed_by_peer(sock)
-    assert_serves(server)
+    assert_serves(shared)
 
 
-def test_random_garbage(server: ServerProcess) -> None:
+def test_random_garbage(shared: ServerProcess) -> None:
     rng = random.Random(1234)
     for _ in range(20):
-        with connect(server.port) as sock:
+        with connect(shared.port) as sock:
             sock.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 2000))))
             sock.shutdown(socket.SHUT_WR)
             sock.settimeout(5)
@@ -132,36 +132,36 @@ def test_random_garbage(server: ServerProcess) -> None:
                     pass
             except (ConnectionResetError, TimeoutError):
                 pass
-    assert_serves(server)
-    assert server.alive()
+    assert_serves(shared)
+    assert shared.alive()
 
 
-def test_truncated_frame_then_close(server: ServerProcess) -> None:
-    with connect(server.port) as sock:
+def test_truncated_frame_then_close(shared: ServerProcess) -> None:
+    with connect(shared.port) as sock:
         sock.sendall(encode_request(Op.ECHO, payload=b"x" * 1000)[:500])
-    assert_serves(server)
+    assert_serves(shared)
 
 
-def test_reset_mid_frame(server: ServerProcess) -> None:
-    sock = connect(server.port)
+def test_reset_mid_frame(shared: ServerProcess) -> None:
+    sock = connect(shared.port)
     sock.sendall(encode_request(Op.ECHO, payload=b"x" * 1000)[:100])
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # linger 0: the kernel sends RST
-    assert_serves(server)
+    assert_serves(shared)
 
 
-def test_client_that_never_reads_large_replies(server: ServerProcess) -> None:
+def test_client_that_never_reads_large_replies(shared: ServerProcess) -> None:
     """Pipelined 1 MiB replies nobody reads: memory stays near one reply, others are served."""
-    proc = psutil.Process(server.pid)
+    proc = psutil.Process(shared.pid)
     rss_before = proc.memory_info().rss
-    sock = connect(server.port)
+    sock = connect(shared.port)
     sock.sendall(encode_request(Op.ECHO, reply_len=1 << 20) * 200)  # 200 MiB of replies owed
     time.sleep(0.5)
     rss_during = proc.memory_info().rss
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
     assert rss_during - rss_before < 16 << 20, f"server grew by {(rss_during - rss_before) >> 20} MiB"
-    assert_serves(server)
+    assert_serves(shared)
 
 
 def test_silent_client_is_timed_out_on_blocking() -> None:

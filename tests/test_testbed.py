@@ -49,7 +49,7 @@ def latency(run: Path) -> dict[tuple[str, str], dict[str, str]]:
 def test_two_worker_hosts_against_threaded_on_the_server_host(tmp_path: Path) -> None:
     prefix = f"slt{os.getpid()}a"
     run = tmp_path / "run"
-    out = bed(tmp_path, prefix, "--", "-u", "4", "-r", "4", "-t", "10s", "--server", "threaded",
+    out = bed(tmp_path, prefix, "--", "-u", "4", "-r", "4", "-t", "6s", "--server", "threaded",
               "--report-dir", str(run))  # fmt: skip
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
     assert "namespaces, links and processes removed" in out.stdout

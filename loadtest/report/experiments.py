@@ -29,16 +29,21 @@ def arms_of(runs: list[RunData], summary: pd.DataFrame) -> Arms:
             for r, row in zip(runs, summary.to_dict("records"), strict=True)}  # fmt: skip
 
 
-def missing(name: str, arms: Arms) -> list[str]:
-    """A verdict for every arm of the experiment that did not run here, with why."""
+def missing(name: str, arms: Arms) -> tuple[list[str], str]:
+    """A 'not available here' verdict for each arm of the experiment this machine cannot run, with why; and
+    a note naming the arms that simply were not among the cells run (socklab lab --quick runs fewer)."""
     from loadtest.netns import can_isolate
 
-    out = []
+    verdicts, absent = [], []
     for arm in EXPERIMENTS[name].arms:
-        if arm.label not in arms:
-            why = unavailable(arm, can_isolate()[0]) or "its cell did not finish"
-            out.append(say(NOT_HERE, f"{arm.label}", why))
-    return out
+        if arm.label in arms:
+            continue
+        why = unavailable(arm, can_isolate()[0])
+        if why:
+            verdicts.append(say(NOT_HERE, arm.label, why))
+        else:
+            absent.append(arm.label)
+    return verdicts, (f"Not run this time: {', '.join(absent)}." if absent else "")
 
 
 def peak(run: RunData, column: str) -> int:
@@ -61,12 +66,13 @@ def check(name: str) -> Callable[[Callable[[Arms], tuple[pd.DataFrame, list[str]
         def run(runs: list[RunData], summary: pd.DataFrame) -> Check | None:
             arms = arms_of(runs, summary)
             e = EXPERIMENTS[name]
+            unrun, absent = missing(name, arms)
             if not arms:
-                return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}.", None,
-                             missing(name, arms))  # fmt: skip
+                return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {absent}".strip(), None,
+                             unrun)  # fmt: skip
             table, verdicts, note = body(arms)
-            return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {note}".strip(), table,
-                         verdicts + missing(name, arms))  # fmt: skip
+            return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {note} {absent}".strip(),
+                         table, verdicts + unrun)  # fmt: skip
 
         run.__name__ = body.__name__
         return run
@@ -139,7 +145,8 @@ def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                             "with tcp_abort_on_overflow=1 a full queue refuses (RST) instead of dropping",
                             f"resets with 1: {on['reset']:,}; with 0: {off['reset']:,}"))
         waits, before = on["first reply waited ≥ 1 s"], off["first reply waited ≥ 1 s"]
-        verdicts.append(say(HOLDS if waits <= 0.5 * before else DIFFERS, "so clients fail fast instead of waiting",
+        verdicts.append(say(HOLDS if waits <= 0.5 * before and before else DIFFERS, "so clients fail fast instead of "
+                            "waiting",
                             f"first replies that waited ≥ 1 s: {waits} with 1 against {before} with 0; "
                             f"{on['of them, data re-sent']} of those with 1 had their early data dropped at the full "
                             "queue and re-sent, which the sysctl does not refuse"))  # fmt: skip
@@ -220,4 +227,4 @@ def verdicts_of(name: str, runs: list[RunData]) -> list[str]:
     """An experiment's verdicts from its runs (the terminal's summary)."""
     summary = pd.DataFrame([summarize(r) for r in runs])
     result = EXPERIMENTS[name].checker()(runs, summary) if runs else None  # type: ignore[misc]
-    return result.verdicts if result is not None else missing(name, {})
+    return result.verdicts if result is not None else missing(name, {})[0]
