@@ -29,7 +29,7 @@ from rich.console import Console
 
 from loadtest import options as opts
 from loadtest.netns import can_isolate
-from loadtest.report import load_bound, load_run, summarize
+from loadtest.report import build_run_report, load_bound, load_run, summarize
 from loadtest.report.answer import waiting
 from loadtest.report.load import RunData
 from loadtest.report.summary import shown
@@ -88,7 +88,7 @@ def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
         "-u", str(cell.users), "-r", f"{cell.scenario.spawn_rate or cell.users:g}", "-t", run_time,
         "--warmup", str(warmup),
         "--stop-timeout", "0", *server, "--report-dir", str(cell.folder), "--scenario", cell.scenario.name,
-        "--only-summary", "--loglevel", "WARNING",
+        "--only-summary", "--loglevel", "WARNING", "--report", "data",  # the page: outcome_of, here, warm
     ]  # fmt: skip
     for name, value in options.items():
         if isinstance(value, bool):  # a switch: the flag alone when on
@@ -108,6 +108,7 @@ def outcome_of(cell: Cell, status: str, note: str = "") -> Outcome:
         return Outcome(cell, status, note)
     run = load_run(cell.folder)
     row = summarize(run)
+    build_run_report(cell.folder, (run, row))  # the cell's own page, built here where the modules are loaded
     died = bool(run.info.get("server")) and run.info.get("server_stopped") is None
     all_failed = bool(row["requests"]) and not row["rps"]
     return Outcome(cell, status, note, run, row, died, all_failed)

@@ -101,7 +101,8 @@ def main(args: Any) -> int:
     if not finished:
         console.print("no cell finished: nothing to compare")
         return runner.stopped_by or 1
-    summary, page = build_compare([o.cell.folder for o in finished], out)
+    summary, page = build_compare([o.cell.folder for o in finished], out,
+                                  loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None])
     print_answers(console, finished)
     console.print(f"summary: {summary}")
     print(f"compare report: {page.resolve()}", flush=True)  # even with --quiet: what a script needs

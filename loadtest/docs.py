@@ -131,7 +131,7 @@ def scenarios() -> str:
     for s in SCENARIOS.values():
         presets = ", ".join(f"`--{k} {v}`" for k, v in s.options.items())
         loads = f"{s.connections:,} connections" if s.connections else " and ".join(f"{u} users" for u in s.users)
-        extra = [x for x in (" (default)" if s.name in DEFAULT_SCENARIOS else "",
+        extra = [x for x in (" (--full)" if s.name in DEFAULT_SCENARIOS else "",
                              f"; sweep from {s.sweep_start:g} req/s" if s.sweep_start else "",
                              "; checked" if s.check else "") if x]  # fmt: skip
         rows.append(f"| `{s.name}`{''.join(extra)} | {s.user_class}, {presets} | {loads} | {_cell(s.question)} "
@@ -139,7 +139,33 @@ def scenarios() -> str:
     return "\n".join(rows) + "\n"
 
 
+def lessons() -> str:
+    """socklab compare's default: the quick lessons."""
+    from loadtest.scenarios import QUICK
+
+    rows = ["| scenario | designs | users | what it shows |", "|---|---|---|---|"]
+    for lesson in QUICK:
+        rows.append(f"| `{lesson.scenario}` | {', '.join(lesson.designs)} | {', '.join(map(str, lesson.users))} "
+                    f"| {_cell(lesson.shows)} |")  # fmt: skip
+    return "\n".join(rows) + "\n"
+
+
+def experiments() -> str:
+    """socklab lab's experiments: question, claim, source, arms."""
+    from loadtest.experiments import EXPERIMENTS
+
+    rows = ["| experiment | question | claim | source | arms (design, users) |", "|---|---|---|---|---|"]
+    for e in EXPERIMENTS.values():
+        arms = "; ".join(f"{a.label} ({a.design}, {a.users})" if a.label != a.design else f"{a.label} ({a.users})"
+                         for a in e.arms)  # fmt: skip
+        rows.append(f"| `{e.name}` | {_cell(e.question)} | {_cell(e.expect)} | {_cell(e.source)} | {_cell(arms)} |")
+    return "\n".join(rows) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "lab-options": subcommand("lab"),
+    "lessons": lessons,
+    "experiments": experiments,
     "locust-options": locust_options,
     "server-options": server_options,
     "compare-options": subcommand("compare"),

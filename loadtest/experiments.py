@@ -52,7 +52,7 @@ EXPERIMENTS: dict[str, Scenario] = {
             # would get SYN-ACKs and have its final ACKs dropped instead — abort-on-overflow's case)
             spawn_rate=100,
             quick_arms=("B=1", "B=16"),
-            quick_seconds=2.2,
+            quick_seconds=1.5,
             check="loadtest.report.experiments:backlog",
         ),
         Scenario(
@@ -157,7 +157,7 @@ EXPERIMENTS: dict[str, Scenario] = {
             source="Linux 5.14 tcp_migrate_req (Kuniyuki Iwashima's series, 2021); ip-sysctl.rst",
             arms=tuple(Arm(f"migrate={v}", "preforked-reuseport", 60, {"sysctl": f"net.ipv4.tcp_migrate_req={v}"},
                            needs="net.ipv4.tcp_migrate_req") for v in (0, 1)),
-            quick_seconds=2.0,
+            quick_seconds=1.5,
             check="loadtest.report.workers:rolling_restart",
         ),
     )

@@ -14,6 +14,7 @@ not available here (a kernel without the feature, or no private namespace for a 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from pathlib import Path
@@ -93,10 +94,12 @@ def main(args: Any) -> int:
     if not finished:
         console.print("no cell finished: nothing to judge")
         return runner.stopped_by or 1
-    _, page = build_compare([o.cell.folder for o in finished], out, title="socklab lab")
+    _, page = build_compare([o.cell.folder for o in finished], out, title="socklab lab",
+                            loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None])
+    judged = json.loads((out / "verdicts.json").read_text()) if (out / "verdicts.json").exists() else {}
     for name in names:
         console.print(f"\n[bold]{name}[/bold]: {EXPERIMENTS[name].question}")
-        for line in verdicts_of(name, [o.run for o in finished if o.run and o.cell.scenario.name == name]):
+        for line in (judged.get(name) or {}).get("verdicts") or verdicts_of(name, []):
             console.print(f"  • {line}")
     console.print(f"\nlab report: {page.resolve()}")
     if runner.interrupted:

@@ -326,10 +326,11 @@ class Socklab(LoadState):
             if self.outputs is not None:
                 self.outputs.write(self.environment)
             try:
-                from loadtest.report import build_run_report
+                if getattr(self.environment.parsed_options, "report", "page") == "page":
+                    from loadtest.report import build_run_report
 
-                build_run_report(run.folder)
-                log.info("socklab: report %s", run.folder / "report.html")
+                    build_run_report(run.folder)
+                    log.info("socklab: report %s", run.folder / "report.html")
             except Exception as exc:  # the run's data are safe on disk; `socklab report` can retry
                 log.error("socklab: could not build the report (%s); try: socklab report %s", exc, run.folder)
         finally:

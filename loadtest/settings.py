@@ -169,6 +169,9 @@ OPTIONS: tuple[Option, ...] = (
            minimum=0),
     Option("scenario", str, "", "a label recorded in run.json", web_ui=False),
     Option("report-dir", str, "", "folder for socklab's output (default reports/<run-id>)"),
+    Option("report", str, "page", "page: end with the run's summary.csv and report.html; data: the data files only "
+           "(socklab compare, sweep and lab cells: the matrix builds each page in its own process, warm)",
+           choices=("page", "data"), web_ui=False),
 )  # fmt: skip
 # Old spellings that still work, with a one-line notice: old name → new name.
 DEPRECATED: dict[str, str] = {"read-timeout": "reply-timeout"}

@@ -17,8 +17,9 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def render(page: Path, screenshot: Path, height: int = 5200) -> tuple[str, list[str]]:
-    """Open a local page; returns (DOM after 15 s of virtual time, console lines) and saves a screenshot."""
+def render(page: Path, screenshot: Path | None = None, height: int = 5200) -> tuple[str, list[str]]:
+    """Open a local page; returns (DOM after 15 s of virtual time, console lines); with `screenshot`, saves
+    one too (a second browser run)."""
     exe = chromium()
     assert exe, "chromium is not installed (bash .ci/setup --test installs it)"
     url = page.resolve().as_uri()
@@ -27,11 +28,12 @@ def render(page: Path, screenshot: Path, height: int = 5200) -> tuple[str, list[
             [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", url],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", f"--window-size=1400,{height}",
-             f"--screenshot={screenshot}", url],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+    if screenshot is not None:
+        with tempfile.TemporaryDirectory() as profile:
+            subprocess.run(
+                [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+                 f"--window-size=1400,{height}", f"--screenshot={screenshot}", url],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     return dom.stdout, console

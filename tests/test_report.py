@@ -156,7 +156,7 @@ def test_compare_report(run_dir: Path, tmp_path: Path) -> None:
     assert [(r["variant"], r["users"]) for r in rows] == [("blocking", "10"), ("threaded", "20")]
     assert (out / "plotly.min.js").exists()
     if chromium():
-        dom, console = render(page, tmp_path / "compare.png", height=3000)
+        dom, console = render(page)
         assert dom.count("main-svg") >= 4
         assert not [line for line in console if "error" in line.lower()]
 

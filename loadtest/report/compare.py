@@ -10,7 +10,9 @@ finding folded by scenario, and every figure of every cell.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -41,11 +43,13 @@ VERDICT_COLOURS = {"holds here": "#1a7f37", "does not hold here": "#b42318", "di
                    "not available here": "#666"}  # fmt: skip
 
 
-def build_compare(run_dirs: list[Path], out_dir: Path, title: str = "socklab comparison") -> tuple[Path, Path]:
-    """Write the combined summary.csv, standings.csv and compare.html for several runs into out_dir.  An
-    experiment's cells (socklab lab) open with its claim, its source's numbers and its verdicts instead."""
-    runs = [load_run(Path(d)) for d in run_dirs]
-    rows = [summarize(r) for r in runs]
+def build_compare(run_dirs: list[Path], out_dir: Path, title: str = "socklab comparison",
+                  loaded: list[tuple[RunData, dict[str, Any]]] | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """Write the combined summary.csv, standings.csv and compare.html for several runs into out_dir (`loaded`:
+    the runs and their summary rows, already read by the caller).  An experiment's cells (socklab lab) open
+    with its claim, its source's numbers and its verdicts instead, also written to verdicts.json."""
+    runs = [r for r, _ in loaded] if loaded is not None else [load_run(Path(d)) for d in run_dirs]
+    rows = [row for _, row in loaded] if loaded is not None else [summarize(r) for r in runs]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,10 @@ def build_compare(run_dirs: list[Path], out_dir: Path, title: str = "socklab com
     answers = [answer(name, cells, cpus) for name, cells in groups.items() if name not in EXPERIMENTS]
     standings_frame(answers).to_csv(out_dir / "standings.csv", index=False)
     judged = [check_section(t, "answer") for t in trials.values() if t is not None]
+    if trials:
+        (out_dir / "verdicts.json").write_text(json.dumps({name: {"title": t.title, "note": t.note,
+                                                                  "verdicts": t.verdicts}
+                                                           for name, t in trials.items() if t is not None}, indent=1))
     sections = [intro(runs, answers, len(trials)), *judged, *(answer_html(a) for a in answers)]
     sections.append("<h2>Charts</h2>")
     for i, (name, cells) in enumerate(groups.items()):

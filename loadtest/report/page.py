@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -66,11 +67,12 @@ def timeline_section(run: RunData) -> list[str]:
     return out
 
 
-def build_run_report(run_dir: Path) -> tuple[Path, Path]:
-    """Write summary.csv and report.html into the run folder; returns their paths."""
+def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Write summary.csv and report.html into the run folder (`loaded`: the run and its summary row, already
+    read); returns their paths."""
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    row = summarize(run)
+    run, row = loaded if loaded is not None else (load_run(run_dir), None)
+    row = row if row is not None else summarize(run)
     summary = pd.DataFrame([row], columns=SUMMARY_COLUMNS)
     summary_path = run_dir / "summary.csv"
     summary.to_csv(summary_path, index=False)
