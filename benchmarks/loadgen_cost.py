@@ -16,7 +16,8 @@ Each side measures its own window from its own process: requests ÷ wall time, a
 request; the server's CPU per request is read beside (psutil, its process tree).  ``--tree DIR`` runs
 the Locust side from another checkout as well (``locust@DIR``), so a change is measured against the
 code before it in the same run; ``--also OPTIONS`` adds a Locust side with more options (``--also
-'--pipeline 8'``: the load generator's and the server's CPU per request pipelined, beside one in flight).  Goal: Locust ÷ minimal ≥ 0.90 for both loads.
+'--pipeline 8'``: the load generator's and the server's CPU per request pipelined, beside one in
+flight).  Goal: Locust ÷ minimal ≥ 0.90 for both loads.
 """
 
 from __future__ import annotations

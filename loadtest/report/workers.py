@@ -145,6 +145,6 @@ def rolling_restart(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     if off and on:
         verdicts.append(say(HOLDS if on["failures"] < off["failures"] else FAILS, "with tcp_migrate_req=1 they move "
                             "to another listener", f"{on['failures']} failures ({on['by class']}) against "
-                            f"{off['failures']}; the one being served when it exited fails either way"))
+                            f"{off['failures']}; the one being served when it exited may fail either way"))
     return pd.DataFrame(rows), verdicts, ("preforked-reuseport, 4 workers, backlog 16, 60 connect-per-request users "
                                           "(SLEEP 50 ms); worker 1 exits in the middle of the window.")  # fmt: skip
