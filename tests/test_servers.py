@@ -303,8 +303,11 @@ def test_concurrency_model_is_visible(server: ServerProcess) -> None:
     else:
         # A queue per worker (SO_REUSEPORT): the kernel hashes each connection to one, so two clients
         # land on the same busy worker 1 time in N — the design's known cost.  Fresh connections
-        # hash anew: one of three tries overlapping is what the design promises.
-        tries = [elapsed, *(two_sleeps_at_once(server.port) for _ in range(2))]
+        # hash anew (three in a row on one worker was seen, 1 in 64 at N = 4): one overlapping pair
+        # in up to eight tries is what the design promises.
+        tries = [elapsed]
+        while min(tries) >= 0.300 and len(tries) < 8:
+            tries.append(two_sleeps_at_once(server.port))
         assert min(tries) < 0.300, tries
 
 
