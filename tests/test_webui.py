@@ -245,6 +245,8 @@ def test_headless_run_prints_the_live_line(tmp_path: Path) -> None:
     lines = [line for line in out.stderr.splitlines() if "socklab live:" in line]
     assert len(lines) >= 3, out.stderr[-2000:]
     assert re.search(r"server ESTABLISHED 3 .* accept queue 2/128 .* users served 1/3 starved 2", lines[-1]), lines[-1]
+    # The two starved users' first requests have waited since the start: news, unlike the served one's.
+    assert re.search(r"waiting ≥ [0-9.]+ s: 2 requests$", lines[-1]), lines[-1]
 
 
 def test_monitor_tail_reads_whole_rows_once_and_starts_over_on_a_new_file(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def main() -> None:
     )  # fmt: skip
     time.sleep(0.3)  # the server is stopped: its listener and its request sockets are gone
     after = read_kernel_counters()["TcpExt_TCPSynRetrans"]
+    counted_at = time.time()  # the capture's segments after this are not in `after`
     dump.send_signal(signal.SIGINT)
     dump.wait(10)
     with (report / "summary.csv").open() as f:
@@ -63,6 +64,9 @@ def main() -> None:
         "synack_retransmitted": retransmitted(synacks),
         "synack_retransmitted_by_last_sample": retransmitted([s for s in synacks if s.time <= last_sample]),
         "counter_delta": after - before, "summary": row, "pcap": str(pcap), "run": str(report),
+        "retransmitted_by_counter": retransmitted([s for s in syns if s.time <= counted_at])
+        + retransmitted([s for s in synacks if s.time <= counted_at]),
+        "last_segment_after_counter_s": max((s.time for s in packets), default=0.0) - counted_at,
     }))  # fmt: skip
 
 
