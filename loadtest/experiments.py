@@ -64,7 +64,7 @@ EXPERIMENTS: dict[str, Scenario] = {
             source="ip-sysctl.rst (tcp_abort_on_overflow); Cloudflare, 'SYN packet handling in the wild' (2018)",
             arms=tuple(Arm(f"abort={v}", "blocking", 50, _storm(f"net.ipv4.tcp_abort_on_overflow={v}"))
                        for v in (0, 1)),
-            quick_seconds=2.5,
+            quick_seconds=3.0,
             check="loadtest.report.experiments:abort_on_overflow",
         ),
         Scenario(

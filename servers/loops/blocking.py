@@ -73,18 +73,20 @@ class BlockingLoop(BaseServer):
                 if (len(requests) > 1 and not any(r.arg for r in requests if r.op != ECHO)
                         and sum(r.reply_len or len(r.payload) for r in requests) <= BATCH_BYTES):  # fmt: skip
                     # Pipelined requests that neither wait nor compute, small replies: in one send.
-                    send_within(conn, b"".join(map(reply_for, requests)), bound)
+                    replies = b"".join(map(reply_for, requests))
+                    add(requests=len(requests))  # counted before the client can see them: a stop just after has them
+                    send_within(conn, replies, bound)
                     if log is not None and not served:
                         first_written = monotonic()
                     served += len(requests)
                 else:
                     for request in requests:
-                        send_within(conn, serve_request_blocking(request), bound)
+                        reply = serve_request_blocking(request)
+                        add(requests=1)
+                        send_within(conn, reply, bound)
                         if log is not None and not served:
                             first_written = monotonic()
                         served += 1
-                if requests:
-                    add(requests=len(requests))
                 if most and served >= most:
                     conn.shutdown(socket.SHUT_WR)  # our FIN first: the server holds TIME_WAIT
                     clean = True

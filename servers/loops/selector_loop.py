@@ -146,6 +146,7 @@ class SelectorLoop(BaseServer):
                 if request.op == WORK:
                     burn_cpu(request.arg)  # blocks the whole loop: the lesson of this op
                 reply = reply_for(request)
+                self.stats.add(requests=1)  # counted before the client can see it: a stop just after has it
                 try:
                     sent = sock.send(reply)
                 except (BlockingIOError, InterruptedError):
@@ -153,7 +154,6 @@ class SelectorLoop(BaseServer):
                 except OSError:
                     self._close(conn, error=True)
                     return
-                self.stats.add(requests=1)
                 conn.served += 1
                 last = conn.spend(1)  # the --max-requests budget spent: close once it is written
                 if sent < len(reply):
