@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import Any
 
 
 class RequestFailure(Exception):
@@ -40,3 +41,9 @@ def classify(exc: BaseException, phase: str, address: str, timeout: float | None
     if isinstance(exc, OSError):
         return RequestFailure("socket error", f"{phase}: {exc.strerror or exc}")
     return RequestFailure("client error", f"{type(exc).__name__}: {exc}")
+
+
+def failure_class(error: Any) -> str:
+    """The stable class of a failure message: 'refused: nothing listening …' → 'refused'."""
+    text = str(error)
+    return text.split(":", 1)[0].strip() if ":" in text else text

@@ -61,7 +61,7 @@ def listing() -> str:
 
 def main(args: Any) -> int:
     from loadtest.report import build_compare
-    from loadtest.report.experiments import verdicts_of
+    from loadtest.report.experiments import missing
 
     console = Console(highlight=False, soft_wrap=True)
     if args.list:
@@ -99,7 +99,7 @@ def main(args: Any) -> int:
     judged = json.loads((out / "verdicts.json").read_text()) if (out / "verdicts.json").exists() else {}
     for name in names:
         console.print(f"\n[bold]{name}[/bold]: {EXPERIMENTS[name].question}")
-        for line in (judged.get(name) or {}).get("verdicts") or verdicts_of(name, []):
+        for line in (judged.get(name) or {}).get("verdicts") or missing(name, {})[0]:
             console.print(f"  • {line}")
     console.print(f"\nlab report: {page.resolve()}")
     if runner.interrupted:

@@ -174,6 +174,8 @@ def run_problem(options: Any, host: str | None) -> str | None:
         return "--server none needs --host tcp://HOST:PORT of a running server"
     if options.server not in ("auto", "none") and host:
         return f"--server {options.server} and --host {host} both name a target; drop one"
+    if getattr(options, "pipeline", 1) > 1 and getattr(options, "mix", ""):
+        return "--pipeline and --mix: a pipeline repeats one request; drop one"
     if getattr(options, "pipeline", 1) > 1 and getattr(options, "arrival_rate", 0) > 0:
         return ("--pipeline and --arrival-rate: a pipeline keeps N in flight, an open loop sends on a schedule; "
                 "choose one")

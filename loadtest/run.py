@@ -16,7 +16,6 @@ import csv
 import json
 import logging
 import os
-import platform
 import socket
 import sys
 import time
@@ -28,12 +27,14 @@ from loadtest import options as opts
 from loadtest.accounting import AccountsStore, own_cpu
 from loadtest.columns import LOAD_PROCESSES, USERS
 from loadtest.connections import ConnectionFile
+from loadtest.failures import failure_class
 from loadtest.kinds import OP_NAMES
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
+from loadtest.machine import sysctls, versions
 from loadtest.netns import in_private_netns, netns_label
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
-from loadtest.settings import NAMESPACE_SYSCTLS, parse_sysctls
+from loadtest.settings import parse_sysctls
 from loadtest.target import format_target
 
 log = logging.getLogger("socklab")
@@ -41,7 +42,6 @@ log = logging.getLogger("socklab")
 USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.columns
 CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client saw it (loadtest.connections)
 SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
-SYSCTLS = NAMESPACE_SYSCTLS  # recorded in run.json as the run found them (after any --sysctl)
 
 
 @dataclass
@@ -322,32 +322,3 @@ def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
         "boot_id": facts.get("boot_id", ""), "clock_offset": facts.get("clock_offset", ""),
         "cpu_percent": round(cpu_percent, 1),
     }  # fmt: skip
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def of(pkg: str) -> str:
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return "unknown"
-
-    return {"socklab": of("socklab"), "locust": of("locust"), "python": platform.python_version(),
-            "kernel": platform.release(), "psutil": of("psutil")}  # fmt: skip
-
-
-def sysctls() -> dict[str, str]:
-    out = {}
-    for name in SYSCTLS:
-        try:
-            out[name] = Path("/proc/sys", *name.split(".")).read_text().strip()
-        except OSError:
-            out[name] = "unknown"
-    return out
-
-
-def failure_class(error: Any) -> str:
-    """The stable class of a failure message: 'refused: nothing listening …' → 'refused'."""
-    text = str(error)
-    return text.split(":", 1)[0].strip() if ":" in text else text

@@ -208,17 +208,9 @@ class PersistentUser(SocklabUser):
         # greenlet switch) cost ~2 µs a request, 10% of the load generator's budget
         # (benchmarks/loadgen_cost.py).  Each request still fires its own event; the
         # socket waits yield to other users; Locust stops the user by killing it.
-        request, op, name, frame = self.client.request, self.spec.op, self.mode, self.frame
-        if self.spec.mix:  # each request the mix's next, under its own op
-            requests = self.spec.requests()
-            schedule = self.spec.schedule() if self.spec.arrival_rate > 0 else itertools.repeat(None)
-            for at in schedule:
-                if at is not None:
-                    wait_until(at, self.socklab.accounts)
-                op, frame = next(requests)
-                if request(op, name=name, frame=frame, intended=at) is None:
-                    time.sleep(0.01)  # failed and reported; don't spin on a dead server
-        if self.spec.pipeline == 1 and not self.spec.arrival_rate and not self.spec.request_events:
+        request, op, name, frame, requests = self.client.request, self.spec.op, self.mode, self.frame, self.requests
+        one_frame = not self.spec.mix  # a mix takes the general path, each request the mix's next
+        if one_frame and self.spec.pipeline == 1 and not self.spec.arrival_rate and not self.spec.request_events:
             # The hot loop: a request's µs count straight into this user's tally (loadtest.client.repeat).
             kind = Op(op).name
             tally = self.socklab.recorder.tally(kind, name)
@@ -233,9 +225,11 @@ class PersistentUser(SocklabUser):
             accounts = self.socklab.accounts
             for at in self.spec.schedule():
                 wait_until(at, accounts)
+                op, frame = next(requests)
                 if request(op, name=name, frame=frame, intended=at) is None:
                     time.sleep(0.01)  # failed and reported; the schedule's debt shows as latency
         while True:
+            op, frame = next(requests)
             if request(op, name=name, frame=frame) is None:
                 time.sleep(0.01)  # failed and reported; don't spin on a dead server
 

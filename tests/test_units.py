@@ -43,6 +43,8 @@ def parsed(**given: Any) -> SimpleNamespace:
         ({"payload_bytes": 2_000_000, "max_frame": 1_000_000}, None, "--payload-bytes 2000000 is over the server's "
          "cap of 999991 (--max-frame)"),
         ({"server_bind": "0.0.0.0"}, None, "add --server-advertise ADDR"),
+        ({"pipeline": 4, "mix": "ECHO:9,WORK=10:1"}, None, "--pipeline and --mix"),
+        ({"mix": "PING:1"}, None, "'PING' is not an op"),
         ({}, "http://x:1", "use tcp://HOST:PORT"),
     ],
 )  # fmt: skip

@@ -12,7 +12,6 @@ import pandas as pd
 
 from loadtest.experiments import EXPERIMENTS, unavailable
 from loadtest.report.load import RunData
-from loadtest.report.summary import summarize
 from loadtest.scenarios import Check
 
 HOLDS, FAILS, DIFFERS, NOT_HERE = "holds here", "does not hold here", "differs", "not available here"
@@ -35,10 +34,10 @@ def missing(name: str, arms: Arms) -> tuple[list[str], str]:
     from loadtest.netns import can_isolate
 
     verdicts, absent = [], []
-    for arm in EXPERIMENTS[name].arms:
-        if arm.label in arms:
-            continue
-        why = unavailable(arm, can_isolate()[0])
+    unrun = [arm for arm in EXPERIMENTS[name].arms if arm.label not in arms]
+    isolated = can_isolate()[0] if unrun else True  # a probe fork: only when an arm is missing
+    for arm in unrun:
+        why = unavailable(arm, isolated)
         if why:
             verdicts.append(say(NOT_HERE, arm.label, why))
         else:
@@ -221,10 +220,3 @@ def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                             f"second, not 60 ({reuse['address not available']:,} still failed between)"))  # fmt: skip
     return pd.DataFrame(rows), verdicts, ("selectors, 10 connect-per-request users; sysctls set in each cell's "
                                           "namespace.")
-
-
-def verdicts_of(name: str, runs: list[RunData]) -> list[str]:
-    """An experiment's verdicts from its runs (the terminal's summary)."""
-    summary = pd.DataFrame([summarize(r) for r in runs])
-    result = EXPERIMENTS[name].checker()(runs, summary) if runs else None  # type: ignore[misc]
-    return result.verdicts if result is not None else missing(name, {})[0]

@@ -193,13 +193,18 @@ def user_figures(run: RunData) -> dict[str, Any]:
         return {"users_served": math.nan, "users_starved": math.nan, "fairness": math.nan,
                 "longest_user_wait_ms": math.nan}  # fmt: skip
     x = users["requests"].astype(float)
-    squares = float((x * x).sum())
     return {
         "users_served": int((x > 0).sum()),
         "users_starved": int((x == 0).sum()),
-        "fairness": round(float(x.sum()) ** 2 / (len(x) * squares), 4) if squares else math.nan,
+        "fairness": round(jain(x.tolist()), 4),
         "longest_user_wait_ms": round(float(users["longest_wait_ms"].max()), 3),
     }
+
+
+def jain(values: list[float]) -> float:
+    """Jain's fairness index (Σx)² / (n·Σx²): 1.0 = equal shares, 1/n = one got everything; NaN for none."""
+    squares = sum(v * v for v in values)
+    return sum(values) ** 2 / (len(values) * squares) if squares else math.nan
 
 
 def is_lower_bound(row: dict[str, Any], column: str) -> bool:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from loadtest.report.experiments import DIFFERS, FAILS, HOLDS, Arms, check, peak, say
 from loadtest.report.load import RunData, merged_histogram
+from loadtest.report.summary import jain
 
 
 def _latency(run: RunData, kinds: tuple[str, ...]) -> tuple[float, float, float]:
@@ -40,11 +41,6 @@ def reuseport_tail(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                                 f"{own})", evidence))  # fmt: skip
     return pd.DataFrame(rows), verdicts, ("4 workers, 8 connect-per-request users, 90 % ECHO and 10 % WORK 10 ms: "
                                           "the fast requests' latency.")  # fmt: skip
-
-
-def jain(values: list[int]) -> float:
-    squares = sum(v * v for v in values)
-    return sum(values) ** 2 / (len(values) * squares) if squares else math.nan
 
 
 @check("accept-balance")
