@@ -166,7 +166,7 @@ class BaseServer:
         self.port: int = self.listener.getsockname()[1]
         # Made before any worker is forked or started: every one of them writes into the same mapping.
         locks = multiprocessing.Lock if self.uses_processes else threading.Lock if self.uses_threads else None
-        self.connlog = open_log(config.conn_log, config.conn_log_cap, locks, shared=self.uses_processes)
+        self.connlog = open_log(config.conn_log, config.conn_log_cap, locks, self.uses_processes, self.uses_threads)
 
     @property
     def worker_index(self) -> int:

@@ -59,6 +59,7 @@ REJECTED = 2  # closed at once over --max-connections
 SERVER_CLOSED = 4  # the server sent FIN first: it closed with no FIN of the client's come, read or unread
 IPV6 = 8
 CLIENT_FIN = 16  # the client's FIN had come, unread, when the server closed (it stopped, or never read)
+_FIN_SEEN = REJECTED | CLIENT_FIN  # not SERVER_CLOSED though no EOF was read
 
 
 def boot_id() -> bytes:
@@ -72,7 +73,8 @@ def boot_id() -> bytes:
 class ConnLog:
     """The mapped file of connection records: ``write`` one as each connection closes."""
 
-    def __init__(self, path: str, cap: int, lock: AbstractContextManager[Any] | None, shared: bool = False) -> None:
+    def __init__(self, path: str, cap: int, lock: AbstractContextManager[Any] | None, shared: bool = False,
+                 threads: bool = False) -> None:  # fmt: skip
         self.path, self.cap, self.tail = path, cap, max(cap // 10, 1)
         size = HEADER_SIZE + (self.cap + self.tail) * RECORD.size
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -87,8 +89,18 @@ class ConnLog:
         self._lock = lock
         self._packed: dict[str, tuple[bytes, int]] = {}  # a load comes from a few addresses: pack each once
         self._pack = RECORD.pack_into
+        # The worker id: asked of the kernel per record where threads serve (a thread per connection is a new
+        # id each time), else once per process and again in each forked child — not a system call per record.
+        self._per_thread = threads
+        self._process_worker = 0
+        self._new_process()
+        os.register_at_fork(after_in_child=self._new_process)
+
+    def _new_process(self) -> None:
+        self._process_worker = (threading.get_native_id() & 0xFFFFFF) << 8
 
     def _take(self) -> int:
+        """The slot for the next record, or -1: the first `cap` in order, then 1 in STRIDE into the tail."""
         counts = self._counts
         seq = counts[0]
         counts[0] = seq + 1
@@ -104,11 +116,13 @@ class ConnLog:
 
     def write(self, accepted: float, service_start: float, first_read: float, first_written: float, eof: float,
               closed: float, peer: Any, local_port: int, requests: int, flags: int = 0) -> None:  # fmt: skip
-        """One connection, as it closes."""
-        if self._lock is None:
+        """One connection, as it closes.  The hot path of every design with a log: kept to a few dozen
+        bytecodes (benchmarks.server_cost --conn-log-ab measures what it adds per connection)."""
+        lock = self._lock
+        if lock is None:
             slot = self._take()
         else:
-            with self._lock:
+            with lock:
                 slot = self._take()
         if slot < 0:
             return
@@ -117,11 +131,11 @@ class ConnLog:
         if packed is None:
             packed = self._packed[host] = (socket.inet_pton(socket.AF_INET6, host), IPV6) if ":" in host else \
                 (socket.inet_aton(host), 0)  # fmt: skip
-        if not eof and not flags & (REJECTED | CLIENT_FIN):
+        if not eof and not flags & _FIN_SEEN:
             flags |= SERVER_CLOSED
+        worker = (threading.get_native_id() & 0xFFFFFF) << 8 if self._per_thread else self._process_worker
         self._pack(self._map, HEADER_SIZE + slot * 80, accepted, service_start, first_read, first_written, eof, closed,
-                   peer[1], local_port, requests, (threading.get_native_id() & 0xFFFFFF) << 8 | flags | packed[1],
-                   packed[0])  # fmt: skip
+                   peer[1], local_port, requests, worker | flags | packed[1], packed[0])  # fmt: skip
 
     def finish(self) -> None:
         if not self._shared:
@@ -136,9 +150,9 @@ def client_fin(sock: Any) -> int:
     return CLIENT_FIN if peer_closed_first(sock) else 0
 
 
-def open_log(path: str, cap: int, lock_factory: Any, shared: bool = False) -> ConnLog | None:
+def open_log(path: str, cap: int, lock_factory: Any, shared: bool = False, threads: bool = False) -> ConnLog | None:
     """The log a server was asked for (None without a path or with a cap of 0); `shared`: written by
-    several processes."""
+    several processes; `threads`: by several threads of one process."""
     if not path or cap <= 0:
         return None
-    return ConnLog(path, cap, lock_factory() if lock_factory else None, shared)
+    return ConnLog(path, cap, lock_factory() if lock_factory else None, shared, threads)

@@ -345,6 +345,7 @@ def test_every_design_records_each_connection_in_its_log(variant: str, tmp_path:
                 assert call(sock, Op.ECHO, 0, b"a") == (Status.OK, b"a")
                 assert call(sock, Op.SLEEP, 5, b"b") == (Status.OK, b"b")
             time.sleep(0.05)  # the server sees the FIN before the next one (one at a time)
+        children = {c.pid for c in psutil.Process(server.pid).children(recursive=True)}
     log, why = read_server_log(path)
     assert log is not None, why
     records = log.records.sort_values("accepted")
@@ -354,3 +355,12 @@ def test_every_design_records_each_connection_in_its_log(variant: str, tmp_path:
     assert (order[:, 1:] >= order[:, :-1]).all(), order  # accept ≤ service start ≤ read ≤ written ≤ FIN ≤ close
     assert (records["flags"] & 4 == 0).all()  # the client closed first: no SERVER_CLOSED
     assert log.recorded == 3 and log.unrecorded == 0 and log.complete
+    # Each record names the worker that served it: the one process, a thread of it, or a child — never
+    # the parent's id carried into a forked child.
+    workers = set(records["worker"])
+    if server.traits["uses_processes"]:
+        assert server.pid not in workers and (not children or workers <= children), (workers, children)
+    elif server.traits["uses_threads"]:
+        assert server.pid not in workers, workers
+    else:
+        assert workers == {server.pid}, workers
