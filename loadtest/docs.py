@@ -64,7 +64,7 @@ def parser_table(parser: argparse.ArgumentParser) -> str:
         if not action.option_strings or isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
             continue
         default = "" if action.default in (None, False) or isinstance(action.default, list) else action.default
-        meaning = re.sub(r"\s*\(default [^)]*\)", "", action.help or "")
+        meaning = re.sub(r"\s*\(default [^)]*\)", "", (action.help or "").replace("%%", "%"))
         if action.choices and len(action.choices) <= 12 and "one of" not in meaning:
             meaning += f"; one of {', '.join(f'`{c}`' for c in action.choices)}"
         rows.append(f"| `{', '.join(action.option_strings)}` | {_default(default)} | {_cell(meaning)} |")

@@ -48,7 +48,8 @@ def add_locust_arguments(parser: Any) -> None:
     """
     for o in OPTIONS:
         if o.type is bool:  # a switch: on when given (a checkbox in the web UI)
-            parser.add_argument(o.flag, action="store_true", default=False, help=o.help, include_in_web_ui=o.web_ui)
+            parser.add_argument(o.flag, action="store_true", default=False, help=o.parser_help,
+                                include_in_web_ui=o.web_ui)  # fmt: skip
             continue
         default = f" (default {o.default})" if o.default not in ("", None) else ""
         parser.add_argument(
@@ -56,7 +57,7 @@ def add_locust_arguments(parser: Any) -> None:
             type=o.type,
             default=o.default,
             choices=list(o.choices) if o.choices else None,
-            help=o.help + default,
+            help=o.parser_help + default,
             include_in_web_ui=o.web_ui,
         )
     for old_name, new_name in DEPRECATED.items():
@@ -220,14 +221,14 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     for o in overridable():
         if o.type is bool:
             parser.add_argument(o.flag, action="store_const", const=True, default=None,
-                                help=f"{o.help}; for every scenario")  # fmt: skip
+                                help=f"{o.parser_help}; for every scenario")  # fmt: skip
             continue
         parser.add_argument(
             o.flag,
             type=o.checked_type(),
             default=None,
             choices=list(o.choices) if o.choices else None,
-            help=f"{o.help}; overrides every scenario's value",
+            help=f"{o.parser_help}; overrides every scenario's value",
         )
     for old_name, new_name in DEPRECATED.items():  # apply_deprecated() moves their values
         parser.add_argument(f"--{old_name}", type=BY_NAME[new_name].checked_type(), default=None,

@@ -51,6 +51,11 @@ class Option:
     def flag(self) -> str:
         return f"--{self.name}"
 
+    @property
+    def parser_help(self) -> str:
+        """The help as argparse wants it: argparse %-formats help, so a literal "%" is written "%%"."""
+        return self.help.replace("%", "%%")
+
     def problem(self, value: Any) -> str | None:
         """Why `value` is not allowed, in words; None if it is."""
         if self.minimum is None or value is None:
@@ -155,7 +160,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("arm", str, "", "an experiment's arm (socklab lab), recorded in run.json", web_ui=False),
     Option("conn-log-cap", int, CONN_LOG_CAP, "connections the started server records in full (accepted, service "
            "start, first request and reply, FIN, close) before a 1-in-100 sample, for the per-connection timeline; "
-           "0 = no server log", minimum=0, server_flag="--conn-log-cap"),
+           "0 = no server log. It adds 1–5 µs of server CPU a connection (×1.14 at most, on the cheapest designs' "
+           "connect-per-request: docs/performance.md); 0 for CPU figures without it", minimum=0,
+           server_flag="--conn-log-cap"),
     Option("server-cmd", str, "", "start this command as the server instead of a variant: '[NAME=]COMMAND … {port} …' "
            "— socklab picks a free port, waits until it accepts, monitors and stops it like a variant",
            restarts_server=True),

@@ -18,3 +18,28 @@ def test_the_tables_hold_the_declared_defaults() -> None:
     assert f"| `--max-connections` | `{DEFAULT_MAX_CONNECTIONS}` |" in text  # the server's, and socklab's
     for option in OPTIONS:
         assert f"| `{option.flag}` |" in text, option.flag
+
+
+def test_every_parser_prints_its_help() -> None:
+    # argparse %-formats help: a declared help with a literal "%" must reach it escaped, or --help crashes.
+    import argparse
+
+    from loadtest.cli import build_parser
+    from loadtest.options import add_locust_arguments
+    from loadtest.settings import Option
+    from servers.cli import build_parser as server_parser
+
+    socklab = build_parser()
+    commands = next(a for a in socklab._actions if isinstance(a, argparse._SubParsersAction)).choices
+    locust = argparse.ArgumentParser()
+
+    class LocustParser:  # Locust's parser takes include_in_web_ui; argparse's does not
+        def add_argument(self, *args: object, include_in_web_ui: bool = True, **kwargs: object) -> object:
+            return locust.add_argument(*args, **kwargs)  # type: ignore[arg-type]
+
+    add_locust_arguments(LocustParser())  # type: ignore[arg-type]
+    for parser in (socklab, *commands.values(), server_parser(), locust):
+        assert "--" in parser.format_help(), parser.prog
+    sample = argparse.ArgumentParser()
+    sample.add_argument("--share", help=Option("share", int, 50, "50 % of it").parser_help)
+    assert "50 % of it" in sample.format_help()  # as written, not a crash
