@@ -51,8 +51,12 @@ def test_tcp_syn_retrans_is_the_clients_syns_plus_the_servers_syn_acks(tmp_path:
     if not cookies:
         assert got["counter_delta"] == got["retransmitted_by_counter"], got
     # The summary's server share is the counter less the clients': the capture's repeated SYN-ACKs up to
-    # the monitor's last sample (a SYN-ACK re-sent while that sample ran may fall on either side).
-    assert abs(int(row["server_synack_retrans"]) - got["synack_retransmitted_by_last_sample"]) <= 1, (row, got)
+    # the monitor's last sample (a SYN-ACK re-sent while that sample ran may fall on either side) — less the
+    # same cookie repeats the counter check just found: the capture sees them, the counter does not (every
+    # run here sends ~28 cookies; 0–2 of them repeated: CI read a server share of 15 against 17 seen).
+    cookie_repeats = got["retransmitted_by_counter"] - got["counter_delta"]  # up to the counter's read
+    server, seen = int(row["server_synack_retrans"]), got["synack_retransmitted_by_last_sample"]
+    assert seen - cookie_repeats - 1 <= server <= seen + 1, (server, seen, cookie_repeats, got)
     assert int(row["tcp_syn_retrans"]) == int(row["client_syn_retrans"]) + int(row["server_synack_retrans"])
 
 
