@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,14 @@ MARKER = re.compile(r"(<!-- generated: ([a-z0-9-]+) -->\n)(.*?)(<!-- end generat
 
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    """A Markdown table: the header, its rule, a line per row (cells already escaped where they need it)."""
+    head = list(head)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _default(value: object) -> str:
@@ -46,20 +54,20 @@ def locust_options() -> str:
     """Every socklab option of ``locust -f loadtest/locustfile.py`` (and of the web UI)."""
     from loadtest.options import OPTIONS
 
-    rows = ["| option | default | meaning |", "|---|---|---|"]
+    rows = []
     for o in OPTIONS:
         meaning = o.help + (f" (the server's `{o.server_flag}`)" if o.server_flag else "")
         if o.choices:
             meaning += f"; one of {', '.join(f'`{c}`' for c in o.choices)}"
         if not o.web_ui:
             meaning += " (not in the web UI)"
-        rows.append(f"| `{o.flag}` | {_default(o.default)} | {_cell(meaning)} |")
-    return "\n".join(rows) + "\n"
+        rows.append((f"`{o.flag}`", _default(o.default), _cell(meaning)))
+    return _table(("option", "default", "meaning"), rows)
 
 
 def parser_table(parser: argparse.ArgumentParser) -> str:
     """A command's options, from its own argparse parser."""
-    rows = ["| option | default | meaning |", "|---|---|---|"]
+    rows = []
     for action in parser._actions:  # argparse keeps no public list of them
         if not action.option_strings or isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
             continue
@@ -67,8 +75,8 @@ def parser_table(parser: argparse.ArgumentParser) -> str:
         meaning = re.sub(r"\s*\(default [^)]*\)", "", (action.help or "").replace("%%", "%"))
         if action.choices and len(action.choices) <= 12 and "one of" not in meaning:
             meaning += f"; one of {', '.join(f'`{c}`' for c in action.choices)}"
-        rows.append(f"| `{', '.join(action.option_strings)}` | {_default(default)} | {_cell(meaning)} |")
-    return "\n".join(rows) + "\n"
+        rows.append((f"`{', '.join(action.option_strings)}`", _default(default), _cell(meaning)))
+    return _table(("option", "default", "meaning"), rows)
 
 
 def server_options() -> str:
@@ -96,14 +104,10 @@ def column_table(which: str, with_source: bool) -> Callable[[], str]:
     def table() -> str:
         from loadtest import columns
 
-        declared = getattr(columns, which)
-        head = "| column | unit | meaning | source |\n|---|---|---|---|" if with_source else \
-            "| column | unit | meaning |\n|---|---|---|"
-        rows = [head]
-        for c in declared:
-            cells = [f"`{c.name}`", c.unit, c.meaning] + ([c.source] if with_source else [])
-            rows.append("| " + " | ".join(_cell(x) for x in cells) + " |")
-        return "\n".join(rows) + "\n"
+        head = ("column", "unit", "meaning", "source")[: 4 if with_source else 3]
+        rows = ([_cell(x) for x in (f"`{c.name}`", c.unit, c.meaning, c.source)[: len(head)]]
+                for c in getattr(columns, which))  # fmt: skip
+        return _table(head, rows)
 
     return table
 
@@ -112,54 +116,52 @@ def designs() -> str:
     """The registry: each design's two parts and the traits they give it."""
     from servers import VARIANTS, variant_class
 
-    rows = ["| design | process model | connection loop | traits | Stevens | what it is |", "|---|---|---|---|---|---|"]
+    rows = []
     for name, design in VARIANTS.items():
         cls = variant_class(name)
         traits = ", ".join(t for t, on in cls.traits().items() if on and t != "one_accept_queue")
         if not cls.one_accept_queue:
             traits += ", one accept queue per worker"
-        rows.append(f"| `{name}` | {cls.model} | {cls.loop} | {traits.strip(', ') or '—'} | {cls.stevens or ''} "
-                    f"| {_cell(design.description)} |")  # fmt: skip
-    return "\n".join(rows) + "\n"
+        rows.append((f"`{name}`", cls.model, cls.loop, traits.strip(", ") or "—", cls.stevens or "",
+                     _cell(design.description)))  # fmt: skip
+    return _table(("design", "process model", "connection loop", "traits", "Stevens", "what it is"), rows)
 
 
 def scenarios() -> str:
     """The scenarios of socklab compare."""
     from loadtest.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 
-    rows = ["| scenario | user class, presets | loads | question | what you should see |", "|---|---|---|---|---|"]
+    rows = []
     for s in SCENARIOS.values():
         presets = ", ".join(f"`--{k} {v}`" for k, v in s.options.items())
         loads = f"{s.connections:,} connections" if s.connections else " and ".join(f"{u} users" for u in s.users)
         extra = [x for x in (" (--full)" if s.name in DEFAULT_SCENARIOS else "",
                              f"; sweep from {s.sweep_start:g} req/s" if s.sweep_start else "",
                              "; checked" if s.check else "") if x]  # fmt: skip
-        rows.append(f"| `{s.name}`{''.join(extra)} | {s.user_class}, {presets} | {loads} | {_cell(s.question)} "
-                    f"| {_cell(s.expect)} |")  # fmt: skip
-    return "\n".join(rows) + "\n"
+        rows.append((f"`{s.name}`{''.join(extra)}", f"{s.user_class}, {presets}", loads, _cell(s.question),
+                     _cell(s.expect)))  # fmt: skip
+    return _table(("scenario", "user class, presets", "loads", "question", "what you should see"), rows)
 
 
 def lessons() -> str:
     """socklab compare's default: the quick lessons."""
     from loadtest.scenarios import QUICK
 
-    rows = ["| scenario | designs | users | what it shows |", "|---|---|---|---|"]
-    for lesson in QUICK:
-        rows.append(f"| `{lesson.scenario}` | {', '.join(lesson.designs)} | {', '.join(map(str, lesson.users))} "
-                    f"| {_cell(lesson.shows)} |")  # fmt: skip
-    return "\n".join(rows) + "\n"
+    rows = ((f"`{lesson.scenario}`", ", ".join(lesson.designs), ", ".join(map(str, lesson.users)), _cell(lesson.shows))
+            for lesson in QUICK)  # fmt: skip
+    return _table(("scenario", "designs", "users", "what it shows"), rows)
 
 
 def experiments() -> str:
     """socklab lab's experiments: question, claim, source, arms."""
     from loadtest.experiments import EXPERIMENTS
 
-    rows = ["| experiment | question | claim | source | arms (design, users) |", "|---|---|---|---|---|"]
+    rows = []
     for e in EXPERIMENTS.values():
         arms = "; ".join(f"{a.label} ({a.design}, {a.users})" if a.label != a.design else f"{a.label} ({a.users})"
                          for a in e.arms)  # fmt: skip
-        rows.append(f"| `{e.name}` | {_cell(e.question)} | {_cell(e.expect)} | {_cell(e.source)} | {_cell(arms)} |")
-    return "\n".join(rows) + "\n"
+        rows.append((f"`{e.name}`", _cell(e.question), _cell(e.expect), _cell(e.source), _cell(arms)))
+    return _table(("experiment", "question", "claim", "source", "arms (design, users)"), rows)
 
 
 TABLES: dict[str, Callable[[], str]] = {
