@@ -26,7 +26,7 @@ def cell(variant: str, users: int, rps: float, traits: dict[str, bool] | None = 
                            "machine_cpu_percent": 50.0, "pipeline": 1, "failures": 0, "listen_overflows": 0,
                            "backlog": 128, **figures}  # fmt: skip
     info = {"server": {"traits": traits or EVENT_LOOP}, "server_stopped": {"requests": 1}, "cpus": 2}
-    run = RunData(Path("."), info, pd.DataFrame(), {}, None, None, unfinished=unfinished or {})
+    run = RunData(Path("."), info, pd.DataFrame(), {}, None, unfinished=unfinished or {})
     return Cell(row, run)
 
 

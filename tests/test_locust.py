@@ -94,7 +94,8 @@ def test_each_user_class_against_each_variant(tmp_path: Path, variant: str) -> N
 
 
 def test_sleep_20ms_in_microseconds(tmp_path: Path) -> None:
-    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "20", users=5, seconds=3)
+    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "20",
+                     "--json-file", str(tmp_path / "mine"), users=5, seconds=3)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     row = run.latency()[("SLEEP", "persistent")]
     p50_ms = int(row["p50_us"]) / 1000
@@ -105,6 +106,14 @@ def test_sleep_20ms_in_microseconds(tmp_path: Path) -> None:
     # Locust's own CSV has whole milliseconds only.
     locust_p50 = run.locust_stats()[("SLEEP", "persistent")]["50%"]
     assert float(locust_p50) == int(float(locust_p50))
+    # Locust's JSON goes where the user named it and into the run folder, whose per-second counts the
+    # report's throughput chart reads: 5 users a request each 20 ms make ~250 a whole second.
+    assert (tmp_path / "mine.json").read_text() == (run.report_dir / "locust_stats.json").read_text()
+    from loadtest.report.charts import throughput_series
+    from loadtest.report.load import load_run
+
+    series = throughput_series(load_run(run.report_dir))
+    assert len(series) >= 2 and series["rps"].between(200, 260).all(), series
 
 
 def test_no_server_listening_is_refused_and_exit_1(tmp_path: Path) -> None:

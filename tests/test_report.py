@@ -172,25 +172,23 @@ def test_socklab_report_command(run_dir: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not a run folder" in bad.stderr
 
 
-def test_throughput_never_crosses_the_warmup_reset(run_dir: Path) -> None:
-    # Locust's cumulative count starts over when the warm-up ends; a rate diffed across that reset
-    # plunged below zero (-800 req/s in conn-storm/blocking/50u).  Make the fixture's history go
-    # through such a reset: a warm-up second with a larger count, then the window's counts from zero.
+def test_throughput_is_per_second_inside_the_window(run_dir: Path) -> None:
+    # Known counts per second: a warm-up second before the window (Locust's counts are reset when the
+    # warm-up ends, so such a second is the warm-up's), a second with nothing done (a stall is a 0, not a
+    # gap), and partial seconds at both edges (divided by the part the window covers; under half left out).
+    # A 2 s compare cell once had no point at all: Locust's history CSV held a single row in its window.
     from loadtest.report.charts import throughput_series
     from loadtest.report.load import load_run
 
     info = json.loads((run_dir / "run.json").read_text())
-    rows = read_rows(run_dir / "locust_stats_history.csv")
-    warm = [dict(r, Timestamp=str(int(r["Timestamp"]) - 2)) for r in rows]
-    for r in warm:
-        r["Total Request Count"] = str(int(r["Total Request Count"]) + 3000)  # before the reset: counts above
-    with (run_dir / "locust_stats_history.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(warm + rows)
-    info["window"]["start"] -= 0.2
+    info["window"].update(start=1000.25, stop=1004.4, seconds=4.15)
     (run_dir / "run.json").write_text(json.dumps(info))
+    counts = {"999": 9000, "1000": 600, "1001": 800, "1003": 900, "1004": 700}  # 1002: nothing done
+    (run_dir / "locust_stats.json").write_text(json.dumps([
+        {"name": "connect-per-request", "method": "ECHO", "num_reqs_per_sec": counts},
+        {"name": "connect", "method": "CONNECT", "num_reqs_per_sec": {"1001": 5}},
+    ]))  # fmt: skip
     series = throughput_series(load_run(run_dir))
-    assert len(series) and (series["rps"] >= 0).all(), series
-    echo = series[series["series"].str.startswith("ECHO")]
-    assert echo["t"].min() >= -1  # nothing from the warm-up
+    assert list(series["series"].unique()) == ["ECHO connect-per-request"]  # ops only, not the connects
+    assert series["t"].tolist() == [0.375, 1.25, 2.25, 3.25]  # 1004 is covered 0.4 s: left out
+    assert series["rps"].tolist() == [600 / 0.75, 800, 0, 900]

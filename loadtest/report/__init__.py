@@ -4,7 +4,7 @@ Input is only the files a run leaves in its folder (plain data, one-way flow):
 ``run.json`` (what ran, the measured window, Locust's totals and failures),
 ``socklab_latency.csv`` and ``socklab_latency_hist.json`` (µs histograms),
 ``monitor.csv`` (server cost, sockets by state, kernel counters) and Locust's
-``locust_stats_history.csv`` (request counts per second).  So ``socklab
+``locust_stats.json`` (requests done per second).  So ``socklab
 report RUN_DIR`` rebuilds the same products from the files alone.
 
 - :mod:`~loadtest.report.load` — a run folder as a :class:`RunData`;

@@ -43,36 +43,33 @@ def _elapsed(run: RunData, timestamps: pd.Series) -> pd.Series:
 
 
 def throughput_series(run: RunData) -> pd.DataFrame:
-    """Completed requests per second per op, from Locust's cumulative counts, inside the measured window.
+    """Completed requests per second per op, inside the measured window, from Locust's per-second counts.
 
-    Rows: ``t`` (seconds into the window), ``series`` (op and name), ``rps``.  Locust's count starts
-    over when the warm-up ends (its statistics are reset), so only history rows inside the window are
-    used, and a count that falls (a reset) starts a new segment instead of giving a negative rate.
+    Rows: ``t`` (seconds into the window, the middle of the part of that second inside it), ``series``
+    (op and name), ``rps``.  Every second the window covers by at least half is a point — one where
+    nothing finished is 0, not missing — and a second the window covers only partly is divided by the
+    part it covers.  (Locust's history CSV cannot serve: its rows are stamped in whole seconds, one a
+    second, so a 2 s window may hold a single row and no rate.)
     """
-    hist = run.history
+    counts = run.per_second
     empty = pd.DataFrame(columns=["t", "series", "rps"])
-    if hist is None or hist.empty or "Total Request Count" not in hist:
+    if counts.empty:
         return empty
-    window = run.info.get("window") or {}
-    start, stop = window.get("start"), window.get("stop")
-    per_op = hist[hist["Type"].isin(OPS)]
+    per_op = counts[counts["type"].isin(OPS)]
     if per_op.empty:
-        per_op = hist[hist["Name"] == "Aggregated"]
-    if start is not None:
-        # History timestamps are whole seconds, written in [T, T + 1): the row of the start's own second
-        # may have been written before the warm-up's reset, so the first row counted is the next one.
-        per_op = per_op[per_op["Timestamp"] >= math.ceil(start)]
-    if stop is not None:
-        per_op = per_op[per_op["Timestamp"] <= stop + 1]
-    frames = []
-    for (kind, name), g in per_op.groupby(["Type", "Name"]):
-        g = g.drop_duplicates("Timestamp", keep="last").sort_values("Timestamp")
-        counts, times = g["Total Request Count"].astype(float), g["Timestamp"].astype(float)
-        done, spent = counts.diff(), times.diff()
-        rate = (done / spent).where(done >= 0)  # a fall is a reset: no rate across it
-        frames.append(pd.DataFrame({"t": times - (start or float(times.min())), "series": f"{kind} {name}".strip(),
-                                    "rps": rate}).dropna())  # fmt: skip
-    return pd.concat(frames, ignore_index=True) if frames else empty
+        per_op = counts
+    window = run.info.get("window") or {}
+    start = float(window.get("start") or per_op["second"].min())
+    stop = float(window.get("stop") or per_op["second"].max() + 1)
+    rows = []
+    for (kind, name), g in per_op.groupby(["type", "name"]):
+        done = g.groupby("second")["count"].sum()
+        for second in range(math.floor(start), math.ceil(stop)):
+            low, high = max(float(second), start), min(second + 1.0, stop)
+            if high - low >= 0.5:
+                rows.append((round((low + high) / 2 - start, 3), f"{kind} {name}".strip(),
+                             done.get(second, 0) / (high - low)))  # fmt: skip
+    return pd.DataFrame(rows, columns=["t", "series", "rps"]) if rows else empty
 
 
 def throughput_chart(run: RunData) -> go.Figure | None:

@@ -13,6 +13,8 @@ from hdrh.histogram import HdrHistogram
 from loadtest.latency import HIGHEST_US, RecordedLatency, new_histogram, read_recorded
 from loadtest.report import timeline
 
+PER_SECOND = ["type", "name", "second", "count"]  # requests done in each whole second, per Locust entry
+
 
 @dataclass
 class RunData:
@@ -21,7 +23,7 @@ class RunData:
     latency: pd.DataFrame  # socklab_latency.csv; `measure` is latency (from the intended start) or service
     histograms: dict[tuple[str, str], HdrHistogram]
     monitor: pd.DataFrame | None
-    history: pd.DataFrame | None
+    per_second: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PER_SECOND))  # Locust's counts
     service: dict[tuple[str, str], HdrHistogram] = field(default_factory=dict)  # open loop only
     unfinished: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ages (µs) at the window's close
     users: pd.DataFrame | None = None  # socklab_users.csv: one row per user
@@ -49,12 +51,11 @@ def load_run(run_dir: Path) -> RunData:
     monitor = pd.read_csv(monitor_path) if monitor_path.exists() else None
     if monitor is not None and monitor.empty:
         monitor = None
-    history_path = run_dir / "locust_stats_history.csv"
-    history = pd.read_csv(history_path) if history_path.exists() else None
+    per_second = read_per_second(run_dir / "locust_stats.json")
     users_path = run_dir / "socklab_users.csv"
     users = pd.read_csv(users_path) if users_path.exists() else None
     connections, note = timeline.join_run(run_dir, info)
-    return RunData(run_dir, info, latency, recorded.latency, monitor, history, recorded.service,
+    return RunData(run_dir, info, latency, recorded.latency, monitor, per_second, recorded.service,
                    recorded.unfinished, users, connections, note)  # fmt: skip
 
 
@@ -128,3 +129,14 @@ def traits_of(run: RunData) -> dict[str, bool]:
 
     variant = run.info.get("variant", "")
     return variant_class(variant).traits() if variant in VARIANTS else {}
+
+
+def read_per_second(path: Path) -> pd.DataFrame:
+    """Requests done in each whole second, per entry, from Locust's final statistics (``num_reqs_per_sec``:
+    counted in the second Locust was told of them, which socklab does in bulk every ~100 ms)."""
+    rows = []
+    if path.exists():
+        for entry in json.loads(path.read_text()):
+            for second, count in (entry.get("num_reqs_per_sec") or {}).items():
+                rows.append((entry.get("method") or "", entry.get("name") or "", int(second), int(count)))
+    return pd.DataFrame(rows, columns=PER_SECOND)
