@@ -76,9 +76,13 @@ class LatencyRecorder:
     Every ``flush`` (about every 100 ms, and before every report) hands what is new to ``sink`` —
     Locust's statistics, in bulk instead of one ``request`` event per request — and folds it into
     the counts ``drain`` ships to the master.  Failures are counted apart, never in the latencies.
+    The sink is given the middle of the time since the last flush as the requests' time: Locust counts
+    them in that whole second (its per-second counts, the report's throughput), and as flushes fall on
+    tenths of a second, a flush's requests finished in that second but for the loop's wake-up lag.
+    Stamped with the flush's own time instead, up to 100 ms of a second's requests went to the next.
     """
 
-    __slots__ = ("counts", "failures", "service", "sink", "tallies")
+    __slots__ = ("counts", "failures", "flushed_at", "service", "sink", "tallies")
 
     def __init__(self, sink: Sink | None = None) -> None:
         self.tallies: dict[tuple[str, str], Tally] = {}
@@ -86,6 +90,7 @@ class LatencyRecorder:
         self.service: dict[str, dict[str, dict[int, int]]] = {}
         self.failures: dict[str, dict[str, int]] = {}
         self.sink = sink
+        self.flushed_at: float | None = None  # wall time of the last flush
 
     def tally(self, request_type: str, name: str) -> Tally:
         key = (request_type, name)
@@ -114,13 +119,15 @@ class LatencyRecorder:
     def flush(self) -> None:
         """What is new since the last flush: into the sink (Locust's statistics) and the counts to ship."""
         now = time.time()
+        at = now if self.flushed_at is None else (self.flushed_at + now) / 2
+        self.flushed_at = now
         for (request_type, name), tally in self.tallies.items():
             fresh = tally.counts
             if not fresh:
                 continue
             tally.counts, length, tally.bytes = {}, tally.bytes, 0
             if self.sink is not None:
-                self.sink(request_type, name, fresh, length, now)
+                self.sink(request_type, name, fresh, length, at)
             bucket = self.counts.setdefault(request_type, {}).setdefault(name, {})
             if not bucket:
                 bucket.update(fresh)

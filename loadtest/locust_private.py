@@ -57,8 +57,8 @@ def stats_sink(environment: Any) -> Callable[[str, str, dict[int, int], int, flo
     """Finished requests into Locust's statistics in bulk, as its own ``request`` listener would log them
     one by one (``runner.on_request`` → ``RequestStats.log_request``): the count, the response times
     in Locust's buckets (its module-level ``bucket_response_time``, replaceable as Locust documents),
-    their total, min and max, the per-second count, the content length — on the entry and on the total.
-    Failures do not come here: they take Locust's own path, one event each."""
+    their total, min and max, the per-second count (in the second ``now`` names), the content length —
+    on the entry and on the total.  Failures do not come here: they take Locust's own path, one event each."""
     from locust import stats as locust_stats
 
     from loadtest.kinds import NOT_LOCUST_EVENTS

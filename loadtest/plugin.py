@@ -193,9 +193,11 @@ class Socklab(LoadState):
 
     def flush_loop(self) -> None:
         """Every FLUSH_S: this process's finished requests into Locust's statistics (its table, charts and
-        CSVs stay as fresh as Locust's own, which writes its CSVs every second)."""
+        CSVs stay as fresh as Locust's own, which writes its CSVs every second), on the tenths of a second
+        of the wall clock, so that no flush spans a second's boundary (its requests' second, see
+        LatencyRecorder)."""
         while True:
-            gevent.sleep(FLUSH_S)
+            gevent.sleep(FLUSH_S - time.time() % FLUSH_S)
             self.recorder.flush()
 
     def select_user_class(self) -> None:
