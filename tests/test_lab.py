@@ -20,7 +20,7 @@ STATES = ("holds here: ", "does not hold here: ", "differs: ", "not available he
 # The claims that hold on this kernel (6.x, 2 cores) at the quick lengths, experiment by experiment.
 HOLD = {
     "backlog": ("B + 1 complete handshakes wait", "held in SYN_SENT", "re-send their SYN on the kernel's schedule"),
-    "abort-on-overflow": ("refuses (RST) instead of dropping",),
+    "abort-on-overflow": ("refuses (RST) instead of dropping", "so clients fail fast instead of waiting"),
     "syn-cookies": ("with 0 those SYNs are dropped and retried",),
     "time-wait": ("the side that closes first holds TIME_WAIT", "SO_LINGER 0 closes with a RST",
                   "the ephemeral ports run out", "tcp_tw_reuse=1 lets a new connection"),
