@@ -22,6 +22,7 @@ from loadtest.scenarios import Arm, Scenario
 HELD_MS = 10_000  # SLEEP that holds a one-at-a-time server for the whole window: nothing more is accepted
 BURST = 6  # clients beyond what the accept queue holds: they wait on the SYN retry schedule
 MID_WINDOW = "mid-window"  # an option's value the lab sets to the middle of the cell's measured window (s)
+ABORT, COOKIES = "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_syncookies"
 STARTUP_S = 0.6  # from a started server to the first user connecting, about
 
 
@@ -30,26 +31,22 @@ def _held(backlog: int, **options: object) -> dict[str, object]:
     return {"op": "SLEEP", "sleep-ms": HELD_MS, "backlog": backlog, "monitor-interval": 0.25, **options}
 
 
-def _storm(sysctl: str) -> dict[str, object]:
-    """Connect-per-request users at once against blocking at backlog 4: the accept queue fills and drains all
-    the time, so SYNs meet a full half-open queue, and final ACKs a full accept queue."""
-    return {"op": "ECHO", "backlog": 4, "monitor-interval": 0.25, "sysctl": sysctl}
-
-
-def _overflowing_handshakes(abort: int) -> dict[str, object]:
-    """Handshakes admitted together that overflow the accept queue when they complete — made to happen.
+def _overflowing_handshakes(sysctl: str) -> dict[str, object]:
+    """A burst of SYNs beyond the half-open queue, whose handshakes then overflow the accept queue — made to
+    happen, with these sysctls in the arm's namespace.
 
     Idle users (one connection each, no second request in the window) against blocking at backlog 16: the
     first is served, 17 fill the accept queue and the other 32 SYNs are dropped.  The server closes each
     idle connection after 0.4 s and takes the next, so when the 32 re-send their SYNs ~1 s later, all from
-    one timer run, the queue has a slot or two: every one of those SYNs is checked against it before any of
-    their handshakes completes, 16 are admitted (the half-open limit is the backlog too), and when their
-    final ACKs arrive one or two fit and the rest (15 here, every run) meet a full queue — dropped, or
-    answered with RST under tcp_abort_on_overflow=1.  Left to chance (connect-per-request users churning
-    the queue), that happened in some runs and not others.  SYN cookies are off in both arms: a cookie's
-    final ACK at a full queue is dropped silently whatever this sysctl says (cookie_v4_check)."""
+    one timer run, the queue has a slot or two: every one of those SYNs is checked against it before any
+    of their handshakes completes.  16 are admitted (the half-open limit is the backlog too); the rest
+    get SYN cookies, or are dropped with tcp_syncookies=0.  When the final ACKs arrive one or two fit and
+    the rest (15 here, every run) meet a full queue — dropped, or answered with RST under
+    tcp_abort_on_overflow=1; a cookie's is dropped silently whatever that says (cookie_v4_check), so the
+    abort arms turn cookies off.  Left to chance (connect-per-request users churning the queue), which of
+    these happened changed from run to run."""
     return {"backlog": 16, "server-read-timeout": 0.4, "idle-interval": 60, "monitor-interval": 0.25,
-            "sysctl": f"net.ipv4.tcp_abort_on_overflow={abort},net.ipv4.tcp_syncookies=0"}  # fmt: skip
+            "sysctl": sysctl}  # fmt: skip
 
 
 EXPERIMENTS: dict[str, Scenario] = {
@@ -78,7 +75,8 @@ EXPERIMENTS: dict[str, Scenario] = {
             "fast instead of waiting on retries",
             "IdleUser",
             source="ip-sysctl.rst (tcp_abort_on_overflow); Cloudflare, 'SYN packet handling in the wild' (2018)",
-            arms=tuple(Arm(f"abort={v}", "blocking", 50, _overflowing_handshakes(v)) for v in (0, 1)),
+            arms=tuple(Arm(f"abort={v}", "blocking", 50, _overflowing_handshakes(f"{ABORT}={v},{COOKIES}=0"))
+                       for v in (0, 1)),
             quick_seconds=3.0,
             check="loadtest.report.experiments:abort_on_overflow",
         ),
@@ -87,11 +85,12 @@ EXPERIMENTS: dict[str, Scenario] = {
             "What does a SYN burst beyond the half-open queue do?",
             "with tcp_syncookies=1 the overflow gets cookies: connect() succeeds while the server holds nothing; "
             "0 drops those SYNs; 2 sends cookies for every SYN",
-            "ConnectPerRequestUser",
+            "IdleUser",
             source="ip-sysctl.rst (tcp_syncookies); Linux commit 5ad37d5 (2008) on cookies with a full queue",
-            arms=tuple(Arm(f"syncookies={v}", "blocking", 50, _storm(f"net.ipv4.tcp_syncookies={v}"))
+            arms=tuple(Arm(f"syncookies={v}", "blocking", 50, _overflowing_handshakes(f"{COOKIES}={v}"))
                        for v in (0, 1, 2)),
             quick_arms=("syncookies=0", "syncookies=2"),
+            quick_seconds=2.0,  # the SYNs re-sent at ~1 s inside the window
             check="loadtest.report.experiments:syn_cookies",
         ),
         Scenario(

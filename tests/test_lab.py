@@ -21,7 +21,7 @@ STATES = ("holds here: ", "does not hold here: ", "differs: ", "not available he
 HOLD = {
     "backlog": ("B + 1 complete handshakes wait", "held in SYN_SENT", "re-send their SYN on the kernel's schedule"),
     "abort-on-overflow": ("refuses (RST) instead of dropping", "so clients fail fast instead of waiting"),
-    "syn-cookies": ("with 0 those SYNs are dropped and retried",),
+    "syn-cookies": ("with 0 those SYNs are dropped and retried", "with 2 every SYN gets a cookie"),
     "time-wait": ("the side that closes first holds TIME_WAIT", "SO_LINGER 0 closes with a RST",
                   "the ephemeral ports run out", "tcp_tw_reuse=1 lets a new connection"),
     "reuseport-tail": (),  # a tail statistic: measured and judged, not asserted here

@@ -176,20 +176,27 @@ def syn_cookies(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     verdicts = []
     one, zero, two = by.get("syncookies=1"), by.get("syncookies=0"), by.get("syncookies=2")
     if one:
-        verdicts.append(say(HOLDS if one["SyncookiesSent"] > 0 and one["never accepted"] > 6 else DIFFERS,
+        more = zero is None or (one["connect() returned"] > zero["connect() returned"]
+                                and one["never accepted"] > zero["never accepted"])  # fmt: skip
+        beside = (f" against {zero['connect() returned']} and {zero['never accepted']} with 0" if zero else "")
+        verdicts.append(say(HOLDS if one["SyncookiesSent"] > 0 and more else DIFFERS,
                             "with 1 the burst's overflow gets cookies: connect() returns though the server holds "
-                            "nothing", f"{one['SyncookiesSent']:,} cookies; {one['connect() returned']} connect() "
-                            f"returned, {one['never accepted']} of them never accepted"))  # fmt: skip
+                            "nothing", f"{one['SyncookiesSent']:,} cookies; {one['connect() returned']} of "
+                            f"{one['connects']} connect() returned, {one['never accepted']} of them never accepted"
+                            + beside))  # fmt: skip
     if zero:
         verdicts.append(say(HOLDS if zero["SyncookiesSent"] == 0 and zero["clients in SYN_SENT (peak)"] > 0 else
                             DIFFERS, "with 0 those SYNs are dropped and retried",
                             f"{zero['SyncookiesSent']} cookies, {zero['clients in SYN_SENT (peak)']} clients in "
                             "SYN_SENT at peak"))  # fmt: skip
-    if two and one:
-        verdicts.append(say(HOLDS if two["SyncookiesSent"] > one["SyncookiesSent"] else DIFFERS,
-                            "with 2 every SYN gets a cookie", f"{two['SyncookiesSent']:,} cookies against "
-                            f"{one['SyncookiesSent']:,} with 1"))  # fmt: skip
-    return pd.DataFrame(rows), verdicts, "blocking at backlog 4; 50 connect-per-request users at once (ECHO)."
+    if two:
+        returned = two["connect() returned"]  # each had a SYN-ACK: with 2, each of those a cookie
+        verdicts.append(say(HOLDS if two["SyncookiesSent"] >= returned > 0 else DIFFERS,
+                            "with 2 every SYN gets a cookie", f"{two['SyncookiesSent']:,} cookies for {returned:,} "
+                            "connect() that returned" + (f", against {one['SyncookiesSent']:,} cookies with 1"
+                                                         if one else "")))  # fmt: skip
+    return pd.DataFrame(rows), verdicts, ("blocking at backlog 16, 50 idle users at once, each idle connection "
+                                          "closed after 0.4 s")  # fmt: skip
 
 
 @check("time-wait")
