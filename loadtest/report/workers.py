@@ -127,6 +127,10 @@ def head_of_line(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     return pd.DataFrame(rows), verdicts, "2 persistent users, 95 % ECHO and 5 % WORK 10 ms; 2 workers for the pools."
 
 
+def _failures(n: int) -> str:
+    return f"{n:,} failure" + ("" if n == 1 else "s")
+
+
 @check("rolling-restart")
 def rolling_restart(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = [{"arm": label, "failures": row["failures"], "by class": row["failure_classes"] or "none",
@@ -137,10 +141,10 @@ def rolling_restart(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     off, on = by.get("migrate=0"), by.get("migrate=1")
     if off:
         verdicts.append(say(HOLDS if off["failures"] > 0 else DIFFERS, "a worker exiting resets what waits in its "
-                            "queue", f"{off['failures']} failures ({off['by class']})"))
+                            "queue", f"{_failures(off['failures'])} ({off['by class']})"))
     if off and on:
         verdicts.append(say(HOLDS if on["failures"] < off["failures"] else FAILS, "with tcp_migrate_req=1 they move "
-                            "to another listener", f"{on['failures']} failures ({on['by class']}) against "
+                            "to another listener", f"{_failures(on['failures'])} ({on['by class']}) against "
                             f"{off['failures']}; the one being served when it exited may fail either way"))
     return pd.DataFrame(rows), verdicts, ("preforked-reuseport, 4 workers, backlog 16, 60 connect-per-request users "
                                           "(SLEEP 50 ms); worker 1 exits in the middle of the window.")  # fmt: skip
