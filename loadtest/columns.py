@@ -61,7 +61,8 @@ _COUNTERS = {
                       "tcp_syn_retrans", "delta"),
     "TCPTimeouts": ("retransmission timeouts", "", ""),
     "TCPAbortOnData": ("connections reset because data arrived after close", "", ""),
-    "EmbryonicRsts": ("resets of half-open connections", "", ""),
+    "EmbryonicRsts": ("half-open connections ended by a reset: a final ACK refused at a full accept queue under "
+                      "tcp_abort_on_overflow=1, or a RST received in SYN_RECV", "embryonic_rsts", "delta"),
 }  # fmt: skip
 _SNMP = {
     "RetransSegs": "segments retransmitted",
@@ -248,6 +249,8 @@ SUMMARY: tuple[Column, ...] = (
     Column("server_synack_retrans", "segments", "tcp_syn_retrans less the clients' SYNs in the counter's namespace: "
            "SYN-ACKs the server re-sent (isolated counters only; empty when shared)"),
     Column("syncookies_sent", "count", "Δ TcpExt SyncookiesSent"),
+    Column("embryonic_rsts", "count", "Δ TcpExt EmbryonicRsts: half-open connections ended by a reset — under "
+           "tcp_abort_on_overflow=1, the final ACKs refused at a full accept queue"),
     Column("counters_scope", "", "isolated (exact: the run's own namespace) or shared (the host's counters)"),
     Column("peak_accept_queue", "connections", "the highest accept-queue depth seen"),
     Column("peak_deepest_accept_queue", "connections", "the deepest any one listener's accept queue was (one per "

@@ -4,6 +4,7 @@ kernel does; an arm the machine cannot run says so; a sysctl outside a private n
 from __future__ import annotations
 
 import html
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,9 @@ def test_every_experiment_at_its_shortest_gives_the_verdicts_of_this_kernel(tmp_
         for claim in claims:
             assert any(v.startswith("holds here: ") and claim in v for v in verdicts), (name, claim, verdicts)
         assert html.escape(EXPERIMENTS[name].source.split(",")[0]) in page  # the source beside the measurement
+    # The resets the clients saw are the kernel's own count of final ACKs refused at a full queue.
+    found = re.search(r"connects reset with 1: ([\d,]+) \(the kernel's EmbryonicRsts: ([\d,]+)\)", text)
+    assert found and found[1] == found[2], found
 
 
 def test_an_arm_the_machine_cannot_run_is_not_available_here_with_why() -> None:

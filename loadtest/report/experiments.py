@@ -139,7 +139,7 @@ def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
         refused, dropped, waited = overflowed_handshakes(run)
-        rows.append({"arm": label, "connects reset": refused, DROPPED: dropped,
+        rows.append({"arm": label, "connects reset": refused, "EmbryonicRsts": row["embryonic_rsts"], DROPPED: dropped,
                      "their longest wait s": round(waited, 2), "server SYN-ACKs re-sent": row["server_synack_retrans"],
                      "failures": row["failures"], "users served": row["users_served"],
                      "ListenOverflows": row["listen_overflows"]})  # fmt: skip
@@ -149,7 +149,8 @@ def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     if off and on:
         verdicts.append(say(HOLDS if on["connects reset"] > 0 and off["connects reset"] == 0 else DIFFERS,
                             "with tcp_abort_on_overflow=1 a full queue refuses (RST) instead of dropping",
-                            f"connects reset with 1: {on['connects reset']:,}; with 0: {off['connects reset']:,}"))
+                            f"connects reset with 1: {on['connects reset']:,} (the kernel's EmbryonicRsts: "
+                            f"{on['EmbryonicRsts']:,}); with 0: {off['connects reset']:,}"))
         waits, dropped_on, dropped_off = off["their longest wait s"], on[DROPPED], off[DROPPED]
         fast = on["connects reset"] > 0 and dropped_on == 0
         verdicts.append(say(HOLDS if fast and dropped_off and waits >= 1 else DIFFERS,
