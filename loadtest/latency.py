@@ -82,7 +82,7 @@ class LatencyRecorder:
     Stamped with the flush's own time instead, up to 100 ms of a second's requests went to the next.
     """
 
-    __slots__ = ("counts", "failures", "flushed_at", "service", "sink", "tallies")
+    __slots__ = ("closed", "counts", "failures", "flushed_at", "service", "sink", "tallies")
 
     def __init__(self, sink: Sink | None = None) -> None:
         self.tallies: dict[tuple[str, str], Tally] = {}
@@ -91,6 +91,9 @@ class LatencyRecorder:
         self.failures: dict[str, dict[str, int]] = {}
         self.sink = sink
         self.flushed_at: float | None = None  # wall time of the last flush
+        # The window closed: what finishes from now on is dropped at the flush (a request in flight at the
+        # close is counted once, as unfinished with its age then; the hot path stays one dict update).
+        self.closed = False
 
     def tally(self, request_type: str, name: str) -> Tally:
         key = (request_type, name)
@@ -108,11 +111,15 @@ class LatencyRecorder:
 
     def record_service(self, request_type: str, name: str, seconds: float) -> None:
         """Open loop: the actual send → last reply byte, beside the latency from the intended start."""
+        if self.closed:
+            return
         bucket = self.service.setdefault(request_type, {}).setdefault(name, {})
         us = int(seconds * 1e6 + 0.5) or 1
         bucket[us] = bucket.get(us, 0) + 1
 
     def record_failure(self, request_type: str, name: str) -> None:
+        if self.closed:
+            return
         by_name = self.failures.setdefault(request_type, {})
         by_name[name] = by_name.get(name, 0) + 1
 
@@ -126,6 +133,8 @@ class LatencyRecorder:
             if not fresh:
                 continue
             tally.counts, length, tally.bytes = {}, tally.bytes, 0
+            if self.closed:
+                continue
             if self.sink is not None:
                 self.sink(request_type, name, fresh, length, at)
             bucket = self.counts.setdefault(request_type, {}).setdefault(name, {})
@@ -135,8 +144,14 @@ class LatencyRecorder:
             for us, n in fresh.items():
                 bucket[us] = bucket.get(us, 0) + n
 
+    def close(self) -> None:
+        """The window closes: what finished is flushed and counted; nothing that finishes later is."""
+        self.flush()
+        self.closed = True
+
     def reset(self) -> None:
         """Forget everything recorded so far, flushed or not (a window opens: nothing before it counts)."""
+        self.closed = False
         for tally in self.tallies.values():
             tally.counts, tally.bytes = {}, 0
         self.counts, self.failures, self.service = {}, {}, {}

@@ -57,6 +57,11 @@ USERS_KEY = "socklab_users"
 LOAD_PROCESS_KEY = "socklab_load_process"
 CONNECTIONS_KEY = "socklab_connections"
 WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
+CLOSE_MESSAGE = "socklab_window_close"  # master → workers: the window is over, count nothing more
+# The window closes on socklab's own timer this long before Locust's --run-time stop, so it ends on load that
+# ran undisturbed: Locust's stop() first calls inspect.stack(), which stalled every user 27–55 ms (CI) just
+# before the users' in-flight requests were aged — that stall was the printed p99.
+CLOSE_AHEAD_S = 0.1
 FLUSH_S = 0.1  # how often finished requests reach Locust's statistics
 
 
@@ -153,9 +158,11 @@ class Socklab(LoadState):
                                (env.events.worker_report, self.worker_report), (env.events.quit, self.quit)):
             event.add_listener(handler)  # fmt: skip
         self.feed_locust(env.parsed_options)
+        locust_private.warm_stop_path()
         gevent.spawn(self.flush_loop)
         if isinstance(env.runner, WorkerRunner):
             env.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: self.open_own_window())
+            env.runner.register_message(CLOSE_MESSAGE, lambda *_, **__: self.close_own_window())
             return
         options = env.parsed_options
         if options is None:  # a library use of Locust without the command line
@@ -240,6 +247,15 @@ class Socklab(LoadState):
         self.accounts.open_window()
         self.load_process.open()
 
+    def close_window(self) -> None:
+        """The measured window ends here, and in every worker; idempotent."""
+        self.close_own_window()
+        if self.run is not None:
+            self.run.close_window()
+        runner = self.environment.runner
+        if not self.local and not isinstance(runner, WorkerRunner):
+            runner.send_message(CLOSE_MESSAGE)
+
     def test_start(self, environment: Any, **_: Any) -> None:
         # Locust clears its stats when a test starts; so do we, so both count the same requests.
         self.test = TestState()
@@ -258,6 +274,9 @@ class Socklab(LoadState):
         options = environment.parsed_options
         if options is not None and options.warmup > 0:
             gevent.spawn_later(options.warmup, self.end_warmup)
+        if options is not None and options.headless and options.run_time:
+            # Locust's own stop comes at (about) this test's start + --run-time: close first, undisturbed.
+            gevent.spawn_later(max(options.run_time - CLOSE_AHEAD_S, 0.0), self.close_window)
 
     def open_window(self) -> None:
         assert self.run is not None
@@ -289,15 +308,13 @@ class Socklab(LoadState):
                       "server's host that the workers reach", master, environment.host)  # fmt: skip
 
     def stopping(self, **_: Any) -> None:
-        # Before the users are stopped: what is still in flight now is unfinished, with its age.
-        self.recorder.flush()
-        self.accounts.close_window()
-        self.load_process.close()
+        # Before the users are stopped (a no-op when socklab's own timer closed it already): what is still
+        # in flight now is unfinished, with its age.
+        self.close_own_window()
         if self.run is not None:
             self.run.close_window()
 
     def stopped(self, **_: Any) -> None:
-        self.recorder.flush()  # what finished while the users stopped, before a worker's last report
         if self.run is not None:
             self.run.close_window()  # a no-op when test_stopping closed it; here for runs that skip it
 

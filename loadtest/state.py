@@ -33,6 +33,18 @@ class LoadState:
         self.test = TestState()  # this test's own counts (--connections-total, --max-connecting)
         self.connections = ConnectionBook()  # each connection as its client saw it; shipped likewise
 
+    def close_own_window(self) -> None:
+        """This load process stops counting now: what is in flight is unfinished, with its age now."""
+        if self.recorder.closed:
+            return
+        self.recorder.close()
+        self.accounts.close_window()
+        self.load_process.close()
+
+    def close_window(self) -> None:
+        """The measured window ends now (the plugin's object also ends the run's, and every worker's)."""
+        self.close_own_window()
+
     @classmethod
     def of(cls, environment: Any) -> Any:
         """The environment's state (the plugin's object when the plugin made it), made on first use."""

@@ -291,6 +291,7 @@ class ConnectPerRequestUser(SocklabUser):
             # Not from this greenlet: stopping stops every user.  In the web UI the test stops and the
             # UI stays for the next one; headless (or a worker) the process is done.
             end = runner.stop if self.environment.web_ui is not None else runner.quit
+            self.socklab.close_window()  # the count is complete: the window ends now, not after Locust's stop
             gevent.spawn(end)
 
     def _arrivals(self) -> None:
