@@ -69,6 +69,7 @@ class Accounts:
         self.final: dict[str, Any] | None = None  # the snapshot taken when the window closed
         self.late = 0
         self.lag = 0.0
+        self.open_in_flight_s = 0.0  # the requests in flight when the window opened: their ages then, summed
 
     def register(self, process: str) -> Ledger:
         """A new user's ledger; ``process`` names this load process among the run's (see process_tag),
@@ -85,6 +86,9 @@ class Accounts:
     def open_window(self) -> None:
         """Counting starts now: users that are gone are dropped, the rest start from zero."""
         now = self.window_start = time.perf_counter()
+        # A request in flight now finishes in the window and is counted whole; the part of it before the
+        # window is subtracted from the window's request time (loadtest.report.timeline's account).
+        self.open_in_flight_s = sum(age for kind, _, age in self.in_flight(now) if kind in OP_NAMES)
         self.ledgers = [ledger for ledger in self.ledgers if ledger.stopped is None]
         for ledger in self.ledgers:
             ledger.reset(now)
@@ -110,6 +114,7 @@ class Accounts:
             "unfinished": unfinished,
             "late": self.late,
             "lag_s": round(self.lag, 6),
+            "open_in_flight_s": round(self.open_in_flight_s, 6),
             "final": closing,
         }
 
@@ -180,6 +185,7 @@ class AccountsStore:
         self.unfinished: list[tuple[str, str, float]] = []
         self._final_from: set[str] = set()
         self.late: dict[str, tuple[int, float]] = {}
+        self.open_in_flight: dict[str, float] = {}
 
     def add(self, source: str, data: dict[str, Any]) -> None:
         if source in self._final_from:
@@ -187,6 +193,7 @@ class AccountsStore:
         for row in data.get("users", []):
             self.users[row[0]] = row
         self.late[source] = (int(data.get("late", 0)), float(data.get("lag_s", 0.0)))
+        self.open_in_flight[source] = float(data.get("open_in_flight_s", 0.0))
         if data.get("final"):
             self._final_from.add(source)
             self.unfinished.extend(tuple(u) for u in data.get("unfinished", []))  # type: ignore[misc]

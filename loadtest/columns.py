@@ -83,6 +83,10 @@ MONITOR: tuple[Column, ...] = (
            "the two columns above", label="server CPU", live="now"),
     Column("server_rss_bytes", "bytes", "resident memory of the server's process tree", "psutil memory_info().rss",
            label="server RSS", live="now", summary=("peak_rss_bytes", "max")),
+    Column("server_rss_anon_bytes", "bytes", "anonymous resident memory of the server's process tree: heap, stacks "
+           "and private pages, without the file-backed and shared-memory pages RSS also counts (socklab's "
+           "connection log is a file every worker maps shared); empty on a kernel without RssAnon",
+           "/proc/PID/status RssAnon", label="server anonymous RSS"),
     Column("server_threads", "count", "threads of the server's process tree", "psutil num_threads()",
            label="server threads", live="now", summary=("peak_threads", "max")),
     Column("server_fds", "count", "open fds of the server's process tree",
@@ -220,8 +224,11 @@ SUMMARY: tuple[Column, ...] = (
     Column("connections_recorded", "count", "connections the clients recorded that were open at some time in the "
            "window (loadtest.report.timeline joins them to the server's own records)"),
     Column("connections_joined", "count", "of them, joined to the server's record on the 4-tuple"),
-    Column("connections_never_accepted", "count", "of them, handshake done but still in the accept queue (or held "
-           "nowhere after a SYN cookie) when the run ended"),
+    Column("connections_never_accepted", "count", "of them, open when the window closed with connect() returned "
+           "but not accepted by the server by then: in the accept queue, or half-open"),
+    Column("connections_half_open", "count", "of those, half-open: the client believes it is connected but its "
+           "final ACK and request were dropped at the full accept queue (it had to send its data again), so the "
+           "server holds a request socket (SYN_RECV) or, after a SYN cookie, nothing — not in the accept queue"),
     Column("timeline", "", "measured, or why some stages are not (no server log, another machine's clock …)"),
     Column("accept_queue_wait_p50_ms", "ms", "connect() return → the server's accept() return, joined connections "
            "and those still not accepted when the run ended (their wait so far: a lower bound)"),
@@ -230,12 +237,22 @@ SUMMARY: tuple[Column, ...] = (
     Column("pool_queue_wait_p99_ms", "ms", "the same, p99"),
     Column("server_service_p50_ms", "ms", "the first request whole at the server → its reply written, server clock"),
     Column("server_service_p99_ms", "ms", "the same, p99"),
-    *(Column(f"first_request_share_{stage}", "0–1", f"of all joined connections' first-request time (connect start "
-             f"→ last reply byte), the share spent in {label}")
-      for stage, label in (("handshake", "the handshake (SYN retries included)"), ("accept_queue", "the accept "
-                           "queue"), ("pool_queue", "a pool's queue"), ("request_wait", "the request arriving "
-                           "(a worker waiting for the client's bytes)"), ("service", "service"),
-                           ("transfer", "the reply's transfer")) ),
+    Column("window_user_s", "s", "the window's account: every user's time in the measured window (users × "
+           "window), split into the stages below"),
+    *(Column(f"window_share_{stage}", "0–1", f"of every user's time in the window, the share spent {label}; the "
+             "shares add up to 1 (docs/timeline.md)")
+      for stage, label in (("syn_retry_wait", "waiting on SYN retries"), ("handshake", "in the handshake"),
+                           ("half_open", "half-open (connect() returned, the final ACK dropped at a full accept "
+                            "queue) up to the accept"), ("accept_queue", "in the accept queue"),
+                           ("pool_queue", "in a pool's queue"), ("client_late", "with the server waiting on a "
+                            "load generator late to send its first request"), ("request_wait", "with a first "
+                           "request sent but not yet read (in transit, or queued behind other work)"),
+                           ("service", "in the service of a first request"), ("transfer", "carrying a first "
+                            "reply back"), ("server_unknown", "after connect() where the server's side was not "
+                           "measured (no log, another machine)"), ("later_requests", "with a later request in "
+                           "flight (sent → its last reply byte) on a connection that had had its first reply"),
+                           ("load_generator", "in the load generator between requests (no request, no connect in "
+                            "flight)"))),
     Column("lower_bound_columns", "", "the figures above that unfinished work could still raise: lower bounds, "
            "shown ≥"),
     Column("listen_overflows", "packets", "Δ TcpExt ListenOverflows: packets dropped at a full accept queue "
@@ -260,14 +277,18 @@ SUMMARY: tuple[Column, ...] = (
     Column("peak_time_wait", "sockets", "most TIME_WAIT sockets, both sides"),
     Column("peak_syn_sent", "sockets", "most clients in SYN_SENT (no SYN-ACK yet, retrying)"),
     Column("server_cpu_us_per_request", "µs", "Δ(user + system CPU of the server tree) over the window ÷ successful "
-           "ops"),
-    Column("server_user_us_per_request", "µs", "the user part"),
-    Column("server_sys_us_per_request", "µs", "the system part"),
+           "ops, to the digits the CPU clock allows: the kernel counts CPU in 10 ms ticks, so the figure is rounded "
+           "at its uncertainty of one tick (4 ticks over 195 ops: 210, not 205.13), and empty under 2 ticks"),
+    Column("server_user_us_per_request", "µs", "the user part, rounded alike on its own ticks"),
+    Column("server_sys_us_per_request", "µs", "the system part, rounded alike on its own ticks"),
     Column("server_capacity_rps_per_core", "requests/s", "1e6 ÷ server_cpu_us_per_request: what one core of this "
            "server could answer, an estimate that assumes the server CPU-bound and its cost linear in the load — "
-           "the figure to rank by when a cell is client-bound"),
+           "the figure to rank by when a cell is client-bound; rounded alike"),
     Column("peak_rss_bytes", "bytes", "the server tree's highest RSS"),
-    Column("rss_per_connection_bytes", "bytes", "(peak RSS − RSS at the first sample) ÷ peak_established"),
+    Column("rss_per_connection_bytes", "bytes", "(peak anonymous RSS − anonymous RSS at the first sample) ÷ "
+           "peak_established: the heap, stacks and private pages the server grew by per connection held, its "
+           "file-backed and shared pages (socklab's own connection log among them) excluded; from RSS, file pages "
+           "and all, in runs recorded before server_rss_anon_bytes"),
     Column("peak_threads", "count", "the server tree's most threads"),
     Column("peak_fds", "count", "the server tree's most open fds"),
     Column("loadgen_peak_cpu_percent", "% of one core", "the busiest Locust process's CPU, peak over the window"),

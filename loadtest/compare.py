@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -24,7 +25,7 @@ from loadtest import expect
 from loadtest import options as opts
 from loadtest.cells import CELL_OVERHEAD_S, Cell, CellRunner, Outcome, result_line
 from loadtest.report import answer as answers
-from loadtest.report import build_compare
+from loadtest.report import build_compare, checks
 from loadtest.scenarios import QUICK, SCENARIOS
 from servers import VARIANTS
 
@@ -110,10 +111,15 @@ def main(args: Any) -> int:
                           [(c.scenario.name, c.variant, c.users) for c in cells])  # fmt: skip
     for line in failed:
         print(line, file=sys.stderr)
+    contradictions = self_check_failures(finished)
+    for line in contradictions:
+        print(line, file=sys.stderr)
     if runner.interrupted:
         console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells "
                       f"({signal.Signals(runner.interrupted[0]).name})")  # fmt: skip
         return runner.stopped_by
+    if contradictions:
+        return SELF_CHECK_FAILED
     if failed:
         return EXPECTATIONS_FAILED
     troubled = [o.cell.name for o in outcomes if not o.clean]
@@ -124,6 +130,19 @@ def main(args: Any) -> int:
 
 
 EXPECTATIONS_FAILED = 3
+SELF_CHECK_FAILED = 4  # a cell's figures contradict each other or theory (loadtest.report.checks)
+
+
+def self_check_failures(finished: list[Outcome]) -> list[str]:
+    """Each failed self-check of every cell, as written to its checks.csv."""
+    out = []
+    for outcome in finished:
+        path = outcome.cell.folder / checks.CHECKS_FILE
+        if path.exists():
+            frame = pd.read_csv(path)
+            out.extend(f"{outcome.cell.name}: self-check failed: {r.check} ({r.figures})"
+                       for r in frame.itertuples() if r.status == "fail")  # fmt: skip
+    return out
 
 
 def print_answers(console: Console, finished: list[Outcome]) -> None:
@@ -133,22 +152,23 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
         if o.row is not None and o.run is not None:
             groups.setdefault(o.cell.scenario.name, []).append(answers.Cell(o.row, o.run))
     cpus = os.cpu_count()
+    if groups:
+        console.print(f"ranking: {answers.RULE}")
     for name, cells in groups.items():
         a = answers.answer(name, cells, cpus)
         table = Table(title=f"{name}: {a.question}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("#", "design", f"req/s at {a.users}u", "est./core", "p50", "p99", "served", "time went to",
+        for column in ("#", "design", f"req/s at {a.users}u", "est.", "p50", "p99", "served", "time went to",
                        "verdict"):  # fmt: skip
             table.add_column(column, justify="left" if column in ("design", "time went to", "verdict") else "right",
                              overflow="fold")  # fmt: skip
         for s in a.standings:
             stage = max(s.shares, key=s.shares.get) if s.shares else ""  # type: ignore[arg-type]
             went = f"{answers.STAGE_WORDS[stage]} {s.shares[stage]:.0%}" if stage else "not measured"
-            table.add_row(str(s.rank), s.design, f"{s.rps:,.0f}", f"≈ {s.estimate:,.0f}" if s.estimate else "",
+            est = f"≈ {s.estimate:,.0f}" if s.estimate is not None else "not CPU-bound" if s.no_estimate else ""
+            table.add_row(str(s.rank), s.design, f"{s.rps:,.0f}", est,
                           s.p50, s.p99, s.served, went, "; ".join([*s.badges, *([s.waiting] if s.waiting else [])]))
         console.print(table)
-        if any(s.estimate for s in a.standings):
-            console.print("  est./core: a client-bound cell's capacity estimated from server CPU (1e6 ÷ CPU µs per "
-                          "request; one core, CPU-bound, linear) — it ranks that design")  # fmt: skip
+        console.print(f"  {a.ranking}")
         for line in a.headlines:
             console.print(f"  • {line}")
         console.print()

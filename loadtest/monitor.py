@@ -4,11 +4,11 @@
                                [--loadgen-pid PID ...]
 
 Each row holds the server process tree's cost (psutil: CPU, RSS, threads, fds,
-children), the TCP sockets of the server's port by state — server ends and
-client ends counted apart — with the listener's accept-queue depth and backlog
-(inet_diag, see loadtest.sockdiag), kernel TCP counters as deltas since the
-monitor started (/proc/net/netstat and /proc/net/snmp), the load generator's
-CPU, and the sample's own cost.
+children; /proc/PID/status: anonymous RSS), the TCP sockets of the server's
+port by state — server ends and client ends counted apart — with the listener's
+accept-queue depth and backlog (inet_diag, see loadtest.sockdiag), kernel TCP
+counters as deltas since the monitor started (/proc/net/netstat and
+/proc/net/snmp), the load generator's CPU, and the sample's own cost.
 
 Why a process of its own: a psutil scan inside Locust would block every user
 for its duration, and the monitor must live in the server's network namespace
@@ -64,6 +64,19 @@ def count_fds(proc: psutil.Process) -> int:
     return size if size > 0 else proc.num_fds()
 
 
+def rss_anon_bytes(pid: int) -> int | None:
+    """Anonymous resident memory of one process, bytes: /proc/PID/status RssAnon — its heap, stacks and
+    private pages, without the file-backed (RssFile) and shared-memory (RssShmem) pages that RSS also
+    counts, such as socklab's connection log, a file every worker maps shared.  None on a kernel that
+    does not give it (before Linux 4.5); OSError when the process is gone."""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        status = f.read()
+    at = status.find(b"\nRssAnon:")
+    if at < 0:
+        return None
+    return int(status[at + 9 : status.index(b"kB", at)]) * 1024
+
+
 class Monitor:
     def __init__(self, pid: int, port: int, loadgen_pids: list[int]) -> None:
         self.server = psutil.Process(pid)
@@ -111,6 +124,7 @@ class Monitor:
         row: dict[str, object] = {"timestamp": f"{time.time():.3f}", "elapsed_s": f"{now - self.started:.3f}"}
         user = system = 0.0
         rss = threads = fds = 0
+        anon: int | None = 0  # None once a process of the tree has no RssAnon
         tree = self._server_tree()
         for p in tree:
             try:
@@ -121,9 +135,11 @@ class Monitor:
                     user += t.user + t.children_user
                     system += t.system + t.children_system
                     rss += p.memory_info().rss
+                    own = rss_anon_bytes(p.pid)
+                    anon = None if anon is None or own is None else anon + own
                     threads += p.num_threads()
                     fds += count_fds(p)
-            except psutil.Error:
+            except (psutil.Error, OSError):  # the process is gone (OSError: its /proc/PID/status)
                 continue
         cpu_percent = 0.0
         if self._last_cpu is not None and now > self._last_cpu[0]:
@@ -131,7 +147,8 @@ class Monitor:
         self._last_cpu = (now, user + system)
         row.update(
             server_cpu_user_s=f"{user:.2f}", server_cpu_system_s=f"{system:.2f}",
-            server_cpu_percent=f"{max(cpu_percent, 0.0):.1f}", server_rss_bytes=rss, server_threads=threads,
+            server_cpu_percent=f"{max(cpu_percent, 0.0):.1f}", server_rss_bytes=rss,
+            server_rss_anon_bytes="" if anon is None else anon, server_threads=threads,
             server_fds=fds, server_children=len(tree) - 1,
         )  # fmt: skip
         sockets = self.diag.count(self.port)

@@ -249,7 +249,8 @@ class Run:
 
     def _finish_manifest(self) -> None:
         info = self.manifest
-        info["window"] = self.window.describe()
+        info["window"] = {**self.window.describe(),
+                          "in_flight_at_open_s": round(sum(self.accounts.open_in_flight.values()), 6)}
         info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         runner = self.environment.runner
         if runner is not None:

@@ -12,11 +12,24 @@ import pytest
 
 from loadtest import expect
 from loadtest.accounting import waiting_words
-from loadtest.report.answer import HEADLINES, Cell, answer, standings, trend, trend_sentence
+from loadtest.report.answer import (
+    HEADLINES,
+    NO_ESTIMATE,
+    RULE,
+    Cell,
+    answer,
+    cpu_share,
+    standings,
+    trend,
+    trend_sentence,
+)
+from loadtest.report.compare import answer_html
 from loadtest.report.load import RunData
 
 ONE_AT_A_TIME = {"serves_one_at_a_time": True, "uses_threads": False, "uses_processes": False, "pooled": False}
 EVENT_LOOP = {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": False, "pooled": False}
+THREADS = {"serves_one_at_a_time": False, "uses_threads": True, "uses_processes": False, "pooled": False}
+PROCESSES = {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": True, "pooled": True}
 
 
 def cell(variant: str, users: int, rps: float, traits: dict[str, bool] | None = None,
@@ -67,18 +80,112 @@ def test_unfinished_work_is_news_only_past_the_finished_p99_and_the_floor() -> N
     assert said == "waiting ≥ 250 ms: 1 request, 2 connects"
 
 
-def test_client_bound_designs_rank_by_their_capacity_estimate_and_say_so() -> None:
+def cost(cpu_us: float) -> dict[str, float]:
+    """A row's server CPU figures as summary.csv has them: µs per request and 1e6 ÷ that, one core's estimate."""
+    return {"server_cpu_us_per_request": cpu_us, "server_capacity_rps_per_core": round(1e6 / cpu_us)}
+
+
+def test_when_a_rate_is_not_the_servers_every_design_ranks_by_its_estimate_and_says_so() -> None:
     cells = [
-        cell("selectors", 50, 20_000.0, client_bound=True, server_capacity_rps_per_core=140_000),
-        cell("threaded", 50, 30_000.0, server_capacity_rps_per_core=40_000),
-        # Client-bound too, but one at a time: CPU is not what bounds it, so its estimate ranks nothing.
-        cell("blocking", 50, 25_000.0, ONE_AT_A_TIME, client_bound=True, server_capacity_rps_per_core=90_000),
+        # Client-bound, its server at 76.5 % of its one core: CPU-bound enough for its estimate to mean something.
+        cell("selectors", 50, 90_000.0, client_bound=True, machine_cpu_percent=170.0, **cost(8.5)),
+        # Not bound itself, at 95 %: ranked by its estimate too, like with like, though its rate is its own.
+        cell("threaded", 50, 100_000.0, THREADS, machine_cpu_percent=150.0, **cost(9.5)),
     ]
     table = standings(cells, 2)
+    assert [s.design for s in table] == ["selectors", "threaded"]  # by measured rate threaded would lead
+    assert table[0].estimate == 117_647 and table[0].figure == "≈ 117,647 est. (measured 90,000)"
+    assert table[1].estimate == 105_263 and table[1].figure == "≈ 105,263 est. (measured 100,000)"
+    assert "client-bound" in table[0].badges and not table[1].bounds
+    said = answer("echo", cells, 2)
+    assert said.ranking.startswith("Ranked by users starved (fewest first), then every design's server-CPU estimate")
+    assert "every design is ranked by its server-CPU estimate" in said.headlines[0]
+
+
+def test_conn_storm_sets_no_estimate_against_a_measurement_nor_estimates_a_server_that_is_not_cpu_bound() -> None:
+    # The default compare's conn-storm: selectors "led with ≈ 12,253 est." against blocking's measured 4,881 req/s,
+    # though blocking's own estimate was 12,402 at nearly the same CPU per connection (80.6 vs 81.6 µs).  Blocking
+    # serves one connection at a time at 39 % of a core: its round trips bound it, not its CPU, so its estimate
+    # means nothing, and with one estimate meaningless none ranks: every design by its measured rate.
+    selectors = cell("selectors", 50, 9_875.0, client_bound=True, machine_cpu_percent=170.4, listen_overflows=267,
+                     **cost(81.6))  # fmt: skip
+    blocking = cell("blocking", 50, 4_881.0, ONE_AT_A_TIME, users_served=18, users_starved=32,
+                    machine_cpu_percent=138.3, listen_overflows=336, **cost(80.6))  # fmt: skip
+    threaded = cell("threaded", 50, 2_875.0, THREADS, users_served=29, users_starved=21, machine_cpu_percent=144.3,
+                    listen_overflows=334, **cost(318.5))  # fmt: skip
+    table = standings([selectors, blocking, threaded], 2)
+    assert all(s.estimate is None for s in table), [s.figure for s in table]
+    assert table[0].design == "selectors" and table[0].figure == "9,875" and "client-bound" in table[0].badges
+    by_design = {s.design: s for s in table}
+    assert by_design["blocking"].no_estimate == NO_ESTIMATE == "not CPU-bound: no estimate"
+    assert round(by_design["blocking"].cpu_share or 0, 2) == 0.39
+    assert by_design["selectors"].no_estimate == "" and by_design["threaded"].no_estimate == ""  # theirs stood
+    said = answer("conn-storm", [selectors, blocking, threaded], 2)
+    assert "then measured req/s, every design alike: selectors client-bound" in said.ranking
+    assert "blocking (39%) was not CPU-bound" in said.ranking
+    assert said.headlines[0].startswith("selectors leads conn-storm with 9,875 req/s at 50 users")
+    page = answer_html(said)
+    assert "not CPU-bound: no estimate" in page and "every design alike" in page
+
+
+def test_conn_storm_a_design_that_starves_more_users_ranks_below_one_that_starves_fewer() -> None:
+    # blocking served 18 of 50 users, threaded 29 of 50: blocking's higher rate went to fewer users.
+    blocking = cell("blocking", 50, 4_881.0, ONE_AT_A_TIME, users_served=18, users_starved=32)
+    threaded = cell("threaded", 50, 2_875.0, THREADS, users_served=29, users_starved=21)
+    table = standings([blocking, threaded, cell("selectors", 50, 9_875.0)], 2)
     assert [s.design for s in table] == ["selectors", "threaded", "blocking"]
-    assert table[0].estimate == 140_000 and table[0].figure == "≈ 140,000 est. (measured 20,000)"
-    assert table[1].estimate is None and table[2].estimate is None and table[2].figure == "25,000"
-    assert "client-bound" in table[0].badges
+    assert table[1].served == "29/50" and table[2].served == "18/50"
+
+
+def test_echo_ranks_every_design_by_its_estimate_when_one_is_client_bound() -> None:
+    # The default compare's echo: selectors' estimate 74,627 was set against threaded's *measured* 51,154, threaded's
+    # load generator at 88.1 %, just under the 90 % cut-off.  One rule for the scenario: both by their estimates.
+    selectors = cell("selectors", 50, 58_000.0, client_bound=True, loadgen_median_cpu_percent=96.9,
+                     machine_cpu_percent=181.6, **cost(13.4))  # fmt: skip
+    threaded = cell("threaded", 50, 51_154.0, THREADS, loadgen_median_cpu_percent=88.1, machine_cpu_percent=180.5,
+                    **cost(18.0))  # fmt: skip
+    table = standings([threaded, selectors], 2)
+    assert [s.design for s in table] == ["selectors", "threaded"]
+    assert table[0].figure == "≈ 74,627 est. (measured 58,000)"
+    assert table[1].estimate == 55_556 and table[1].figure == "≈ 55,556 est. (measured 51,154)"
+
+
+def test_echo_a_client_bound_cell_that_filled_the_machine_is_flagged_machine_bound_too() -> None:
+    # echo/selectors used 181.6 % of the 2-core machine but read client-bound alone, while threaded at 180.5 % read
+    # machine-bound: summary.load_bound names only the first bound that holds.
+    selectors = cell("selectors", 50, 58_000.0, client_bound=True, machine_cpu_percent=181.6, **cost(13.4))
+    threaded = cell("threaded", 50, 51_154.0, THREADS, machine_cpu_percent=180.5, **cost(18.0))
+    table = {s.design: s for s in standings([selectors, threaded], 2)}
+    assert table["selectors"].badges[:2] == ["client-bound", "machine-bound"]
+    assert table["selectors"].bounds == ["client-bound", "machine-bound"]
+    assert table["threaded"].bounds == ["machine-bound"]
+    said = answer("echo", [selectors, threaded], 2)
+    assert any("machine-bound on 2 of 2 designs (selectors, threaded)" in h for h in said.headlines), said.headlines
+    assert "selectors client-bound and machine-bound; threaded machine-bound" in said.ranking
+
+
+def test_processes_are_estimated_on_every_core_and_judged_against_the_cpu_left_to_them() -> None:
+    # cpu: preforked on 2 cores, machine-bound (its own work filled the machine): 491 a core, 919 measured.  An
+    # estimate stands in for a rate, so a process design's is every core's: ≈ 982, not 491 beside selectors' 489.
+    preforked = cell("preforked", 4, 919.0, PROCESSES, machine_cpu_percent=194.3, **cost(2038.63))
+    selectors = cell("selectors", 4, 482.7, machine_cpu_percent=106.0, **cost(2045.02))
+    table = standings([selectors, preforked], 2)
+    assert [s.design for s in table] == ["preforked", "selectors"]
+    assert table[0].estimate == 982 and table[1].estimate == 489
+    # What a server could use: one core for one interpreter; every core for processes, less the load generator's.
+    assert cpu_share(selectors.row, EVENT_LOOP, 2) == pytest.approx(0.987, abs=0.001)
+    assert cpu_share(preforked.row, PROCESSES, 2) == pytest.approx(187.35 / 193.0, abs=0.001)
+    # Processes at 100 % beside a load generator at 95 %: 100 of the 105 % left them is CPU-bound (not 50 % of 2 cores).
+    shared = cell("preforked", 50, 10_000.0, PROCESSES, machine_cpu_percent=195.0, **cost(100.0))
+    assert cpu_share(shared.row, PROCESSES, 2) == pytest.approx(100 / 105)
+
+
+def test_the_rule_is_one_line_and_says_never_a_mix() -> None:
+    assert "\n" not in RULE and "never an estimate against a measurement" in RULE
+    plain = answer("io-wait", [cell("threaded", 50, 2_419.0), cell("selectors", 50, 2_332.0)], 2)
+    assert plain.ranking == ("Ranked by users starved (fewest first), then measured req/s: every rate is its "
+                             "server's own (none client-/machine-bound).")  # fmt: skip
+    assert all(s.estimate is None and not s.no_estimate for s in plain.standings)
 
 
 def test_a_design_that_starves_users_ranks_below_those_that_serve_everyone() -> None:
@@ -100,7 +207,9 @@ def test_at_most_five_headlines_each_with_its_numbers() -> None:
                   listen_overflows=263, backlog=10)]  # fmt: skip
     said = answer("conn-storm", cells, 2)
     assert 1 <= len(said.headlines) <= HEADLINES
-    assert said.headlines[0].startswith("selectors leads conn-storm with ≈ 23,000 est. (measured 13,800) req/s")
+    # No server CPU figures here: no estimate means anything, so selectors' client-bound rate ranks as measured.
+    assert said.headlines[0].startswith("selectors leads conn-storm with 13,800 req/s at 50 users")
+    assert [s.design for s in said.standings] == ["selectors", "threaded", "blocking"]  # 28 starved, then 30
     assert any("blocking serves one connection at a time: 30 of 50 users got no reply" in h for h in said.headlines)
     assert any("overflowed on 3 of 3 designs; worst blocking: 338 packets dropped" in h for h in said.headlines)
 

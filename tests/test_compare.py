@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from loadtest.netns import can_isolate
+from loadtest.report.timeline import WINDOW_STAGES
 
 ISOLATION, WHY_NOT = can_isolate()
 
@@ -71,7 +72,16 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     assert len(series) >= 1 and (series["rps"] >= 0).all(), series
     assert abs(series["rps"].mean() - selectors) <= 0.1 * selectors, (series, selectors)
     assert ours_running() == []
+    no_failed_self_check(out)
     page_opens_with_the_answer(out / "compare.html")
+
+
+def no_failed_self_check(out: Path) -> None:
+    """Every cell's checks.csv: its figures agree with each other and with theory (loadtest.report.checks)."""
+    for path in out.glob("*/checks.csv"):
+        with path.open() as f:
+            failed = [r for r in csv.DictReader(f) if r["status"] == "fail"]
+        assert not failed, (path.parent.name, failed)
 
 
 def page_opens_with_the_answer(page_path: Path) -> None:
@@ -131,6 +141,10 @@ def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> No
     assert int(row["listen_overflows"]) > 0
     assert int(row["backlog"]) == 2 and int(row["peak_accept_queue"]) <= 3
     assert int(row["peak_time_wait"]) > 0
+    # Not accepted at the window's close: at most backlog + 1 in the queue, the rest half-open.
+    assert int(row["connections_never_accepted"]) - int(row["connections_half_open"]) <= 3
+    assert abs(sum(float(row[f"window_share_{s}"]) for s in WINDOW_STAGES) - 1) <= 0.002
+    no_failed_self_check(out)
     page = (out / "compare.html").read_text()
     assert "The accept queue overflowed on 1 of 1 designs; worst blocking: " in page
     assert f"{int(row['listen_overflows']):,} packets dropped at backlog 2 (SYNs, final ACKs and early data)" in page

@@ -18,6 +18,7 @@ from loadtest.columns import CHARTS
 from loadtest.latency import CSV_COLUMNS
 from loadtest.monitor import COLUMNS as MONITOR_COLUMNS
 from loadtest.report import SUMMARY_COLUMNS, build_compare, build_run_report
+from loadtest.report.summary import CPU_TICK_S, MIN_CPU_TICKS, tick_rounded
 from tests.browser import chromium, render
 
 FIXTURE = Path(__file__).parent / "fixtures" / "blocking_conn_storm"
@@ -101,7 +102,11 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
         return cpu[k - 1] + (cpu[k] - cpu[k - 1]) * (t - times[k - 1]) / (times[k] - times[k - 1])
 
     spent = cpu_at(info["window"]["stop"]) - cpu_at(info["window"]["start"])
-    assert float(row["server_cpu_us_per_request"]) == pytest.approx(spent / int(echo["count"]) * 1e6, abs=0.01)
+    # … to the digits one CPU tick allows (the rule: tests/test_figures.py), so within that tick.
+    assert spent >= MIN_CPU_TICKS * CPU_TICK_S
+    cpu_us = float(row["server_cpu_us_per_request"])
+    assert cpu_us == pytest.approx(tick_rounded(spent, int(echo["count"])))
+    assert cpu_us == pytest.approx(spent / int(echo["count"]) * 1e6, rel=CPU_TICK_S / spent)
     assert int(row["peak_rss_bytes"]) == max(int(r["server_rss_bytes"]) for r in monitor)
     assert int(row["peak_threads"]) == 1  # one thread: the blocking variant
     window = [r for r in monitor if info["window"]["start"] <= float(r["timestamp"]) <= info["window"]["stop"] + 0.5]

@@ -3,11 +3,24 @@
 Pure rules, no HTML and no terminal: the compare page (``loadtest.report.compare``) and the terminal
 (``loadtest.compare``) show the same standings, badges and headlines.
 
-- **Standings.**  One row per design at the scenario's highest load.  Designs that served every user
-  rank above those that starved some (a high rate for one user out of fifty is not a win), then by
-  throughput.  Where a cell was client-bound its measured rate is the load generator's, so it is
-  ranked by its server-CPU estimate (``server_capacity_rps_per_core``) when that is higher, and the
-  standing says which figure it is.
+- **Standings.**  One row per design at the scenario's highest load, ranked by one rule, stated once
+  (``RULE``) and shown under every ranked table.  Fewest users starved first: a design that left more
+  users without a single reply ranks below one that left fewer, whatever its rate (a high rate for one
+  user out of fifty is not a win); a server that died ranks below every one that did not.  Then the rate,
+  and within one scenario every design by the same kind of figure, never an estimate against a
+  measurement.  While every measured rate is the server's own, that is the measured rate.  When any
+  design's measured rate is not the server's — client-bound (the load generator ran out of CPU) or
+  machine-bound (server and load generator together filled every core), both flags read by
+  ``summary.load_bound`` and both shown — every design is ranked by its server-CPU estimate: what it
+  could serve CPU-bound, its cost linear, on the cores it can use (``server_capacity_rps_per_core``, 1e6
+  ÷ server CPU µs per request, for one interpreter; that × every core for processes, so that an estimate
+  stands in for a rate, like with like), provided every design's estimate means something: its server
+  was CPU-bound, at ≥ ``ESTIMATE_CPU_SHARE`` of the CPU it could use (one core for one interpreter,
+  every core for processes, less what the load generator used).  If any server was not (a
+  one-at-a-time server at 39 % of a core is bounded by its round trips, not its CPU, so CPU per request
+  says nothing of what it could serve), no estimate ranks any design: every design is ranked by its
+  measured rate, the bound flagged, and the one without a meaningful estimate says "not CPU-bound: no
+  estimate".
 - **Trends.**  Between the lowest and the highest load: within ±15 % is flat, a rise "scales ×R", a fall
   "falls ×R" with the likely cause the data shows (accept queue, SYN retries, the load generator,
   server CPU, threads, starved users).
@@ -29,15 +42,21 @@ from loadtest.accounting import waiting_words
 from loadtest.kinds import CONNECT, OPS
 from loadtest.report.findings import findings, num, timeline_findings
 from loadtest.report.load import RunData, merged_histogram, traits_of, unfinished_ages
-from loadtest.report.summary import flag, load_bound, shown
-from loadtest.report.timeline import SHARES
+from loadtest.report.summary import load_bound, shown
+from loadtest.report.timeline import WINDOW_LABELS, WINDOW_STAGES
 from loadtest.scenarios import SCENARIOS
 
 FLAT = 0.15  # a change within ±15 % is flat
 HEADLINES = 5
 SERVER_CPU_FULL = 85.0  # % of a core
-STAGE_WORDS = {"handshake": "handshake", "accept_queue": "accept queue", "pool_queue": "pool queue",
-               "request_wait": "request arriving", "service": "service", "transfer": "reply transfer"}  # fmt: skip
+ESTIMATE_CPU_SHARE = 0.75  # an estimate means something only for a server at >= 75 % of the CPU it could use
+NO_ESTIMATE = "not CPU-bound: no estimate"
+RULE = ("Ranked by users starved (fewest first), then req/s. If any design's measured rate is the load generator's "
+        "or the shared machine's (client-bound, machine-bound), every design is ranked by its server-CPU estimate "
+        "(est.: 1e6 ÷ CPU µs per request, × every core for processes) when every server was CPU-bound (≥ "
+        f"{ESTIMATE_CPU_SHARE:.0%} of the CPU it could use), else every design by its measured rate, the bound "
+        "flagged: never an estimate against a measurement.")  # fmt: skip
+STAGE_WORDS = WINDOW_LABELS  # the window's account: every user's time in the window, stage by stage
 
 
 @dataclass
@@ -58,13 +77,16 @@ class Standing:
     design: str
     users: int
     rps: float
-    estimate: float | None  # rps one core could serve, from server CPU, when it outranks a client-bound rate
+    estimate: float | None  # rps it could serve CPU-bound on its cores (estimate_of), when estimates rank (RULE)
     p50: str
     p99: str
     served: str
-    shares: dict[str, float]  # where the time went (share of each connection's first request), {} if unmeasured
+    shares: dict[str, float]  # where the time went: the window's account (every user's time), {} if unmeasured
     badges: list[str]
     waiting: str
+    bounds: list[str] = field(default_factory=list)  # "client-bound", "machine-bound": the rate is not the server's
+    cpu_share: float | None = None  # server CPU ÷ the CPU it could use (usable_cpu); None without a CPU figure
+    no_estimate: str = ""  # NO_ESTIMATE where the scenario needed estimates and this design's means nothing
 
     @property
     def figure(self) -> str:
@@ -81,6 +103,7 @@ class ScenarioAnswer:
     standings: list[Standing]
     headlines: list[str]
     findings: list[str] = field(default_factory=list)
+    ranking: str = ""  # one line: which figure ranked this scenario, and why (RULE applied)
 
 
 def trend(lo: float, hi: float) -> tuple[str, float]:
@@ -136,12 +159,62 @@ def waiting(run: RunData) -> str:
     return waiting_words(groups)
 
 
+def bounds(row: dict[str, Any], cpus: int | None) -> list[str]:
+    """Every way the row's measured rate is not the server's: "client-bound", "machine-bound", both or none.
+
+    ``summary.load_bound`` is the one rule for each, but it names only the first that holds, so a cell both
+    client-bound and machine-bound (echo/selectors at 181.6 % of 2 cores, its load generator ≥ 90 %) read as
+    client-bound alone while its neighbour at 180.5 % read machine-bound: the machine is asked again here
+    with the client flag set aside."""
+    found = (load_bound(row, cpus), load_bound({**row, "client_bound": False}, cpus))
+    return [b for b in dict.fromkeys(found) if b]
+
+
+def usable_cpu(row: dict[str, Any], traits: dict[str, bool], cpus: int | None) -> float | None:
+    """The CPU the server could have used, % of one core: one core for one interpreter (one GIL), every core
+    for processes, less what the load generator used (machine_cpu_percent less the server's own)."""
+    server = server_cpu_percent(row)
+    if server is None:
+        return None
+    usable = 100.0 * (cpus or 1) if traits.get("uses_processes") else 100.0
+    machine = num(row, "machine_cpu_percent")
+    if machine is not None and cpus:
+        left = 100.0 * cpus - max(machine - server, 0.0)
+        usable = min(usable, max(left, server))  # a median beside a mean: never less than what it did use
+    return usable
+
+
+def cpu_share(row: dict[str, Any], traits: dict[str, bool], cpus: int | None) -> float | None:
+    """Server CPU ÷ the CPU it could use (usable_cpu): 1.0 is CPU-bound; None without a CPU figure."""
+    server, usable = server_cpu_percent(row), usable_cpu(row, traits, cpus)
+    if server is None or usable is None:
+        return None
+    return server / usable if usable > 0 else 0.0
+
+
+def estimate_of(row: dict[str, Any], traits: dict[str, bool], cpus: int | None) -> float | None:
+    """What the server could serve CPU-bound, its cost linear, on the cores it can use: one core's estimate
+    (server_capacity_rps_per_core, 1e6 ÷ CPU µs per request) for one interpreter, × every core for processes
+    — a rate, to stand in for a measured rate (preforked on cpu: 491 a core, 919 measured on 2 cores)."""
+    per_core = num(row, "server_capacity_rps_per_core")
+    if per_core is None:
+        return None
+    return per_core * (cpus or 1) if traits.get("uses_processes") else per_core
+
+
+def meaningful_estimate(cell: Cell, share: float | None, cpus: int | None) -> float | None:
+    """The cell's estimate (estimate_of) where it means something — its server was CPU-bound, at
+    >= ESTIMATE_CPU_SHARE of the CPU it could use — else None."""
+    if share is None or share < ESTIMATE_CPU_SHARE:
+        return None
+    return estimate_of(cell.row, traits_of(cell.run), cpus)
+
+
 def badges(cell: Cell, cpus: int | None) -> list[str]:
     row, out = cell.row, []
     if cell.died:
         out.append("server died")
-    if bound := load_bound(row, cpus):
-        out.append(bound)
+    out.extend(bounds(row, cpus))
     if starved := num(row, "users_starved"):
         out.append(f"starved {int(starved)}/{int(starved + (num(row, 'users_served') or 0))}")
     if overflows := num(row, "listen_overflows"):
@@ -154,7 +227,7 @@ def badges(cell: Cell, cpus: int | None) -> list[str]:
 
 
 def standings(cells: list[Cell], cpus: int | None) -> list[Standing]:
-    """One standing per design, at its highest load, best first."""
+    """One standing per design, at its highest load, best first, by RULE (the module's docstring)."""
     top: dict[str, Cell] = {}
     for cell in cells:
         design = str(cell.row["variant"])
@@ -164,24 +237,47 @@ def standings(cells: list[Cell], cpus: int | None) -> list[Standing]:
     for design, cell in top.items():
         row = cell.row
         rps = float(row["rps"]) if row["rps"] == row["rps"] else 0.0
-        estimate = num(row, "server_capacity_rps_per_core")
         served, starved = int(num(row, "users_served") or 0), int(num(row, "users_starved") or 0)
-        # The estimate stands in for a client-bound rate only where CPU is what would bound the server:
-        # not where users starved, nor for a design that serves one connection at a time.
-        use_estimate = (flag(row.get("client_bound")) and estimate is not None and estimate > rps and not starved
-                        and not traits_of(cell.run).get("serves_one_at_a_time"))  # fmt: skip
-        shares = {s: float(row[f"first_request_share_{s}"]) for s in SHARES
-                  if num(row, f"first_request_share_{s}") is not None}  # fmt: skip
-        out.append(Standing(0, design, int(row["users"]), rps, estimate if use_estimate else None,
+        shares = {s: float(row[f"window_share_{s}"]) for s in WINDOW_STAGES
+                  if num(row, f"window_share_{s}") is not None}  # fmt: skip
+        out.append(Standing(0, design, int(row["users"]), rps, None,
                             shown(row, "latency_p50_ms"), shown(row, "latency_p99_ms"),
                             f"{served}/{served + starved}" if served + starved else "n/a", shares,
-                            badges(cell, cpus), waiting(cell.run)))  # fmt: skip
-    ranked_cells = {s.design: top[s.design] for s in out}
-    out.sort(key=lambda s: (ranked_cells[s.design].died, "starved" in " ".join(s.badges),
+                            badges(cell, cpus), waiting(cell.run), bounds(row, cpus),
+                            cpu_share(row, traits_of(cell.run), cpus)))  # fmt: skip
+    # One kind of figure for every design of the scenario: estimates only where some measured rate is not the
+    # server's and every design's estimate means something (its server CPU-bound), else every measured rate.
+    if any(s.bounds for s in out):
+        estimates = {s.design: meaningful_estimate(top[s.design], s.cpu_share, cpus) for s in out}
+        by_estimate = all(e is not None for e in estimates.values())
+        for s in out:
+            if by_estimate:
+                s.estimate = estimates[s.design]
+            elif estimates[s.design] is None:
+                s.no_estimate = NO_ESTIMATE
+    out.sort(key=lambda s: (top[s.design].died, int(num(top[s.design].row, "users_starved") or 0),
                             -(s.estimate if s.estimate is not None else s.rps)))  # fmt: skip
     for i, s in enumerate(out, 1):
         s.rank = i
     return out
+
+
+def ranking(table: list[Standing]) -> str:
+    """One line under a ranked table: which figure ranked it, and why, by RULE."""
+    starved, enough = "users starved (fewest first)", f"{ESTIMATE_CPU_SHARE:.0%} of the CPU it could use"
+    bound = [s for s in table if s.bounds]
+    if not bound:
+        return f"Ranked by {starved}, then measured req/s: every rate is its server's own (none client-/machine-bound)."
+    who = "; ".join(f"{s.design} {' and '.join(s.bounds)}" for s in bound)
+    if all(s.estimate is not None for s in table):
+        return (f"Ranked by {starved}, then every design's server-CPU estimate (est.): {who}, so not every measured "
+                f"rate is the server's, and every server was CPU-bound (≥ {enough}).")  # fmt: skip
+    lacking = [f"{s.design} ({s.cpu_share:.0%})" if s.cpu_share is not None else f"{s.design} (no CPU figure)"
+               for s in table if s.no_estimate]  # fmt: skip
+    understate = "that rate understates its server" if len(bound) == 1 else "those rates understate their servers"
+    return (f"Ranked by {starved}, then measured req/s, every design alike: {who}, so {understate}, "
+            f"but {', '.join(lacking)} {'was' if len(lacking) == 1 else 'were'} not CPU-bound (under "
+            f"{enough}), so no estimate ranks any design.")  # fmt: skip
 
 
 def answer(scenario: str, cells: list[Cell], cpus: int | None) -> ScenarioAnswer:
@@ -190,7 +286,7 @@ def answer(scenario: str, cells: list[Cell], cpus: int | None) -> ScenarioAnswer
     declared = SCENARIOS.get(scenario)
     users = max(int(c.row["users"]) for c in cells)
     return ScenarioAnswer(scenario, declared.question if declared else "", users, table,
-                          headlines(scenario, cells, table, cpus))  # fmt: skip
+                          headlines(scenario, cells, table, cpus), ranking=ranking(table))  # fmt: skip
 
 
 def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int | None) -> list[str]:
@@ -202,7 +298,7 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
     lead, last = table[0], table[-1]
     text = f"{lead.design} leads {scenario} with {lead.figure} req/s at {lead.users} users (p99 {lead.p99})"
     if lead.estimate is not None:
-        text += ": the measured rate is the load generator's, so it is ranked by its server-CPU estimate"
+        text += ": not every measured rate is the server's, so every design is ranked by its server-CPU estimate"
     if len(table) > 1:
         why = f" — {', '.join(last.badges)}" if last.badges else ""
         text += f"; {last.design} is last with {last.figure} (p99 {last.p99}){why}"
@@ -214,9 +310,19 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
         total = int(s.served.split("/")[1])
         starved = total - int(s.served.split("/")[0])
         never = int(num(top[s.design].row, "connections_never_accepted") or 0)
+        half = int(num(top[s.design].row, "connections_half_open") or 0)
         where = f" ({s.waiting})" if s.waiting else ""
-        if never and s.waiting:
-            where = f": {never} of their connections were never accepted, still in the accept queue at the end{where}"
+        if never:
+            said = [f"{never - half} in the accept queue"] if never > half else []
+            if half:
+                # The seed's lesson: connect() returns at the handshake's second step, accept() after the third.
+                # A dropped final ACK leaves the client "connected" and the server holding a request socket:
+                # the overflowing queue starved them, not how the design serves what it accepted.
+                how = ""
+                said.append(f"{half} half-open (connect() returned, but the final ACK and request were dropped at "
+                            "the full accept queue)")
+            where = (f": {never} of their connections had connect() return but were not accepted by the window's "
+                     f"close — {' and '.join(said)}{where}")  # fmt: skip
         out.append(f"{s.design}{how}: {starved} of {total} users got no reply in the whole window{where}.")
     overflowed = [c for c in top.values() if num(c.row, "listen_overflows")]
     if overflowed:
@@ -239,10 +345,18 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
         if many:
             text += f"; {', '.join(d.split()[0] for d in many)} runs processes, a core each"
         out.append(text + ".")
-    bound = [s.design for s in table if "client-bound" in s.badges]
-    if bound:
-        out.append(f"client-bound on {len(bound)} of {len(table)} designs ({', '.join(bound)}): their rates measure "
-                   "the load generator; estimates are 1e6 ÷ server CPU µs per request — one core, CPU-bound, linear.")
+    said = []
+    for kind, whose in (("client-bound", "the load generator"), ("machine-bound", "the shared machine")):
+        bound = [s.design for s in table if kind in s.bounds]
+        if bound:
+            said.append(f"{kind} on {len(bound)} of {len(table)} designs ({', '.join(bound)}): their rates measure "
+                        f"{whose}")
+    if said:
+        lacking = ", ".join(s.design for s in table if s.no_estimate)
+        how = ("estimates are 1e6 ÷ server CPU µs per request, × every core for processes — CPU-bound, linear"
+               if lead.estimate is not None else
+               f"ranked by measured rates all the same: {lacking} not CPU-bound, no estimate")  # fmt: skip
+        out.append("; ".join(said) + f"; {how}.")
     if trends:
         scaling = [f"{d} ×{trend(float(cs[0].row['rps']), float(cs[-1].row['rps']))[1]:.1f}"
                    for d, cs in by_design.items() if len(cs) > 1 and " scales ×" in trends[d]]  # fmt: skip
@@ -251,11 +365,13 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
         if scaling and flat:
             out.append(f"From {first} to {final} users {', '.join(scaling)} scale; {', '.join(flat)} "
                        f"stay{'s' if len(flat) == 1 else ''} flat.")  # fmt: skip
-    slowest = max(table, key=lambda s: s.shares.get("accept_queue", 0) + s.shares.get("pool_queue", 0))
-    queued = slowest.shares.get("accept_queue", 0) + slowest.shares.get("pool_queue", 0)
-    if queued >= 0.5:
-        out.append(f"{slowest.design}: {queued:.0%} of its connections' first-request time was spent queued "
-                   "(accept queue and pool queue), not being served.")  # fmt: skip
+    def waited(s: Standing) -> float:
+        return sum(s.shares.get(k, 0) for k in ("half_open", "accept_queue", "pool_queue"))
+
+    slowest = max(table, key=waited)
+    if waited(slowest) >= 0.5:
+        out.append(f"{slowest.design}: {waited(slowest):.0%} of every user's time in the window was spent waiting "
+                   "to be accepted or picked up (half-open, accept queue, pool queue), not being served.")
     return out[:HEADLINES]
 
 

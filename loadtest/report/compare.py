@@ -19,16 +19,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from loadtest.experiments import EXPERIMENTS
-from loadtest.report import timeline_charts
-from loadtest.report.answer import STAGE_WORDS, Cell, ScenarioAnswer, answer, scenario_findings
+from loadtest.report import checks, timeline_charts
+from loadtest.report.answer import NO_ESTIMATE, RULE, STAGE_WORDS, Cell, ScenarioAnswer, answer, scenario_findings
 from loadtest.report.charts import layout
 from loadtest.report.load import RunData, load_run
 from loadtest.report.page import ensure_plotlyjs, figure_html, page_html, table_html
 from loadtest.report.summary import SUMMARY_COLUMNS, summarize
 from loadtest.scenarios import SCENARIOS, Check
 
-STAGE_COLOURS = {"handshake": "#9467bd", "accept_queue": "#d62728", "pool_queue": "#ff7f0e",
-                 "request_wait": "#bcbd22", "service": "#2ca02c", "transfer": "#1f77b4"}  # fmt: skip
+STAGE_COLOURS = timeline_charts.COLORS  # one colour per stage of the window's account
 ANSWER_STYLE = """
 .answer{margin-bottom:22px} .answer h2{margin-bottom:4px} .question{color:#555;margin:0 0 6px}
 ol.headlines{margin:6px 0 10px;padding-left:22px} ol.headlines li{margin:3px 0}
@@ -38,7 +37,7 @@ font-size:11px;background:#fde2e1;color:#8a1f11} .badge.info{background:#e8eefc;
 .legend span{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px}
 details{margin:6px 0} summary{cursor:pointer;font-weight:600}
 """
-INFO_BADGES = ("pipelined",)
+INFO_BADGES = ("pipelined", NO_ESTIMATE)
 VERDICT_COLOURS = {"holds here": "#1a7f37", "does not hold here": "#b42318", "differs": "#b54708",
                    "not available here": "#666"}  # fmt: skip
 
@@ -66,7 +65,10 @@ def build_compare(run_dirs: list[Path], out_dir: Path, title: str = "socklab com
         (out_dir / "verdicts.json").write_text(json.dumps({name: {"title": t.title, "note": t.note,
                                                                   "verdicts": t.verdicts}
                                                            for name, t in trials.items() if t is not None}, indent=1))
-    sections = [intro(runs, answers, len(trials)), *judged, *(answer_html(a) for a in answers)]
+    failed = [line for r, row in zip(runs, rows, strict=True)
+              for line in checks.failed_lines(checks.evaluate(r, row), r.run_id)]  # fmt: skip
+    sections = [checks.box_html(failed), intro(runs, answers, len(trials)), *judged,
+                *(answer_html(a) for a in answers)]  # fmt: skip
     sections.append("<h2>Charts</h2>")
     for i, (name, cells) in enumerate(groups.items()):
         sections.append(f"<h3>{html.escape(name)}</h3>")
@@ -121,9 +123,9 @@ def intro(runs: list[RunData], answers: list[ScenarioAnswer], trials: int = 0) -
         return f"<p class='note'>{len(runs)} cells: {lab}</p>"
     return (f"<p class='note'>{len(runs)} cells: {len(answers)} scenarios × {len(designs)} designs. "
             + (lab if trials else "") + "Each scenario: "
-            "the question, at most five headlines, then the designs ranked at its highest load — designs that "
-            "served every user first, then by requests/s (a client-bound cell by its server-CPU estimate, marked "
-            "est.). p50 and p99 are latencies; ≥ marks a lower bound (work still in flight when the window closed)."
+            "the question, at most five headlines, then the designs ranked at its highest load, with a line saying "
+            "which figure ranked it. p50 and p99 are latencies; ≥ marks a lower bound (work still in flight when the "
+            f"window closed).</p><p class='note rule'>{html.escape(RULE)}"
             "</p><p class='legend note'>Where the time went, share of each connection's first request:"
             + "".join(f"<span style='background:{c}'></span>{STAGE_WORDS[s]}" for s, c in STAGE_COLOURS.items())
             + "</p>")  # fmt: skip
@@ -137,7 +139,8 @@ def answer_html(a: ScenarioAnswer) -> str:
         words = ", ".join(f"{STAGE_WORDS[k]} {v:.0%}" for k, v in s.shares.items() if v >= 0.005)
         went = f"<div class='bar' title='{html.escape(words)}'>{bar}</div>" if s.shares else "<i>not measured</i>"
         badges = "".join(f"<span class='badge{' info' if b.startswith(INFO_BADGES) else ''}'>{html.escape(b)}</span>"
-                         for b in [*s.badges, *([s.waiting] if s.waiting else [])])  # fmt: skip
+                         for b in [*s.badges, *([s.waiting] if s.waiting else []),
+                                   *([s.no_estimate] if s.no_estimate else [])])  # fmt: skip
         rows.append(f"<tr><td>{s.rank}</td><td>{html.escape(s.design)}</td><td>{html.escape(s.figure)}</td>"
                     f"<td>{html.escape(s.p50)}</td><td>{html.escape(s.p99)}</td><td>{s.served}</td><td>{went}</td>"
                     f"<td>{badges}</td></tr>")  # fmt: skip
@@ -146,12 +149,15 @@ def answer_html(a: ScenarioAnswer) -> str:
             + "<ol class='headlines'>" + "".join(f"<li>{html.escape(h)}</li>" for h in a.headlines) + "</ol>"
             + f"<table class='ranked'><tr><th>#</th><th>design</th><th>req/s at {a.users} users</th><th>p50</th>"
             "<th>p99</th><th>users served</th><th>where the time went</th><th>verdict</th></tr>"
-            + "".join(rows) + "</table></section>")  # fmt: skip
+            + "".join(rows) + "</table>"
+            + (f"<p class='note ranking'>{html.escape(a.ranking)}</p>" if a.ranking else "")
+            + "</section>")  # fmt: skip
 
 
 def standings_frame(answers: list[ScenarioAnswer]) -> pd.DataFrame:
     return pd.DataFrame([{"scenario": a.scenario, "rank": s.rank, "design": s.design, "users": s.users, "rps": s.rps,
-                          "estimate_rps_per_core": s.estimate, "p50": s.p50, "p99": s.p99, "served": s.served,
+                          "estimate_rps": s.estimate, "ranked_by": "estimate" if s.estimate is not None else "rps",
+                          "p50": s.p50, "p99": s.p99, "served": s.served,
                           "verdict": "; ".join(s.badges), "waiting": s.waiting}
                          for a in answers for s in a.standings])  # fmt: skip
 
@@ -195,7 +201,7 @@ def cost_chart(top: pd.DataFrame) -> go.Figure:
     """At each scenario's highest load: what each design cost and what piled up, a panel per measure."""
     panels = (("server_cpu_us_per_request", "server CPU µs per request"),
               ("listen_overflows", "packets dropped at a full accept queue"), ("peak_time_wait", "TIME_WAIT (peak)"),
-              ("rss_per_connection_bytes", "RSS growth bytes per connection"), ("peak_threads", "threads (peak)"),
+              ("rss_per_connection_bytes", "memory growth bytes per connection"), ("peak_threads", "threads (peak)"),
               ("peak_established", "connections (peak, server side)"))  # fmt: skip
     fig = make_subplots(rows=2, cols=3, subplot_titles=[t for _, t in panels])
     for i, (column, _) in enumerate(panels):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from loadtest.kinds import CONNECT, OPS
+from loadtest.report import timeline
 from loadtest.report.load import RunData, traits_of
 from loadtest.report.summary import load_bound, shown
 
@@ -198,42 +199,58 @@ def user_findings(row: dict[str, Any], one_at_a_time: bool, oldest: tuple[float,
     return out
 
 
-def timeline_findings(run: RunData, name: str) -> list[str]:
-    """Where the connections' time went, from the joined timeline (loadtest.report.timeline)."""
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None) -> list[str]:
+    """Where the window's time went (every user's, unfinished waits included), and the connections' stages,
+    from the joined timeline (loadtest.report.timeline)."""
     frame = run.connections
     if frame is None:
         return []
     out = []
     mine = frame[frame["in_window"]]
-    joined = mine[mine["join"] == "joined"].dropna(subset=["first_request"])
+    joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "")].dropna(subset=["first_request"])
     if run.timeline_note:
         out.append(f"where the time went: {run.timeline_note}.")
+    if row is not None and (words := timeline.share_words(row, 3)):
+        users = len(run.users) if run.users is not None else 0
+        out.append(f"{name}: of every user's time in the window ({plural(users, 'user')}, "
+                   f"{float(row['window_user_s']):,.1f} user-seconds), "
+                   + ", ".join(f"{share:.0%} {label}" for label, share in words) + ".")  # fmt: skip
     if len(joined):
         median = joined.sort_values("first_request").iloc[(len(joined) - 1) // 2]
-        parts = sorted(((float(median[s]), s) for s in ("syn_retry_wait", "last_round_trip", "accept_queue",
-                        "pool_queue", "request_wait", "service", "transfer")), reverse=True)  # fmt: skip
-        words = {"syn_retry_wait": "on SYN retries", "last_round_trip": "in the handshake", "accept_queue":
-                 "in the accept queue", "pool_queue": "in the pool's queue", "request_wait": "waiting for the request",
-                 "service": "being served", "transfer": "carrying the reply back"}  # fmt: skip
-        said = [f"{ms:,.3f} ms {words[s]}" for ms, s in parts[:2] if ms > 0]
-        out.append(f"{name}: of a median first request of {median['first_request']:,.3f} ms (connect start to the "
-                   f"reply's last byte), " + " and ".join(said) + f" ({len(joined):,} connections joined client to "
-                   "server).")  # fmt: skip
+        parts = sorted(((float(median[s]), s) for s in timeline.STAGES), reverse=True)
+        said = [f"{ms:,.3f} ms {timeline.STAGE_LABELS[s]}" for ms, s in parts[:2] if ms > 0]
+        out.append(f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
+                   f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
+                   "the reply's last byte, of it " + " and ".join(said) + ".")  # fmt: skip
     retried = mine[mine["syn_retrans"] > 0]
     if len(retried):
-        out.append(f"{len(retried):,} connections went through SYN retries ({int(retried['syn_retrans'].sum()):,} "
-                   f"SYNs sent again; their handshakes took {retried['handshake'].median() / 1000:,.2f} s at the "
-                   "median, the kernel's retry schedule of about 1, 2, 3 s).")  # fmt: skip
+        out.append(f"{plural(len(retried), 'connection')} went through SYN retries "
+                   f"({int(retried['syn_retrans'].sum()):,} SYNs sent again; connect() took "
+                   f"{(retried['syn_retry_wait'] + retried['handshake']).median() / 1000:,.2f} s at the median, the "
+                   "kernel's retry schedule of about 1, 2, 3 s).")  # fmt: skip
     resent = mine[mine["data_retrans"] > 0] if "data_retrans" in mine else mine.iloc[:0]
     if len(resent):
-        out.append(f"{len(resent):,} connections had to send data again after their handshake "
-                   f"({int(resent['data_retrans'].sum()):,} segments): their final ACK or early request was dropped "
-                   "at the full accept queue (ListenOverflows), so their request waited for a retransmission.")
-    queued = mine[mine["accept_queue_lower_bound"]]
-    if len(queued):
-        out.append(f"{len(queued):,} connections completed the handshake but were never accepted before the run "
-                   f"ended: they waited at least {queued['accept_queue'].max() / 1000:,.2f} s in the accept queue "
-                   "(or, after a SYN cookie, held nowhere).")  # fmt: skip
+        out.append(f"{plural(len(resent), 'connection')} were half-open for a while: connect() had returned (the "
+                   "SYN-ACK came back) but the final ACK and the request were dropped at the full accept queue "
+                   f"(ListenOverflows), so the client sent its data again ({int(resent['data_retrans'].sum()):,} "
+                   "segments) and the server re-sent SYN-ACKs until one got in.")  # fmt: skip
+    unaccepted = mine[mine["unaccepted_at_close"]]
+    if len(unaccepted):
+        half = int((unaccepted["stage_at_stop"] == "half_open").sum())
+        queued = len(unaccepted) - half
+        waited = (unaccepted["half_open"] + unaccepted["accept_queue"]).max() / 1000
+        bits = []
+        if queued:
+            bits.append(f"{queued:,} in the accept queue")
+        if half:
+            bits.append(f"{half:,} half-open (their final ACK dropped: not in the queue, the server holds a "
+                        "request socket or, after a SYN cookie, nothing)")
+        out.append(f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
+                   f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s.")  # fmt: skip
     teardown = joined["teardown"].value_counts()
     if len(teardown):
         top, n = str(teardown.index[0]), int(teardown.iloc[0])

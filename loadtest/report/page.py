@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from loadtest.report import charts, timeline_charts
+from loadtest.report import charts, checks, timeline_charts
 from loadtest.report.findings import findings, timeline_findings
 from loadtest.report.load import RunData, load_run
 from loadtest.report.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
@@ -88,10 +88,14 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
         f"socklab {v.get('socklab', '')}, Locust {v.get('locust', '')}, kernel {v.get('kernel', '')}",
     ]
     about = "<p class='note'>" + " · ".join(html.escape(str(f)) for f in facts) + "</p>"
+    said = findings(run, row) + timeline_findings(run, row["variant"], row)
+    verdicts = checks.evaluate(run, row)
+    checks.write(run_dir, verdicts)
     sections = [
+        checks.box_html(checks.failed_lines(verdicts)),
         about,
         "<h2>Findings</h2><ul class='findings'>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in findings(run, row) + timeline_findings(run, row["variant"]))
+        + "".join(f"<li>{html.escape(s)}</li>" for s in said)
         + "</ul>",
     ]
     figures = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,35 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest.columns import MONITOR_SUMMARIES, SUMMARY_NAMES
 from loadtest.kinds import CONNECT, FIRST_REPLY, OPS
+from loadtest.latency import recorded
 from loadtest.report import timeline
 from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
 
 CLIENT_BOUND_PERCENT = 90.0
 SUMMARY_COLUMNS = SUMMARY_NAMES  # declared, with units and meanings, in loadtest.columns
+# The kernel counts a process's CPU time in clock ticks (/proc/PID/stat, which psutil reads): 10 ms on
+# every Linux there is, and the monitor writes it to 0.01 s.
+CPU_TICK_S = max(1 / os.sysconf("SC_CLK_TCK"), 0.01)
+MIN_CPU_TICKS = 2
+
+
+def tick_rounded(cpu_seconds: float, requests: int, *, per_core: bool = False) -> float:
+    """CPU per request in µs (``per_core``: requests per CPU-second) to the digits its ticks allow.
+
+    A CPU-time reading is a count of whole ticks, so ``cpu_seconds`` is uncertain by one tick, a relative
+    uncertainty of one tick ÷ ``cpu_seconds``, and a figure made from it by dividing (either way) carries
+    the same.  The figure is rounded at the decimal place of that uncertainty's leading digit, keeping at
+    least one significant figure: 4 ticks (0.04 s, ±25 %) over 195 requests is 210 µs, not 205.13; 12.34 s
+    over 1e6 requests (±0.08 %) keeps 12.34 µs.  NaN with no requests, and NaN below ``MIN_CPU_TICKS``:
+    one tick may be anything from a sliver to nearly two ticks of work (±100 %), and none is not "free",
+    only less than a tick — such a figure would rank designs by the phase of the kernel's clock.
+    """
+    if not requests or not cpu_seconds >= MIN_CPU_TICKS * CPU_TICK_S:  # `not >=`: NaN fails too
+        return math.nan
+    value = requests / cpu_seconds if per_core else cpu_seconds / requests * 1e6
+    uncertainty = value * CPU_TICK_S / cpu_seconds
+    decimals = max(-math.floor(math.log10(uncertainty)), -math.floor(math.log10(value)))
+    return float(round(value, decimals))
 
 
 
@@ -67,7 +92,8 @@ def summarize(run: RunData) -> dict[str, Any]:
     first_reply = merged_histogram(run, (FIRST_REPLY,), with_unfinished=True)
     service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
     open_loop = info.get("open_loop") or {}
-    times = timeline.figures(run.connections, run.timeline_note)
+    times = timeline.figures(run.connections, run.timeline_note, users=len(run.users) if run.users is not None else 0,
+                             window_s=seconds, request_s=request_seconds(run))
     timeline_lower = times.pop("timeline_lower_bounds", "")
     row: dict[str, Any] = {
         "run_id": run.run_id,
@@ -123,9 +149,6 @@ def summarize(run: RunData) -> dict[str, Any]:
                 start, stop = cumulative.iloc[0], cumulative.iloc[-1]
             return float(stop - start)
 
-        def per_request(seconds: float) -> float:
-            return round(seconds / successes * 1e6, 2) if successes else math.nan
-
         user_s, system_s = spent("server_cpu_user_s"), spent("server_cpu_system_s")
         for name, column, how in MONITOR_SUMMARIES:  # a peak or a last value, as loadtest.columns declares
             if column not in mon:  # a run recorded before the column existed
@@ -135,18 +158,12 @@ def summarize(run: RunData) -> dict[str, Any]:
             row[name] = value if isinstance(value, str) else int(value)
         row.update(
             peak_time_wait=int((mon["server_TIME_WAIT"] + mon["client_TIME_WAIT"]).max()),
-            server_cpu_us_per_request=per_request(user_s + system_s),
-            server_user_us_per_request=per_request(user_s),
-            server_sys_us_per_request=per_request(system_s),
-            server_capacity_rps_per_core=(
-                round(1e6 / cpu_us) if (cpu_us := per_request(user_s + system_s)) == cpu_us and cpu_us else math.nan
-            ),
-            # Growth over the first sample (the idle server) per connection held at peak.
-            rss_per_connection_bytes=(
-                round((mon["server_rss_bytes"].max() - mon["server_rss_bytes"].iloc[0]) / est_peak)
-                if (est_peak := int(mon["server_ESTABLISHED"].max()))
-                else math.nan
-            ),
+            # Only the digits the CPU clock's ticks allow: 4 ticks over 195 requests is 210 µs, not 205.13.
+            server_cpu_us_per_request=tick_rounded(user_s + system_s, successes),
+            server_user_us_per_request=tick_rounded(user_s, successes),
+            server_sys_us_per_request=tick_rounded(system_s, successes),
+            server_capacity_rps_per_core=tick_rounded(user_s + system_s, successes, per_core=True),
+            rss_per_connection_bytes=memory_per_connection(mon),
             loadgen_peak_cpu_percent=float(win["loadgen_cpu_percent_max"].max()),
             loadgen_median_cpu_percent=float(win["loadgen_cpu_percent_max"].median()),
         )
@@ -159,6 +176,32 @@ def summarize(run: RunData) -> dict[str, Any]:
             row.setdefault(col, math.nan)
         row["client_bound"] = ""
     return {col: row.get(col, math.nan) for col in SUMMARY_COLUMNS}
+
+
+def request_seconds(run: RunData) -> float:
+    """Time the clients had requests in flight inside the window: the latencies of what finished in it, the
+    ages at the close of what had not, less the ages at the open of what was already in flight then."""
+    hist = merged_histogram(run, OPS, with_unfinished=True)
+    if hist is None:
+        return 0.0
+    values, counts = recorded(hist)
+    in_flight_at_open = float((run.info.get("window") or {}).get("in_flight_at_open_s") or 0.0)
+    return max(float((values * counts).sum()) / 1e6 - in_flight_at_open, 0.0)
+
+
+def memory_per_connection(mon: Any) -> float:
+    """The server's memory growth over the first sample (the idle server) per connection held at peak.
+
+    Anonymous memory (RssAnon): RSS also counts the pages of files the server maps, and socklab's
+    connection log is one, mapped shared, that grows by a record per connection whether it is held or
+    long closed (blocking: a 2.1 MB log over 13 connections read as 162 kB each).  Runs
+    recorded before the monitor sampled it fall back to RSS."""
+    column = "server_rss_anon_bytes"
+    if column not in mon or mon[column].isna().all():
+        column = "server_rss_bytes"
+    memory = mon[column].dropna()
+    peak = int(mon["server_ESTABLISHED"].max())
+    return round((memory.max() - memory.iloc[0]) / peak) if peak and len(memory) else math.nan
 
 
 def syn_figures(run: RunData, counter: int, scope: str) -> dict[str, Any]:

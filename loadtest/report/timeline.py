@@ -35,13 +35,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loadtest.connections import SYN_RETRY_FLOOR_S
 from servers.connlog import ENDED_BADLY, HEADER, HEADER_SIZE, IPV6, MAGIC, RECORD, REJECTED, SERVER_CLOSED, TIMES
 
-STAGES = ("syn_retry_wait", "last_round_trip", "accept_queue", "pool_queue", "request_wait", "service", "transfer")
+# A connection's consecutive stages, each between two events that happened in this order on one clock
+# (CLOCK_MONOTONIC, client and server alike), so they add up to connect start → the first reply's last byte.
+STAGES = ("syn_retry_wait", "handshake", "half_open", "accept_queue", "pool_queue", "client_late", "request_wait",
+          "service", "transfer", "server_unknown")  # fmt: skip
 STAGE_LABELS = {
-    "syn_retry_wait": "SYN retries", "last_round_trip": "handshake round trip", "accept_queue": "accept queue",
-    "pool_queue": "pool queue", "request_wait": "request arriving", "service": "service", "transfer": "reply transfer",
+    "syn_retry_wait": "SYN retries", "handshake": "handshake", "half_open": "half-open (final ACK dropped)",
+    "accept_queue": "accept queue", "pool_queue": "pool queue", "client_late": "load generator late to send",
+    "request_wait": "request waiting to be read", "service": "service", "transfer": "reply transfer",
+    "server_unknown": "after connect(), server side not measured",
 }  # fmt: skip
+# The window's whole account: every user's time in the measured window, in the stage it was in.
+WINDOW_STAGES = (*STAGES, "later_requests", "load_generator")
+WINDOW_LABELS = {**STAGE_LABELS, "later_requests": "later requests in flight",
+                 "load_generator": "load generator between requests"}  # fmt: skip
 CONNECTIONS_FILE = "connections.csv"
 
 
@@ -132,42 +142,110 @@ def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: d
         out.loc[missing, "join"] = ("past the server log's cap, or not accepted by the server" if log.unrecorded
                                     else "not accepted by the server (in its accept queue, or after a SYN cookie "
                                     "held nowhere, when the run ended)")  # fmt: skip
-    return with_stages(out)
+    return out
 
 
-def with_stages(out: pd.DataFrame) -> pd.DataFrame:
+def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
+    """Each connection's events in the order they must have happened, on one clock, as seconds; NaN where an
+    event had not happened by the window's ``close`` (what the server did after the close does not count).
+
+    A client stamp read late (its greenlet resumed after the server had already accepted) is not moved: the
+    event it stands for is bounded by the server's, and the client's lateness becomes its own stage."""
+
+    def at(column: str) -> pd.Series:
+        values = out[column].astype(float)
+        return values.where((values > 0) & (values <= close))  # 0: did not happen (client and server alike)
+
+    start = out["connect_start"].astype(float)
+    accepted = at("server_accepted")
+    # The client is ESTABLISHED (SYN-ACK back) before the server's child is, which is before accept() returns.
+    connect_end = at("connect_end").where(out["connected"] == 1)  # a failed connect's end is no handshake
+    established = np.fmin(connect_end, accepted).where(connect_end.notna())
+    rtt = (out["rtt_us"].astype(float) / 1e6).clip(lower=0)
+    through = (established - np.fmin(rtt, established - start)).where(out["syn_retrans"] > 0, start)
+    sent = at("sent")
+    started, read = at("server_service_start"), at("server_first_read")
+    return pd.DataFrame({"e0": start, "e1": through.where(established.notna()), "e2": established, "e3": accepted,
+                         "e4": started, "e5": np.fmax(started, np.fmin(sent, read)), "e6": read,
+                         "e7": at("server_first_written"), "e8": at("last_byte")})
+
+
+def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | None = None) -> pd.DataFrame:
+    """The stages of each connection (ms, ``STAGES``), consecutive by construction: stage i runs from event i to
+    event i+1; the stage in progress when the window closed (or the connection ended) runs to that moment,
+    and is marked a lower bound; the stages after it are 0.  Also each stage's part inside the window
+    (``in_window_<stage>``, s) — the window's account — and the state at the close."""
     ms = 1000.0
-
-    def times(column: str) -> pd.Series:
-        return out[column].where(out[column] > 0)  # 0: did not happen (client and server records alike)
-
-    handshake = (times("connect_end") - out["connect_start"]) * ms
-    rtt = (out["rtt_us"] / 1000.0).clip(upper=handshake)
-    out["handshake"] = handshake
-    out["syn_retry_wait"] = (handshake - rtt).where(out["syn_retrans"] > 0, 0.0).where(handshake.notna())
-    out["last_round_trip"] = handshake - out["syn_retry_wait"]
-    # accept() returns after connect() does (the third step of the handshake follows the second), so a
-    # negative wait is the client reading its clock late — its greenlet resumed after the server accepted
-    # — and reads 0; so does a reply "carried back" before the server's clock read after its send().
-    out["accept_queue"] = ((times("server_accepted") - times("connect_end")) * ms).clip(lower=0)
-    # Still waiting when the run ended: a lower bound of the wait, up to the client's close.
-    queued = out["join"].str.startswith("not accepted")
-    out["accept_queue_lower_bound"] = queued
-    out.loc[queued, "accept_queue"] = ((times("closed") - times("connect_end")) * ms)[queued]
-    out["pool_queue"] = (times("server_service_start") - times("server_accepted")) * ms
-    out["request_wait"] = (times("server_first_read") - times("server_service_start")) * ms
-    out["service"] = (times("server_first_written") - times("server_first_read")) * ms
-    out["transfer"] = ((times("last_byte") - times("server_first_written")) * ms).clip(lower=0)
-    out["first_reply"] = (times("first_byte") - out["connect_start"]) * ms
-    out["first_request"] = (times("last_byte") - out["connect_start"]) * ms
+    close = float(close) if close else float("inf")
+    ev = events(out, close)
+    ended = out["closed"].astype(float).where(out["closed"] > 0)
+    # Where a connection's account stops: its close, or the window's.
+    stop = np.fmin(ended.fillna(close), close)
+    if not np.isfinite(close):  # no window: up to the client's close, or its last event
+        stop = ended.fillna(ev.max(axis=1))
+    half_open = (out["data_retrans"] > 0) if "data_retrans" in out else pd.Series(False, index=out.index)
+    # The boundaries of the stages: a connection whose final ACK and request were dropped at the full accept
+    # queue (its client had to send its data again) was half-open up to its accept; any other waited queued.
+    bounds = [ev["e0"], ev["e1"], ev["e2"], ev["e3"].where(half_open, ev["e2"]), ev["e3"], ev["e4"], ev["e5"],
+              ev["e6"], ev["e7"], ev["e8"], ev["e8"]]  # fmt: skip
+    # No server record to join (no log, another machine's clock, past the log's cap): after connect() returned,
+    # one stage up to the first reply's last byte, named for what it is.
+    unknown = ~out["join"].isin(["joined", "never connected"]) & ~out["join"].str.startswith("not accepted")
+    for i in range(3, 10):
+        bounds[i] = bounds[i].where(~unknown, ev["e2"])
+    cur = ev["e0"]
+    running = pd.Series("", index=out.index)
+    done = pd.Series(False, index=out.index)
+    spans: dict[str, tuple[pd.Series, pd.Series]] = {}
+    for i, stage in enumerate(STAGES):
+        nxt = bounds[i + 1]
+        arrived = nxt.notna() & ~done
+        stops_here = ~arrived & ~done
+        end = np.fmax(nxt, cur).where(arrived, np.fmax(stop, cur).where(stops_here, cur))
+        spans[stage] = (cur, end)
+        running = running.where(~stops_here, stage)
+        done = done | stops_here
+        cur = end
+    # A connect still going (or failed) after less than a SYN's first retry wait was in its handshake: on
+    # loopback only a dropped SYN takes longer.
+    young = (running == "syn_retry_wait") & ((stop - ev["e0"]) < SYN_RETRY_FLOOR_S)
+    if young.any():
+        b0, e0 = spans["syn_retry_wait"]
+        spans["syn_retry_wait"] = (b0, e0.where(~young, b0))
+        spans["handshake"] = (spans["handshake"][0].where(~young, b0), spans["handshake"][1].where(~young, e0))
+        running = running.where(~young, "handshake")
+    for stage, (b, e) in spans.items():
+        out[stage] = (e - b) * ms
+        if open_ is not None:
+            lo, hi = np.fmax(b, open_), np.fmin(e, close)
+            out[f"in_window_{stage}"] = (hi - lo).clip(lower=0).fillna(0.0)
+    out["stage_at_stop"] = running  # "" when the first reply came back
+    for i in (3, 4, 7):  # accepted, a worker on it, its first reply written: by the window's close
+        out[f"e{i}_known"] = ev[f"e{i}"].notna() & ~unknown
+    out["first_request"] = sum(out[s] for s in STAGES).where(running == "")
+    out["first_reply"] = (out["first_byte"].where(out["first_byte"] > 0) - out["connect_start"]) * ms
+    # Open and not accepted when the window closed, though connect() had returned: half-open or queued.
+    connected = ev["e2"].notna() & ev["e3"].isna() & ~unknown & (ended.isna() | (ended > close))
+    out["unaccepted_at_close"] = connected & bool(np.isfinite(close))
+    out["accept_queue_lower_bound"] = running.isin(["accept_queue", "half_open"])
+    last = ev["e8"]
+    out["in_window_after_first"] = 0.0
+    out["first_request_in_flight_s"] = 0.0
+    if open_ is not None:
+        # After the first reply: a persistent connection's later requests, and the load generator between them.
+        after = (np.fmin(stop, close) - np.maximum(last, open_)).clip(lower=0)
+        out["in_window_after_first"] = after.where(last.notna(), 0.0)
+        # The first request's own time in flight inside the window (from its send, or from connect()'s return
+        # where the send was not stamped, to its last reply byte or the stop): the clients' request time
+        # counts it too, so the window's "later requests" are what is left after it.
+        sent = out["sent"].astype(float).where(out["sent"] > 0).fillna(ev["e2"])
+        lo, hi = np.maximum(sent, open_), np.minimum(last.fillna(stop), close)
+        out["first_request_in_flight_s"] = (hi - lo).clip(lower=0).where(sent.notna(), 0.0)
     joined = out["join"] == "joined"
     out["teardown"] = ""
     if joined.any():
         out.loc[joined, "teardown"] = [teardown_of(r) for r in out[joined].itertuples()]
     return out
-
-
-SHARES = ("handshake", "accept_queue", "pool_queue", "request_wait", "service", "transfer")
 
 
 def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:
@@ -189,10 +267,12 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
     window = info.get("window") or {}
     start, stop = window.get("monotonic_start"), window.get("monotonic_stop")
     if start and stop:
+        joined = with_stages(joined, float(start), float(stop))
         # Open at some time in the window: a persistent user's connection, made in the warm-up, counts too.
         closed = joined["closed"].fillna(0)
         joined["in_window"] = (joined["connect_start"] <= stop) & ((closed <= 0) | (closed >= start))
     else:
+        joined = with_stages(joined)
         joined["in_window"] = True
     if log is not None and not log.complete:
         why = why or "the server log is incomplete (the server was killed, or records were still open)"
@@ -201,17 +281,29 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
     return joined, why
 
 
-def figures(frame: pd.DataFrame | None, note: str) -> dict[str, Any]:
-    """The summary's timeline columns, over the measured window's connections."""
+def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: float = 0.0,
+            request_s: float = float("nan")) -> dict[str, Any]:
+    """The summary's timeline columns: the window's account (``window_share_*``: every user's time in the
+    window, in the stage it was in, unfinished waits up to the close) and the connections' state at the close.
+
+    ``request_s`` is the time requests were in flight inside the window (the clients' latencies of what
+    finished, the ages of what had not, less what was spent before the window opened): after each
+    connection's first reply, that is "later requests"; the rest of every user's window is the load
+    generator's own time between requests."""
     nan = float("nan")
     out: dict[str, Any] = {"connections_recorded": nan, "connections_joined": nan, "connections_never_accepted": nan,
-                           "timeline": note or "measured"}  # fmt: skip
+                           "connections_half_open": nan, "timeline": note or "measured",
+                           "window_user_s": nan}  # fmt: skip
+    for stage in WINDOW_STAGES:
+        out[f"window_share_{stage}"] = nan
     if frame is None:
         return out
     mine = frame[frame["in_window"]]
     joined = mine[mine["join"] == "joined"]
     out["connections_recorded"], out["connections_joined"] = len(mine), len(joined)
-    out["connections_never_accepted"] = int(mine["accept_queue_lower_bound"].sum())
+    unaccepted = mine[mine["unaccepted_at_close"]]
+    out["connections_never_accepted"] = len(unaccepted)
+    out["connections_half_open"] = int((unaccepted["stage_at_stop"] == "half_open").sum())
     lower: list[str] = []
 
     def pct(series: pd.Series, p: float, name: str, censored: pd.Series | None = None) -> float:
@@ -220,18 +312,37 @@ def figures(frame: pd.DataFrame | None, note: str) -> dict[str, Any]:
             return nan
         value = round(float(np.percentile(values, p)), 3)
         if censored is not None and (censored & (series <= value)).any():
-            lower.append(name)  # a wait still running when the run ended, not above it yet: it may still pass it
+            lower.append(name)  # a wait still running when the window closed, not above it yet: it may still pass it
         return value
 
-    waits = mine["accept_queue"].where(mine["join"].isin(["joined"]) | mine["accept_queue_lower_bound"])
+    waiting = mine["stage_at_stop"].isin(["accept_queue", "half_open"])
+    waits = (mine["accept_queue"] + mine["half_open"]).where(mine["e3_known"] | waiting)
     for p in (50, 99):
         name = f"accept_queue_wait_p{p}_ms"
-        out[name] = pct(waits, p, name, mine["accept_queue_lower_bound"])
-        out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"], p, "")
-        out[f"server_service_p{p}_ms"] = pct(joined["service"], p, "")
-    whole = joined.dropna(subset=["first_request"])  # connections whose first reply came back
-    total = whole["first_request"].sum()
-    for stage in SHARES:
-        out[f"first_request_share_{stage}"] = round(float(whole[stage].sum() / total), 4) if total > 0 else nan
+        out[name] = pct(waits, p, name, waiting)
+        out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"].where(joined["e4_known"]), p, "")
+        out[f"server_service_p{p}_ms"] = pct(joined["service"].where(joined["e7_known"]), p, "")
+    # The window's account.  Connection stages come from the records, each cut to the window; requests after
+    # a connection's first are what the clients had in flight, less the first requests' own part.
+    parts = {stage: float(mine[f"in_window_{stage}"].sum()) for stage in STAGES}
+    first_in_flight = float(mine["first_request_in_flight_s"].sum())
+    after_first = float(mine["in_window_after_first"].sum())
+    later = max(request_s - first_in_flight, 0.0) if request_s == request_s else 0.0
+    parts["later_requests"] = min(later, after_first) if request_s == request_s else 0.0
+    accounted = sum(parts.values())
+    whole = users * window_s
+    parts["load_generator"] = max(whole - accounted, 0.0)
+    total = sum(parts.values())
+    out["window_user_s"] = round(total, 3)
+    if total > 0:
+        for stage, seconds in parts.items():
+            out[f"window_share_{stage}"] = round(seconds / total, 4)
     out["timeline_lower_bounds"] = ";".join(lower)
     return out
+
+
+def share_words(row: dict[str, Any], top: int = 2) -> list[tuple[str, float]]:
+    """The largest stages of a summary row's window account, as (label, share), largest first."""
+    shares = [(WINDOW_LABELS[s], float(v)) for s in WINDOW_STAGES
+              if isinstance(v := row.get(f"window_share_{s}"), int | float) and v == v and v > 0]  # fmt: skip
+    return sorted(shares, key=lambda x: -x[1])[:top]

@@ -13,14 +13,17 @@ import plotly.graph_objects as go
 from loadtest.report.charts import layout
 from loadtest.report.timeline import STAGE_LABELS, STAGES
 
-COLORS = {"syn_retry_wait": "#EF553B", "last_round_trip": "#FFA15A", "accept_queue": "#AB63FA",
-          "pool_queue": "#FF6692", "request_wait": "#B6E880", "service": "#00CC96", "transfer": "#19D3F3"}  # fmt: skip
+COLORS = {"syn_retry_wait": "#EF553B", "handshake": "#FFA15A", "half_open": "#FECB52", "accept_queue": "#AB63FA",
+          "pool_queue": "#FF6692", "client_late": "#BBBBBB", "request_wait": "#B6E880", "service": "#00CC96",
+          "transfer": "#19D3F3", "server_unknown": "#DDDDDD", "later_requests": "#636EFA",
+          "load_generator": "#888888"}  # fmt: skip
 
 
 def joined_in_window(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None:
         return pd.DataFrame()
-    return frame[frame["in_window"] & (frame["join"] == "joined")].dropna(subset=["first_request"])
+    return frame[frame["in_window"] & (frame["join"] == "joined") & (frame["stage_at_stop"] == "")].dropna(
+        subset=["first_request"])
 
 
 def picks(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
@@ -67,13 +70,15 @@ def accept_queue_chart(frame: pd.DataFrame | None) -> go.Figure | None:
     if frame is None:
         return None
     mine = frame[frame["in_window"]]
-    done = mine.loc[mine["join"] == "joined", "accept_queue"].dropna()
-    waiting = mine.loc[mine["accept_queue_lower_bound"], "accept_queue"].dropna()
+    wait = mine["accept_queue"] + mine["half_open"]  # connect() return → accept(), half-open part included
+    done = wait[mine["e3_known"]].dropna()
+    waiting = wait[mine["accept_queue_lower_bound"]].dropna()
     if done.empty and waiting.empty:
         return None
     fig = go.Figure()
     edges = [10 ** (k / 10) for k in range(-20, 51)]  # 0.01 ms … 100 s
-    for label, values in (("accepted", done), ("never accepted (waited at least this long)", waiting)):
+    late = "not accepted when the window closed (waited at least this long)"
+    for label, values in (("accepted", done), (late, waiting)):
         if values.empty:
             continue
         clipped = values.clip(lower=edges[0], upper=edges[-1])
@@ -100,6 +105,7 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     retries = int(row.get("syn_retrans") or 0)
     server_first = "server closed first" in str(row.get("teardown", ""))
     queue, pool, service = (float(row.get(k) or 0) for k in ("accept_queue", "pool_queue", "service"))
+    queue += float(row.get("half_open") or 0)
     events: list[tuple[str, int, float, str]] = [  # (key, side 0 client / 1 server, ms, what happens there)
         ("call", 0, 0.0, "connect() called"),
         # The SYN that got through left a round trip before its SYN-ACK came back; earlier ones were dropped.

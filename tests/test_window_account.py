@@ -1,0 +1,88 @@
+"""The window's account and the stages of a connection, from records built by hand (no servers).
+
+Each test is one defect an independent read found in a real default compare: stages that overlapped
+(shares adding up to 175 %), a breakdown of the finished connections only (survivor bias), "never
+accepted" judged after the window, and half-open connections called queued.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loadtest.report import timeline
+
+OPEN, CLOSE = 100.0, 104.0  # the window, CLOCK_MONOTONIC s
+
+
+def connection(**times: float) -> dict[str, object]:
+    row: dict[str, object] = {"worker_id": "local", "user_id": "local.1", "local_ip": "127.0.0.1", "local_port": 1,
+                              "connect_start": 0.0, "connect_end": 0.0, "connected": 1, "outcome": "ok",
+                              "syn_retrans": 0, "rtt_us": 60, "sent": 0.0, "first_byte": 0.0, "last_byte": 0.0,
+                              "closed": 0.0, "requests": 1, "data_retrans": 0, "worker": 1.0, "flags": 0.0,
+                              "join": "joined"}  # fmt: skip
+    for name in ("accepted", "service_start", "first_read", "first_written", "eof", "closed"):
+        row[f"server_{name}"] = np.nan
+    row.update(times)
+    return row
+
+
+def stages(rows: list[dict[str, object]]) -> pd.DataFrame:
+    frame = timeline.with_stages(pd.DataFrame(rows), OPEN, CLOSE)
+    frame["in_window"] = True
+    return frame
+
+
+def test_a_late_client_stamp_does_not_overlap_the_stages_they_add_up() -> None:
+    # echo/blocking local.1: connect start .689023, accepted .689448, connect() returned .692204 (late).
+    row = connection(connect_start=101.689023, connect_end=101.692204, sent=101.692210, first_byte=101.692900,
+                     last_byte=101.692907, server_accepted=101.689448, server_service_start=101.689450,
+                     server_first_read=101.692500, server_first_written=101.692600)  # fmt: skip
+    frame = stages([row])
+    total = sum(float(frame.loc[0, s]) for s in timeline.STAGES)
+    assert total == pytest.approx((101.692907 - 101.689023) * 1000, abs=1e-6)  # connect start → last byte
+    assert float(frame.loc[0, "handshake"]) == pytest.approx(0.425, abs=1e-3)  # not the late 3.18 ms
+    assert float(frame.loc[0, "client_late"]) == pytest.approx(2.76, abs=1e-2)  # the client's own lateness
+    assert all(float(frame.loc[0, s]) >= 0 for s in timeline.STAGES)
+
+
+def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
+    # io-wait/blocking/50u: one user served all window long, 49 in the accept queue the whole window.
+    served = connection(connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021,
+                        server_accepted=99.00005, server_service_start=99.00005, server_first_read=99.0002,
+                        server_first_written=99.0202)  # fmt: skip
+    queued = [connection(connect_start=99.0, connect_end=99.0001, join="not accepted by the server") for _ in range(49)]
+    frame = stages([served, *queued])
+    window = 4.0
+    row = timeline.figures(frame, "", users=50, window_s=window, request_s=window + 49 * window)
+    assert row["window_share_accept_queue"] == pytest.approx(0.98, abs=0.001)
+    assert row["window_share_later_requests"] == pytest.approx(0.02, abs=0.001)
+    assert sum(row[f"window_share_{s}"] for s in timeline.WINDOW_STAGES) == pytest.approx(1.0, abs=0.001)
+    assert row["connections_never_accepted"] == 49 and row["connections_half_open"] == 0
+
+
+def test_accepted_after_the_close_is_not_accepted_in_the_window() -> None:
+    late = connection(connect_start=99.5, connect_end=99.5001, sent=99.5001, server_accepted=CLOSE + 0.05,
+                      server_service_start=CLOSE + 0.05, server_first_read=CLOSE + 0.06,
+                      server_first_written=CLOSE + 0.08, closed=CLOSE + 0.2)  # fmt: skip
+    frame = stages([late])
+    assert bool(frame.loc[0, "unaccepted_at_close"]) and frame.loc[0, "stage_at_stop"] == "accept_queue"
+    assert float(frame.loc[0, "accept_queue"]) == pytest.approx((CLOSE - 99.5001) * 1000, abs=1e-6)  # to the close
+    assert float(frame.loc[0, "service"]) == 0.0  # what the server did after the close does not count
+    row = timeline.figures(frame, "", users=1, window_s=4.0, request_s=4.0)
+    assert row["connections_never_accepted"] == 1
+    assert row["accept_queue_wait_p50_ms"] == pytest.approx((CLOSE - 99.5001) * 1000, abs=1e-3)
+    assert "accept_queue_wait_p50_ms" in row["timeline_lower_bounds"]
+
+
+def test_half_open_connections_are_counted_apart_from_the_accept_queue() -> None:
+    # conn-storm: connect() returned, the final ACK and request dropped at the full queue (data sent again).
+    half = [connection(connect_start=101.0, connect_end=101.0001, sent=101.0001, data_retrans=3) for _ in range(32)]
+    queued = [connection(connect_start=101.0, connect_end=101.0001, sent=101.0001) for _ in range(9)]
+    for r in half + queued:
+        r["join"] = "not accepted by the server"
+    frame = stages(half + queued)
+    row = timeline.figures(frame, "", users=41, window_s=4.0, request_s=0.0)
+    assert row["connections_never_accepted"] == 41 and row["connections_half_open"] == 32
+    assert row["window_share_half_open"] > row["window_share_accept_queue"] > 0
