@@ -14,7 +14,8 @@ from loadtest.report.timeline import WINDOW_STAGES
 
 
 def run_of(**kw: Any) -> RunData:
-    info = {"load_processes": [{"requests": 100, "failures": 0}], "window": {"start": 0.0, "stop": 10.0}, **kw.pop("info", {})}
+    info = {"load_processes": [{"requests": 100, "failures": 0}], "window": {"start": 0.0, "stop": 10.0},
+            **kw.pop("info", {})}
     users = kw.pop("users", pd.DataFrame({"user_id": ["a", "b"], "requests": [60, 40], "failures": [0, 0],
                                           "longest_wait_ms": [1.0, 1.0]}))  # fmt: skip
     per_second = kw.pop("per_second", pd.DataFrame([("ECHO", "p", 1, 100)], columns=PER_SECOND))
