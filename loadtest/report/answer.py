@@ -299,6 +299,8 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
     text = f"{lead.design} leads {scenario} with {lead.figure} req/s at {lead.users} users (p99 {lead.p99})"
     if lead.estimate is not None:
         text += ": not every measured rate is the server's, so every design is ranked by its server-CPU estimate"
+    elif "client-bound" in lead.badges:
+        text += ": a rate the load generator set (client-bound), not the server's"
     if len(table) > 1:
         why = f" — {', '.join(last.badges)}" if last.badges else ""
         text += f"; {last.design} is last with {last.figure} (p99 {last.p99}){why}"
