@@ -72,6 +72,28 @@ _SNMP = {
     "EstabResets": "established connections reset",
 }
 
+# The window's account, stage by stage (loadtest.report.timeline computes them, in this order).
+WINDOW_SHARES: tuple[tuple[str, str], ...] = (
+    ("syn_retry_wait", "waiting on SYN retries"),
+    ("handshake", "in the handshake"),
+    ("half_open", "half-open (connect() returned, the final ACK dropped at a full accept queue) up to the accept"),
+    ("accept_queue", "in the accept queue"),
+    ("pool_queue", "in a pool's queue"),
+    ("client_late", "with the server waiting on a load generator late to send its first request"),
+    ("request_wait", "with a first request sent but not yet read (in transit, or queued behind other work)"),
+    ("service", "in the service of a first request"),
+    ("transfer", "carrying a first reply back"),
+    ("server_unknown", "after connect() where the server's side was not measured (no log, another machine)"),
+    ("later_waiting", "with a later request sent but not in service: waiting to be read (in transit, or queued "
+     "behind other connections' work) or its reply in transit"),
+    ("later_service", "in the service of later requests (read whole → reply written, the server's clock, cut to the "
+     "window)"),
+    ("later_requests", "where no server log splits them, with a later request in flight (sent → its last reply "
+     "byte)"),
+    ("load_generator", "with no request and no connect in flight: the load generator's own time, or a user with "
+     "nothing left to send"),
+)
+
 MONITOR: tuple[Column, ...] = (
     Column("timestamp", "Unix s", "wall clock at the sample", "time.time()"),
     Column("elapsed_s", "s", "since the monitor started", "monotonic clock"),
@@ -239,20 +261,9 @@ SUMMARY: tuple[Column, ...] = (
     Column("server_service_p99_ms", "ms", "the same, p99"),
     Column("window_user_s", "s", "the window's account: every user's time in the measured window (users × "
            "window), split into the stages below"),
-    *(Column(f"window_share_{stage}", "0–1", f"of every user's time in the window, the share spent {label}; the "
+    *(Column(f"window_share_{stage}", "0–1", f"of every user's time in the window, the share spent {meaning}; the "
              "shares add up to 1 (docs/timeline.md)")
-      for stage, label in (("syn_retry_wait", "waiting on SYN retries"), ("handshake", "in the handshake"),
-                           ("half_open", "half-open (connect() returned, the final ACK dropped at a full accept "
-                            "queue) up to the accept"), ("accept_queue", "in the accept queue"),
-                           ("pool_queue", "in a pool's queue"), ("client_late", "with the server waiting on a "
-                            "load generator late to send its first request"), ("request_wait", "with a first "
-                           "request sent but not yet read (in transit, or queued behind other work)"),
-                           ("service", "in the service of a first request"), ("transfer", "carrying a first "
-                            "reply back"), ("server_unknown", "after connect() where the server's side was not "
-                           "measured (no log, another machine)"), ("later_requests", "with a later request in "
-                           "flight (sent → its last reply byte) on a connection that had had its first reply"),
-                           ("load_generator", "in the load generator between requests (no request, no connect in "
-                            "flight)"))),
+      for stage, meaning in WINDOW_SHARES),
     Column("lower_bound_columns", "", "the figures above that unfinished work could still raise: lower bounds, "
            "shown ≥"),
     Column("listen_overflows", "packets", "Δ TcpExt ListenOverflows: packets dropped at a full accept queue "

@@ -36,6 +36,7 @@ from loadtest.netns import in_private_netns, netns_label
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
 from loadtest.settings import parse_sysctls
 from loadtest.target import format_target
+from servers.connlog import mark_window
 
 log = logging.getLogger("socklab")
 
@@ -184,9 +185,13 @@ class Run:
         self.load_processes = {}
         self.window.open(measure_own_cost)
         self.feed.open_window()
+        # The server's log counts each request's service inside the window from now (servers.connlog).
+        mark_window(self.folder / SERVER_CONNECTIONS, start=self.window.monotonic_start)
 
     def close_window(self) -> None:
         self.window.close()
+        if self.window.monotonic_stop is not None:
+            mark_window(self.folder / SERVER_CONNECTIONS, stop=self.window.monotonic_stop)
         if self.window.perf_at_start is None or self.window.cpu_at_start is None:
             return
         # A local runner measures its own cost: the load generator's CPU per request.

@@ -11,7 +11,7 @@ Cheap by design.  A connection's times are kept where it is served (locals of th
 attributes of an event loop's connection: a clock read each), and its record is written once, as it
 closes, with one ``struct.pack_into`` into the file, mapped shared before any worker is forked or
 started — so every process and thread of a design writes its records in place, with no system call
-per connection and nothing to gather at the stop.  A record is 80 bytes; the file is preallocated
+per connection and nothing to gather at the stop.  A record is 88 bytes; the file is preallocated
 (sparse) for ``cap`` records plus a tail of ``cap // 10``.  The first ``cap`` connections are all
 recorded; after them every ``STRIDE``-th one goes to the tail while it has room (a documented
 sample), and the rest are counted as unrecorded.  Slots are taken under the design's own kind of
@@ -21,11 +21,19 @@ pool's records say which worker took each connection.
 
 File layout (little-endian)::
 
-    header   64 bytes: magic b"SLCONN2\\0", version, cap, tail, stride, taken, recorded, unrecorded,
+    header   64 bytes: magic b"SLCONN3\\0", version, cap, tail, stride, taken, recorded, unrecorded,
              boot id (16 bytes, this machine's /proc/sys/kernel/random/boot_id)
-    records  (cap + tail) × 80 bytes: accepted, service_start, first_read, first_written, eof, closed
-             (float64 each, 0 = did not happen), peer_port, local_port (u16), requests, worker id
-             << 8 | flags (u32), the peer's address (16 bytes; IPv4 in the first 4), 4 bytes pad
+    window   16 bytes: the measured window's open and close (float64, CLOCK_MONOTONIC; 0 = not yet),
+             written by the harness (``mark_window``) into the file every worker maps
+    records  (cap + tail) × 88 bytes: accepted, service_start, first_read, first_written, eof, closed
+             (float64 each, 0 = did not happen), in_window_service (float64: seconds of this connection's
+             requests between read and reply written, cut to the window), peer_port, local_port (u16),
+             requests, worker id << 8 | flags (u32), the peer's address (16 bytes; IPv4 in the first 4),
+             4 bytes pad
+
+Every request's service (its bytes read whole → its reply written) is added up inside the window, so a
+persistent connection opened in the warm-up still says how much of the window it spent being served:
+two clock reads a request while the window is open, none before or after it.
 
 A record whose ``closed`` is 0 was never written.  A one-process server writes its header's counts
 at the stop (several processes count in the header as they go): a killed one leaves records its
@@ -45,11 +53,12 @@ from typing import Any
 
 from servers.sockets import peer_closed_first
 
-MAGIC = b"SLCONN2\x00"
-VERSION = 2
+MAGIC = b"SLCONN3\x00"
+VERSION = 3
 HEADER = struct.Struct("=8sIIIIQQQ16s")  # 64 bytes
-HEADER_SIZE = 64
-RECORD = struct.Struct("<6dHHII16s4x")  # 80 bytes
+WINDOW = struct.Struct("<dd")  # at 64: the window's open and close
+HEADER_SIZE = 80
+RECORD = struct.Struct("<7dHHII16s4x")  # 88 bytes
 TIMES = ("accepted", "service_start", "first_read", "first_written", "eof", "closed")
 STRIDE = 100  # past the cap, one connection in this many is recorded (into the tail)
 DEFAULT_CAP = 100_000
@@ -85,6 +94,7 @@ class ConnLog:
             os.close(fd)
         HEADER.pack_into(self._map, 0, MAGIC, VERSION, self.cap, self.tail, STRIDE, 0, 0, 0, boot_id())
         self._counts: Any = memoryview(self._map)[24:48].cast("Q") if shared else [0, 0, 0]
+        self.window: Any = memoryview(self._map)[64:80].cast("d")  # [open, close]: the harness writes them
         self._shared = shared
         self._lock = lock
         self._packed: dict[str, tuple[bytes, int]] = {}  # a load comes from a few addresses: pack each once
@@ -114,8 +124,29 @@ class ConnLog:
         counts[1] += 1
         return slot
 
+    def in_window(self, read: float, written: float) -> float:
+        """Seconds of [read, written] inside the measured window (0 outside it, or before it opened)."""
+        window = self.window
+        start = window[0]
+        if not start or written <= start:
+            return 0.0
+        stop = window[1]
+        if stop:
+            if read >= stop:
+                return 0.0
+            if written > stop:
+                written = stop
+        return written - (read if read > start else start)
+
+    def window_open(self) -> bool:
+        """Whether requests are being counted now: opened and not yet closed (what a server checks before
+        it reads the clock for a request)."""
+        window = self.window
+        return bool(window[0]) and not window[1]
+
     def write(self, accepted: float, service_start: float, first_read: float, first_written: float, eof: float,
-              closed: float, peer: Any, local_port: int, requests: int, flags: int = 0) -> None:  # fmt: skip
+              closed: float, peer: Any, local_port: int, requests: int, flags: int = 0,
+              in_window: float = 0.0) -> None:  # fmt: skip
         """One connection, as it closes.  The hot path of every design with a log: kept to a few dozen
         bytecodes (benchmarks.server_cost --conn-log-ab measures what it adds per connection)."""
         lock = self._lock
@@ -134,13 +165,29 @@ class ConnLog:
         if not eof and not flags & _FIN_SEEN:
             flags |= SERVER_CLOSED
         worker = (threading.get_native_id() & 0xFFFFFF) << 8 if self._per_thread else self._process_worker
-        self._pack(self._map, HEADER_SIZE + slot * 80, accepted, service_start, first_read, first_written, eof, closed,
-                   peer[1], local_port, requests, worker | flags | packed[1], packed[0])  # fmt: skip
+        self._pack(self._map, HEADER_SIZE + slot * 88, accepted, service_start, first_read, first_written, eof, closed,
+                   in_window, peer[1], local_port, requests, worker | flags | packed[1], packed[0])  # fmt: skip
 
     def finish(self) -> None:
         if not self._shared:
             struct.pack_into("=QQQ", self._map, 24, *self._counts)
         self._map.flush()
+
+
+def mark_window(path: str | Path, *, start: float | None = None, stop: float | None = None) -> bool:
+    """The harness tells a running server's log the window's edges (CLOCK_MONOTONIC s; a write to the file
+    is seen at once through every worker's shared mapping).  False when there is no log of this version."""
+    try:
+        with open(path, "r+b") as f:
+            if f.read(8) != MAGIC:
+                return False
+            if start is not None:
+                os.pwrite(f.fileno(), struct.pack("<dd", start, 0.0), 64)
+            if stop is not None:
+                os.pwrite(f.fileno(), struct.pack("<d", stop), 72)
+    except OSError:
+        return False
+    return True
 
 
 def client_fin(sock: Any) -> int:

@@ -85,3 +85,17 @@ def test_checks_csv_and_the_red_box(tmp_path: Path) -> None:
     failed = checks.failed_lines(verdicts, "echo-blocking-u50")
     assert failed == ["echo-blocking-u50: self-check failed: shares_add_to_1 (Σ window shares 1.7500)"]
     assert "Self-check failed" in checks.box_html(failed) and checks.box_html([]) == ""
+
+
+def test_a_p99_that_only_happens_to_equal_an_age_is_no_stall() -> None:
+    from loadtest.latency import new_histogram
+
+    hist = new_histogram()
+    for _ in range(100):
+        hist.record_value(20_000)  # every finished request took 20 ms
+    run = run_of(monitor=monitor(10.0), unfinished={("ECHO", "p"): [20_010]})
+    run.histograms[("ECHO", "p")] = hist
+    assert verdict_of("p99_not_an_in_flight_age", run, good_row()) == "pass"
+    stalled = run_of(monitor=monitor(10.0), unfinished={("ECHO", "p"): [55_000] * 5})
+    stalled.histograms[("ECHO", "p")] = hist
+    assert verdict_of("p99_not_an_in_flight_age", stalled, good_row(latency_p99_ms=55.0)) == "fail"

@@ -44,7 +44,9 @@ def test_a_one_at_a_time_server_makes_a_staircase_in_the_accept_queue(tmp_path: 
         row = next(csv.DictReader(f))
     assert row["timeline"] == "measured" and int(row["connections_joined"]) == 5
     assert 180 <= float(row["accept_queue_wait_p50_ms"]) <= 220  # the middle of the staircase
-    assert float(row["window_share_accept_queue"]) > 0.5  # where the time went: every user, in the window
+    # Where the time went, every user in the window: 1,000 ms queued against 500 ms served (each user is idle
+    # once its one connection is done: the load generator's own time).
+    assert float(row["window_share_accept_queue"]) > 1.8 * float(row["window_share_service"]) > 0.3
     page = (tmp_path / "run" / "report.html").read_text()
     assert "in the accept queue" in page and 'id="sequence-median"' in page and 'id="breakdown"' in page
 

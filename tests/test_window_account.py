@@ -22,7 +22,7 @@ def connection(**times: float) -> dict[str, object]:
                               "syn_retrans": 0, "rtt_us": 60, "sent": 0.0, "first_byte": 0.0, "last_byte": 0.0,
                               "closed": 0.0, "requests": 1, "data_retrans": 0, "worker": 1.0, "flags": 0.0,
                               "join": "joined"}  # fmt: skip
-    for name in ("accepted", "service_start", "first_read", "first_written", "eof", "closed"):
+    for name in ("accepted", "service_start", "first_read", "first_written", "eof", "closed", "in_window_service"):
         row[f"server_{name}"] = np.nan
     row.update(times)
     return row
@@ -51,13 +51,16 @@ def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
     # io-wait/blocking/50u: one user served all window long, 49 in the accept queue the whole window.
     served = connection(connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021,
                         server_accepted=99.00005, server_service_start=99.00005, server_first_read=99.0002,
-                        server_first_written=99.0202)  # fmt: skip
+                        server_first_written=99.0202, server_in_window_service=3.8)  # fmt: skip
     queued = [connection(connect_start=99.0, connect_end=99.0001, join="not accepted by the server") for _ in range(49)]
     frame = stages([served, *queued])
     window = 4.0
     row = timeline.figures(frame, "", users=50, window_s=window, request_s=window + 49 * window)
     assert row["window_share_accept_queue"] == pytest.approx(0.98, abs=0.001)
-    assert row["window_share_later_requests"] == pytest.approx(0.02, abs=0.001)
+    # The served user's window: 3.8 s of its requests were service by the server's own clock, the rest waiting.
+    assert row["window_share_later_service"] == pytest.approx(3.8 / 200, abs=0.0005)
+    assert row["window_share_later_waiting"] == pytest.approx(0.2 / 200, abs=0.0005)
+    assert row["window_share_later_requests"] == 0
     assert sum(row[f"window_share_{s}"] for s in timeline.WINDOW_STAGES) == pytest.approx(1.0, abs=0.001)
     assert row["connections_never_accepted"] == 49 and row["connections_half_open"] == 0
 
@@ -86,3 +89,23 @@ def test_half_open_connections_are_counted_apart_from_the_accept_queue() -> None
     row = timeline.figures(frame, "", users=41, window_s=4.0, request_s=0.0)
     assert row["connections_never_accepted"] == 41 and row["connections_half_open"] == 32
     assert row["window_share_half_open"] > row["window_share_accept_queue"] > 0
+
+
+def test_without_a_server_log_later_requests_stay_one_stage() -> None:
+    served = connection(connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021,
+                        join="no server log")  # fmt: skip
+    row = timeline.figures(stages([served]), "", users=1, window_s=4.0, request_s=4.0)
+    assert row["window_share_later_requests"] == pytest.approx(1.0) and row["window_share_later_service"] == 0
+
+
+def test_the_account_is_declared_once_and_summarised_whole() -> None:
+    from loadtest.columns import SUMMARY_NAMES
+
+    assert timeline.WINDOW_STAGES[: len(timeline.STAGES)] == timeline.STAGES
+    assert [c for c in SUMMARY_NAMES if c.startswith("window_share_")] == [
+        f"window_share_{s}" for s in timeline.WINDOW_STAGES
+    ]
+    assert set(timeline.WINDOW_LABELS) == set(timeline.WINDOW_STAGES)
+    from loadtest.report.timeline_charts import COLORS
+
+    assert set(COLORS) == set(timeline.WINDOW_STAGES)  # every stage drawn in its own colour

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from loadtest.kinds import OPS
-from loadtest.report.load import RunData, unfinished_ages, window_rows
+from loadtest.report.load import RunData, merged_histogram, unfinished_ages, window_rows
 from loadtest.report.timeline import STAGES, WINDOW_STAGES
 
 CHECKS_FILE = "checks.csv"
@@ -156,8 +156,13 @@ def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Check:
         return na(name, f"{starved:.0f} users starved: their waits are rightly in the tail")
     ages = [a / 1000 for a in unfinished_ages(run, OPS)]
     near = [a for a in ages if abs(a - p99) <= 0.002 * p99]
-    return verdict(name, not near, f"p99 {p99:,.3f} ms; {len(ages)} in flight at the close, "
-                   f"{len(near)} of them {p99:,.3f} ms old")  # fmt: skip
+    finished = merged_histogram(run, OPS)
+    alone = finished.get_value_at_percentile(99) / 1000 if finished is not None else 0.0
+    # The p99 is an in-flight age and the finished requests alone would put it well below: the work in flight
+    # at the close was held up (the harness stalled), and that hold-up is the tail the run prints.
+    set_by_the_close = bool(near) and p99 > 1.1 * alone
+    return verdict(name, not set_by_the_close, f"p99 {p99:,.3f} ms (finished only {alone:,.3f} ms); "
+                   f"{len(ages)} in flight at the close, {len(near)} of them {p99:,.3f} ms old")  # fmt: skip
 
 
 @rule("listen_drops_split", "ListenDrops = ListenOverflows + TCPReqQFullDrop, inside the window")

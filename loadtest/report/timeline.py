@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loadtest.columns import WINDOW_SHARES
 from loadtest.connections import SYN_RETRY_FLOOR_S
 from servers.connlog import ENDED_BADLY, HEADER, HEADER_SIZE, IPV6, MAGIC, RECORD, REJECTED, SERVER_CLOSED, TIMES
 
@@ -49,9 +50,14 @@ STAGE_LABELS = {
     "server_unknown": "after connect(), server side not measured",
 }  # fmt: skip
 # The window's whole account: every user's time in the measured window, in the stage it was in.
-WINDOW_STAGES = (*STAGES, "later_requests", "load_generator")
-WINDOW_LABELS = {**STAGE_LABELS, "later_requests": "later requests in flight",
-                 "load_generator": "load generator between requests"}  # fmt: skip
+WINDOW_STAGES = tuple(stage for stage, _ in WINDOW_SHARES)  # declared, with meanings, in loadtest.columns
+WINDOW_LABELS = {
+    **STAGE_LABELS,
+    "later_waiting": "later requests waiting (to be read, or their reply in transit)",
+    "later_service": "later requests' service",
+    "later_requests": "later requests in flight (not split: no server log)",
+    "load_generator": "no request in flight (the load generator's own time, or a user with nothing left to send)",
+}
 CONNECTIONS_FILE = "connections.csv"
 
 
@@ -65,8 +71,10 @@ class ServerLog:
     complete: bool  # False: the file was cut short, or records were still open (the server was killed)
 
 
-RECORD_DTYPE = np.dtype([*((t, "<f8") for t in TIMES), ("peer_port", "<u2"), ("local_port", "<u2"),
-                         ("requests", "<u4"), ("worker_flags", "<u4"), ("peer", "V16"), ("pad", "V4")])  # fmt: skip
+RECORD_DTYPE = np.dtype([*((t, "<f8") for t in TIMES), ("in_window_service", "<f8"), ("peer_port", "<u2"),
+                         ("local_port", "<u2"), ("requests", "<u4"), ("worker_flags", "<u4"), ("peer", "V16"),
+                         ("pad", "V4")])  # fmt: skip
+assert RECORD_DTYPE.itemsize == RECORD.size
 
 
 def read_server_log(path: Path) -> tuple[ServerLog | None, str]:
@@ -83,7 +91,7 @@ def read_server_log(path: Path) -> tuple[ServerLog | None, str]:
         return None, f"the server log is cut short ({len(data):,} of {need:,} bytes)"
     records = np.frombuffer(data, dtype=RECORD_DTYPE, count=cap + tail, offset=HEADER_SIZE)
     records = records[records["closed"] > 0]
-    frame = pd.DataFrame({t: records[t] for t in TIMES})
+    frame = pd.DataFrame({t: records[t] for t in (*TIMES, "in_window_service")})
     for name in ("peer_port", "local_port", "requests"):
         frame[name] = records[name].astype(np.int64)
     frame["worker"] = (records["worker_flags"] >> 8).astype(np.int64)
@@ -112,7 +120,7 @@ def teardown_of(row: Any) -> str:
 def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: dict[str, str]) -> pd.DataFrame:
     """One row per client connection: its own times, the server's when joined, the stages (ms), the join."""
     out = client.copy()
-    for name in TIMES:
+    for name in (*TIMES, "in_window_service"):
         out[f"server_{name}"] = np.nan
     out["worker"], out["flags"] = np.nan, np.nan
     out["join"] = "never connected"
@@ -133,7 +141,7 @@ def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: d
             matched = pd.merge_asof(left, right, on="at", by=["ip", "port"], direction="backward")
             matched = matched.dropna(subset=["row"]).drop_duplicates("row", keep="first")
             rows, records = matched["row"].astype(int).to_numpy(), matched["record"].to_numpy()
-            for name in TIMES:
+            for name in (*TIMES, "in_window_service"):
                 out.loc[rows, f"server_{name}"] = server[name].to_numpy()[records]
             out.loc[rows, "worker"] = server["worker"].to_numpy()[records]
             out.loc[rows, "flags"] = server["flags"].to_numpy()[records]
@@ -219,10 +227,14 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
         if open_ is not None:
             lo, hi = np.fmax(b, open_), np.fmin(e, close)
             out[f"in_window_{stage}"] = (hi - lo).clip(lower=0).fillna(0.0)
+    # Without a server record the server's stages are not measured: NaN, not a guessed 0.
+    server_side = ("half_open", "accept_queue", "pool_queue", "client_late", "request_wait", "service", "transfer")
+    for stage in server_side:
+        out[stage] = out[stage].where(~unknown)
     out["stage_at_stop"] = running  # "" when the first reply came back
     for i in (3, 4, 7):  # accepted, a worker on it, its first reply written: by the window's close
         out[f"e{i}_known"] = ev[f"e{i}"].notna() & ~unknown
-    out["first_request"] = sum(out[s] for s in STAGES).where(running == "")
+    out["first_request"] = sum(out[s].fillna(0.0) for s in STAGES).where(running == "")
     out["first_reply"] = (out["first_byte"].where(out["first_byte"] > 0) - out["connect_start"]) * ms
     # Open and not accepted when the window closed, though connect() had returned: half-open or queued.
     connected = ev["e2"].notna() & ev["e3"].isna() & ~unknown & (ended.isna() | (ended > close))
@@ -327,8 +339,19 @@ def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: 
     parts = {stage: float(mine[f"in_window_{stage}"].sum()) for stage in STAGES}
     first_in_flight = float(mine["first_request_in_flight_s"].sum())
     after_first = float(mine["in_window_after_first"].sum())
-    later = max(request_s - first_in_flight, 0.0) if request_s == request_s else 0.0
-    parts["later_requests"] = min(later, after_first) if request_s == request_s else 0.0
+    later = min(max(request_s - first_in_flight, 0.0), after_first) if request_s == request_s else 0.0
+    # The server's own account of its service inside the window (every request, read → reply written) splits
+    # the later requests: what is not service is waiting — to be read (in transit, or queued behind other
+    # connections' work in a one-loop server) or for the reply to arrive.
+    serving = mine[mine["in_window_after_first"] > 0]  # the connections that carried later requests
+    if len(serving) and (serving["join"] == "joined").all() and serving["server_in_window_service"].notna().all():
+        service = float(joined["server_in_window_service"].sum()) - parts["service"]
+        parts["later_service"] = min(max(service, 0.0), later)
+        parts["later_waiting"] = later - parts["later_service"]
+        parts["later_requests"] = 0.0
+    else:
+        parts["later_service"] = parts["later_waiting"] = 0.0
+        parts["later_requests"] = later
     accounted = sum(parts.values())
     whole = users * window_s
     parts["load_generator"] = max(whole - accounted, 0.0)

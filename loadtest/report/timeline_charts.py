@@ -15,8 +15,8 @@ from loadtest.report.timeline import STAGE_LABELS, STAGES
 
 COLORS = {"syn_retry_wait": "#EF553B", "handshake": "#FFA15A", "half_open": "#FECB52", "accept_queue": "#AB63FA",
           "pool_queue": "#FF6692", "client_late": "#BBBBBB", "request_wait": "#B6E880", "service": "#00CC96",
-          "transfer": "#19D3F3", "server_unknown": "#DDDDDD", "later_requests": "#636EFA",
-          "load_generator": "#888888"}  # fmt: skip
+          "transfer": "#19D3F3", "server_unknown": "#DDDDDD", "later_waiting": "#C9B6F2", "later_service": "#2CA02C",
+          "later_requests": "#636EFA", "load_generator": "#888888"}  # fmt: skip
 
 
 def joined_in_window(frame: pd.DataFrame | None) -> pd.DataFrame:

@@ -25,8 +25,8 @@ from servers.session import SWEEP_INTERVAL, Session
 
 
 class RequestProtocol(Session, asyncio.Protocol):
-    __slots__ = ("accepted", "eof", "fin", "first_read", "first_written", "peer", "served", "server", "transport",
-                 "writing_paused")  # fmt: skip
+    __slots__ = ("accepted", "eof", "fin", "first_read", "first_written", "in_window", "peer", "read_at", "served",
+                 "server", "transport", "writing_paused")  # fmt: skip
 
     def __init__(self, server: AsyncioLoop) -> None:
         super().__init__(server.limits, time.monotonic(), server.config.max_requests)
@@ -38,6 +38,8 @@ class RequestProtocol(Session, asyncio.Protocol):
         self.peer: Any = None
         self.accepted = self.first_read = self.first_written = self.eof = 0.0
         self.fin = 0  # connlog.CLIENT_FIN: its FIN had come unread when we closed it
+        # Service inside the measured window: when the requests being served were read (0: none), and the sum.
+        self.read_at = self.in_window = 0.0
 
     # -- asyncio's callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -56,8 +58,11 @@ class RequestProtocol(Session, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         requests = self.received(data, time.monotonic())
-        if requests and not self.first_read and self.peer is not None:
-            self.first_read = time.monotonic()
+        if requests and self.peer is not None:
+            if not self.first_read:
+                self.first_read = self.read_at = time.monotonic()
+            elif not self.read_at and self.server.connlog.window_open():  # type: ignore[union-attr]
+                self.read_at = time.monotonic()
         self.enqueue(requests)
         self.serve()
 
@@ -85,7 +90,7 @@ class RequestProtocol(Session, asyncio.Protocol):
         if self.peer is not None:
             self.server.connlog.write(self.accepted, self.accepted, self.first_read, self.first_written, self.eof,  # type: ignore[union-attr]
                                       time.monotonic(), self.peer, self.server.port, self.served,
-                                      (ENDED_BADLY if bad else 0) | self.fin)  # fmt: skip
+                                      (ENDED_BADLY if bad else 0) | self.fin, self.in_window)  # fmt: skip
             self.peer = None
 
     # -- requests ------------------------------------------------------------------------------
@@ -127,6 +132,9 @@ class RequestProtocol(Session, asyncio.Protocol):
         """Replies handed to the transport (asyncio writes at once what the socket takes)."""
         if not self.served and self.peer is not None:
             self.first_written = time.monotonic()
+        if self.read_at and not self.queue and not self.sleeping:  # every request read is answered
+            self.in_window += self.server.connlog.in_window(self.read_at, time.monotonic())  # type: ignore[union-attr]
+            self.read_at = 0.0
         self.served += n
         if self.spend(n) and self.transport is not None:
             self.transport.close()  # the --max-requests budget spent: FIN after the buffered replies

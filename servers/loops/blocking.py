@@ -50,6 +50,7 @@ class BlockingLoop(BaseServer):
         log = self.connlog if info is not None else None
         started = monotonic() if log is not None else 0.0  # a worker starts on it
         first_read = first_written = eof = 0.0
+        in_window = read_at = 0.0  # service inside the measured window; when the request being served was read
         bound = self.config.read_timeout
         set_nodelay(conn)
         set_io_timeout(conn, bound)
@@ -68,25 +69,36 @@ class BlockingLoop(BaseServer):
                         eof = monotonic()  # the client's FIN (stopping, it may be our own shutdown's)
                     return
                 requests = decoder.feed(data)
-                if log is not None and requests and not served:
-                    first_read = monotonic()
+                if log is not None and requests:
+                    if not served:
+                        first_read = read_at = monotonic()
+                    elif log.window_open():
+                        read_at = monotonic()
                 if (len(requests) > 1 and not any(r.arg for r in requests if r.op != ECHO)
                         and sum(r.reply_len or len(r.payload) for r in requests) <= BATCH_BYTES):  # fmt: skip
                     # Pipelined requests that neither wait nor compute, small replies: in one send.
                     replies = b"".join(map(reply_for, requests))
                     add(requests=len(requests))  # counted before the client can see them: a stop just after has them
                     send_within(conn, replies, bound)
-                    if log is not None and not served:
-                        first_written = monotonic()
+                    if read_at:
+                        written = monotonic()
+                        first_written = first_written or written
+                        in_window += log.in_window(read_at, written)  # type: ignore[union-attr]
+                        read_at = 0.0
                     served += len(requests)
                 else:
                     for request in requests:
                         reply = serve_request_blocking(request)
                         add(requests=1)
                         send_within(conn, reply, bound)
-                        if log is not None and not served:
-                            first_written = monotonic()
+                        if read_at:
+                            # The next request's service starts as this reply is written: no overlap.
+                            written = monotonic()
+                            first_written = first_written or written
+                            in_window += log.in_window(read_at, written)  # type: ignore[union-attr]
+                            read_at = written
                         served += 1
+                    read_at = 0.0
                 if most and served >= most:
                     conn.shutdown(socket.SHUT_WR)  # our FIN first: the server holds TIME_WAIT
                     clean = True
@@ -114,7 +126,7 @@ class BlockingLoop(BaseServer):
                 add(errors=1)
             if log is not None:
                 log.write(info[0], started, first_read, first_written, eof, monotonic(), info[1], self.port,  # type: ignore[index]
-                          served, flags)  # fmt: skip
+                          served, flags, in_window)  # fmt: skip
 
     def connection_ending(self) -> None:
         """A hook run as a connection ends, before its close(); thread-per-connection checks for a stop here."""

@@ -38,8 +38,8 @@ EVENT_WRITE = selectors.EVENT_WRITE
 class Connection(Session):
     """A session with its socket, its unsent output, what the selector watches it for, and its record."""
 
-    __slots__ = ("accepted", "eof", "first", "first_read", "first_written", "interest", "out", "peer", "served",
-                 "sock")  # fmt: skip
+    __slots__ = ("accepted", "eof", "first", "first_read", "first_written", "in_window", "interest", "out", "peer",
+                 "read_at", "served", "sock")  # fmt: skip
 
     def __init__(self, sock: socket.socket, server: BaseServer, now: float, peer: Any, accepted: float) -> None:
         super().__init__(server.limits, now, server.config.max_requests)
@@ -52,6 +52,8 @@ class Connection(Session):
         self.peer, self.accepted = peer, accepted
         self.first_read = self.first_written = self.eof = 0.0
         self.first = 0  # its first request: 0 not read yet, 1 read and its reply not all written, 2 written
+        # Service inside the measured window: when the requests being served were read (0: none), and the sum.
+        self.read_at = self.in_window = 0.0
 
 
 class SelectorLoop(BaseServer):
@@ -136,9 +138,12 @@ class SelectorLoop(BaseServer):
             self._close(conn, error=conn.ended_mid_frame)
             return
         requests = conn.received(data, self._now)
-        if requests and not conn.first and conn.peer is not None:
-            conn.first_read = monotonic()
-            conn.first = 1
+        if requests and conn.peer is not None:
+            if not conn.first:
+                conn.first_read = conn.read_at = monotonic()
+                conn.first = 1
+            elif not conn.read_at and self.connlog.window_open():  # type: ignore[union-attr]
+                conn.read_at = monotonic()
         if len(requests) == 1 and not conn.queue and not conn.out:
             # Fast path, the common case: one request, nothing owed before it.
             request = requests[0]
@@ -163,6 +168,8 @@ class SelectorLoop(BaseServer):
                     return
                 if conn.first == 1:
                     self._first_written(conn)
+                if conn.read_at:
+                    self._served(conn)
                 if conn.decoder.error is not None or last:
                     self._serve(conn)  # answers the error status and closes, or closes after the last
                 return
@@ -242,12 +249,19 @@ class SelectorLoop(BaseServer):
             conn.out_since = 0.0
             if conn.first == 1 and conn.served:
                 self._first_written(conn)
+            if conn.read_at and not conn.queue and not conn.sleeping:
+                self._served(conn)
         return True
 
     def _first_written(self, conn: Connection) -> None:
         """The first request's reply is all in the kernel's hands now."""
         conn.first = 2
         conn.first_written = monotonic()
+
+    def _served(self, conn: Connection) -> None:
+        """Every request read is answered and written: its service, cut to the measured window, is counted."""
+        conn.in_window += self.connlog.in_window(conn.read_at, monotonic())  # type: ignore[union-attr]
+        conn.read_at = 0.0
 
     def _settle(self, conn: Connection) -> None:
         """After serving: wait to write, wait on a timer, close, or read the next request."""
@@ -293,7 +307,7 @@ class SelectorLoop(BaseServer):
             self.stats.add(errors=1)
         if conn.peer is not None:
             self.connlog.write(conn.accepted, conn.accepted, conn.first_read, conn.first_written, conn.eof,  # type: ignore[union-attr]
-                               monotonic(), conn.peer, self.port, conn.served, flags)  # fmt: skip
+                               monotonic(), conn.peer, self.port, conn.served, flags, conn.in_window)  # fmt: skip
 
     def _sweep_idle(self) -> None:
         """Close what is idle too long, or too slow to send its request or take its reply."""
