@@ -109,6 +109,8 @@ class Accounts:
             return self.final
         now = time.perf_counter()
         unfinished = self.in_flight(now) if closing else []
+        if closing:
+            connections_at_close(self.ledgers, now)
         return {
             "users": [ledger.snapshot(now) for ledger in self.ledgers],
             "unfinished": unfinished,
@@ -138,6 +140,16 @@ def waiting_words(groups: list[tuple[str, list[float], float]]) -> str:
     low = min(oldest)
     since = f"{low / 1000:,.2f} s" if low >= 1000 else f"{low:,.0f} ms"
     return f"waiting ≥ {since}: " + ", ".join(parts)
+
+
+def connections_at_close(ledgers: list[Ledger], now: float) -> None:
+    """Each connection still waiting for its first reply asks its kernel, as the window closes, whether its data
+    was acknowledged: half-open or not, told by the client's own socket (loadtest.connections)."""
+    for ledger in ledgers:
+        for client in ledger.clients:
+            record, sock = getattr(client, "record", None), getattr(client, "sock", None)
+            if record is not None and sock is not None and record.connected and not record.first_byte:
+                record.at_close(sock, now)
 
 
 def _in_flight(ledgers: list[Ledger], now: float) -> list[tuple[str, str, float]]:

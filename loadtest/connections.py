@@ -22,8 +22,8 @@ from servers.connlog import DEFAULT_CAP, STRIDE
 # One row per connection; times are CLOCK_MONOTONIC seconds (0 = did not happen).
 CLIENT_COLUMNS = ["worker", "user_id", "local_ip", "local_port", "connect_start", "connect_end", "connected",
                   "outcome", "syn_retrans", "rtt_us", "sent", "first_byte", "last_byte", "closed",
-                  "requests", "data_retrans"]  # fmt: skip
-TIME_COLUMNS = {"connect_start", "connect_end", "sent", "first_byte", "last_byte", "closed"}
+                  "requests", "data_retrans", "unacked_at_close", "acked_at"]  # fmt: skip
+TIME_COLUMNS = {"connect_start", "connect_end", "sent", "first_byte", "last_byte", "closed", "acked_at"}
 
 
 class ConnectionBook:
@@ -94,6 +94,8 @@ class ConnectionFile:
 
 # struct tcp_info (include/uapi/linux/tcp.h): 8 one-byte fields, then u32s; tcpi_rtt (µs, the smoothed
 # round trip: at connect() the SYN-ACK's) is the 16th of them, tcpi_total_retrans the 24th.
+TCP_INFO_UNACKED_OFFSET = 24  # tcpi_unacked: segments sent and not yet acknowledged
+TCP_INFO_LAST_ACK_RECV_OFFSET = 56  # tcpi_last_ack_recv: ms since the last ACK came in
 TCP_INFO_RTT_OFFSET = 68
 TCP_INFO_TOTAL_RETRANS_OFFSET = 100
 TCP_INFO_U32 = struct.Struct("=I")
@@ -132,8 +134,9 @@ class ConnectionRecord:
     connect start and end, its SYN retransmissions and round trip, its local address, its first
     request's send, first and last reply byte, how many requests it carried, its close, its outcome."""
 
-    __slots__ = ("closed", "connect_end", "connect_start", "connected", "data_retrans", "first_byte", "last_byte",
-                 "local_ip", "local_port", "outcome", "requests", "rtt_us", "sent", "syn_retrans")  # fmt: skip
+    __slots__ = ("acked_at", "closed", "connect_end", "connect_start", "connected", "data_retrans", "first_byte",
+                 "last_byte", "local_ip", "local_port", "outcome", "requests", "rtt_us", "sent", "syn_retrans",
+                 "unacked_at_close")  # fmt: skip
 
     def __init__(self, started: float) -> None:
         self.connect_start = started
@@ -142,6 +145,11 @@ class ConnectionRecord:
         self.local_ip = ""
         self.outcome = ""
         self.connected = 0  # 1 once connect() returned: the handshake's second step came back
+        # Asked of the client's kernel when the window closed on a connection still waiting for its first reply:
+        # its data not acknowledged (> 0) is a half-open connection — the server holds no connection to ACK it
+        # with — and when its data was acknowledged (the child entered the accept queue).  -1 / 0: not asked.
+        self.unacked_at_close = -1
+        self.acked_at = 0.0
 
     def connect_ended(self, sock: socket.socket, now: float, failed: bool = False) -> None:
         self.connect_end = now
@@ -152,7 +160,22 @@ class ConnectionRecord:
         with contextlib.suppress(OSError):  # the kernel gave it a local port even when connect() failed
             self.local_ip, self.local_port = sock.getsockname()[:2]
 
+    def at_close(self, sock: socket.socket, now: float) -> None:
+        """The window closes while this connection waits for its first reply: is its data acknowledged (the
+        server's kernel made a connection of it: in the accept queue or beyond) or not (half-open)?"""
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_TOTAL_RETRANS_OFFSET + 4)
+        except OSError:
+            return
+        if len(info) < TCP_INFO_TOTAL_RETRANS_OFFSET + 4:
+            return
+        self.unacked_at_close = int(TCP_INFO_U32.unpack_from(info, TCP_INFO_UNACKED_OFFSET)[0])
+        if not self.unacked_at_close and self.sent:
+            self.acked_at = now - TCP_INFO_U32.unpack_from(info, TCP_INFO_LAST_ACK_RECV_OFFSET)[0] / 1000
+        retrans = int(TCP_INFO_U32.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0])
+        self.data_retrans = max(retrans - self.syn_retrans, self.data_retrans, 0)
+
     def row(self) -> list[Any]:
         return [self.local_ip, self.local_port, self.connect_start, self.connect_end, self.connected, self.outcome,
                 self.syn_retrans, self.rtt_us, self.sent, self.first_byte, self.last_byte, self.closed,
-                self.requests, self.data_retrans]  # fmt: skip
+                self.requests, self.data_retrans, self.unacked_at_close, self.acked_at]  # fmt: skip

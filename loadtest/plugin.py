@@ -23,7 +23,6 @@ crashes and ``kill -9``.
 from __future__ import annotations
 
 import atexit
-import gc
 import ipaddress
 import json
 import logging
@@ -47,7 +46,7 @@ from loadtest.netns import set_sysctls
 from loadtest.processes import ServerStartError
 from loadtest.run import Run
 from loadtest.settings import parse_sysctls
-from loadtest.state import LoadState, TestState
+from loadtest.state import LoadState, TestState, quiet_gc
 from loadtest.target import parse_target
 from loadtest.users import USER_MODES
 
@@ -119,21 +118,6 @@ class FinalOutputs:
         for path in self.json_paths:
             with open(path, "w") as f:
                 json.dump(stats, f, indent=4)
-
-
-# Python's cycle collector runs a young collection every 700 new container objects: a connect-per-request
-# user makes a record, tuples and a socket object per connection, so it ran every ~50 connections and,
-# as the records held for the next report piled up, older generations were re-scanned with them.
-# Fewer, later collections cost 3–5 % of a connect-per-request load process less (benchmarks.loadgen_cost).
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def quiet_gc() -> None:
-    """At a test's start: what exists now (modules, Locust, the server's handles) out of every future
-    collection, and young collections far rarer; memory still freed by reference counting at once."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Socklab(LoadState):

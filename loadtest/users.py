@@ -166,6 +166,8 @@ class SocklabUser(User):
             else:
                 record_failure(request_type, name)
                 ledger.failed += 1
+            if recorder.closed:
+                return  # the window is closed: Locust counts what socklab counts, no more
             fire(request_type=request_type, name=name, response_time=seconds * 1000.0, response_length=length,
                  exception=exc, context={})  # fmt: skip
 

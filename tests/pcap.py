@@ -24,6 +24,7 @@ class Segment:
     flags: int
     seq: int
     payload: int  # TCP payload bytes
+    ack: int = 0  # the acknowledgment number (meaningful with ACK set)
 
     def has(self, *flags: int) -> bool:
         return all(self.flags & f for f in flags)
@@ -49,10 +50,10 @@ def segments(path: Path) -> list[Segment]:
         tcp = ip[ihl:]
         if len(tcp) < 20:
             continue
-        sport, dport, seq = struct.unpack_from("!HHI", tcp)
+        sport, dport, seq, ack = struct.unpack_from("!HHII", tcp)
         header = (tcp[12] >> 4) * 4
         out.append(Segment(sec + frac / (1e9 if nanos else 1e6), ".".join(map(str, ip[12:16])), sport,
-                           ".".join(map(str, ip[16:20])), dport, tcp[13], seq, total - ihl - header))  # fmt: skip
+                           ".".join(map(str, ip[16:20])), dport, tcp[13], seq, total - ihl - header, ack))  # fmt: skip
     return out
 
 

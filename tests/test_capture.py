@@ -58,6 +58,45 @@ def test_tcp_syn_retrans_is_the_clients_syns_plus_the_servers_syn_acks(tmp_path:
     server, seen = int(row["server_synack_retrans"]), got["synack_retransmitted_by_last_sample"]
     assert seen - cookie_repeats - 1 <= server <= seen + 1, (server, seen, cookie_repeats, got)
     assert int(row["tcp_syn_retrans"]) == int(row["client_syn_retrans"]) + int(row["server_synack_retrans"])
+    half_open_against_the_wire(got)
+
+
+def half_open_against_the_wire(got: dict) -> None:  # type: ignore[type-arg]
+    """The connections the timeline calls half-open at the window's close are those whose request the server's
+    kernel had not acknowledged by then on the wire (no connection held it); the rest of the unaccepted had
+    theirs acknowledged: in the accept queue."""
+    import pandas as pd
+
+    from tests.pcap import ACK, SYN, segments
+
+    run = Path(got["run"])
+    info = json.loads((run / "run.json").read_text())
+    offset, port = float(info["load_processes"][0]["clock_offset"]), int(info["server"]["port"])
+    close = float(info["window"]["monotonic_stop"]) + offset  # the window's close on the capture's clock
+    frame = pd.read_csv(run / "connections.csv")
+    unaccepted = frame[frame["unaccepted_at_close"]]
+    packets = [s for s in segments(Path(got["pcap"])) if port in (s.sport, s.dport) and s.time <= close]
+    mismatched, half, resent_synacks = [], 0, 0
+    for row in unaccepted.itertuples():
+        since = row.connect_start + offset - 0.002
+        mine = [s for s in packets if row.local_port in (s.sport, s.dport) and s.time >= since]
+        data = next((s for s in mine if s.dport == port and s.payload > 0), None)
+        if data is None:
+            continue
+        end = (data.seq + data.payload) % 2**32
+        acked = any(s.sport == port and s.flags & ACK and not s.flags & SYN and (s.ack - end) % 2**32 < 2**31
+                    for s in mine)  # fmt: skip
+        ours = row.stage_at_stop == "half_open"
+        half += ours
+        if ours == acked:
+            mismatched.append((row.local_port, row.stage_at_stop, acked))
+        first_ack = next((s.time for s in mine if s.dport == port and s.flags & ACK and not s.flags & SYN), None)
+        resent_synacks += sum(1 for s in mine if s.sport == port and s.has(SYN, ACK) and first_ack
+                              and s.time > first_ack)  # fmt: skip
+    assert len(unaccepted) and not mismatched, (len(unaccepted), mismatched)
+    assert half == int(got["summary"]["connections_half_open"])
+    print(f"half-open at the close: {half} of {len(unaccepted)} unaccepted; SYN-ACKs re-sent after their ACK: "
+          f"{resent_synacks}")
 
 
 @needs_capture

@@ -138,10 +138,11 @@ def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
     hist_total = sum(h.get_total_count() for (kind, _), h in merged.items() if kind != "FIRST_REPLY")
     assert hist_total == locust_total > 1000
     stopped = run.manifest()["server_stopped"]
-    # Users are killed at the end (stop-timeout 0): a request already answered by the
-    # server may never be recorded, at most one per user.
+    # The window closes 0.1 s before Locust stops the users (loadtest.plugin.CLOSE_AHEAD_S), so the server
+    # answers what the users send in that tenth of a second too, and at most one more a user as they are killed.
     recorded = int(run.latency()[("ECHO", "persistent")]["count"])
-    assert recorded <= stopped["requests"] <= recorded + 4
+    rate = recorded / float(run.manifest()["window"]["seconds"])
+    assert recorded <= stopped["requests"] <= recorded + rate * 0.3 + 4, (recorded, stopped["requests"], rate)
     # The run folder: the per-run products were built at the end of the run.
     info = json.loads((run.report_dir / "run.json").read_text())
     assert info["variant"] == "selectors" and info["processes"] == 2 and info["window"]["seconds"] > 2

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtest.report import timeline
+from loadtest.report import account, timeline
 
 OPEN, CLOSE = 100.0, 104.0  # the window, CLOCK_MONOTONIC s
 
@@ -55,7 +55,7 @@ def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
     queued = [connection(connect_start=99.0, connect_end=99.0001, join="not accepted by the server") for _ in range(49)]
     frame = stages([served, *queued])
     window = 4.0
-    row = timeline.figures(frame, "", users=50, window_s=window, request_s=window + 49 * window)
+    row = account.figures(frame, "", users=50, window_s=window, request_s=window + 49 * window)
     assert row["window_share_accept_queue"] == pytest.approx(0.98, abs=0.001)
     # The served user's window: 3.8 s of its requests were service by the server's own clock, the rest waiting.
     assert row["window_share_later_service"] == pytest.approx(3.8 / 200, abs=0.0005)
@@ -73,7 +73,7 @@ def test_accepted_after_the_close_is_not_accepted_in_the_window() -> None:
     assert bool(frame.loc[0, "unaccepted_at_close"]) and frame.loc[0, "stage_at_stop"] == "accept_queue"
     assert float(frame.loc[0, "accept_queue"]) == pytest.approx((CLOSE - 99.5001) * 1000, abs=1e-6)  # to the close
     assert float(frame.loc[0, "service"]) == 0.0  # what the server did after the close does not count
-    row = timeline.figures(frame, "", users=1, window_s=4.0, request_s=4.0)
+    row = account.figures(frame, "", users=1, window_s=4.0, request_s=4.0)
     assert row["connections_never_accepted"] == 1
     assert row["accept_queue_wait_p50_ms"] == pytest.approx((CLOSE - 99.5001) * 1000, abs=1e-3)
     assert "accept_queue_wait_p50_ms" in row["timeline_lower_bounds"]
@@ -86,7 +86,7 @@ def test_half_open_connections_are_counted_apart_from_the_accept_queue() -> None
     for r in half + queued:
         r["join"] = "not accepted by the server"
     frame = stages(half + queued)
-    row = timeline.figures(frame, "", users=41, window_s=4.0, request_s=0.0)
+    row = account.figures(frame, "", users=41, window_s=4.0, request_s=0.0)
     assert row["connections_never_accepted"] == 41 and row["connections_half_open"] == 32
     assert row["window_share_half_open"] > row["window_share_accept_queue"] > 0
 
@@ -94,7 +94,7 @@ def test_half_open_connections_are_counted_apart_from_the_accept_queue() -> None
 def test_without_a_server_log_later_requests_stay_one_stage() -> None:
     served = connection(connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021,
                         join="no server log")  # fmt: skip
-    row = timeline.figures(stages([served]), "", users=1, window_s=4.0, request_s=4.0)
+    row = account.figures(stages([served]), "", users=1, window_s=4.0, request_s=4.0)
     assert row["window_share_later_requests"] == pytest.approx(1.0) and row["window_share_later_service"] == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from loadtest.kinds import CONNECT, OPS
-from loadtest.report import timeline
+from loadtest.report import account, timeline
 from loadtest.report.load import RunData, traits_of
 from loadtest.report.summary import load_bound, shown
 
@@ -214,7 +214,7 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
     joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "")].dropna(subset=["first_request"])
     if run.timeline_note:
         out.append(f"where the time went: {run.timeline_note}.")
-    if row is not None and (words := timeline.share_words(row, 3)):
+    if row is not None and (words := account.share_words(row, 3)):
         users = len(run.users) if run.users is not None else 0
         out.append(f"{name}: of every user's time in the window ({plural(users, 'user')}, "
                    f"{float(row['window_user_s']):,.1f} user-seconds), "

@@ -104,7 +104,7 @@ def window_rows(run: RunData) -> pd.DataFrame | None:
         return None
     window = run.info.get("window") or {}
     if window.get("start") and window.get("stop"):
-        stop = window["stop"] + 0.5
+        stop = window["stop"]  # a sample covers the interval before it: one after the close is not the window's
         died = server_died_at(run)
         if died is not None:
             stop = min(stop, died)

@@ -105,8 +105,12 @@ def conclusions(t: pd.DataFrame) -> list[str]:
         by_design[design] = dict(r)
     out = []
     fork = by_design.get("serv01")
-    if fork is not None and len(t) > 1:
-        others = t[t["design"] != fork["design"]]
+    measured = t["total_us"].notna()
+    if not measured.all():
+        out.append("CPU per connection not measured for " + ", ".join(t.loc[~measured, "design"]) + ": fewer than "
+                   "2 CPU ticks in the window (run more connections, --connections).")  # fmt: skip
+    if fork is not None and fork["total_us"] == fork["total_us"] and measured.sum() > 1:
+        others = t[(t["design"] != fork["design"]) & measured]
         dearest = others.loc[others["total_us"].idxmax()]
         ratio = fork["total_us"] / dearest["total_us"] if dearest["total_us"] else float("inf")
         verdict = "holds" if ratio >= 2 else "does not hold"

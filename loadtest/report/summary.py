@@ -12,7 +12,7 @@ from hdrh.histogram import HdrHistogram
 from loadtest.columns import MONITOR_SUMMARIES, SUMMARY_NAMES
 from loadtest.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.latency import recorded
-from loadtest.report import timeline
+from loadtest.report import account
 from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
 
 CLIENT_BOUND_PERCENT = 90.0
@@ -92,7 +92,7 @@ def summarize(run: RunData) -> dict[str, Any]:
     first_reply = merged_histogram(run, (FIRST_REPLY,), with_unfinished=True)
     service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
     open_loop = info.get("open_loop") or {}
-    times = timeline.figures(run.connections, run.timeline_note, users=len(run.users) if run.users is not None else 0,
+    times = account.figures(run.connections, run.timeline_note, users=len(run.users) if run.users is not None else 0,
                              window_s=seconds, request_s=request_seconds(run))
     timeline_lower = times.pop("timeline_lower_bounds", "")
     row: dict[str, Any] = {

@@ -178,6 +178,24 @@ def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
                          "e7": at("server_first_written"), "e8": at("last_byte")})
 
 
+def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
+    """When each connection stopped being half-open (NaN: it still was at the close; its connect() return:
+    never was).  A connection whose final ACK and request were dropped at the full accept queue had to send
+    its data again; it was half-open until a retransmission got in and the server's kernel made a connection
+    of it, acknowledging the data.  The client's kernel says, at the close, whether the data of a connection
+    still waiting is acknowledged, and when (``unacked_at_close``, ``acked_at``); a connection accepted before
+    the close is counted half-open up to its accept, its queue wait after the ACK got in not told apart."""
+    column = out.get
+    resent = column("data_retrans", pd.Series(0, index=out.index)).fillna(0) > 0
+    unacked = column("unacked_at_close", pd.Series(-1, index=out.index)).fillna(-1)
+    acked_at = column("acked_at", pd.Series(0.0, index=out.index)).fillna(0.0).astype(float)
+    still = unacked > 0  # its data unacknowledged at the close: half-open then
+    entered = resent & (unacked == 0) & (acked_at > 0)  # half-open, then into the queue: when its data was ACKed
+    until = ev["e3"].where(resent, ev["e2"])
+    until = until.where(~entered, np.fmin(np.fmax(acked_at, ev["e2"]), close))
+    return until.where(~still, np.nan)
+
+
 def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | None = None) -> pd.DataFrame:
     """The stages of each connection (ms, ``STAGES``), consecutive by construction: stage i runs from event i to
     event i+1; the stage in progress when the window closed (or the connection ended) runs to that moment,
@@ -191,10 +209,7 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     stop = np.fmin(ended.fillna(close), close)
     if not np.isfinite(close):  # no window: up to the client's close, or its last event
         stop = ended.fillna(ev.max(axis=1))
-    half_open = (out["data_retrans"] > 0) if "data_retrans" in out else pd.Series(False, index=out.index)
-    # The boundaries of the stages: a connection whose final ACK and request were dropped at the full accept
-    # queue (its client had to send its data again) was half-open up to its accept; any other waited queued.
-    bounds = [ev["e0"], ev["e1"], ev["e2"], ev["e3"].where(half_open, ev["e2"]), ev["e3"], ev["e4"], ev["e5"],
+    bounds = [ev["e0"], ev["e1"], ev["e2"], half_open_until(out, ev, close), ev["e3"], ev["e4"], ev["e5"],
               ev["e6"], ev["e7"], ev["e8"], ev["e8"]]  # fmt: skip
     # No server record to join (no log, another machine's clock, past the log's cap): after connect() returned,
     # one stage up to the first reply's last byte, named for what it is.
@@ -227,10 +242,12 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
         if open_ is not None:
             lo, hi = np.fmax(b, open_), np.fmin(e, close)
             out[f"in_window_{stage}"] = (hi - lo).clip(lower=0).fillna(0.0)
-    # Without a server record the server's stages are not measured: NaN, not a guessed 0.
+    # Without a server record the server's stages are not measured, and a connection that never connected
+    # never reached them: NaN, not a guessed 0.
     server_side = ("half_open", "accept_queue", "pool_queue", "client_late", "request_wait", "service", "transfer")
+    reached = ~unknown & (out["connected"] == 1)
     for stage in server_side:
-        out[stage] = out[stage].where(~unknown)
+        out[stage] = out[stage].where(reached)
     out["stage_at_stop"] = running  # "" when the first reply came back
     for i in (3, 4, 7):  # accepted, a worker on it, its first reply written: by the window's close
         out[f"e{i}_known"] = ev[f"e{i}"].notna() & ~unknown
@@ -291,81 +308,3 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
     if log is not None and (joined["join"] == "another machine: its clock is not the server's").any():
         why = why or "some load processes ran on another machine: their cross-clock stages are not measured"
     return joined, why
-
-
-def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: float = 0.0,
-            request_s: float = float("nan")) -> dict[str, Any]:
-    """The summary's timeline columns: the window's account (``window_share_*``: every user's time in the
-    window, in the stage it was in, unfinished waits up to the close) and the connections' state at the close.
-
-    ``request_s`` is the time requests were in flight inside the window (the clients' latencies of what
-    finished, the ages of what had not, less what was spent before the window opened): after each
-    connection's first reply, that is "later requests"; the rest of every user's window is the load
-    generator's own time between requests."""
-    nan = float("nan")
-    out: dict[str, Any] = {"connections_recorded": nan, "connections_joined": nan, "connections_never_accepted": nan,
-                           "connections_half_open": nan, "timeline": note or "measured",
-                           "window_user_s": nan}  # fmt: skip
-    for stage in WINDOW_STAGES:
-        out[f"window_share_{stage}"] = nan
-    if frame is None:
-        return out
-    mine = frame[frame["in_window"]]
-    joined = mine[mine["join"] == "joined"]
-    out["connections_recorded"], out["connections_joined"] = len(mine), len(joined)
-    unaccepted = mine[mine["unaccepted_at_close"]]
-    out["connections_never_accepted"] = len(unaccepted)
-    out["connections_half_open"] = int((unaccepted["stage_at_stop"] == "half_open").sum())
-    lower: list[str] = []
-
-    def pct(series: pd.Series, p: float, name: str, censored: pd.Series | None = None) -> float:
-        values = series.dropna()
-        if values.empty:
-            return nan
-        value = round(float(np.percentile(values, p)), 3)
-        if censored is not None and (censored & (series <= value)).any():
-            lower.append(name)  # a wait still running when the window closed, not above it yet: it may still pass it
-        return value
-
-    waiting = mine["stage_at_stop"].isin(["accept_queue", "half_open"])
-    waits = (mine["accept_queue"] + mine["half_open"]).where(mine["e3_known"] | waiting)
-    for p in (50, 99):
-        name = f"accept_queue_wait_p{p}_ms"
-        out[name] = pct(waits, p, name, waiting)
-        out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"].where(joined["e4_known"]), p, "")
-        out[f"server_service_p{p}_ms"] = pct(joined["service"].where(joined["e7_known"]), p, "")
-    # The window's account.  Connection stages come from the records, each cut to the window; requests after
-    # a connection's first are what the clients had in flight, less the first requests' own part.
-    parts = {stage: float(mine[f"in_window_{stage}"].sum()) for stage in STAGES}
-    first_in_flight = float(mine["first_request_in_flight_s"].sum())
-    after_first = float(mine["in_window_after_first"].sum())
-    later = min(max(request_s - first_in_flight, 0.0), after_first) if request_s == request_s else 0.0
-    # The server's own account of its service inside the window (every request, read → reply written) splits
-    # the later requests: what is not service is waiting — to be read (in transit, or queued behind other
-    # connections' work in a one-loop server) or for the reply to arrive.
-    serving = mine[mine["in_window_after_first"] > 0]  # the connections that carried later requests
-    if len(serving) and (serving["join"] == "joined").all() and serving["server_in_window_service"].notna().all():
-        service = float(joined["server_in_window_service"].sum()) - parts["service"]
-        parts["later_service"] = min(max(service, 0.0), later)
-        parts["later_waiting"] = later - parts["later_service"]
-        parts["later_requests"] = 0.0
-    else:
-        parts["later_service"] = parts["later_waiting"] = 0.0
-        parts["later_requests"] = later
-    accounted = sum(parts.values())
-    whole = users * window_s
-    parts["load_generator"] = max(whole - accounted, 0.0)
-    total = sum(parts.values())
-    out["window_user_s"] = round(total, 3)
-    if total > 0:
-        for stage, seconds in parts.items():
-            out[f"window_share_{stage}"] = round(seconds / total, 4)
-    out["timeline_lower_bounds"] = ";".join(lower)
-    return out
-
-
-def share_words(row: dict[str, Any], top: int = 2) -> list[tuple[str, float]]:
-    """The largest stages of a summary row's window account, as (label, share), largest first."""
-    shares = [(WINDOW_LABELS[s], float(v)) for s in WINDOW_STAGES
-              if isinstance(v := row.get(f"window_share_{s}"), int | float) and v == v and v > 0]  # fmt: skip
-    return sorted(shares, key=lambda x: -x[1])[:top]
