@@ -30,7 +30,7 @@ from rich.console import Console
 from loadtest import options as opts
 from loadtest.netns import can_isolate
 from loadtest.report import build_run_report, load_bound, load_run, summarize
-from loadtest.report.answer import waiting
+from loadtest.report.findings import waiting
 from loadtest.report.load import RunData
 from loadtest.report.summary import shown
 from loadtest.scenarios import Scenario

@@ -240,8 +240,9 @@ SUMMARY: tuple[Column, ...] = (
     Column("service_p99_ms", "ms", "the same, p99"),
     Column("connect_p50_ms", "ms", "connect() start → return, finished and unfinished"),
     Column("connect_p99_ms", "ms", "the same, p99"),
-    Column("first_reply_p99_ms", "ms", "connect start → first reply byte (connect-per-request), finished and "
-           "unfinished"),
+    Column("first_reply_p50_ms", "ms", "connect start → first reply byte (connect-per-request: what a user "
+           "waited, SYN retries included), finished and unfinished"),
+    Column("first_reply_p99_ms", "ms", "the same, p99"),
     Column("first_reply_max_ms", "ms", "the same, the largest"),
     Column("connections_recorded", "count", "connections the clients recorded that were open at some time in the "
            "window (loadtest.report.timeline joins them to the server's own records)"),
@@ -266,21 +267,24 @@ SUMMARY: tuple[Column, ...] = (
       for stage, meaning in WINDOW_SHARES),
     Column("lower_bound_columns", "", "the figures above that unfinished work could still raise: lower bounds, "
            "shown ≥"),
-    Column("listen_overflows", "packets", "Δ TcpExt ListenOverflows: packets dropped at a full accept queue "
-           "(SYNs, final ACKs, early data), not SYNs"),
-    Column("listen_drops", "packets", "Δ TcpExt ListenDrops = ListenOverflows + TCPReqQFullDrop"),
-    Column("tcp_syn_retrans", "segments", "Δ TcpExt TCPSynRetrans: SYNs the clients re-sent plus SYN-ACKs the "
-           "server re-sent — one kernel counter for both"),
+    Column("listen_overflows", "packets", "Δ TcpExt ListenOverflows over the window (read at its edges): "
+           "packets dropped at a full accept queue (SYNs, final ACKs, early data), not SYNs"),
+    Column("listen_drops", "packets", "Δ TcpExt ListenDrops over the window = ListenOverflows + "
+           "TCPReqQFullDrop"),
+    Column("tcp_syn_retrans", "segments", "Δ TcpExt TCPSynRetrans over the whole run, warm-up included: SYNs "
+           "the clients re-sent plus SYN-ACKs the server re-sent — one kernel counter for both, split below"),
     Column("client_syn_retrans", "segments", "SYNs the clients re-sent: each connecting socket's TCP_INFO "
-           "tcpi_total_retrans when its connect() ended, over the run's load processes"),
-    Column("connections_syn_retried", "count", "connects that re-sent at least one SYN"),
+           "tcpi_total_retrans when its connect() ended, over the whole run, as the counter it splits"),
+    Column("connections_syn_retried", "count", "connects that re-sent at least one SYN, of those that ended (or "
+           "were still going) in the window — not the warm-up's start-up burst"),
     Column("server_synack_retrans", "segments", "tcp_syn_retrans less the clients' SYNs in the counter's namespace: "
            "SYN-ACKs the server re-sent (isolated counters only; empty when shared)"),
-    Column("syncookies_sent", "count", "Δ TcpExt SyncookiesSent"),
-    Column("embryonic_rsts", "count", "Δ TcpExt EmbryonicRsts: half-open connections ended by a reset — under "
+    Column("syncookies_sent", "count", "Δ TcpExt SyncookiesSent over the window"),
+    Column("embryonic_rsts", "count", "Δ TcpExt EmbryonicRsts over the window: half-open connections ended by a "
+           "reset — under "
            "tcp_abort_on_overflow=1, the final ACKs refused at a full accept queue"),
     Column("counters_scope", "", "isolated (exact: the run's own namespace) or shared (the host's counters)"),
-    Column("peak_accept_queue", "connections", "the highest accept-queue depth seen"),
+    Column("peak_accept_queue", "connections", "the highest accept-queue depth seen in the window"),
     Column("peak_deepest_accept_queue", "connections", "the deepest any one listener's accept queue was (one per "
            "worker with SO_REUSEPORT)"),
     Column("backlog", "connections", "the listener's backlog as the kernel applies it"),

@@ -157,7 +157,7 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
     for name, cells in groups.items():
         a = answers.answer(name, cells, cpus)
         table = Table(title=f"{name}: {a.question}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("#", "design", f"req/s at {a.users}u", "est.", "p50", "p99", "served", "time went to",
+        for column in ("#", "design", f"req/s at {a.users}u", "est.", *a.latency_heads, "served", "time went to",
                        "verdict"):  # fmt: skip
             table.add_column(column, justify="left" if column in ("design", "time went to", "verdict") else "right",
                              overflow="fold")  # fmt: skip

@@ -25,13 +25,14 @@ from typing import Any
 
 from loadtest import options as opts
 from loadtest.accounting import AccountsStore, own_cpu
-from loadtest.columns import LOAD_PROCESSES, USERS
+from loadtest.columns import LOAD_PROCESSES, TCPEXT_COUNTERS, USERS
 from loadtest.connections import ConnectionFile
 from loadtest.failures import failure_class
 from loadtest.kinds import OP_NAMES
 from loadtest.latency import LatencyStore
 from loadtest.live import LiveFeed, UserFigures
 from loadtest.machine import sysctls, versions
+from loadtest.monitor import read_kernel_counters
 from loadtest.netns import in_private_netns, netns_label
 from loadtest.processes import MonitorProcess, ServerProcess, split_named_command
 from loadtest.settings import parse_sysctls
@@ -45,6 +46,12 @@ CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client s
 SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
 
 
+def window_counters() -> dict[str, int]:
+    """This namespace's TcpExt counters now (the ones the summary reports)."""
+    counters = read_kernel_counters()
+    return {name: counters.get(f"TcpExt_{name}", 0) for name in TCPEXT_COUNTERS}
+
+
 @dataclass
 class Window:
     """The measured window: wall-clock start and stop, and our own CPU at the start."""
@@ -56,10 +63,15 @@ class Window:
     # The same edges on CLOCK_MONOTONIC, the clock of the connection records (client and server).
     monotonic_start: float | None = None
     monotonic_stop: float | None = None
+    # The kernel's TCP counters of this namespace at the window's edges: the window's own drops, not the
+    # warm-up's start-up burst nor the shutdown's (read by the run, 0.5 ms, after the users are aged).
+    counters_open: dict[str, int] | None = None
+    counters_close: dict[str, int] | None = None
 
     def open(self, measure_own_cost: bool) -> None:
         self.start, self.stop = time.time(), None
         self.monotonic_start, self.monotonic_stop = time.perf_counter(), None
+        self.counters_open, self.counters_close = window_counters(), None
         if measure_own_cost:
             self.cpu_at_start, self.perf_at_start = own_cpu(), time.perf_counter()
         else:
@@ -68,6 +80,7 @@ class Window:
     def close(self) -> None:
         if self.start is not None and self.stop is None:
             self.stop, self.monotonic_stop = time.time(), time.perf_counter()
+            self.counters_close = window_counters()
 
     def describe(self) -> dict[str, float]:
         now, mono = time.time(), time.perf_counter()
@@ -75,7 +88,9 @@ class Window:
         stop = self.stop if self.stop is not None else now
         return {"start": start, "stop": stop, "seconds": max(stop - start, 0.0),
                 "monotonic_start": self.monotonic_start if self.monotonic_start is not None else mono,
-                "monotonic_stop": self.monotonic_stop if self.monotonic_stop is not None else mono}  # fmt: skip
+                "monotonic_stop": self.monotonic_stop if self.monotonic_stop is not None else mono,
+                "counters": {"open": self.counters_open, "close": self.counters_close}
+                if self.counters_open and self.counters_close else None}  # fmt: skip
 
 
 class Run:

@@ -77,7 +77,7 @@ def test_unfinished_work_is_news_only_past_the_finished_p99_and_the_floor() -> N
     # Nine users starved on a one-at-a-time server, waiting the whole window.
     assert waiting_words([("request", [3980.0 + i for i in range(9)] + [5.0], 21.0)]) == "waiting ≥ 3.98 s: 9 requests"
     said = waiting_words([("request", [250.0], 20.0), ("connect", [1200.0, 2100.0], 0.1)])
-    assert said == "waiting ≥ 250 ms: 1 request, 2 connects"
+    assert said == "waiting ≥ 250 ms: 1 request; ≥ 1.20 s: 2 connects"  # each group its own bound
 
 
 def cost(cpu_us: float) -> dict[str, float]:

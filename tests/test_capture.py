@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.netns import can_isolate
+from loadtest.report.timeline import STOPPED_BY_THE_RUN
 
 ISOLATION, WHY_NOT = can_isolate()
 needs_capture = pytest.mark.skipif(
@@ -135,7 +136,10 @@ def test_each_connection_of_the_timeline_is_the_captures(tmp_path: Path) -> None
         if row.connected:
             synack = max(s.time for s in segs if s.has(SYN, ACK) and s.time <= row.connect_end + offset + 0.001)
             gaps.append((row.connect_end + offset - synack) * 1000)  # connect() returns as the SYN-ACK arrives
-        if row.join == "joined":
+        if row.join == "joined" and row.teardown == STOPPED_BY_THE_RUN:  # its first FIN came after the window
+            window_close = float(info["window"]["monotonic_stop"]) + offset
+            assert next(s for s in segs if s.flags & (FIN | RST)).time > window_close, row.local_port
+        elif row.join == "joined":
             end = next(s for s in segs if s.flags & (FIN | RST))  # the first FIN, or a reset before any
             first = "client" if end.dport == port else "server"
             if end.flags & RST:  # e.g. a client closing with a reply unread at the run's end: nobody's TIME_WAIT

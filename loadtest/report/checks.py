@@ -168,10 +168,16 @@ def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Check:
 @rule("listen_drops_split", "ListenDrops = ListenOverflows + TCPReqQFullDrop, inside the window")
 def listen_drops_split(run: RunData, row: dict[str, Any]) -> Check:
     name = "listen_drops_split"
-    drops, overflows, full = (number(row, c) for c in ("listen_drops", "listen_overflows", "req_q_full_drops"))
+    drops, overflows = number(row, "listen_drops"), number(row, "listen_overflows")
     if drops is None or overflows is None:
         return na(name, "no kernel counters")
-    full = full or 0.0
+    edges = (run.info.get("window") or {}).get("counters")
+    if edges:  # the window's, read at its edges, like the two above
+        full = float(edges["close"].get("TCPReqQFullDrop", 0) - edges["open"].get("TCPReqQFullDrop", 0))
+    elif run.monitor is not None and "TcpExt_TCPReqQFullDrop" in run.monitor:
+        full = float(run.monitor["TcpExt_TCPReqQFullDrop"].iloc[-1])
+    else:
+        full = 0.0
     return verdict(name, drops == overflows + full,
                    f"ListenDrops {drops:,.0f} vs ListenOverflows {overflows:,.0f} + TCPReqQFullDrop {full:,.0f}")
 

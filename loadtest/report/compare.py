@@ -124,9 +124,11 @@ def intro(runs: list[RunData], answers: list[ScenarioAnswer], trials: int = 0) -
     return (f"<p class='note'>{len(runs)} cells: {len(answers)} scenarios × {len(designs)} designs. "
             + (lab if trials else "") + "Each scenario: "
             "the question, at most five headlines, then the designs ranked at its highest load, with a line saying "
-            "which figure ranked it. p50 and p99 are latencies; ≥ marks a lower bound (work still in flight when the "
-            f"window closed).</p><p class='note rule'>{html.escape(RULE)}"
-            "</p><p class='legend note'>Where the time went, share of each connection's first request:"
+            "which figure ranked it. p50 and p99 are latencies, request sent → last reply byte; where users "
+            "connect for every request, \"from connect\": connect() start → the first reply byte, what a user "
+            "waited, SYN retries included. ≥ marks a lower bound (work still in flight when the window closed)."
+            f"</p><p class='note rule'>{html.escape(RULE)}"
+            "</p><p class='legend note'>Where the time went, share of every user's time in the window:"
             + "".join(f"<span style='background:{c}'></span>{STAGE_WORDS[s]}" for s, c in STAGE_COLOURS.items())
             + "</p>")  # fmt: skip
 
@@ -147,8 +149,9 @@ def answer_html(a: ScenarioAnswer) -> str:
     return (f"<section class='answer'><h2>{html.escape(a.scenario)}</h2>"
             + (f"<p class='question'>{html.escape(a.question)}</p>" if a.question else "")
             + "<ol class='headlines'>" + "".join(f"<li>{html.escape(h)}</li>" for h in a.headlines) + "</ol>"
-            + f"<table class='ranked'><tr><th>#</th><th>design</th><th>req/s at {a.users} users</th><th>p50</th>"
-            "<th>p99</th><th>users served</th><th>where the time went</th><th>verdict</th></tr>"
+            + f"<table class='ranked'><tr><th>#</th><th>design</th><th>req/s at {a.users} users</th>"
+            + "".join(f"<th>{h}</th>" for h in a.latency_heads)
+            + "<th>users served</th><th>where the time went</th><th>verdict</th></tr>"
             + "".join(rows) + "</table>"
             + (f"<p class='note ranking'>{html.escape(a.ranking)}</p>" if a.ranking else "")
             + "</section>")  # fmt: skip

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadtest.accounting import waiting_words
 from loadtest.kinds import CONNECT, OPS
 from loadtest.report import account, timeline
-from loadtest.report.load import RunData, traits_of
+from loadtest.report.load import RunData, merged_histogram, traits_of, unfinished_ages
 from loadtest.report.summary import load_bound, shown
 
 
@@ -251,9 +252,27 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
                         "request socket or, after a SYN cookie, nothing)")
         out.append(f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
                    f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s.")  # fmt: skip
-    teardown = joined["teardown"].value_counts()
+    stopped = joined["teardown"] == timeline.STOPPED_BY_THE_RUN
+    closed = joined[~stopped]
+    teardown = closed["teardown"].value_counts()
+    later = f" ({plural(int(stopped.sum()), 'other')} closed by the run's stop, after the window)" if stopped.any() \
+        else ""
     if len(teardown):
         top, n = str(teardown.index[0]), int(teardown.iloc[0])
-        out.append(f"teardown: {top.split(':')[0]} in {n:,} of {len(joined):,} joined connections"
-                   + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + ".")
+        out.append(f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'joined connection')} that "
+                   "closed in the window" + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + f"{later}.")
+    elif stopped.any():
+        out.append(f"teardown: none closed in the window; {plural(int(stopped.sum()), 'connection')} closed by the "
+                   "run's stop, after it (their FIN or reset is the harness's, not the design's).")
     return out
+
+
+def waiting(run: RunData) -> str:
+    """'waiting ≥ 3.98 s: 9 requests; ≥ 1.20 s: 2 connects' — work still in flight when the window closed that had
+    waited longer than the finished work's p99 and WAITING_FLOOR_MS; '' when none had."""
+    groups = []
+    for kinds, noun in ((OPS, "request"), ((CONNECT,), "connect")):
+        hist = merged_histogram(run, kinds)
+        p99 = hist.get_value_at_percentile(99) / 1000 if hist is not None and hist.get_total_count() else 0.0
+        groups.append((noun, [a / 1000 for a in unfinished_ages(run, kinds)], p99))
+    return waiting_words(groups)

@@ -16,6 +16,10 @@ from loadtest.report import account
 from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
 
 CLIENT_BOUND_PERCENT = 90.0
+# Counted over the whole run, warm-up included: TCPSynRetrans is split into the clients' SYNs and the server's
+# SYN-ACKs with the clients' own counts, which cover the whole run (a retry cluster falls on the window's
+# open, 1 s after the start-up burst, too close to call per segment).
+WHOLE_RUN_COUNTERS = ("TCPSynRetrans",)
 SUMMARY_COLUMNS = SUMMARY_NAMES  # declared, with units and meanings, in loadtest.columns
 # The kernel counts a process's CPU time in clock ticks (/proc/PID/stat, which psutil reads): 10 ms on
 # every Linux there is, and the monitor writes it to 0.01 s.
@@ -123,6 +127,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         "service_p99_ms": _ms(service, 99),
         "connect_p50_ms": pct((CONNECT,), "connect_p50_ms", 50, connect),
         "connect_p99_ms": pct((CONNECT,), "connect_p99_ms", 99, connect),
+        "first_reply_p50_ms": pct((FIRST_REPLY,), "first_reply_p50_ms", 50, first_reply),
         "first_reply_p99_ms": pct((FIRST_REPLY,), "first_reply_p99_ms", 99, first_reply),
         "first_reply_max_ms": pct((FIRST_REPLY,), "first_reply_max_ms", None, first_reply),
         **times,
@@ -150,11 +155,18 @@ def summarize(run: RunData) -> dict[str, Any]:
             return float(stop - start)
 
         user_s, system_s = spent("server_cpu_user_s"), spent("server_cpu_system_s")
+        edges = window.get("counters") or {}
         for name, column, how in MONITOR_SUMMARIES:  # a peak or a last value, as loadtest.columns declares
             if column not in mon:  # a run recorded before the column existed
                 row[name] = math.nan
                 continue
-            value = mon[column].max() if how == "max" else last[column]
+            counter = column.removeprefix("TcpExt_")
+            if how == "max":  # a peak of the window, not of the warm-up's burst or the shutdown
+                value = win[column].max()
+            elif edges and counter in edges["open"] and counter not in WHOLE_RUN_COUNTERS:
+                value = edges["close"][counter] - edges["open"][counter]  # the window's own, read at its edges
+            else:
+                value = last[column]
             row[name] = value if isinstance(value, str) else int(value)
         row.update(
             peak_time_wait=int((mon["server_TIME_WAIT"] + mon["client_TIME_WAIT"]).max()),
@@ -222,9 +234,20 @@ def syn_figures(run: RunData, counter: int, scope: str) -> dict[str, Any]:
     in_namespace = sum(int(p.get("syn_retrans", 0)) for p in here)
     return {
         "client_syn_retrans": clients,
-        "connections_syn_retried": sum(int(p.get("syn_retried", 0)) for p in processes),
+        "connections_syn_retried": syn_retried_in_window(run, sum(int(p.get("syn_retried", 0)) for p in processes)),
         "server_synack_retrans": counter - in_namespace if scope == "isolated" else math.nan,
     }
+
+
+def syn_retried_in_window(run: RunData, whole_run: int) -> int:
+    """Connects that re-sent a SYN and ended (connect() returned or failed) after the window opened, or were
+    still going when it closed; the whole run's count when there are no connection records."""
+    frame, window = run.connections, run.info.get("window") or {}
+    if frame is None or not window.get("monotonic_start"):
+        return whole_run
+    ended = frame["connect_end"].where(frame["connect_end"] > 0, frame["closed"]).fillna(0)
+    inside = (ended <= 0) | (ended >= float(window["monotonic_start"]))
+    return int((frame["in_window"] & inside & (frame["syn_retrans"] > 0)).sum())
 
 
 def user_figures(run: RunData) -> dict[str, Any]:

@@ -59,6 +59,7 @@ WINDOW_LABELS = {
     "load_generator": "no request in flight (the load generator's own time, or a user with nothing left to send)",
 }
 CONNECTIONS_FILE = "connections.csv"
+STOPPED_BY_THE_RUN = "closed by the run's stop, after the window"
 
 
 @dataclass
@@ -274,6 +275,11 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     out["teardown"] = ""
     if joined.any():
         out.loc[joined, "teardown"] = [teardown_of(r) for r in out[joined].itertuples()]
+    # Ended after the window closed: the run's stop ended it (users killed with replies unread, the server
+    # shut down), not the server's or the client's way of closing.
+    first_close = np.fmin(out["closed"].astype(float).where(out["closed"] > 0), out["server_closed"].astype(float))
+    stopped = joined & (first_close > close)
+    out.loc[stopped, "teardown"] = STOPPED_BY_THE_RUN
     return out
 
 
