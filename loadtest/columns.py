@@ -84,8 +84,8 @@ WINDOW_SHARES: tuple[tuple[str, str], ...] = (
     ("service", "in the service of a first request"),
     ("transfer", "carrying a first reply back"),
     ("server_unknown", "after connect() where the server's side was not measured (no log, another machine)"),
-    ("later_waiting", "with a later request sent but not in service: waiting to be read (in transit, or queued "
-     "behind other connections' work) or its reply in transit"),
+    ("later_waiting", "with a later request sent but not in service: not yet read by the server (in transit, or "
+     "queued behind other connections' work) or its reply not yet read by the load generator"),
     ("later_service", "in the service of later requests (read whole → reply written, the server's clock, cut to the "
      "window)"),
     ("later_requests", "where no server log splits them, with a later request in flight (sent → its last reply "

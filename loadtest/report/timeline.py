@@ -53,7 +53,7 @@ STAGE_LABELS = {
 WINDOW_STAGES = tuple(stage for stage, _ in WINDOW_SHARES)  # declared, with meanings, in loadtest.columns
 WINDOW_LABELS = {
     **STAGE_LABELS,
-    "later_waiting": "later requests waiting (to be read, or their reply in transit)",
+    "later_waiting": "later requests out of service (not yet read by the server, or the reply not yet read)",
     "later_service": "later requests' service",
     "later_requests": "later requests in flight (not split: no server log)",
     "load_generator": "no request in flight (the load generator's own time, or a user with nothing left to send)",
