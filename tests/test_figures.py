@@ -131,11 +131,16 @@ def test_a_mapped_shared_file_raises_rss_not_anonymous_memory(tmp_path: Path) ->
         assert rss_anon_bytes(pid) - anon < 4 * MB  # type: ignore[operator]
     finally:
         mapped.close()
-    # And anonymous memory the process allocates itself does show.
+    # And anonymous memory the process maps itself does show: a fresh private mapping, touched page by page
+    # (a heap allocation may reuse pages an earlier test freed but the allocator kept resident: CI saw 3 MB).
     anon = rss_anon_bytes(pid)
-    heap = bytearray(b"\x01") * (20 * MB)
-    assert rss_anon_bytes(pid) - anon >= 18 * MB  # type: ignore[operator]
-    del heap
+    private = mmap.mmap(-1, 20 * MB, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        for offset in range(0, 20 * MB, mmap.PAGESIZE):
+            private[offset] = 1
+        assert rss_anon_bytes(pid) - anon >= 18 * MB  # type: ignore[operator]
+    finally:
+        private.close()
 
 
 def test_the_monitor_samples_anonymous_memory_beside_rss() -> None:
