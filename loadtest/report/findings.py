@@ -238,7 +238,7 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
         out.append(f"{plural(len(resent), 'connection')} were half-open for a while: connect() had returned (the "
                    "SYN-ACK came back) but the final ACK and the request were dropped at the full accept queue "
                    f"(ListenOverflows), so the client sent its data again ({int(resent['data_retrans'].sum()):,} "
-                   "segments) and the server re-sent SYN-ACKs until one got in.")  # fmt: skip
+                   "segments) until one got in while the queue had room.")  # fmt: skip
     unaccepted = mine[mine["unaccepted_at_close"]]
     if len(unaccepted):
         half = int((unaccepted["stage_at_stop"] == "half_open").sum())
