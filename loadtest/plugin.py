@@ -254,18 +254,18 @@ class Socklab(LoadState):
         if not environment.host and run.target:  # an empty Host field in the web UI: the server socklab started
             environment.host = run.target
         self.select_user_class()  # the web UI may have changed --user-mode
-        self.open_window()
         options = environment.parsed_options
+        self.open_window(warmup=options is not None and options.warmup > 0)
         if options is not None and options.warmup > 0:
             gevent.spawn_later(options.warmup, self.end_warmup)
         if options is not None and options.headless and options.run_time:
             # Locust's own stop comes at (about) this test's start + --run-time: close first, undisturbed.
             gevent.spawn_later(max(options.run_time - CLOSE_AHEAD_S, 0.0), self.close_window)
 
-    def open_window(self) -> None:
+    def open_window(self, warmup: bool = False) -> None:
         assert self.run is not None
         self.open_own_window()
-        self.run.open_window(measure_own_cost=self.local)
+        self.run.open_window(measure_own_cost=self.local, warmup=warmup)
 
     def end_warmup(self) -> None:
         """Forget what the warm-up recorded: Locust's stats, our histograms and ledgers, the window's start."""

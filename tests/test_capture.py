@@ -74,7 +74,7 @@ def half_open_against_the_wire(got: dict) -> None:  # type: ignore[type-arg]
     info = json.loads((run / "run.json").read_text())
     offset, port = float(info["load_processes"][0]["clock_offset"]), int(info["server"]["port"])
     close = float(info["window"]["monotonic_stop"]) + offset  # the window's close on the capture's clock
-    frame = pd.read_csv(run / "connections.csv")
+    frame = pd.read_csv(run / "connections.csv", low_memory=False)
     unaccepted = frame[frame["unaccepted_at_close"]]
     packets = [s for s in segments(Path(got["pcap"])) if port in (s.sport, s.dport) and s.time <= close]
     mismatched, half, resent_synacks = [], 0, 0

@@ -29,7 +29,7 @@ def good_row(**kw: Any) -> dict[str, Any]:
                            "connections_never_accepted": 41, "connections_half_open": 32, "listen_drops": 336,
                            "listen_overflows": 336, "server_synack_retrans": 15, "tcp_syn_retrans": 70,
                            "client_syn_retrans": 55, "server_cpu_us_per_request": 100.0, "rps": 1000.0,
-                           "duration_s": 10.0}  # fmt: skip
+                           "duration_s": 10.0, "window_user_s": 20.0}  # fmt: skip
     row.update({f"window_share_{s}": 0.0 for s in WINDOW_STAGES})
     row["window_share_accept_queue"], row["window_share_later_requests"] = 0.98, 0.02
     row.update(kw)
@@ -50,6 +50,7 @@ BROKEN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                                                "longest_wait_ms": [1.0, 1.0]})}, {}),  # one short per user: a stall
     ("users_add_up", {}, {"users_served": 1, "users_starved": 0}),
     ("shares_add_to_1", {}, {"window_share_handshake": 0.75}),  # 175 %
+    ("no_time_counted_twice", {}, {"window_user_s": 20.66}),  # stages overlapping past 2 users × 10 s
     ("no_stage_negative", {}, {"window_share_service": -0.1, "window_share_accept_queue": 1.08}),
     ("accept_queue_within_backlog", {}, {"peak_accept_queue": 12}),
     ("unaccepted_fit_the_queue", {}, {"connections_half_open": 0}),  # 41 "in the accept queue" at backlog 10

@@ -109,3 +109,16 @@ def test_the_account_is_declared_once_and_summarised_whole() -> None:
     from loadtest.report.timeline_charts import COLORS
 
     assert set(COLORS) == set(timeline.WINDOW_STAGES)  # every stage drawn in its own colour
+
+
+def test_a_late_server_stamp_is_bounded_by_the_client_event_after_it() -> None:
+    # conn-storm/threaded: the server thread stamped its write after waiting for the GIL, after the client
+    # already had the whole reply; the stages must still end at the reply's last byte, not run past it.
+    row = connection(connect_start=101.0, connect_end=101.0001, sent=101.0002, first_byte=101.0030,
+                     last_byte=101.0031, closed=101.0032, server_accepted=101.0001, server_service_start=101.0001,
+                     server_first_read=101.0010, server_first_written=101.0050)  # fmt: skip
+    frame = stages([row])
+    assert float(frame.loc[0, "service"]) == pytest.approx(2.0, abs=1e-6)  # read → the reply's first byte
+    assert sum(float(frame.loc[0, s]) for s in timeline.STAGES) == pytest.approx(3.1, abs=1e-6)
+    in_window = sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline.STAGES)
+    assert in_window == pytest.approx(0.0031, abs=1e-9)  # no more than the connection's own life

@@ -35,7 +35,8 @@ def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: 
         return out
     mine = frame[frame["in_window"]]
     joined = mine[mine["join"] == "joined"]
-    out["connections_recorded"], out["connections_joined"] = len(mine), len(joined)
+    # Joined and accepted by the window's close (a shutdown's late accepts are not the window's).
+    out["connections_recorded"], out["connections_joined"] = len(mine), int(joined["e3_known"].sum())
     unaccepted = mine[mine["unaccepted_at_close"]]
     out["connections_never_accepted"] = len(unaccepted)
     out["connections_half_open"] = int((unaccepted["stage_at_stop"] == "half_open").sum())
@@ -50,13 +51,17 @@ def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: 
             lower.append(name)  # a wait still running when the window closed, not above it yet: it may still pass it
         return value
 
+    # Waits that ended in the window, or were still going at its close: a persistent connection accepted in
+    # the warm-up is the warm-up's.
     waiting = mine["stage_at_stop"].isin(["accept_queue", "half_open"])
-    waits = (mine["accept_queue"] + mine["half_open"]).where(mine["e3_known"] | waiting)
+    waits = (mine["accept_queue"] + mine["half_open"]).where((mine["e3_known"] & mine["accepted_in_window"]) | waiting)
     for p in (50, 99):
         name = f"accept_queue_wait_p{p}_ms"
         out[name] = pct(waits, p, name, waiting)
-        out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"].where(joined["e4_known"]), p, "")
-        out[f"server_service_p{p}_ms"] = pct(joined["service"].where(joined["e7_known"]), p, "")
+        picked = joined["e4_known"] & joined["picked_in_window"]
+        out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"].where(picked), p, "")
+        served = joined["e7_known"] & joined["served_in_window"]
+        out[f"server_service_p{p}_ms"] = pct(joined["service"].where(served), p, "")
     # The window's account.  Connection stages come from the records, each cut to the window; requests after
     # a connection's first are what the clients had in flight, less the first requests' own part.
     parts = {stage: float(mine[f"in_window_{stage}"].sum()) for stage in STAGES}
@@ -92,3 +97,12 @@ def share_words(row: dict[str, Any], top: int = 2) -> list[tuple[str, float]]:
     shares = [(WINDOW_LABELS[s], float(v)) for s in WINDOW_STAGES
               if isinstance(v := row.get(f"window_share_{s}"), int | float) and v == v and v > 0]  # fmt: skip
     return sorted(shares, key=lambda x: -x[1])[:top]
+
+
+def unaccepted_of(frame: pd.DataFrame | None, users: set[str]) -> tuple[int, int]:
+    """Of these users' connections open at the window's close: how many had connect() return but were not
+    accepted, and how many of those were half-open (the queued ones may be a served user's last connect)."""
+    if frame is None:
+        return 0, 0
+    theirs = frame[frame["in_window"] & frame["unaccepted_at_close"] & frame["user_id"].astype(str).isin(users)]
+    return len(theirs), int((theirs["stage_at_stop"] == "half_open").sum())

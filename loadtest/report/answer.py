@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtest.report.account import unaccepted_of
 from loadtest.report.estimates import (
     ESTIMATE_CPU_SHARE,
     NO_ESTIMATE,
@@ -275,8 +276,10 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
                " has a fixed pool of workers, all busy" if traits.get("pooled") else "")  # fmt: skip
         total = int(s.served.split("/")[1])
         starved = total - int(s.served.split("/")[0])
-        never = int(num(top[s.design].row, "connections_never_accepted") or 0)
-        half = int(num(top[s.design].row, "connections_half_open") or 0)
+        run = top[s.design].run
+        starved_ids = set(run.users.loc[run.users["requests"] == 0, "user_id"].astype(str)) if run.users is not None \
+            else set()
+        never, half = unaccepted_of(run.connections, starved_ids)
         where = f" ({s.waiting})" if s.waiting else ""
         if never:
             said = [f"{never - half} in the accept queue"] if never > half else []
@@ -297,8 +300,9 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
         retried = int(num(r, "connections_syn_retried") or 0)
         out.append(f"The accept queue overflowed on {len(overflowed)} of {len(top)} designs; worst {r['variant']}: "
                    f"{int(r['listen_overflows']):,} packets dropped at backlog {r['backlog']} (SYNs, final ACKs and "
-                   f"early data), {retried:,} connections through SYN retries (about 1, 2, 3 s each); connect p99 "
-                   f"{shown(r, 'connect_p99_ms')}, the slowest first reply {shown(r, 'first_reply_max_ms')}.")
+                   f"early data), {retried:,} connections through SYN retries (the kernel retries a SYN after 1 s, "
+                   f"then each second); connect p99 {shown(r, 'connect_p99_ms')}, the slowest first reply "
+                   f"{shown(r, 'first_reply_max_ms')}.")  # fmt: skip
     trends = {d: trend_sentence(scenario, d, cs[0], cs[-1], cpus) for d, cs in by_design.items() if len(cs) > 1}
     out.extend(t for t in trends.values() if " falls ×" in t)
     busy = {d: cpu for d, c in top.items() if (cpu := server_cpu_percent(c.row)) is not None and cpu >= SERVER_CPU_FULL}

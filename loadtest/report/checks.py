@@ -110,6 +110,17 @@ def shares_add_to_1(run: RunData, row: dict[str, Any]) -> Check:
     return verdict(name, abs(total - 1) <= 0.002, f"Σ window shares {total:.4f}")
 
 
+@rule("no_time_counted_twice", "the window's account holds no more than every user's window: users × seconds")
+def no_time_counted_twice(run: RunData, row: dict[str, Any]) -> Check:
+    name = "no_time_counted_twice"
+    accounted, users, seconds = (number(row, c) for c in ("window_user_s", "users", "duration_s"))
+    if accounted is None or not users or not seconds:
+        return na(name, "no window account")
+    # Two stages of one user overlapping (a late stamp extending one past the next) would pass users × window.
+    return verdict(name, accounted <= users * seconds * 1.002 + 0.01,
+                   f"accounted {accounted:,.3f} user-s vs {users:.0f} users × {seconds:,.3f} s")
+
+
 @rule("no_stage_negative", "no connection stage and no share is negative")
 def no_stage_negative(run: RunData, row: dict[str, Any]) -> Check:
     name = "no_stage_negative"

@@ -212,7 +212,9 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
         return []
     out = []
     mine = frame[frame["in_window"]]
-    joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "")].dropna(subset=["first_request"])
+    # A first request whose reply came back inside the window (a persistent cell's were the warm-up's).
+    joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "") & mine["replied_in_window"]].dropna(
+        subset=["first_request"])
     if run.timeline_note:
         out.append(f"where the time went: {run.timeline_note}.")
     if row is not None and (words := account.share_words(row, 3)):
@@ -227,6 +229,9 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
         out.append(f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
                    f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
                    "the reply's last byte, of it " + " and ".join(said) + ".")  # fmt: skip
+    elif (mine["join"] == "joined").any():
+        out.append("no connection had its first reply in the window: each was opened in the warm-up and carried "
+                   "the window's requests (the window's account above says where their time went).")
     retried = mine[mine["syn_retrans"] > 0]
     if len(retried):
         out.append(f"{plural(len(retried), 'connection')} went through SYN retries "

@@ -246,8 +246,10 @@ def syn_retried_in_window(run: RunData, whole_run: int) -> int:
     if frame is None or not window.get("monotonic_start"):
         return whole_run
     ended = frame["connect_end"].where(frame["connect_end"] > 0, frame["closed"]).fillna(0)
-    inside = (ended <= 0) | (ended >= float(window["monotonic_start"]))
-    return int((frame["in_window"] & inside & (frame["syn_retrans"] > 0)).sum())
+    close = float(window.get("monotonic_stop") or np.inf)
+    inside = ((ended <= 0) | (ended >= float(window["monotonic_start"]))) & (ended <= close)
+    still = frame["stage_at_stop"].isin(["syn_retry_wait", "handshake"])  # connecting when the window closed
+    return int((frame["in_window"] & (inside | still) & (frame["syn_retrans"] > 0)).sum())
 
 
 def user_figures(run: RunData) -> dict[str, Any]:

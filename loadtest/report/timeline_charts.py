@@ -22,8 +22,8 @@ COLORS = {"syn_retry_wait": "#EF553B", "handshake": "#FFA15A", "half_open": "#FE
 def joined_in_window(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None:
         return pd.DataFrame()
-    return frame[frame["in_window"] & (frame["join"] == "joined") & (frame["stage_at_stop"] == "")].dropna(
-        subset=["first_request"])
+    return frame[frame["in_window"] & (frame["join"] == "joined") & (frame["stage_at_stop"] == "")
+                 & frame["replied_in_window"]].dropna(subset=["first_request"])  # fmt: skip
 
 
 def picks(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
