@@ -43,9 +43,11 @@ def ours_running() -> list[str]:
 
 
 def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
+    # The default lessons' four scenarios, on the two designs at their ends, at 10 users: every cell's figures
+    # must pass the run's self-check (exit 4 otherwise), and io-wait must read as the lesson says.
     out = tmp_path / "cmp"
-    done = compare("--variants", "blocking,selectors", "--users", "10", "--scenario", "io-wait",
-                   "--duration", "2s", "--warmup", "1s", "--out", str(out),
+    done = compare("--variants", "blocking,selectors", "--users", "10", "--scenario", "io-wait", "cpu", "conn-storm",
+                   "echo", "--duration", "2s", "--warmup", "1s", "--out", str(out),
                    "--expect", "io-wait/selectors: rps >= 100; users_starved == 0; failures == 0")  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]  # the expectation held
     # The terminal ends with the answer: the designs ranked, the headlines, then the page.

@@ -25,7 +25,7 @@ def arrive_at_once(tmp_path: Path, server: str, users: int, *args: str) -> pd.Da
     run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", server, "--op", "SLEEP", "--sleep-ms", "100",
                      "--connections-total", str(users), *args, users=users, seconds=10)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    frame = pd.read_csv(run.report_dir / "connections.csv")
+    frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
     assert len(frame) == users and (frame["join"] == "joined").all(), frame["join"].value_counts()
     return frame.sort_values("accept_queue").reset_index(drop=True)
 
@@ -97,7 +97,7 @@ def test_a_pool_fed_by_an_accepting_thread_moves_the_wait_into_its_queue(tmp_pat
 def test_without_a_server_log_the_client_side_stands_alone(tmp_path: Path, option: list[str]) -> None:
     run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", *option, users=2, seconds=1)
     assert run.returncode == 0, run.stderr[-2000:]
-    frame = pd.read_csv(run.report_dir / "connections.csv")
+    frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
     # Every connection that connected has no server log to join; one whose connect() the run's end cut short
     # never connected (and says so).
     connected = frame[frame["connected"] == 1]

@@ -122,3 +122,14 @@ def test_a_late_server_stamp_is_bounded_by_the_client_event_after_it() -> None:
     assert sum(float(frame.loc[0, s]) for s in timeline.STAGES) == pytest.approx(3.1, abs=1e-6)
     in_window = sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline.STAGES)
     assert in_window == pytest.approx(0.0031, abs=1e-9)  # no more than the connection's own life
+
+
+def test_a_connection_is_the_users_only_until_its_client_closes_it() -> None:
+    # The client gave up after 0.1 s (a reply timeout); the server went on with its SLEEP 500 ms: that time is
+    # not the user's (CI: 8.75 user-seconds accounted in a 2-user, 1.9 s window).
+    row = connection(connect_start=101.0, connect_end=101.0001, sent=101.0002, closed=101.1002,
+                     server_accepted=101.0001, server_service_start=101.0001, server_first_read=101.0003,
+                     server_first_written=101.5003, server_closed=101.5004)  # fmt: skip
+    frame = stages([row])
+    assert frame.loc[0, "stage_at_stop"] == "service"
+    assert sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline.STAGES) == pytest.approx(0.1002, abs=1e-9)

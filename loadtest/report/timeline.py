@@ -163,9 +163,14 @@ def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
     A client stamp read late (its greenlet resumed after the server had already accepted) is not moved: the
     event it stands for is bounded by the server's, and the client's lateness becomes its own stage."""
 
+    # A user's connection ends at its client's close: what the server did for it afterwards (a SLEEP finished
+    # for a client that had timed out and gone) is not that user's time.
+    closed = out["closed"].astype(float)
+    until = np.fmin(closed.where(closed > 0), close).fillna(close)
+
     def at(column: str) -> pd.Series:
         values = out[column].astype(float)
-        return values.where((values > 0) & (values <= close))  # 0: did not happen (client and server alike)
+        return values.where((values > 0) & (values <= until))  # 0: did not happen (client and server alike)
 
     start = out["connect_start"].astype(float)
     accepted = at("server_accepted")
