@@ -19,10 +19,12 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from loadtest.processes import ServerProcess
 from servers import VARIANTS, variant_class
+from servers.connlog import mark_window
 
 ROOT = Path(__file__).resolve().parent.parent
 # glibc serves allocations above its mmap threshold (128 KiB at start, raised dynamically
@@ -68,6 +70,8 @@ def measure(name: str, mode: str, seconds: float, conn_log: str = "") -> dict[st
     if conn_log:
         cmd = [*cmd, "--conn-log", conn_log]
     with ServerProcess.launch(cmd, name, env=env) as server:
+        if conn_log:  # as in a run's measured window: the log adds up each request's service from now on
+            mark_window(conn_log, start=time.monotonic())
         out = subprocess.run(
             [
                 sys.executable,
