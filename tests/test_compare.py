@@ -151,6 +151,16 @@ def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> No
     assert int(row["listen_overflows"]) > 0
     assert int(row["backlog"]) == 2 and int(row["peak_accept_queue"]) <= 3
     assert int(row["peak_time_wait"]) > 0
+    # The counters are the window's own, read at its edges: the start-up burst's drops (30 users at backlog 2,
+    # before the window opened) are in the run's total but not in the window's figure.
+    cell = out / "conn-storm-blocking-u30"
+    edges = json.loads((cell / "run.json").read_text())["window"]["counters"]
+    assert int(row["listen_overflows"]) == edges["close"]["ListenOverflows"] - edges["open"]["ListenOverflows"]
+    with (cell / "monitor.csv").open() as f:
+        whole_run = int(list(csv.DictReader(f))[-1]["TcpExt_ListenOverflows"])
+    assert edges["open"]["ListenOverflows"] > 0 and int(row["listen_overflows"]) < whole_run
+    # A connect-per-request table shows what a user waited: from connect() start to the first reply byte.
+    assert "p99 from connect" in done.stdout
     # Not accepted at the window's close: at most backlog + 1 in the queue, the rest half-open.
     assert int(row["connections_never_accepted"]) - int(row["connections_half_open"]) <= 3
     assert abs(sum(float(row[f"window_share_{s}"]) for s in WINDOW_STAGES) - 1) <= 0.002
