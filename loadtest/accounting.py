@@ -18,6 +18,7 @@ No locust import: plain data goes to the master with each Locust report.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import socket
 import time
@@ -135,7 +136,8 @@ def waiting_words(groups: list[tuple[str, list[float], float]]) -> str:
         late = [a for a in ages if a > max(p99, WAITING_FLOOR_MS)]
         if late:
             low = min(late)
-            since = f"{low / 1000:,.2f} s" if low >= 1000 else f"{low:,.0f} ms"
+            # Rounded down: "≥ 4.90 s" for 4.8955 s would claim more than was waited.
+            since = f"{math.floor(low / 10) / 100:,.2f} s" if low >= 1000 else f"{math.floor(low):,.0f} ms"
             parts.append(f"≥ {since}: {len(late):,} {noun}{'s' if len(late) != 1 else ''}")
     return "waiting " + "; ".join(parts) if parts else ""
 

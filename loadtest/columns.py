@@ -82,7 +82,8 @@ WINDOW_SHARES: tuple[tuple[str, str], ...] = (
     ("client_late", "with the server waiting on a load generator late to send its first request"),
     ("request_wait", "with a first request sent but not yet read (in transit, or queued behind other work)"),
     ("service", "in the service of a first request"),
-    ("transfer", "carrying a first reply back"),
+    ("transfer", "from a first reply written to its last byte read by the client (on loopback microseconds of "
+     "transfer; the rest is a load generator late to read)"),
     ("server_unknown", "after connect() where the server's side was not measured (no log, another machine)"),
     ("later_waiting", "with a later request sent but not in service: not yet read by the server (in transit, or "
      "queued behind other connections' work) or its reply not yet read by the load generator"),

@@ -106,3 +106,15 @@ def unaccepted_of(frame: pd.DataFrame | None, users: set[str]) -> tuple[int, int
         return 0, 0
     theirs = frame[frame["in_window"] & frame["unaccepted_at_close"] & frame["user_id"].astype(str).isin(users)]
     return len(theirs), int((theirs["stage_at_stop"] == "half_open").sum())
+
+
+def state_at_close(frame: pd.DataFrame) -> pd.Series:
+    """Each connection of the window by where it stood when the window closed (report.html's table): a server
+    that accepted it only as it shut down did not accept it in the window."""
+    state = frame["join"].astype(str).copy()
+    state[(frame["join"] == "joined") & frame["e3_known"]] = "accepted by the server in the window"
+    unaccepted = frame["unaccepted_at_close"]
+    state[unaccepted & (frame["stage_at_stop"] == "half_open")] = "half-open at the close (final ACK dropped)"
+    state[unaccepted & (frame["stage_at_stop"] != "half_open")] = "in the accept queue at the close"
+    state[(frame["join"] == "joined") & ~frame["e3_known"] & ~unaccepted] = "connecting at the close"
+    return state

@@ -163,24 +163,17 @@ def user_findings(row: dict[str, Any], one_at_a_time: bool, oldest: tuple[float,
     connects, requests = int(num(row, "unfinished_connects") or 0), int(num(row, "unfinished_requests") or 0)
     if starved:
         total = int(served or 0) + int(starved)
-        where = []
-        queued = one_at_a_time and num(row, "peak_accept_queue")
+        where = []  # every user's work in flight at the close, the served users' included
         if requests:
-            where.append(
-                f"{requests} request{'s' if requests != 1 else ''} waiting for a reply, the oldest for "
-                f"{oldest[1]:.2f} s"
-                + (" — their connections in the accept queue" if queued else "")
-                + (" or, after a SYN cookie, held nowhere" if queued and num(row, "syncookies_sent") else "")
-            )
+            where.append(f"{requests} request{'s' if requests != 1 else ''} waiting for a reply, the oldest for "
+                         f"{oldest[1]:.2f} s")
         if connects:
-            where.append(
-                f"{connects} connect{'s' if connects != 1 else ''} not complete, the oldest for {oldest[0]:.2f} s "
-                "(no SYN-ACK yet: retrying on the kernel's SYN schedule)"
-            )
+            where.append(f"{connects} connect{'s' if connects != 1 else ''} not complete, the oldest for "
+                         f"{oldest[0]:.2f} s (no SYN-ACK yet: retrying on the kernel's SYN schedule)")
         out.append(
             f"{name}: {int(served or 0)} of {total} users {'was' if served == 1 else 'were'} served; {int(starved)} "
             f"completed no request in the whole {seconds:g} s window"
-            + (f" ({'; '.join(where)} when it closed)" if where else "")
+            + (f"; when it closed, all users together had {' and '.join(where)}" if where else "")
             + (f": {name} serves one connection at a time." if one_at_a_time else ".")
         )
     elif connects or requests:

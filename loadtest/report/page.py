@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from loadtest.report import charts, checks, timeline_charts
+from loadtest.report import account, charts, checks, timeline_charts
 from loadtest.report.findings import findings, timeline_findings
 from loadtest.report.load import RunData, load_run
 from loadtest.report.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
@@ -52,7 +52,8 @@ def timeline_section(run: RunData) -> list[str]:
     if frame is None:
         return [f"<h2>Where the time went</h2><p class='note'>{html.escape(run.timeline_note)}.</p>"]
     frame.to_csv(run.path / CONNECTIONS_FILE, index=False)
-    counts = frame[frame["in_window"]]["join"].value_counts().rename_axis("connections of the window").reset_index()
+    mine = frame[frame["in_window"]]
+    counts = account.state_at_close(mine).value_counts().rename_axis("connections of the window").reset_index()
     out = ["<h2>Where the time went</h2><p class='note'>Each connection's client record joined to the server's on "
            "the 4-tuple (both on CLOCK_MONOTONIC); its first request split into stages that add up to connect start "
            f"→ the reply's last byte. Every connection: {CONNECTIONS_FILE}.</p>"]  # fmt: skip

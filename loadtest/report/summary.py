@@ -55,6 +55,12 @@ def _ms(hist: HdrHistogram | None, percentile: float | None) -> float:
     return round(us / 1000, 3)
 
 
+def lowest_ms(hist: HdrHistogram, value_ms: float) -> float:
+    """A lower bound's value: the lowest of its histogram bucket (a percentile reads the highest, up to 0.1 %
+    above what was recorded: '≥ 4,898.815 ms' for an age of 4,898.371 ms would claim too much)."""
+    return round(hist.get_lowest_equivalent_value(int(value_ms * 1000)) / 1000, 3)
+
+
 def summarize(run: RunData) -> dict[str, Any]:
     info = run.info
     options = info.get("options") or {}
@@ -78,7 +84,7 @@ def summarize(run: RunData) -> dict[str, Any]:
             return value
         if percentile is None:  # the maximum: an unfinished operation may take any time yet
             lower_bounds.append(column)
-            return value
+            return lowest_ms(hist, value)
         # Unfinished operations younger than the value may still end above it, each moving the
         # percentile up by at most one rank: if the percentile that many ranks higher is larger,
         # the value is only a lower bound.
@@ -89,6 +95,7 @@ def summarize(run: RunData) -> dict[str, Any]:
         # … or unfinished operations below it, rising, would move it up.
         if is_an_age or (below and _ms(hist, shifted) > value):
             lower_bounds.append(column)
+            return lowest_ms(hist, value)
         return value
 
     op_hist = merged_histogram(run, OPS, with_unfinished=True)

@@ -45,7 +45,8 @@ STAGES = ("syn_retry_wait", "handshake", "half_open", "accept_queue", "pool_queu
 STAGE_LABELS = {
     "syn_retry_wait": "SYN retries", "handshake": "handshake", "half_open": "half-open (final ACK dropped)",
     "accept_queue": "accept queue", "pool_queue": "pool queue", "client_late": "load generator late to send",
-    "request_wait": "request waiting to be read", "service": "service", "transfer": "reply transfer",
+    "request_wait": "request waiting to be read", "service": "service",
+    "transfer": "reply to the client's read (a late load generator shows here)",
     "server_unknown": "after connect(), server side not measured",
 }  # fmt: skip
 # The window's whole account: every user's time in the measured window, in the stage it was in.
