@@ -212,9 +212,11 @@ def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Check:
         return na(name, "no server CPU per request, or too few monitor samples")
     busy = per_request * rps / 1e4  # % of one core
     sampled = float(win["server_cpu_percent"].iloc[1:].mean())  # each sample's % covers the interval before it
-    # The samples count 10 ms ticks: five ticks over the window is what the two readings may differ by at low
-    # CPU (1.3 points over 3.9 s), a fifth of it at high (the default compare's cells agree within 3.4 %).
-    tolerance = max(0.2 * sampled, 100 * 5 * 0.01 / seconds)
+    # The samples count 10 ms ticks at ~2 Hz and leave the window's edges out: at low CPU the two readings may
+    # differ by five ticks over the window (1.3 points over 3.9 s); where the load comes in bursts and stalls
+    # (a connection storm) by about a third of the share (conn-storm/blocking read 31.4 % against 24.3 %),
+    # never more than 10 points.
+    tolerance = max(min(0.35 * sampled, 10.0), 100 * 5 * 0.01 / seconds)
     return verdict(name, abs(busy - sampled) <= tolerance,
                    f"{per_request:,.2f} µs × {rps:,.1f}/s = {busy:,.1f} % vs the monitor's mean {sampled:,.1f} %")
 
