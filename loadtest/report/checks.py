@@ -116,6 +116,8 @@ def no_time_counted_twice(run: RunData, row: dict[str, Any]) -> Check:
     accounted, users, seconds = (number(row, c) for c in ("window_user_s", "users", "duration_s"))
     if accounted is None or not users or not seconds:
         return na(name, "no window account")
+    if number(row, "server_died_at_s") is not None:  # its log was cut with it: the joins of its last are not whole
+        return na(name, "the server died during the run: its connection records end with it")
     # Two stages of one user overlapping (a late stamp extending one past the next) would pass users × window.
     return verdict(name, accounted <= users * seconds * 1.002 + 0.01,
                    f"accounted {accounted:,.3f} user-s vs {users:.0f} users × {seconds:,.3f} s")
