@@ -3,7 +3,7 @@
     python -m benchmarks.loadgen --port P [--server-pid PID] --mode persistent|connect \
         --connections 50 --seconds 3 --warmup 1
 
-Greenlets run the same ``loadtest.client.SocklabClient`` code the Locust users
+Greenlets run the same ``loadtest.client.socket_client.SocklabClient`` code the Locust users
 run, back to back, for warm-up + measured seconds; its callback only counts.  So
 this is both the server-cost load and the reference the Locust load generator is
 measured against (benchmarks.loadgen_cost).  ``--client minimal`` runs instead the
@@ -27,8 +27,8 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 import psutil  # noqa: E402
 
-from loadtest.client import RequestFailure, SocklabClient  # noqa: E402
-from loadtest.kinds import CONNECT  # noqa: E402
+from loadtest.client.socket_client import RequestFailure, SocklabClient  # noqa: E402
+from loadtest.declare.kinds import CONNECT  # noqa: E402
 from servers.protocol import Op, encode_request  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--payload-bytes", type=int, default=64)
     ap.add_argument("--client", choices=["socklab", "minimal"], default="socklab",
-                    help="socklab: loadtest.client, as the Locust users run it; minimal: a bare send/recv loop")
+                    help="socklab: loadtest.client.socket_client, as the Locust users run it; minimal: a bare send/recv loop")
     args = ap.parse_args()
     frame = encode_request(Op.ECHO, 0, b"x" * args.payload_bytes)
     counts = [0]

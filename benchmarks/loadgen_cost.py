@@ -8,7 +8,7 @@ References, each its own process against the same server, alternately in every r
 - ``minimal``: the floor — a loop of about 30 lines (benchmarks.loadgen --client minimal): send
   the frame (``send``, not gevent's ``sendall``, which asks for SO_SNDBUF on every call), recv until
   the reply is whole, check its status, repeat;
-- ``same-client``: the same loop running ``loadtest.client`` (the code the Locust users run);
+- ``same-client``: the same loop running ``loadtest.client.socket_client`` (the code the Locust users run);
 - ``locust``: ``locust -f loadtest/locustfile.py`` with its PersistentUser (64 B ECHO, 50 users) or
   ConnectPerRequestUser (10 users), µs recording and ledgers on, as every run has them.
 
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.processes import ServerProcess
-from loadtest.target import format_target
+from loadtest.declare.target import format_target
+from loadtest.matrix.processes import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = {"persistent": 50, "connect": 10}

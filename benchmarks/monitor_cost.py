@@ -26,8 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.monitor import Monitor
-from loadtest.processes import MonitorProcess, ServerProcess
+from loadtest.matrix.processes import MonitorProcess, ServerProcess
+from loadtest.measure.monitor import Monitor
 
 SS_STATES = {"ESTAB": "ESTABLISHED", "TIME-WAIT": "TIME_WAIT", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
              "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.monitor import COLUMNS
+from loadtest.measure.monitor import COLUMNS
 from loadtest.report import build_run_report
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "blocking_conn_storm"

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadtest.processes import ServerProcess
+from loadtest.matrix.processes import ServerProcess
 from servers import VARIANTS, variant_class
 from servers.connlog import mark_window
 

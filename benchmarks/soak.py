@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from loadtest.processes import ServerProcess
+from loadtest.matrix.processes import ServerProcess
 from servers import VARIANTS, variant_class
 from servers.protocol import Op, Status, encode_request, read_response
 

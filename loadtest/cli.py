@@ -15,11 +15,12 @@ import threading
 import time
 from pathlib import Path
 
-from loadtest import expect, options, scenarios
-from loadtest.client import SocklabClient
-from loadtest.kinds import CONNECT, OPS
-from loadtest.processes import ServerProcess, ServerStartError
-from loadtest.target import format_target, parse_target
+from loadtest.client.socket_client import SocklabClient
+from loadtest.declare import options, scenarios
+from loadtest.declare.kinds import CONNECT, OPS
+from loadtest.declare.target import format_target, parse_target
+from loadtest.matrix import expect
+from loadtest.matrix.processes import ServerProcess, ServerStartError
 from servers import VARIANTS
 from servers.cli import OneLineParser, nonneg_int, positive_int, positive_number
 from servers.protocol import Op, encode_request
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--payload-bytes", type=nonneg_int, default=64)
     c.set_defaults(func=_client)
 
-    from loadtest import compare
+    from loadtest.matrix import compare
 
     m = sub.add_parser("compare", help="run a matrix of variants × loads × scenarios and compare them (the main job)")
     m.add_argument(
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_override_arguments(m)
     m.set_defaults(func=_compare)
 
-    from loadtest import sweep
+    from loadtest.matrix import sweep
 
     w = sub.add_parser("sweep", help="latency against offered load, open loop, for each design; finds each knee")
     w.add_argument("--variants", type=compare.variant_list, default=None,
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=_sweep, connections=None)
     options.add_override_arguments(w)
 
-    from loadtest import lab
+    from loadtest.matrix import lab
 
     lab.add_parser(sub)
     sub.choices["lab"].set_defaults(func=_lab)
@@ -201,11 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from loadtest import compare
+    from loadtest.matrix import compare
 
     for notice in options.apply_deprecated(args):
         print(f"socklab compare: {notice}", file=sys.stderr)
-    # Nothing chosen: the quick lessons (loadtest.scenarios.QUICK); --full or any choice: the matrix.
+    # Nothing chosen: the quick lessons (loadtest.declare.scenarios.QUICK); --full or any choice: the matrix.
     args.quick = not (args.full or args.scenario or args.variants or args.users or args.server_cmd)
     if not args.scenario:
         args.scenario = [lesson.scenario for lesson in scenarios.QUICK] if args.quick else list(
@@ -231,7 +232,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from loadtest import sweep
+    from loadtest.matrix import sweep
 
     for notice in options.apply_deprecated(args):
         print(f"socklab sweep: {notice}", file=sys.stderr)
@@ -243,7 +244,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from loadtest import lab
+    from loadtest.matrix import lab
 
     if not args.list:
         problem = lab.check_names(args.names) if args.names else "name an experiment, or all (socklab lab --list)"

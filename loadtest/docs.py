@@ -10,8 +10,8 @@ A generated table sits between two markers in a Markdown file::
     …
     <!-- end generated -->
 
-and is rebuilt from the code: socklab's options from :data:`loadtest.options.OPTIONS`, the
-commands' options from their argparse parsers, the files' columns from :mod:`loadtest.columns`.
+and is rebuilt from the code: socklab's options from :data:`loadtest.declare.options.OPTIONS`, the
+commands' options from their argparse parsers, the files' columns from :mod:`loadtest.declare.columns`.
 A documented default, choice, option or column can then not drift from the code:
 ``tests/test_docs.py`` fails when a file is not what this module writes.
 """
@@ -52,7 +52,7 @@ def _default(value: object) -> str:
 
 def locust_options() -> str:
     """Every socklab option of ``locust -f loadtest/locustfile.py`` (and of the web UI)."""
-    from loadtest.options import OPTIONS
+    from loadtest.declare.options import OPTIONS
 
     rows = []
     for o in OPTIONS:
@@ -99,10 +99,10 @@ def subcommand(name: str) -> Callable[[], str]:
 
 
 def column_table(which: str, with_source: bool) -> Callable[[], str]:
-    """A file's columns, from loadtest.columns."""
+    """A file's columns, from loadtest.declare.columns."""
 
     def table() -> str:
-        from loadtest import columns
+        from loadtest.declare import columns
 
         head = ("column", "unit", "meaning", "source")[: 4 if with_source else 3]
         rows = ([_cell(x) for x in (f"`{c.name}`", c.unit, c.meaning, c.source)[: len(head)]]
@@ -129,7 +129,7 @@ def designs() -> str:
 
 def scenarios() -> str:
     """The scenarios of socklab compare."""
-    from loadtest.scenarios import DEFAULT_SCENARIOS, SCENARIOS
+    from loadtest.declare.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 
     rows = []
     for s in SCENARIOS.values():
@@ -145,7 +145,7 @@ def scenarios() -> str:
 
 def lessons() -> str:
     """socklab compare's default: the quick lessons."""
-    from loadtest.scenarios import QUICK
+    from loadtest.declare.scenarios import QUICK
 
     rows = ((f"`{lesson.scenario}`", ", ".join(lesson.designs), ", ".join(map(str, lesson.users)), _cell(lesson.shows))
             for lesson in QUICK)  # fmt: skip
@@ -154,7 +154,7 @@ def lessons() -> str:
 
 def experiments() -> str:
     """socklab lab's experiments: question, claim, source, arms."""
-    from loadtest.experiments import EXPERIMENTS
+    from loadtest.declare.experiments import EXPERIMENTS
 
     rows = []
     for e in EXPERIMENTS.values():

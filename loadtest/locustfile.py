@@ -4,7 +4,7 @@ With no options it starts a `selectors` server on a free port as its own process
 targets it, and stops it at the end.  docs/locust.md lists every option.
 """
 
-from loadtest import plugin  # noqa: F401  (registers socklab's options and event handlers)
-from loadtest.users import ConnectPerRequestUser, IdleUser, PersistentUser
+from loadtest.glue import plugin  # noqa: F401  (registers socklab's options and event handlers)
+from loadtest.glue.users import ConnectPerRequestUser, IdleUser, PersistentUser
 
 __all__ = ["ConnectPerRequestUser", "IdleUser", "PersistentUser"]

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtest.processes import ServerProcess
+from loadtest.matrix.processes import ServerProcess
 from servers import VARIANTS as REGISTRY
 
 VARIANTS = list(REGISTRY)  # every registered variant runs through the suites; listed nowhere else

@@ -10,9 +10,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from loadtest import expect
-from loadtest.accounting import waiting_words
-from loadtest.report.answer import (
+from loadtest.client.accounting import waiting_words
+from loadtest.matrix import expect
+from loadtest.report.compare_page import answer_html
+from loadtest.report.load import RunData
+from loadtest.report.rules.answer import (
     HEADLINES,
     NO_ESTIMATE,
     RULE,
@@ -23,8 +25,6 @@ from loadtest.report.answer import (
     trend,
     trend_sentence,
 )
-from loadtest.report.compare import answer_html
-from loadtest.report.load import RunData
 
 ONE_AT_A_TIME = {"serves_one_at_a_time": True, "uses_threads": False, "uses_processes": False, "pooled": False}
 EVENT_LOOP = {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": False, "pooled": False}

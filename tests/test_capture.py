@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.netns import can_isolate
-from loadtest.report.timeline import STOPPED_BY_THE_RUN
+from loadtest.hosts.isolate import can_isolate
+from loadtest.report.rules.timeline import STOPPED_BY_THE_RUN
 
 ISOLATION, WHY_NOT = can_isolate()
 needs_capture = pytest.mark.skipif(
@@ -25,7 +25,7 @@ needs_capture = pytest.mark.skipif(
 
 
 def in_namespace(module: str, out: Path, *args: str, timeout: float = 180) -> dict:  # type: ignore[type-arg]
-    done = subprocess.run([sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", module,
+    done = subprocess.run([sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", module,
                            "--out", str(out), *args], capture_output=True, text=True, timeout=timeout,
                           cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from loadtest.report import checks
 from loadtest.report.load import PER_SECOND, RunData
-from loadtest.report.timeline import WINDOW_STAGES
+from loadtest.report.rules import checks
+from loadtest.report.rules.timeline import WINDOW_STAGES
 
 
 def run_of(**kw: Any) -> RunData:
@@ -89,7 +89,7 @@ def test_checks_csv_and_the_red_box(tmp_path: Path) -> None:
 
 
 def test_a_p99_that_only_happens_to_equal_an_age_is_no_stall() -> None:
-    from loadtest.latency import new_histogram
+    from loadtest.client.latency import new_histogram
 
     hist = new_histogram()
     for _ in range(100):

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtest.netns import can_isolate
-from loadtest.report.timeline import WINDOW_STAGES
+from loadtest.hosts.isolate import can_isolate
+from loadtest.report.rules.timeline import WINDOW_STAGES
 
 ISOLATION, WHY_NOT = can_isolate()
 
@@ -87,7 +87,7 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
 
 
 def no_failed_self_check(out: Path) -> None:
-    """Every cell's checks.csv: its figures agree with each other and with theory (loadtest.report.checks)."""
+    """Every cell's checks.csv: its figures agree with each other and with theory (loadtest.report.rules.checks)."""
     for path in out.glob("*/checks.csv"):
         with path.open() as f:
             failed = [r for r in csv.DictReader(f) if r["status"] == "fail"]

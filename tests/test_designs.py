@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtest.monitor import Monitor
-from loadtest.processes import ServerProcess
+from loadtest.matrix.processes import ServerProcess
+from loadtest.measure.monitor import Monitor
 from servers import VARIANTS, variant_class
 from servers.protocol import Op, Status, encode_request
 from tests.helpers import call, connect
@@ -67,7 +67,7 @@ def test_no_process_of_the_tree_outlives_a_stop(variant: str) -> None:
 def test_no_process_of_the_tree_outlives_a_killed_harness(tmp_path: Path, variant: str) -> None:
     # The harness (the process that started the server) dies by SIGKILL: no clean-up of its own runs.
     harness = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from loadtest.processes import ServerProcess; "
+        [sys.executable, "-c", "import sys, time; from loadtest.matrix.processes import ServerProcess; "
          f"s = ServerProcess.start({variant!r}); print(s.pid, s.port, flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -120,7 +120,7 @@ def test_pool_size_is_announced_and_bounds_concurrency(variant: str) -> None:
 
 
 def test_reuseport_children_each_have_a_listener() -> None:
-    from loadtest.sockdiag import SockDiag
+    from loadtest.measure.sockdiag import SockDiag
 
     with ServerProcess.start("preforked-reuseport", backlog=16, extra_args=["--workers", "3"]) as server:
         sockets = SockDiag().count(server.port)

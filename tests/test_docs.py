@@ -11,7 +11,7 @@ def test_every_generated_table_is_what_the_code_says() -> None:
 
 
 def test_the_tables_hold_the_declared_defaults() -> None:
-    from loadtest.options import OPTIONS
+    from loadtest.declare.options import OPTIONS
     from servers.base import DEFAULT_MAX_CONNECTIONS
 
     text = "".join(p.read_text() for p in docs.documents())
@@ -25,8 +25,8 @@ def test_every_parser_prints_its_help() -> None:
     import argparse
 
     from loadtest.cli import build_parser
-    from loadtest.options import add_locust_arguments
-    from loadtest.settings import Option
+    from loadtest.declare.options import add_locust_arguments
+    from loadtest.declare.settings import Option
     from servers.cli import build_parser as server_parser
 
     socklab = build_parser()

@@ -17,8 +17,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from loadtest.monitor import COLUMNS, Monitor, rss_anon_bytes
-from loadtest.report.summary import CPU_TICK_S, MIN_CPU_TICKS, memory_per_connection, tick_rounded
+from loadtest.measure.monitor import COLUMNS, Monitor, rss_anon_bytes
+from loadtest.report.rules.summary import CPU_TICK_S, MIN_CPU_TICKS, memory_per_connection, tick_rounded
 from servers.protocol import burn_cpu
 
 MB = 1 << 20

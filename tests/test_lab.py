@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.experiments import EXPERIMENTS, unavailable
-from loadtest.netns import can_isolate
-from loadtest.scenarios import Arm
+from loadtest.declare.experiments import EXPERIMENTS, unavailable
+from loadtest.declare.scenarios import Arm
+from loadtest.hosts.isolate import can_isolate
 from tests.test_locust import run_locust
 
 ISOLATION, WHY_NOT = can_isolate()

@@ -77,7 +77,7 @@ def failures_by_class(run_dir: Path) -> dict[str, int]:
 
 
 def test_a_late_reply_fails_at_the_reply_timeout_on_the_hot_loop(tmp_path: Path) -> None:
-    # No socket timeout on the hot path (loadtest.deadlines): the watchdog must still end a wait at the
+    # No socket timeout on the hot path (loadtest.client.deadlines): the watchdog must still end a wait at the
     # bound, within its tick.  SLEEP 1.5 s against a 0.4 s bound: every request fails "read timeout".
     run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "1500", "--reply-timeout",
                      "0.4", users=2, seconds=3)  # fmt: skip

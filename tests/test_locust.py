@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from loadtest.latency import read_histograms
+from loadtest.client.latency import read_histograms
 from servers import variant_class
 from tests.conftest import VARIANTS
 
@@ -138,7 +138,7 @@ def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
     hist_total = sum(h.get_total_count() for (kind, _), h in merged.items() if kind != "FIRST_REPLY")
     assert hist_total == locust_total > 1000
     stopped = run.manifest()["server_stopped"]
-    # The window closes 0.1 s before Locust stops the users (loadtest.plugin.CLOSE_AHEAD_S), so the server
+    # The window closes 0.1 s before Locust stops the users (loadtest.glue.plugin.CLOSE_AHEAD_S), so the server
     # answers what the users send in that tenth of a second too, and at most one more a user as they are killed.
     recorded = int(run.latency()[("ECHO", "persistent")]["count"])
     rate = recorded / float(run.manifest()["window"]["seconds"])

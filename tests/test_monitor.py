@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.monitor import COLUMNS, Monitor
-from loadtest.netns import can_isolate
-from loadtest.processes import MonitorProcess, ServerProcess
+from loadtest.hosts.isolate import can_isolate
+from loadtest.matrix.processes import MonitorProcess, ServerProcess
+from loadtest.measure.monitor import COLUMNS, Monitor
 from servers.protocol import Op
 from tests.helpers import call, connect
 
@@ -46,7 +46,7 @@ def wait_rows(path: Path, n: int, timeout: float = 10) -> list[dict[str, str]]:
 @pytest.mark.parametrize("backlog", [1, 5])
 def test_overflow_truth_in_private_namespace(tmp_path: Path, backlog: int) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", "tests.scenarios.overflow",
+        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", "tests.scenarios.overflow",
          "--backlog", str(backlog), "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
@@ -138,7 +138,7 @@ def test_kill_9_leaves_only_complete_rows_and_exits_with_server(tmp_path: Path) 
 
 def test_bad_pid_or_port_exit_2(tmp_path: Path) -> None:
     out = str(tmp_path / "m.csv")
-    gone = subprocess.run([sys.executable, "-m", "loadtest.monitor", "--pid", "4194303", "--port", "1", "--out", out],
+    gone = subprocess.run([sys.executable, "-m", "loadtest.measure.monitor", "--pid", "4194303", "--port", "1", "--out", out],
                           capture_output=True, text=True, timeout=20)  # fmt: skip
     assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
     assert "no process with pid 4194303" in gone.stderr
@@ -146,7 +146,7 @@ def test_bad_pid_or_port_exit_2(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         idle = subprocess.run(
-            [sys.executable, "-m", "loadtest.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
+            [sys.executable, "-m", "loadtest.measure.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
              "--out", out], capture_output=True, text=True, timeout=20,
         )  # fmt: skip
     assert idle.returncode == 2 and len(idle.stderr.strip().splitlines()) == 1
@@ -158,7 +158,7 @@ def test_locust_run_in_private_namespace_has_isolated_counters(tmp_path: Path) -
     report = tmp_path / "run"
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", "locust", "-f",
+        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", "locust", "-f",
          str(root / "loadtest" / "locustfile.py"), "--headless", "-u", "5", "-r", "5", "-t", "2s",
          "--report-dir", str(report), "--only-summary", "--monitor-interval", "0.25", "ConnectPerRequestUser"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,

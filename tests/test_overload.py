@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.netns import can_isolate
+from loadtest.hosts.isolate import can_isolate
 from loadtest.report import build_compare
 from tests.test_locust import LOCUSTFILE, run_locust
 
@@ -75,7 +75,7 @@ def test_one_at_a_time_server_starves_all_but_one_persistent_user(tmp_path: Path
 def test_connection_storm_unfinished_connects_match_the_kernels_syn_sent(tmp_path: Path) -> None:
     report = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.netns", "--", sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
+        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
          "ConnectPerRequestUser", "--headless", "-u", "50", "-r", "50", "-t", "5s", "--server", "blocking",
          "--backlog", "10", "--monitor-interval", "0.25", "--report-dir", str(report), "--only-summary"],
         capture_output=True, text=True, timeout=90, cwd=tmp_path,
@@ -185,7 +185,7 @@ def test_every_user_is_counted_once_across_forked_workers(tmp_path: Path) -> Non
 
 
 def test_every_user_is_counted_once_with_a_master_and_two_workers(tmp_path: Path) -> None:
-    from loadtest.processes import free_port
+    from loadtest.matrix.processes import free_port
 
     port = str(free_port())
     report = tmp_path / "run"

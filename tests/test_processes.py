@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from loadtest.monitor import Monitor
-from loadtest.processes import ServerProcess
+from loadtest.matrix.processes import ServerProcess
+from loadtest.measure.monitor import Monitor
 from servers.counters import SharedCounters
 
 # A stand-in server: speaks the listening/stopped lines, forks a child that ignores SIGTERM

@@ -72,7 +72,7 @@ def test_a_design_composed_only_here_runs_n_event_loops_on_one_listener() -> Non
 
     import psutil
 
-    from loadtest.processes import ServerProcess
+    from loadtest.matrix.processes import ServerProcess
     from servers.protocol import Op
     from tests.helpers import call, connect
 

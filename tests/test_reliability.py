@@ -23,8 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtest.processes import ServerProcess
-from loadtest.sockdiag import SockDiag
+from loadtest.matrix.processes import ServerProcess
+from loadtest.measure.sockdiag import SockDiag
 from servers import variant_class
 from servers.base import DEFAULT_MAX_CONNECTIONS
 from servers.protocol import Op, Status, encode_request

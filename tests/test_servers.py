@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtest.processes import ServerProcess
+from loadtest.matrix.processes import ServerProcess
 from servers import VARIANTS
 from servers.protocol import Op, Status, encode_request
 from tests.helpers import call, closed_by_peer, connect, raw_header, read_response
@@ -334,7 +334,7 @@ def test_no_server_left_behind() -> None:
 def test_every_design_records_each_connection_in_its_log(variant: str, tmp_path: Path) -> None:
     # The connection log is written in place by whichever process or thread served the connection:
     # the records of every design, forked children's included, are all there after the stop.
-    from loadtest.report.timeline import read_server_log
+    from loadtest.report.rules.timeline import read_server_log
 
     path = tmp_path / "conns.bin"
     ports = []

@@ -64,7 +64,7 @@ def test_no_module_is_past_the_mark() -> None:
 
 
 def test_ops_variants_and_scenarios_are_not_listed_outside_their_declarations() -> None:
-    from loadtest.scenarios import SCENARIOS
+    from loadtest.declare.scenarios import SCENARIOS
     from servers import VARIANTS
 
     lists = {

@@ -1,5 +1,5 @@
 """Several hosts on one machine: the server host and two worker hosts as network namespaces joined by
-real interfaces (loadtest.testbed), with Locust's master/worker mode across them.
+real interfaces (loadtest.hosts.testbed), with Locust's master/worker mode across them.
 
 Runs where network namespaces can be made (root and iproute2, as on the CI machine); skipped with the
 reason elsewhere.  Addresses are 198.51.100.0/24 (TEST-NET-2), which exist only inside the namespaces.
@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtest.testbed import can_build
+from loadtest.hosts.testbed import can_build
 
 ROOT = Path(__file__).resolve().parent.parent
 CAN_BUILD, WHY_NOT = can_build()
@@ -25,7 +25,7 @@ needs_namespaces = pytest.mark.skipif(not CAN_BUILD, reason=f"no network namespa
 
 
 def bed(tmp: Path, prefix: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtest.testbed", "--prefix", prefix, *args],
+    return subprocess.run([sys.executable, "-m", "loadtest.hosts.testbed", "--prefix", prefix, *args],
                           cwd=tmp, capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def assert_nothing_left(prefix: str, tmp: Path) -> None:
     left = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if p.pid != os.getpid() and ("198.51.100." in cmd or str(tmp) in cmd or "loadtest.wire" in cmd):
+        if p.pid != os.getpid() and ("198.51.100." in cmd or str(tmp) in cmd or "loadtest.hosts.wire" in cmd):
             left.append(cmd)
     assert not left, left
 
@@ -136,7 +136,7 @@ def test_a_killed_bed_is_removed_by_the_next_one(tmp_path: Path) -> None:
     import time
 
     # The default prefix, sl<pid>: the owner's pid is in the bed's names.
-    first = subprocess.Popen([sys.executable, "-m", "loadtest.testbed", "--workers", "1", "--", "-u", "1", "-r", "1",
+    first = subprocess.Popen([sys.executable, "-m", "loadtest.hosts.testbed", "--workers", "1", "--", "-u", "1", "-r", "1",
                               "-t", "20s", "--server", "threaded", "--report-dir", str(tmp_path / "first")],
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     prefix = f"sl{first.pid}"

@@ -13,11 +13,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from loadtest import knee
-from loadtest import options as opts
-from loadtest.columns import MONITOR, SUMMARY_NAMES
-from loadtest.report import stevens
-from loadtest.report.findings import syn_retrans_note, user_findings
+from loadtest.declare import options as opts
+from loadtest.declare.columns import MONITOR, SUMMARY_NAMES
+from loadtest.report.rules import knee, stevens
+from loadtest.report.rules.findings import syn_retrans_note, user_findings
 
 
 def parsed(**given: Any) -> SimpleNamespace:
@@ -182,8 +181,8 @@ def test_syn_retrans_are_split_by_side() -> None:
 
 # -- the declarations, read by every view -------------------------------------------------------------
 def test_the_live_tab_shows_what_the_columns_declare(tmp_path: Path) -> None:
-    from loadtest.latency import LatencyStore
-    from loadtest.live import LiveFeed, MonitorTail, figures, live_line
+    from loadtest.client.latency import LatencyStore
+    from loadtest.measure.live import LiveFeed, MonitorTail, figures, live_line
 
     names = [c.name for c in MONITOR]
     path = tmp_path / "monitor.csv"

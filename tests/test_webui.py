@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
-from loadtest.processes import free_port
+from loadtest.matrix.processes import free_port
 from tests.browser import FLAGS, chromium
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,7 +250,7 @@ def test_headless_run_prints_the_live_line(tmp_path: Path) -> None:
 
 
 def test_monitor_tail_reads_whole_rows_once_and_starts_over_on_a_new_file(tmp_path: Path) -> None:
-    from loadtest.live import LiveFeed, MonitorTail
+    from loadtest.measure.live import LiveFeed, MonitorTail
 
     path = tmp_path / "monitor.csv"
     path.write_text("timestamp,accept_queue,TcpExt_ListenOverflows\n1.0,0,0\n2.0,3,")

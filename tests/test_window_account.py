@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtest.report import account, timeline
+from loadtest.report.rules import account, timeline
 
 OPEN, CLOSE = 100.0, 104.0  # the window, CLOCK_MONOTONIC s
 
@@ -99,7 +99,7 @@ def test_without_a_server_log_later_requests_stay_one_stage() -> None:
 
 
 def test_the_account_is_declared_once_and_summarised_whole() -> None:
-    from loadtest.columns import SUMMARY_NAMES
+    from loadtest.declare.columns import SUMMARY_NAMES
 
     assert timeline.WINDOW_STAGES[: len(timeline.STAGES)] == timeline.STAGES
     assert [c for c in SUMMARY_NAMES if c.startswith("window_share_")] == [

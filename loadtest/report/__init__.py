@@ -8,19 +8,19 @@ Input is only the files a run leaves in its folder (plain data, one-way flow):
 report RUN_DIR`` rebuilds the same products from the files alone.
 
 - :mod:`~loadtest.report.load` — a run folder as a :class:`RunData`;
-- :mod:`~loadtest.report.summary` — the summary row and the client-/machine-bound rule;
-- :mod:`~loadtest.report.findings` — sentences read off the data, keyed on the server's traits;
+- :mod:`~loadtest.report.rules.summary` — the summary row and the client-/machine-bound rule;
+- :mod:`~loadtest.report.rules.findings` — sentences read off the data, keyed on the server's traits;
 - :mod:`~loadtest.report.charts` — one run's plotly figures;
 - :mod:`~loadtest.report.page` — one run's ``summary.csv`` and ``report.html``;
-- :mod:`~loadtest.report.compare` — several runs: ``summary.csv`` and ``compare.html``.
+- :mod:`~loadtest.report.compare_page` — several runs: ``summary.csv`` and ``compare.html``.
 
 Pages are offline: the plotly JavaScript is written once into the page's
 folder (``plotly.min.js``) and every page there loads it from beside itself.
 """
 
-from loadtest.report.compare import build_compare
+from loadtest.report.compare_page import build_compare
 from loadtest.report.load import RunData, load_run
 from loadtest.report.page import build_run_report
-from loadtest.report.summary import SUMMARY_COLUMNS, load_bound, summarize
+from loadtest.report.rules.summary import SUMMARY_COLUMNS, load_bound, summarize
 
 __all__ = ["SUMMARY_COLUMNS", "RunData", "build_compare", "build_run_report", "load_bound", "load_run", "summarize"]

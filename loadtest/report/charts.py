@@ -9,11 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from loadtest.columns import CHARTS, Chart
-from loadtest.kinds import CONNECT, FIRST_REPLY, OPS
-from loadtest.latency import recorded
+from loadtest.client.latency import recorded
+from loadtest.declare.columns import CHARTS, Chart
+from loadtest.declare.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.report.load import RunData, merged_histogram
-from loadtest.report.summary import CLIENT_BOUND_PERCENT
+from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
 
 # plotly_white's look in a template a fraction of its size: plotly deep-copies a figure's template,
 # and the full one cost ~30 ms a figure — a third of a run's report.
@@ -104,7 +104,7 @@ def latency_chart(run: RunData) -> go.Figure | None:
 
 
 def monitor_chart(run: RunData, chart: Chart) -> go.Figure | None:
-    """One of loadtest.columns.CHARTS over the run: the same chart the live page draws."""
+    """One of loadtest.declare.columns.CHARTS over the run: the same chart the live page draws."""
     mon = run.monitor
     if mon is None:
         return None

@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from loadtest.latency import HIGHEST_US, RecordedLatency, new_histogram, read_recorded
-from loadtest.report import timeline
+from loadtest.client.latency import HIGHEST_US, RecordedLatency, new_histogram, read_recorded
+from loadtest.report.rules import timeline
 
 PER_SECOND = ["type", "name", "second", "count"]  # requests done in each whole second, per Locust entry
 

@@ -10,11 +10,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from loadtest.report import account, charts, checks, timeline_charts
-from loadtest.report.findings import findings, timeline_findings
+from loadtest.report import charts, timeline_charts
 from loadtest.report.load import RunData, load_run
-from loadtest.report.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
-from loadtest.report.timeline import CONNECTIONS_FILE
+from loadtest.report.rules import account, checks
+from loadtest.report.rules.findings import findings, timeline_findings
+from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
+from loadtest.report.rules.timeline import CONNECTIONS_FILE
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}

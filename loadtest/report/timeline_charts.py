@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from loadtest.report.charts import layout
-from loadtest.report.timeline import STAGE_LABELS, STAGES
+from loadtest.report.rules.timeline import STAGE_LABELS, STAGES
 
 COLORS = {"syn_retry_wait": "#EF553B", "handshake": "#FFA15A", "half_open": "#FECB52", "accept_queue": "#AB63FA",
           "pool_queue": "#FF6692", "client_late": "#BBBBBB", "request_wait": "#B6E880", "service": "#00CC96",

@@ -1,6 +1,6 @@
 """Run inside a private network namespace: a listener that never accepts, B + 6 clients, the monitor.
 
-    python -m loadtest.netns -- python -m tests.scenarios.overflow --backlog B --out DIR
+    python -m loadtest.hosts.isolate -- python -m tests.scenarios.overflow --backlog B --out DIR
 
 Prints one JSON object: the monitor's rows and this namespace's own kernel counters.
 """
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadtest.monitor import read_kernel_counters
+from loadtest.measure.monitor import read_kernel_counters
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     port = listener.getsockname()[1]
     out = args.out / "monitor.csv"
     monitor = subprocess.Popen([
-        sys.executable, "-m", "loadtest.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
+        sys.executable, "-m", "loadtest.measure.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
         "--interval", "0.2", "--out", str(out),
     ])  # fmt: skip
     deadline = time.monotonic() + 10

@@ -1,6 +1,6 @@
 """Run inside a private network namespace: a connection storm captured with tcpdump.
 
-    python -m loadtest.netns -- python -m tests.scenarios.syn_capture --out DIR
+    python -m loadtest.hosts.isolate -- python -m tests.scenarios.syn_capture --out DIR
 
 ConnectPerRequestUser × 50 against `blocking` at backlog 10 for 4 s, every packet on loopback
 captured.  Prints one JSON object: the capture's retransmitted SYNs and SYN-ACKs (up to the
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadtest.monitor import read_kernel_counters
+from loadtest.measure.monitor import read_kernel_counters
 from tests.pcap import ACK, SYN, retransmitted, segments
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,92 @@
+"""Pipelining: N requests in flight on one connection, which the protocol allows (replies come in order).
+
+    PersistentUser with --pipeline N
+
+The loop sends N frames in one ``sendall``, then, as replies arrive, takes each whole reply off
+the stream in order and sends one new frame for each (all of them in one ``sendall``), so N stay in
+flight.  Each request's latency is still its own — its send → the arrival of its last reply byte —
+and so includes its wait behind the requests ahead of it on the connection.  It is a different
+workload from one at a time (``redis-benchmark -P``, wrk's pipelining script): the server and the
+client each handle several frames per system call, so a pipelined cell is labelled as such
+wherever it shows.  No locust import: it drives a ``loadtest.client.socket_client.SocklabClient``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from loadtest.client.socket_client import OP_NAMES, STATUS_NAMES, RequestFailure, SocklabClient
+from servers.protocol import RESPONSE_HEADER
+
+RECV_SIZE = 262144
+MAX_REPLY = (1 << 30) + 1
+
+
+def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int) -> None:
+    """Keep `depth` requests in flight on the client's connection until something fails (reported,
+    and the connection closed); returns then, so the caller can pause and start over."""
+    request_type = OP_NAMES.get(op, str(op))
+    try:
+        sock = client.sock or client.connect()
+    except RequestFailure:
+        return
+    sent: deque[float] = deque()  # the send time of each request in flight, oldest first
+    client.in_flight = sent
+    on_request, perf = client.on_request, time.perf_counter
+    record = client.record
+    buf = bytearray()
+    try:
+        started = perf()
+        if record is not None:
+            record.sent = started
+        timeout = client.reply_timeout
+        client.deadline = started + timeout
+        sock.sendall(frame * depth)
+        sent.extend([started] * depth)
+        client.pending = (request_type, name, started, None)
+        while True:
+            data = sock.recv(RECV_SIZE)
+            now = perf()
+            if not data:
+                raise RequestFailure("closed", "the server closed the connection with replies outstanding")
+            if record is not None and not record.first_byte:
+                record.first_byte = now
+            buf += data
+            done = pos = 0
+            end = len(buf)
+            while end - pos >= 5:
+                length, status = RESPONSE_HEADER.unpack_from(buf, pos)
+                if length < 1 or length > MAX_REPLY:
+                    raise RequestFailure("protocol error", "reply length out of range")
+                if end - pos < 4 + length:
+                    break
+                if status != 0:
+                    raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
+                pos += 4 + length
+                client.done_at = now
+                on_request(request_type, name, now - sent.popleft(), length - 1, None)
+                done += 1
+            if pos:
+                del buf[:pos]
+            if done:
+                if record is not None:
+                    if not record.last_byte:
+                        record.last_byte = now
+                    record.requests += done
+                again = perf()
+                sock.sendall(frame * done)
+                sent.extend([again] * done)
+                client.pending = (request_type, name, sent[0], None)
+                client.deadline = sent[0] + timeout  # the oldest in flight is the one that can be late
+    except Exception as exc:
+        now = perf()
+        failure = client.failure(exc)
+        client.pending, client.in_flight, client.deadline = None, None, 0.0
+        ages = [now - t for t in sent] or [0.0]
+        client.close(failure.kind)
+        for age in ages:  # every request in flight is lost with the connection
+            on_request(request_type, name, age, 0, failure)
+    except BaseException:
+        client.close("unfinished")  # stopped: what is in flight stays pending for the window's close
+        raise

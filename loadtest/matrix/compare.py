@@ -1,0 +1,231 @@
+"""``socklab compare``: a matrix of variants × loads × scenarios, one isolated cell at a time.
+
+The scenarios are :mod:`loadtest.declare.scenarios`; a cell is run by :mod:`loadtest.matrix.cells` (the same runner
+``socklab sweep`` uses).  At the end, or after Ctrl-C with the cells finished so far, the
+comparison is built from the cells' folders.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from loadtest.declare import options as opts
+from loadtest.declare.scenarios import QUICK, SCENARIOS
+from loadtest.matrix import expect
+from loadtest.matrix.cells import CELL_OVERHEAD_S, Cell, CellRunner, Outcome, result_line
+from loadtest.report import build_compare
+from loadtest.report.rules import answer as answers
+from loadtest.report.rules import checks
+from servers import VARIANTS
+
+
+def plan_quick(out: Path) -> list[Cell]:
+    """The default matrix: each lesson's designs at its loads (loadtest.declare.scenarios.QUICK)."""
+    return [Cell(SCENARIOS[lesson.scenario], design, n, out / f"{lesson.scenario}-{design}-u{n}")
+            for lesson in QUICK for n in lesson.users for design in lesson.designs]  # fmt: skip
+
+
+def plan(
+    variants: list[str],
+    users: list[int] | None,
+    scenarios: list[str],
+    out: Path,
+    commands: dict[str, str] | None = None,
+) -> list[Cell]:
+    """Every cell, in order; `commands` adds --server-cmd servers (NAME → COMMAND) beside the variants."""
+    servers = [(v, "") for v in variants] + [(name, f"{name}={cmd}") for name, cmd in (commands or {}).items()]
+    cells = []
+    for name in scenarios:
+        scenario = SCENARIOS[name]
+        for n in users or scenario.users:
+            for variant, server_cmd in servers:
+                cells.append(Cell(scenario, variant, n, out / f"{name}-{variant}-u{n}", server_cmd))
+    return cells
+
+
+def over_caps(args: Any) -> str | None:
+    """A value that the cells' servers would refuse on every request, checked before any cell runs."""
+    for name in args.scenario:
+        merged = {o.dest: o.default for o in opts.OPTIONS}
+        merged.update({k.replace("-", "_"): v for k, v in SCENARIOS[name].options.items()})
+        merged.update({k.replace("-", "_"): v for k, v in opts.overrides(args).items()})
+        problem = opts.over_server_caps(SimpleNamespace(**merged))
+        if problem:
+            return problem
+    return None
+
+
+def cells_of(args: Any, out: Path) -> list[Cell]:
+    if getattr(args, "quick", False):
+        return plan_quick(out)
+    return plan(args.variants, args.users, args.scenario, out, dict(args.server_cmd or []))
+
+
+def main(args: Any) -> int:
+    quiet = bool(getattr(args, "quiet", False))
+    # Piped or logged, rich would assume 80 columns and fold the ranked tables: give them room.
+    console = Console(highlight=False, soft_wrap=True, quiet=quiet, width=None if sys.stdout.isatty() else 160)
+    out: Path = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    cells = cells_of(args, out)
+    per_cell = args.warmup + args.duration + CELL_OVERHEAD_S
+    outcomes: list[Outcome] = []
+    scenarios = list(dict.fromkeys(c.scenario.name for c in cells))
+    designs = list(dict.fromkeys(c.variant for c in cells))
+    with CellRunner(out, args, console) as runner:
+        console.print(f"socklab compare: {len(cells)} cells ({', '.join(scenarios)} × {', '.join(designs)}"
+                      + (", the default lessons; --full for every design" if getattr(args, "quick", False) else "")
+                      + f"), ~{len(cells) * per_cell / 60:.1f} min; output in {out}")  # fmt: skip
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+            disable=quiet,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("starting", total=len(cells))
+            for cell in cells:
+                progress.update(task, description=cell.name)
+                outcome = runner.run(cell)
+                outcomes.append(outcome)
+                progress.console.print(result_line(outcome))
+                progress.advance(task)
+    finished = [o for o in outcomes if o.status == "done"]
+    if not finished:
+        console.print("no cell finished: nothing to compare")
+        return runner.stopped_by or 1
+    summary, page = build_compare([o.cell.folder for o in finished], out,
+                                  loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None])
+    print_answers(console, finished)
+    console.print(f"summary: {summary}")
+    print(f"compare report: {page.resolve()}", flush=True)  # even with --quiet: what a script needs
+    failed = expect.check(args.expectations, [o.row for o in finished if o.row is not None],
+                          [(c.scenario.name, c.variant, c.users) for c in cells])  # fmt: skip
+    for line in failed:
+        print(line, file=sys.stderr)
+    contradictions = self_check_failures(finished)
+    for line in contradictions:
+        print(line, file=sys.stderr)
+    if runner.interrupted:
+        console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells "
+                      f"({signal.Signals(runner.interrupted[0]).name})")  # fmt: skip
+        return runner.stopped_by
+    if contradictions:
+        return SELF_CHECK_FAILED
+    if failed:
+        return EXPECTATIONS_FAILED
+    troubled = [o.cell.name for o in outcomes if not o.clean]
+    if troubled:
+        console.print(f"cells that did not run cleanly: {', '.join(troubled)}")
+        return 1
+    return 0
+
+
+EXPECTATIONS_FAILED = 3
+SELF_CHECK_FAILED = 4  # a cell's figures contradict each other or theory (loadtest.report.rules.checks)
+
+
+def self_check_failures(finished: list[Outcome]) -> list[str]:
+    """Each failed self-check of every cell, as written to its checks.csv."""
+    out = []
+    for outcome in finished:
+        path = outcome.cell.folder / checks.CHECKS_FILE
+        if path.exists():
+            frame = pd.read_csv(path)
+            out.extend(f"{outcome.cell.name}: self-check failed: {r.check} ({r.figures})"
+                       for r in frame.itertuples() if r.status == "fail")  # fmt: skip
+    return out
+
+
+def print_answers(console: Console, finished: list[Outcome]) -> None:
+    """Each scenario's designs ranked, and its headlines: the page's first screen, in the terminal."""
+    groups: dict[str, list[answers.Cell]] = {}
+    for o in finished:
+        if o.row is not None and o.run is not None:
+            groups.setdefault(o.cell.scenario.name, []).append(answers.Cell(o.row, o.run))
+    cpus = os.cpu_count()
+    if groups:
+        console.print(f"ranking: {answers.RULE}")
+    for name, cells in groups.items():
+        a = answers.answer(name, cells, cpus)
+        table = Table(title=f"{name}: {a.question}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("#", "design", f"req/s at {a.users}u", "est.", *a.latency_heads, "served", "time went to",
+                       "verdict"):  # fmt: skip
+            table.add_column(column, justify="left" if column in ("design", "time went to", "verdict") else "right",
+                             overflow="fold")  # fmt: skip
+        for s in a.standings:
+            stage = max(s.shares, key=s.shares.get) if s.shares else ""  # type: ignore[arg-type]
+            went = f"{answers.STAGE_WORDS[stage]} {s.shares[stage]:.0%}" if stage else "not measured"
+            est = f"≈ {s.estimate:,.0f}" if s.estimate is not None else "not CPU-bound" if s.no_estimate else ""
+            table.add_row(str(s.rank), s.design, f"{s.rps:,.0f}", est,
+                          s.p50, s.p99, s.served, went, "; ".join([*s.badges, *([s.waiting] if s.waiting else [])]))
+        console.print(table)
+        console.print(f"  {a.ranking}")
+        for line in a.headlines:
+            console.print(f"  • {line}")
+        console.print()
+
+
+def parse_duration(text: str) -> float:
+    """'10s', '2m', '1.5' (seconds) → seconds."""
+    text = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+    value = float(text[:-1] if scale else text)
+    if value < 0:
+        raise ValueError
+    return value * (scale or 1)
+
+
+parse_duration.__name__ = "duration (e.g. 10s, 1m)"
+
+
+def positive_duration(text: str) -> float:
+    """A measured window: 0 would reach Locust as `-t 0s`, which means no time limit at all."""
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError
+    return value
+
+
+positive_duration.__name__ = "duration > 0 (e.g. 10s, 1m)"
+
+
+def named_command(text: str) -> tuple[str, str]:
+    """--server-cmd NAME='COMMAND … {port} …' → (NAME, COMMAND)."""
+    name, sep, command = text.partition("=")
+    if not sep or not name or " " in name or "{port}" not in command or name in VARIANTS:
+        raise ValueError
+    return name, command.strip()
+
+
+named_command.__name__ = "NAME='COMMAND … {port} …' (a name that is not a registered variant)"
+
+
+def variant_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise ValueError
+    return names
+
+
+variant_list.__name__ = f"variant list (from {', '.join(VARIANTS)})"
+
+
+def users_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise ValueError
+    return values
+
+
+users_list.__name__ = "users list (e.g. 1,10,100)"

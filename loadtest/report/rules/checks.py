@@ -1,0 +1,259 @@
+"""The run's self-check: the invariants its own figures must obey, evaluated in every run.
+
+An instrument that explains (a share, a cause, a rank) can contradict itself in ways no single figure
+shows: shares that add up to 175 %, a queue deeper than its backlog, a p99 that is really the age of
+work the harness itself stalled.  Each check below compares figures that come from different sources
+(the µs histograms, Locust's own counts, the per-user ledgers, the kernel's counters, the monitor's
+samples, the joined connection records) and says ``pass`` or ``fail`` with the figures it compared.
+``checks.csv`` in the run folder holds one row per check; a failure is a line in the terminal, a red
+box at the top of ``report.html`` and ``compare.html``, and exit status 4 for ``socklab compare``.
+
+A check that has nothing to compare (no monitor, no connection records, a run recorded before the
+figure existed) is ``n/a``, never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from loadtest.declare.kinds import OPS
+from loadtest.report.load import RunData, merged_histogram, unfinished_ages, window_rows
+from loadtest.report.rules.timeline import STAGES, WINDOW_STAGES
+
+CHECKS_FILE = "checks.csv"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass, fail, n/a
+    figures: str  # what was compared, with the values
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+
+Rule = Callable[[RunData, dict[str, Any]], Check]
+RULES: list[tuple[str, str, Rule]] = []  # (name, what must hold, rule): declared once, below
+
+
+def rule(name: str, holds: str) -> Callable[[Rule], Rule]:
+    def add(fn: Rule) -> Rule:
+        RULES.append((name, holds, fn))
+        return fn
+
+    return add
+
+
+def verdict(name: str, ok: bool, figures: str) -> Check:
+    return Check(name, "pass" if ok else "fail", figures)
+
+
+def na(name: str, why: str) -> Check:
+    return Check(name, "n/a", why)
+
+
+def number(row: dict[str, Any], column: str) -> float | None:
+    value = row.get(column)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return float(value)
+
+
+@rule("requests_agree", "ops counted = Locust's ops = the load processes' ledgers; their successes = the users'")
+def requests_agree(run: RunData, row: dict[str, Any]) -> Check:
+    name = "requests_agree"
+    counted = number(row, "requests")
+    if counted is None:
+        return na(name, "no requests counted")
+    sources = {"histograms": counted}
+    per_second = run.per_second
+    if len(per_second):
+        sources["Locust per-second"] = float(per_second.loc[per_second["type"].isin(OPS), "count"].sum())
+    processes = run.info.get("load_processes") or []
+    if processes:
+        sources["load processes"] = float(sum(int(p.get("requests", 0)) for p in processes))
+    ok = len(set(sources.values())) == 1
+    figures = "; ".join(f"{k} {v:,.0f}" for k, v in sources.items())
+    if processes and run.users is not None and len(run.users):
+        # A user's ledger counts its successes (its failures include failed connects, which are no ops).
+        succeeded = float(sum(int(p.get("requests", 0)) - int(p.get("failures", 0)) for p in processes))
+        users = float(run.users["requests"].sum())
+        ok = ok and users == succeeded
+        figures += f"; successes: users {users:,.0f}, load processes {succeeded:,.0f}"
+    return verdict(name, ok, figures)
+
+
+@rule("users_add_up", "served + starved = the users the run had")
+def users_add_up(run: RunData, row: dict[str, Any]) -> Check:
+    name = "users_add_up"
+    served, starved = number(row, "users_served"), number(row, "users_starved")
+    users = number(row, "users")
+    if served is None or starved is None or users is None:
+        return na(name, "no per-user ledgers")
+    return verdict(name, served + starved == users, f"served {served:.0f} + starved {starved:.0f} vs users {users:.0f}")
+
+
+@rule("shares_add_to_1", "the window's account: every stage's share adds up to 1")
+def shares_add_to_1(run: RunData, row: dict[str, Any]) -> Check:
+    name = "shares_add_to_1"
+    shares = [number(row, f"window_share_{s}") for s in WINDOW_STAGES]
+    if all(v is None for v in shares):
+        return na(name, "no window account (no connection records)")
+    total = sum(v for v in shares if v is not None)
+    return verdict(name, abs(total - 1) <= 0.002, f"Σ window shares {total:.4f}")
+
+
+@rule("no_time_counted_twice", "the window's account holds no more than every user's window: users × seconds")
+def no_time_counted_twice(run: RunData, row: dict[str, Any]) -> Check:
+    name = "no_time_counted_twice"
+    accounted, users, seconds = (number(row, c) for c in ("window_user_s", "users", "duration_s"))
+    if accounted is None or not users or not seconds:
+        return na(name, "no window account")
+    if number(row, "server_died_at_s") is not None:  # its log was cut with it: the joins of its last are not whole
+        return na(name, "the server died during the run: its connection records end with it")
+    # Two stages of one user overlapping (a late stamp extending one past the next) would pass users × window.
+    return verdict(name, accounted <= users * seconds * 1.002 + 0.01,
+                   f"accounted {accounted:,.3f} user-s vs {users:.0f} users × {seconds:,.3f} s")
+
+
+@rule("no_stage_negative", "no connection stage and no share is negative")
+def no_stage_negative(run: RunData, row: dict[str, Any]) -> Check:
+    name = "no_stage_negative"
+    frame = run.connections
+    shares = [v for s in WINDOW_STAGES if (v := number(row, f"window_share_{s}")) is not None]
+    if frame is None and not shares:
+        return na(name, "no connection records")
+    worst = min(shares, default=0.0)
+    stages = [s for s in STAGES if frame is not None and s in frame]
+    if stages:
+        worst = min(worst, float(frame[stages].min(skipna=True).min(skipna=True)))
+    # Stages are in ms from float seconds: allow the rounding of a µs.
+    return verdict(name, not worst < -0.001, f"smallest stage or share {worst:,.4f}")
+
+
+@rule("accept_queue_within_backlog", "the deepest accept queue ≤ backlog + 1")
+def accept_queue_within_backlog(run: RunData, row: dict[str, Any]) -> Check:
+    name = "accept_queue_within_backlog"
+    peak, backlog = number(row, "peak_accept_queue"), number(row, "backlog")
+    if peak is None or not backlog:
+        return na(name, "no listener seen by the monitor")
+    return verdict(name, peak <= backlog + 1, f"peak accept queue {peak:.0f} vs backlog {backlog:.0f} + 1")
+
+
+@rule("unaccepted_fit_the_queue", "connections in the accept queue at the close ≤ backlog + 1 (the rest half-open)")
+def unaccepted_fit_the_queue(run: RunData, row: dict[str, Any]) -> Check:
+    name = "unaccepted_fit_the_queue"
+    never, half, backlog = (number(row, c) for c in ("connections_never_accepted", "connections_half_open", "backlog"))
+    if never is None or half is None or not backlog:
+        return na(name, "no joined connection records, or no listener seen")
+    queued = never - half
+    return verdict(name, queued <= backlog + 1 and half >= 0,
+                   f"not accepted at the close {never:.0f} = {queued:.0f} queued + {half:.0f} half-open; "
+                   f"backlog {backlog:.0f} + 1")  # fmt: skip
+
+
+@rule("p99_not_an_in_flight_age", "a fully served run's p99 is not the age of work in flight at the close")
+def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Check:
+    name = "p99_not_an_in_flight_age"
+    p99, starved = number(row, "latency_p99_ms"), number(row, "users_starved")
+    if p99 is None or starved is None:
+        return na(name, "no latency")
+    if starved:
+        return na(name, f"{starved:.0f} users starved: their waits are rightly in the tail")
+    ages = [a / 1000 for a in unfinished_ages(run, OPS)]
+    near = [a for a in ages if abs(a - p99) <= 0.002 * p99]
+    finished = merged_histogram(run, OPS)
+    alone = finished.get_value_at_percentile(99) / 1000 if finished is not None else 0.0
+    # The p99 is an in-flight age and the finished requests alone would put it well below: the work in flight
+    # at the close was held up (the harness stalled), and that hold-up is the tail the run prints.
+    set_by_the_close = bool(near) and p99 > 1.1 * alone
+    return verdict(name, not set_by_the_close, f"p99 {p99:,.3f} ms (finished only {alone:,.3f} ms); "
+                   f"{len(ages)} in flight at the close, {len(near)} of them {p99:,.3f} ms old")  # fmt: skip
+
+
+@rule("listen_drops_split", "ListenDrops = ListenOverflows + TCPReqQFullDrop, inside the window")
+def listen_drops_split(run: RunData, row: dict[str, Any]) -> Check:
+    name = "listen_drops_split"
+    drops, overflows = number(row, "listen_drops"), number(row, "listen_overflows")
+    if drops is None or overflows is None:
+        return na(name, "no kernel counters")
+    edges = (run.info.get("window") or {}).get("counters")
+    if edges:  # the window's, read at its edges, like the two above
+        full = float(edges["close"].get("TCPReqQFullDrop", 0) - edges["open"].get("TCPReqQFullDrop", 0))
+    elif run.monitor is not None and "TcpExt_TCPReqQFullDrop" in run.monitor:
+        full = float(run.monitor["TcpExt_TCPReqQFullDrop"].iloc[-1])
+    else:
+        full = 0.0
+    return verdict(name, drops == overflows + full,
+                   f"ListenDrops {drops:,.0f} vs ListenOverflows {overflows:,.0f} + TCPReqQFullDrop {full:,.0f}")
+
+
+@rule("synack_split_not_negative", "TCPSynRetrans less the clients' own SYN re-sends leaves ≥ 0 for the server")
+def synack_split_not_negative(run: RunData, row: dict[str, Any]) -> Check:
+    name = "synack_split_not_negative"
+    server = number(row, "server_synack_retrans")
+    if server is None:
+        return na(name, "counters not the run's own (not isolated)")
+    return verdict(name, server >= 0, f"TCPSynRetrans {number(row, 'tcp_syn_retrans') or 0:,.0f} less clients' "
+                   f"{number(row, 'client_syn_retrans') or 0:,.0f} = {server:,.0f} SYN-ACKs")  # fmt: skip
+
+
+@rule("cpu_adds_up", "server CPU per request × rate = the server's CPU share over the window")
+def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Check:
+    name = "cpu_adds_up"
+    per_request, rps, seconds = (number(row, c) for c in ("server_cpu_us_per_request", "rps", "duration_s"))
+    win = window_rows(run)
+    if per_request is None or not rps or not seconds or win is None or len(win) < 4:
+        return na(name, "no server CPU per request, or too few monitor samples")
+    busy = per_request * rps / 1e4  # % of one core
+    sampled = float(win["server_cpu_percent"].iloc[1:].mean())  # each sample's % covers the interval before it
+    # The samples count 10 ms ticks at ~2 Hz and leave the window's edges out: at low CPU the two readings may
+    # differ by five ticks over the window (1.3 points over 3.9 s); where the load comes in bursts and stalls
+    # (a connection storm) by about a third of the share (conn-storm/blocking read 31.4 % against 24.3 %),
+    # never more than 10 points.
+    tolerance = max(min(0.35 * sampled, 10.0), 100 * 5 * 0.01 / seconds)
+    return verdict(name, abs(busy - sampled) <= tolerance,
+                   f"{per_request:,.2f} µs × {rps:,.1f}/s = {busy:,.1f} % vs the monitor's mean {sampled:,.1f} %")
+
+
+def evaluate(run: RunData, row: dict[str, Any]) -> list[Check]:
+    out = []
+    for name, _holds, fn in RULES:
+        try:
+            out.append(fn(run, row))
+        except Exception as exc:  # a check that cannot be evaluated is said so, never a crash of the report
+            out.append(Check(name, "n/a", f"could not be evaluated: {exc}"))
+    return out
+
+
+def write(folder: Path, checks: list[Check]) -> Path:
+    holds = {name: text for name, text, _ in RULES}
+    path = Path(folder) / CHECKS_FILE
+    pd.DataFrame([{"check": c.name, "holds": holds.get(c.name, ""), "status": c.status, "figures": c.figures}
+                  for c in checks]).to_csv(path, index=False)  # fmt: skip
+    return path
+
+
+def failed_lines(checks: list[Check], where: str = "") -> list[str]:
+    prefix = f"{where}: " if where else ""
+    return [f"{prefix}self-check failed: {c.name} ({c.figures})" for c in checks if c.failed]
+
+
+def box_html(lines: list[str]) -> str:
+    """The red box at the top of a page: each failed check, or nothing."""
+    if not lines:
+        return ""
+    import html
+
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return ("<div class='selfcheck' style='border:2px solid #c00;background:#fee;padding:0.5em 1em;margin:1em 0'>"
+            f"<b>Self-check failed</b> — these figures contradict each other or theory; read them with care:"
+            f"<ul>{items}</ul></div>")  # fmt: skip
+

@@ -1,0 +1,240 @@
+"""The experiments' checks (loadtest.declare.experiments): each lays its arms' figures beside its source's numbers and
+gives a verdict per claim — holds here, does not hold here, differs, or not available here — with the
+numbers that decide it.  A check reads only the run folders (RunData) and their summary rows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from loadtest.declare.experiments import EXPERIMENTS, unavailable
+from loadtest.declare.scenarios import Check
+from loadtest.report.load import RunData
+
+HOLDS, FAILS, DIFFERS, NOT_HERE = "holds here", "does not hold here", "differs", "not available here"
+SYN_SCHEDULE_S = (1, 2, 3, 4, 5, 7, 11, 19)  # when a dropped SYN goes again on this kernel (tcp_syn_linear_timeouts=4)
+Arms = dict[str, tuple[RunData, dict[str, Any]]]
+
+
+def say(state: str, claim: str, evidence: str) -> str:
+    return f"{state}: {claim} — {evidence}"
+
+
+def arms_of(runs: list[RunData], summary: pd.DataFrame) -> Arms:
+    return {str((r.info.get("options") or {}).get("arm", r.run_id)): (r, row)
+            for r, row in zip(runs, summary.to_dict("records"), strict=True)}  # fmt: skip
+
+
+def missing(name: str, arms: Arms) -> tuple[list[str], str]:
+    """A 'not available here' verdict for each arm of the experiment this machine cannot run, with why; and
+    a note naming the arms that simply were not among the cells run (socklab lab --quick runs fewer)."""
+    from loadtest.hosts.isolate import can_isolate
+
+    verdicts, absent = [], []
+    unrun = [arm for arm in EXPERIMENTS[name].arms if arm.label not in arms]
+    isolated = can_isolate()[0] if unrun else True  # a probe fork: only when an arm is missing
+    for arm in unrun:
+        why = unavailable(arm, isolated)
+        if why:
+            verdicts.append(say(NOT_HERE, arm.label, why))
+        else:
+            absent.append(arm.label)
+    return verdicts, (f"Not run this time: {', '.join(absent)}." if absent else "")
+
+
+def peak(run: RunData, column: str) -> int:
+    mon = run.monitor
+    return int(mon[column].max()) if mon is not None and column in mon else 0
+
+
+def failures(row: dict[str, Any], kind: str) -> int:
+    for part in str(row.get("failure_classes") or "").split("; "):
+        name, _, n = part.partition("=")
+        if name == kind:
+            return int(n)
+    return 0
+
+
+def check(name: str) -> Callable[[Callable[[Arms], tuple[pd.DataFrame, list[str], str]]], Any]:
+    """A check function from a body over the arms: the title, the note and the arms that could not run."""
+
+    def wrap(body: Callable[[Arms], tuple[pd.DataFrame, list[str], str]]) -> Any:
+        def run(runs: list[RunData], summary: pd.DataFrame) -> Check | None:
+            arms = arms_of(runs, summary)
+            e = EXPERIMENTS[name]
+            unrun, absent = missing(name, arms)
+            if not arms:
+                return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {absent}".strip(), None,
+                             unrun)  # fmt: skip
+            table, verdicts, note = body(arms)
+            return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {note} {absent}".strip(),
+                         table, verdicts + unrun)  # fmt: skip
+
+        run.__name__ = body.__name__
+        return run
+
+    return wrap
+
+
+@check("backlog")
+def backlog(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
+    rows, queue_ok, syn_ok, retry_ok = [], True, True, True
+    for label, (run, row) in arms.items():
+        b = int(row["backlog"])
+        users = int(run.info.get("users") or 0)
+        waiting = max(users - b - 2, 0)  # one served, B + 1 queued
+        got_queue, got_syn = peak(run, "accept_queue"), peak(run, "client_SYN_SENT")
+        conns = run.connections
+        on_retry = conns[(conns["connected"] != 1) & conns["in_window"]] if conns is not None else pd.DataFrame()
+        ages = (on_retry["closed"] - on_retry["connect_start"]) if len(on_retry) else pd.Series(dtype=float)
+        expected = ages.map(lambda a: sum(t < a - 0.05 for t in SYN_SCHEDULE_S))
+        matched = int((on_retry["syn_retrans"] == expected).sum()) if len(on_retry) else 0
+        queue_ok &= got_queue == b + 1
+        syn_ok &= abs(got_syn - waiting) <= 1
+        retry_ok &= matched >= 0.8 * len(on_retry)
+        rows.append({"arm": label, "backlog B": b, "users": users, "peak accept queue": got_queue, "B + 1": b + 1,
+                     "clients in SYN_SENT (peak)": got_syn, "expected": waiting,
+                     "SYNs re-sent per waiting client": round(float(on_retry["syn_retrans"].mean()), 2)
+                     if len(on_retry) else math.nan,
+                     "on the 1, 2, 3 s schedule": f"{matched}/{len(on_retry)}",
+                     "ListenOverflows": row["listen_overflows"]})  # fmt: skip
+    table = pd.DataFrame([*rows, {"arm": "Cloudflare (ss)", "backlog B": 1024, "peak accept queue": 1025,
+                                  "B + 1": 1025}])  # fmt: skip
+    verdicts = [
+        say(HOLDS if queue_ok else DIFFERS, "B + 1 complete handshakes wait in the accept queue",
+            ", ".join(f"B={r['backlog B']}: {r['peak accept queue']}" for r in rows)),
+        say(HOLDS if syn_ok else DIFFERS, "the rest of the burst is held in SYN_SENT",
+            ", ".join(f"B={r['backlog B']}: {r['clients in SYN_SENT (peak)']} of {r['expected']}" for r in rows)),
+        say(HOLDS if retry_ok else DIFFERS, "they re-send their SYN on the kernel's schedule (about 1, 2, 3 s)",
+            ", ".join(f"B={r['backlog B']}: {r['on the 1, 2, 3 s schedule']} re-sent as often as their wait allows"
+                      for r in rows)),
+    ]  # fmt: skip
+    return table, verdicts, "Each arm: blocking, its first client held by a 10 s SLEEP, everyone arriving at once."
+
+
+def overflowed_handshakes(run: RunData) -> tuple[int, int, float]:
+    """What became of the handshakes whose final ACK met a full accept queue, as their clients saw them:
+    connects refused with a reset; connects that returned but whose request was dropped at the full queue
+    and re-sent (the server held nothing for them), and the longest such a client then waited for a first
+    reply (to the window's end if none came)."""
+    conns = run.connections
+    if conns is None:
+        return 0, 0, math.nan
+    mine = conns[conns["in_window"]]
+    refused = int((mine["outcome"].astype(str) == "reset").sum())
+    dropped = mine[(mine["connected"] == 1) & (mine["data_retrans"] > 0)]
+    end = dropped["first_byte"].where(dropped["first_byte"] > 0, dropped["closed"])
+    waited = float((end - dropped["connect_end"]).max()) if len(dropped) else math.nan
+    return refused, len(dropped), waited
+
+
+DROPPED = "requests dropped after connect()"
+
+
+@check("abort-on-overflow")
+def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
+    rows = []
+    for label, (run, row) in arms.items():
+        refused, dropped, waited = overflowed_handshakes(run)
+        rows.append({"arm": label, "connects reset": refused, "EmbryonicRsts": row["embryonic_rsts"], DROPPED: dropped,
+                     "their longest wait s": round(waited, 2), "server SYN-ACKs re-sent": row["server_synack_retrans"],
+                     "failures": row["failures"], "users served": row["users_served"],
+                     "ListenOverflows": row["listen_overflows"]})  # fmt: skip
+    by = {r["arm"]: r for r in rows}
+    off, on = by.get("abort=0"), by.get("abort=1")
+    verdicts = []
+    if off and on:
+        verdicts.append(say(HOLDS if on["connects reset"] > 0 and off["connects reset"] == 0 else DIFFERS,
+                            "with tcp_abort_on_overflow=1 a full queue refuses (RST) instead of dropping",
+                            f"connects reset with 1: {on['connects reset']:,} (the kernel's EmbryonicRsts: "
+                            f"{on['EmbryonicRsts']:,}); with 0: {off['connects reset']:,}"))
+        waits, dropped_on, dropped_off = off["their longest wait s"], on[DROPPED], off[DROPPED]
+        fast = on["connects reset"] > 0 and dropped_on == 0
+        verdicts.append(say(HOLDS if fast and dropped_off and waits >= 1 else DIFFERS,
+                            "so clients fail fast instead of waiting",
+                            f"with 1 the overflowed handshakes fail in connect() itself ({on['connects reset']:,} "
+                            f"resets) and {dropped_on} requests were dropped after it; with 0, {dropped_off} clients' "
+                            "connect() returned, their final ACK and then their request were dropped at the full "
+                            f"queue, and they waited up to {waits:.2f} s with no reply"))  # fmt: skip
+    return pd.DataFrame(rows), verdicts, ("blocking at backlog 16, 50 idle users at once, each idle connection "
+                                          "closed after 0.4 s; SYN cookies off in both arms")  # fmt: skip
+
+
+@check("syn-cookies")
+def syn_cookies(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
+    rows = []
+    for label, (run, row) in arms.items():
+        conns = run.connections
+        connected = int((conns["connected"] == 1).sum()) if conns is not None else 0
+        attempts = len(conns) if conns is not None else 0
+        rows.append({"arm": label, "SyncookiesSent": row["syncookies_sent"], "connects": attempts,
+                     "connect() returned": connected, "never accepted": row["connections_never_accepted"],
+                     "clients in SYN_SENT (peak)": peak(run, "client_SYN_SENT"), "failures": row["failures"]})
+    by = {r["arm"]: r for r in rows}
+    verdicts = []
+    one, zero, two = by.get("syncookies=1"), by.get("syncookies=0"), by.get("syncookies=2")
+    if one:
+        more = zero is None or (one["connect() returned"] > zero["connect() returned"]
+                                and one["never accepted"] > zero["never accepted"])  # fmt: skip
+        beside = (f" against {zero['connect() returned']} and {zero['never accepted']} with 0" if zero else "")
+        verdicts.append(say(HOLDS if one["SyncookiesSent"] > 0 and more else DIFFERS,
+                            "with 1 the burst's overflow gets cookies: connect() returns though the server holds "
+                            "nothing", f"{one['SyncookiesSent']:,} cookies; {one['connect() returned']} of "
+                            f"{one['connects']} connect() returned, {one['never accepted']} of them never accepted"
+                            + beside))  # fmt: skip
+    if zero:
+        verdicts.append(say(HOLDS if zero["SyncookiesSent"] == 0 and zero["clients in SYN_SENT (peak)"] > 0 else
+                            DIFFERS, "with 0 those SYNs are dropped and retried",
+                            f"{zero['SyncookiesSent']} cookies, {zero['clients in SYN_SENT (peak)']} clients in "
+                            "SYN_SENT at peak"))  # fmt: skip
+    if two:
+        returned = two["connect() returned"]  # each had a SYN-ACK: with 2, each of those a cookie
+        verdicts.append(say(HOLDS if two["SyncookiesSent"] >= returned > 0 else DIFFERS,
+                            "with 2 every SYN gets a cookie", f"{two['SyncookiesSent']:,} cookies for {returned:,} "
+                            "connect() that returned" + (f", against {one['SyncookiesSent']:,} cookies with 1"
+                                                         if one else "")))  # fmt: skip
+    return pd.DataFrame(rows), verdicts, ("blocking at backlog 16, 50 idle users at once, each idle connection "
+                                          "closed after 0.4 s")  # fmt: skip
+
+
+@check("time-wait")
+def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
+    rows = []
+    for label, (run, row) in arms.items():
+        rows.append({"arm": label, "server TIME_WAIT (peak)": peak(run, "server_TIME_WAIT"),
+                     "client TIME_WAIT (peak)": peak(run, "client_TIME_WAIT"), "connections/s": row["rps"],
+                     "requests": row["requests"], "address not available": failures(row, "address not available"),
+                     "failures": row["failures"]})  # fmt: skip
+    by = {r["arm"]: r for r in rows}
+    verdicts = []
+    client, server, linger = by.get("client closes"), by.get("server closes"), by.get("SO_LINGER 0")
+    if client and server:
+        c, s = "client TIME_WAIT (peak)", "server TIME_WAIT (peak)"
+        ok = client[c] > 0 and client[s] == 0 and server[s] > 0 and server[c] < server[s]
+        verdicts.append(say(HOLDS if ok else DIFFERS, "the side that closes first holds TIME_WAIT",
+                            f"client first: client {client['client TIME_WAIT (peak)']:,}, server "
+                            f"{client['server TIME_WAIT (peak)']:,}; server first (--max-requests 1): server "
+                            f"{server['server TIME_WAIT (peak)']:,}, client {server['client TIME_WAIT (peak)']:,}"))
+    if linger:
+        held = linger["client TIME_WAIT (peak)"] + linger["server TIME_WAIT (peak)"]
+        verdicts.append(say(HOLDS if held == 0 else DIFFERS, "SO_LINGER 0 closes with a RST and holds no TIME_WAIT",
+                            f"{held} TIME_WAIT sockets at peak over {linger['requests']:,} connections"))
+    short, reuse = by.get("1,000 ports"), by.get("1,000 ports, tw_reuse")
+    if short:
+        lasted = short["requests"]
+        verdicts.append(say(HOLDS if short["address not available"] > 0 and lasted <= 1_050 else DIFFERS,
+                            "the ephemeral ports run out: a range of N lasts N connections per 60 s (28,232 → 470/s)",
+                            f"1,000 ports: {lasted:,} connections, then {short['address not available']:,} failed "
+                            "'address not available' (EADDRNOTAVAIL) — 16.7/s sustainable"))  # fmt: skip
+    if short and reuse:
+        rate = reuse["connections/s"]
+        verdicts.append(say(HOLDS if rate >= 10 * 1_000 / 60 else DIFFERS,
+                            "tcp_tw_reuse=1 lets a new connection take a port in TIME_WAIT",
+                            f"{rate:,.0f} connections/s over the same 1,000 ports against 16.7/s without it — a port "
+                            "is reused once its TIME_WAIT is 1 s old (tcp_twsk_unique), so the range now lasts a "
+                            f"second, not 60 ({reuse['address not available']:,} still failed between)"))  # fmt: skip
+    return pd.DataFrame(rows), verdicts, ("selectors, 10 connect-per-request users; sysctls set in each cell's "
+                                          "namespace.")

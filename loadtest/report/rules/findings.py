@@ -1,0 +1,276 @@
+"""Findings: plain sentences read off the data, for one run and across runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest.client.accounting import waiting_words
+from loadtest.declare.kinds import CONNECT, OPS
+from loadtest.report.load import RunData, merged_histogram, traits_of, unfinished_ages
+from loadtest.report.rules import account, timeline
+from loadtest.report.rules.summary import load_bound, shown
+
+
+def findings(run: RunData, row: dict[str, Any]) -> list[str]:
+    """Plain sentences read off the data."""
+    out = []
+    name = row["variant"] or "server"
+    traits = traits_of(run)
+    one_at_a_time = bool(traits.get("serves_one_at_a_time"))
+    if row["requests"]:
+        offered = num(row, "offered_rps")
+        load = f"offered {offered:,.0f} req/s (open loop), achieved" if offered else "="
+        out.append(
+            f"{name}: {row['requests']:,} {row['op'] or 'requests'} in {row['duration_s']:g} s {load} "
+            f"{row['rps']:,} req/s with {row['users']} users{served_note(row)}; latency p50 "
+            f"{shown(row, 'latency_p50_ms')}, p99 {shown(row, 'latency_p99_ms')}"
+            + (f" (from the intended start; service p99 {shown(row, 'service_p99_ms')})." if offered else ".")
+        )
+    out.extend(user_findings(row, one_at_a_time, oldest_unfinished(run)))
+    if num(row, "late_arrivals"):
+        out.append(
+            f"{int(row['late_arrivals']):,} arrivals were sent late (≥ 1 ms after their intended start), "
+            f"{row['late_lag_s']:,.2f} s of lag in all: their latency counts from the intended start."
+        )
+    if row["op"] == "SLEEP" and one_at_a_time and row["rps"] == row["rps"]:
+        sleep_ms = (run.info.get("options") or {}).get("sleep_ms") or 0
+        if sleep_ms:
+            out.append(
+                f"{name} serves one client at a time: {row['rps']} req/s against 1 / {sleep_ms} ms = "
+                f"{1000 / sleep_ms:g} req/s, whatever the number of users."
+            )
+    overflows = row.get("listen_overflows")
+    if isinstance(overflows, int) and overflows > 0:
+        text = (
+            f"{name}: {overflows:,} packets dropped at a full accept queue at backlog {row['backlog']} "
+            f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
+            f"not a count of SYNs); the accept queue peaked at {row['peak_accept_queue']}"
+        )
+        text += syn_retrans_note(row)
+        p99 = num(row, "connect_p99_ms")
+        if p99 is not None and p99 >= 900:
+            text += (f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule "
+                     "(about 1, 2, 3 s)")  # fmt: skip
+        out.append(text + ".")
+    queued = row.get("peak_accept_queue")
+    if isinstance(queued, int) and queued > 0 and not (isinstance(overflows, int) and overflows > 0):
+        out.append(
+            f"up to {queued} connections waited in the accept queue, handshake done but not yet accepted"
+            + (f": {name} serves one connection at a time." if one_at_a_time else ".")
+        )
+    syn_sent = row.get("peak_syn_sent")
+    if isinstance(syn_sent, int) and syn_sent > 0:
+        out.append(
+            f"up to {syn_sent} clients sat in SYN_SENT: their SYNs were dropped and are retried on the kernel's "
+            "schedule (about 1, 2, 3 s)."
+        )
+    cookies = row.get("syncookies_sent")
+    if isinstance(cookies, int) and cookies > 0:
+        out.append(
+            f"{cookies:,} SYN cookies sent: the half-open queue was full too, so connect() returned for clients "
+            f"the server held nothing for (connect p99 {shown(row, 'connect_p99_ms')}) while their first reply "
+            f"byte waited (first-reply p99 {shown(row, 'first_reply_p99_ms')}, max "
+            f"{shown(row, 'first_reply_max_ms')}; ≥ marks a wait that had not ended when the window closed)."
+        )
+    if row["counters_scope"] == "shared" and isinstance(overflows, int):
+        out.append(
+            "kernel counters are shared with the rest of the machine (no private network namespace): "
+            "treat the overflow and retransmit figures as upper bounds."
+        )
+    tw = row.get("peak_time_wait")
+    if isinstance(tw, int) and tw > 0:
+        out.append(f"{tw:,} sockets in TIME_WAIT at peak: the side that closes first holds TIME_WAIT for 60 s.")
+    est = row.get("peak_established")
+    if isinstance(est, int) and est >= 100 and row.get("peak_threads") == row.get("peak_threads"):
+        out.append(
+            f"{name} held {est:,} connections with {row['peak_threads']:,} thread"
+            f"{'s' if row['peak_threads'] != 1 else ''}, "
+            f"{row['rss_per_connection_bytes'] / 1024:,.1f} KiB of RSS growth and {row['peak_fds'] / est:.2f} fds "
+            "per connection."
+        )
+    bound = load_bound(row, run.info.get("cpus"))
+    if bound == "client-bound":
+        out.append(
+            f"client-bound: the load generator ran at {row['loadgen_median_cpu_percent']:.0f}% of a core "
+            "(median over the window); these throughput figures measure the load generator, not the server."
+        )
+    elif bound == "machine-bound":
+        out.append(
+            f"machine-bound: server and load generator together used {row['machine_cpu_percent']:.0f}% of "
+            f"{run.info.get('cpus')} cores (median): they compete for the CPU, so neither figure is the server's alone."
+        )
+    if row["failures"]:
+        out.append(f"{row['failures']:,} failures: {row['failure_classes']}.")
+    stopped = run.info.get("server_stopped", {})
+    if run.info.get("server") and stopped is None:
+        died = num(row, "server_died_at_s")
+        when = f" {died:g} s into the window (last seen alive by the monitor)" if died is not None else ""
+        out.append(
+            f"{name} did not stop cleanly: it died during the run, or had to be killed{when}; the CPU and "
+            "client-bound figures cover only the time it was alive, and req/s is over the whole window."
+        )
+    return out
+
+
+def syn_retrans_note(row: dict[str, Any]) -> str:
+    """'; TCPSynRetrans N: the clients re-sent K SYNs …, the server S SYN-ACKs', or '' when none moved."""
+    counter, clients = num(row, "tcp_syn_retrans"), num(row, "client_syn_retrans")
+    server, retried = num(row, "server_synack_retrans"), num(row, "connections_syn_retried")
+    if not counter and not clients:
+        return ""
+    parts = []
+    if clients is not None:
+        parts.append(f"the clients re-sent {int(clients):,} SYNs ({int(retried or 0):,} connections went through the "
+                     "SYN retry schedule; measured by each connecting socket)")  # fmt: skip
+    if server is not None:
+        parts.append(f"the server re-sent {int(server):,} SYN-ACKs (to clients whose final ACK was dropped at the "
+                     "full accept queue, or whose SYN came again)")  # fmt: skip
+    text = f"; TCPSynRetrans {int(counter or 0):,}"
+    return text + (": " + ", ".join(parts) if parts else " (client SYNs and server SYN-ACKs together)")
+
+
+def oldest_unfinished(run: RunData) -> tuple[float, float]:
+    """The age in s of the oldest connect and of the oldest request still in flight at the window's close."""
+    connects = [a for (kind, _), ages in run.unfinished.items() if kind == CONNECT for a in ages]
+    requests = [a for (kind, _), ages in run.unfinished.items() if kind in OPS for a in ages]
+    return max(connects, default=0) / 1e6, max(requests, default=0) / 1e6
+
+
+def num(row: dict[str, Any], column: str) -> float | None:
+    """A numeric figure of the row, None when absent or NaN."""
+    value = row.get(column)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return float(value)
+
+
+def served_note(row: dict[str, Any]) -> str:
+    starved = num(row, "users_starved")
+    if not starved:
+        return ""
+    served = int(num(row, "users_served") or 0)
+    return f" — but only {served} of {served + int(starved)} served"
+
+
+def user_findings(row: dict[str, Any], one_at_a_time: bool, oldest: tuple[float, float] = (0.0, 0.0)) -> list[str]:
+    """Who was served, who waited, and what was still in flight when the window closed.
+
+    ``oldest``: the age in s of the oldest connect and of the oldest request still in flight then.
+    """
+    out = []
+    served, starved = num(row, "users_served"), num(row, "users_starved")
+    name, seconds = row["variant"] or "server", float(row["duration_s"] or 0)
+    connects, requests = int(num(row, "unfinished_connects") or 0), int(num(row, "unfinished_requests") or 0)
+    if starved:
+        total = int(served or 0) + int(starved)
+        where = []  # every user's work in flight at the close, the served users' included
+        if requests:
+            where.append(f"{requests} request{'s' if requests != 1 else ''} waiting for a reply, the oldest for "
+                         f"{oldest[1]:.2f} s")
+        if connects:
+            where.append(f"{connects} connect{'s' if connects != 1 else ''} not complete, the oldest for "
+                         f"{oldest[0]:.2f} s (no SYN-ACK yet: retrying on the kernel's SYN schedule)")
+        out.append(
+            f"{name}: {int(served or 0)} of {total} users {'was' if served == 1 else 'were'} served; {int(starved)} "
+            f"completed no request in the whole {seconds:g} s window"
+            + (f"; when it closed, all users together had {' and '.join(where)}" if where else "")
+            + (f": {name} serves one connection at a time." if one_at_a_time else ".")
+        )
+    elif connects or requests:
+        out.append(
+            f"{connects} connects and {requests} requests were still in flight when the window closed; "
+            "percentiles they could still move are marked ≥ (lower bounds)."
+        )
+    fairness = num(row, "fairness")
+    if fairness is not None and served and served > 1 and fairness < 0.9:
+        out.append(
+            f"unequal shares: Jain's fairness index {fairness:.2f} over per-user completed requests "
+            "(1.0 = equal, 1/users = one user got everything)."
+        )
+    wait = num(row, "longest_user_wait_ms")
+    if wait is not None and seconds and wait >= 1000:
+        out.append(f"the longest any user went without a reply: {wait / 1000:,.2f} s.")
+    return out
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None) -> list[str]:
+    """Where the window's time went (every user's, unfinished waits included), and the connections' stages,
+    from the joined timeline (loadtest.report.rules.timeline)."""
+    frame = run.connections
+    if frame is None:
+        return []
+    out = []
+    mine = frame[frame["in_window"]]
+    # A first request whose reply came back inside the window (a persistent cell's were the warm-up's).
+    joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "") & mine["replied_in_window"]].dropna(
+        subset=["first_request"])
+    if run.timeline_note:
+        out.append(f"where the time went: {run.timeline_note}.")
+    if row is not None and (words := account.share_words(row, 3)):
+        users = len(run.users) if run.users is not None else 0
+        out.append(f"{name}: of every user's time in the window ({plural(users, 'user')}, "
+                   f"{float(row['window_user_s']):,.1f} user-seconds), "
+                   + ", ".join(f"{share:.0%} {label}" for label, share in words) + ".")  # fmt: skip
+    if len(joined):
+        median = joined.sort_values("first_request").iloc[(len(joined) - 1) // 2]
+        parts = sorted(((float(median[s]), s) for s in timeline.STAGES), reverse=True)
+        said = [f"{ms:,.3f} ms {timeline.STAGE_LABELS[s]}" for ms, s in parts[:2] if ms > 0]
+        out.append(f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
+                   f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
+                   "the reply's last byte, of it " + " and ".join(said) + ".")  # fmt: skip
+    elif (mine["join"] == "joined").any():
+        out.append("no connection had its first reply in the window: each was opened in the warm-up and carried "
+                   "the window's requests (the window's account above says where their time went).")
+    retried = mine[mine["syn_retrans"] > 0]
+    if len(retried):
+        out.append(f"{plural(len(retried), 'connection')} went through SYN retries "
+                   f"({int(retried['syn_retrans'].sum()):,} SYNs sent again; connect() took "
+                   f"{(retried['syn_retry_wait'] + retried['handshake']).median() / 1000:,.2f} s at the median, the "
+                   "kernel's retry schedule of about 1, 2, 3 s).")  # fmt: skip
+    resent = mine[mine["data_retrans"] > 0] if "data_retrans" in mine else mine.iloc[:0]
+    if len(resent):
+        out.append(f"{plural(len(resent), 'connection')} were half-open for a while: connect() had returned (the "
+                   "SYN-ACK came back) but the final ACK and the request were dropped at the full accept queue "
+                   f"(ListenOverflows), so the client sent its data again ({int(resent['data_retrans'].sum()):,} "
+                   "segments) until one got in while the queue had room.")  # fmt: skip
+    unaccepted = mine[mine["unaccepted_at_close"]]
+    if len(unaccepted):
+        half = int((unaccepted["stage_at_stop"] == "half_open").sum())
+        queued = len(unaccepted) - half
+        waited = (unaccepted["half_open"] + unaccepted["accept_queue"]).max() / 1000
+        bits = []
+        if queued:
+            bits.append(f"{queued:,} in the accept queue")
+        if half:
+            bits.append(f"{half:,} half-open (their final ACK dropped: not in the queue, the server holds a "
+                        "request socket or, after a SYN cookie, nothing)")
+        out.append(f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
+                   f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s.")  # fmt: skip
+    stopped = joined["teardown"] == timeline.STOPPED_BY_THE_RUN
+    closed = joined[~stopped]
+    teardown = closed["teardown"].value_counts()
+    later = f" ({plural(int(stopped.sum()), 'other')} closed by the run's stop, after the window)" if stopped.any() \
+        else ""
+    if len(teardown):
+        top, n = str(teardown.index[0]), int(teardown.iloc[0])
+        out.append(f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'joined connection')} that "
+                   "closed in the window" + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + f"{later}.")
+    elif stopped.any():
+        out.append(f"teardown: none closed in the window; {plural(int(stopped.sum()), 'connection')} closed by the "
+                   "run's stop, after it (their FIN or reset is the harness's, not the design's).")
+    return out
+
+
+def waiting(run: RunData) -> str:
+    """'waiting ≥ 3.98 s: 9 requests; ≥ 1.20 s: 2 connects' — work still in flight when the window closed that had
+    waited longer than the finished work's p99 and WAITING_FLOOR_MS; '' when none had."""
+    groups = []
+    for kinds, noun in ((OPS, "request"), ((CONNECT,), "connect")):
+        hist = merged_histogram(run, kinds)
+        p99 = hist.get_value_at_percentile(99) / 1000 if hist is not None and hist.get_total_count() else 0.0
+        groups.append((noun, [a / 1000 for a in unfinished_ages(run, kinds)], p99))
+    return waiting_words(groups)

@@ -1,0 +1,334 @@
+"""Where each connection's time went: the client's records joined to the server's, on the 4-tuple.
+
+The client (``connections_client.csv``) knows when connect() started and returned, its SYN
+retransmissions, when its first request left and its reply's first and last bytes came back; the
+server (``server_connections.bin``, ``servers.connlog``) knows when ``accept()`` returned, when a
+worker began on the connection, when the first request was whole and its reply written, when the
+client's FIN came and when it closed.  Both read CLOCK_MONOTONIC, so on one machine (one boot,
+whatever the network namespaces) they set side by side, and a connection's first request splits
+into stages (the metric definitions of the design notes):
+
+- handshake: connect start → return, of which the SYN-retry waits (all but the last round trip,
+  TCP_INFO's round trip at connect) and the last round trip;
+- accept-queue wait: connect() return → ``accept()`` return;
+- pool-queue wait: ``accept()`` return → a worker starts on it;
+- request wait: the worker starts → the first request is whole (the client's send, or its pause);
+- service: the request whole → its reply written;
+- transfer: the reply written → its last byte at the client;
+- teardown: who sent FIN first (that side holds TIME_WAIT).
+
+Ports are reused, so a server record is matched to the latest connection from that client address
+and port to the server's port that started before the server accepted it.  Nothing is dropped
+silently: every client record gets a ``join`` — joined, never connected, not accepted by the server
+(still in its accept queue, or held nowhere after a SYN cookie, when the run ended), past the server
+log's cap, no server log, or on another machine (its clock is not the server's: the stages that need
+both clocks are not measured, the others stand).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loadtest.declare.columns import WINDOW_SHARES
+from servers.connlog import ENDED_BADLY, HEADER, HEADER_SIZE, IPV6, MAGIC, RECORD, REJECTED, SERVER_CLOSED, TIMES
+
+# A connection's consecutive stages, each between two events that happened in this order on one clock
+# (CLOCK_MONOTONIC, client and server alike), so they add up to connect start → the first reply's last byte.
+STAGES = ("syn_retry_wait", "handshake", "half_open", "accept_queue", "pool_queue", "client_late", "request_wait",
+          "service", "transfer", "server_unknown")  # fmt: skip
+STAGE_LABELS = {
+    "syn_retry_wait": "SYN retries", "handshake": "handshake", "half_open": "half-open (final ACK dropped)",
+    "accept_queue": "accept queue", "pool_queue": "pool queue", "client_late": "load generator late to send",
+    "request_wait": "request waiting to be read", "service": "service",
+    "transfer": "reply to the client's read (a late load generator shows here)",
+    "server_unknown": "after connect(), server side not measured",
+}  # fmt: skip
+# The window's whole account: every user's time in the measured window, in the stage it was in.
+WINDOW_STAGES = tuple(stage for stage, _ in WINDOW_SHARES)  # declared, with meanings, in loadtest.declare.columns
+WINDOW_LABELS = {
+    **STAGE_LABELS,
+    "later_waiting": "later requests out of service (not yet read by the server, or the reply not yet read)",
+    "later_service": "later requests' service",
+    "later_requests": "later requests in flight (not split: no server log)",
+    "load_generator": "no request in flight (the load generator's own time, or a user with nothing left to send)",
+}
+CONNECTIONS_FILE = "connections.csv"
+# A connect still going this long on loopback (a handshake takes tens of µs) had its SYN dropped: it waits
+# for the kernel's retry (1 s after the SYN), not for a handshake; below it, the client may just not have run.
+SYN_DROPPED_S = 0.2
+STOPPED_BY_THE_RUN = "closed by the run's stop, after the window"
+
+
+@dataclass
+class ServerLog:
+    records: pd.DataFrame
+    cap: int
+    recorded: int
+    unrecorded: int
+    boot_id: str
+    complete: bool  # False: the file was cut short, or records were still open (the server was killed)
+
+
+RECORD_DTYPE = np.dtype([*((t, "<f8") for t in TIMES), ("in_window_service", "<f8"), ("peer_port", "<u2"),
+                         ("local_port", "<u2"), ("requests", "<u4"), ("worker_flags", "<u4"), ("peer", "V16"),
+                         ("pad", "V4")])  # fmt: skip
+assert RECORD_DTYPE.itemsize == RECORD.size
+
+
+def read_server_log(path: Path) -> tuple[ServerLog | None, str]:
+    """The server's connection records, or None and why not, in words (never a crash)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None, "no server log (a server socklab did not start, or --conn-log-cap 0)"
+    if len(data) < HEADER_SIZE or data[:8] != MAGIC:
+        return None, "the server log is not a socklab connection log of this version"
+    _magic, _version, cap, tail, _stride, _taken, recorded, unrecorded, boot = HEADER.unpack_from(data)
+    need = HEADER_SIZE + (cap + tail) * RECORD.size
+    if len(data) < need:
+        return None, f"the server log is cut short ({len(data):,} of {need:,} bytes)"
+    records = np.frombuffer(data, dtype=RECORD_DTYPE, count=cap + tail, offset=HEADER_SIZE)
+    records = records[records["closed"] > 0]
+    frame = pd.DataFrame({t: records[t] for t in (*TIMES, "in_window_service")})
+    for name in ("peer_port", "local_port", "requests"):
+        frame[name] = records[name].astype(np.int64)
+    frame["worker"] = (records["worker_flags"] >> 8).astype(np.int64)
+    frame["flags"] = (records["worker_flags"] & 0xFF).astype(np.int64)
+    frame["peer_ip"] = [
+        socket.inet_ntop(socket.AF_INET6, bytes(p)) if f & IPV6 else socket.inet_ntop(socket.AF_INET, bytes(p)[:4])
+        for p, f in zip(records["peer"], frame["flags"], strict=True)
+    ]
+    # The header's counts are written as the records are (several processes) or at the stop (one): fewer
+    # records than it says, or a header with none said though records are there, is a server that was killed.
+    complete = int(recorded) == len(frame)
+    return ServerLog(frame, cap, max(int(recorded), len(frame)), int(unrecorded), boot.hex(), complete), ""
+
+
+def teardown_of(row: Any) -> str:
+    flags = int(row.flags)
+    if flags & REJECTED:
+        return "rejected (over --max-connections)"
+    if flags & ENDED_BADLY:
+        return "ended badly (reset, timeout or bad frame)"
+    if flags & SERVER_CLOSED:
+        return "server closed first: the server holds TIME_WAIT"
+    return "client closed first: the client holds TIME_WAIT"
+
+
+def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: dict[str, str]) -> pd.DataFrame:
+    """One row per client connection: its own times, the server's when joined, the stages (ms), the join."""
+    out = client.copy()
+    for name in (*TIMES, "in_window_service"):
+        out[f"server_{name}"] = np.nan
+    out["worker"], out["flags"] = np.nan, np.nan
+    out["join"] = "never connected"
+    connected = out["connected"] == 1
+    if log is None:
+        out.loc[connected, "join"] = "no server log"
+    else:
+        same_clock = out["worker_id"].map(lambda w: boots.get(str(w), "") == log.boot_id)
+        out.loc[connected & ~same_clock, "join"] = "another machine: its clock is not the server's"
+        mine = out[connected & same_clock]
+        server = log.records[log.records["local_port"] == server_port].reset_index(drop=True)
+        if len(mine) and len(server):
+            left = pd.DataFrame({"ip": server["peer_ip"].astype(str), "port": server["peer_port"].astype(np.int64),
+                                 "at": server["accepted"], "record": np.arange(len(server))}).sort_values("at")
+            right = pd.DataFrame({"ip": mine["local_ip"].astype(str), "port": mine["local_port"].astype(np.int64),
+                                  "at": mine["connect_start"], "row": mine.index}).sort_values("at")
+            # Each server record: the latest connection from that address and port started before it was accepted.
+            matched = pd.merge_asof(left, right, on="at", by=["ip", "port"], direction="backward")
+            matched = matched.dropna(subset=["row"]).drop_duplicates("row", keep="first")
+            rows, records = matched["row"].astype(int).to_numpy(), matched["record"].to_numpy()
+            for name in (*TIMES, "in_window_service"):
+                out.loc[rows, f"server_{name}"] = server[name].to_numpy()[records]
+            out.loc[rows, "worker"] = server["worker"].to_numpy()[records]
+            out.loc[rows, "flags"] = server["flags"].to_numpy()[records]
+            out.loc[rows, "join"] = "joined"
+        missing = (out["join"] == "never connected") & connected & same_clock
+        out.loc[missing, "join"] = ("past the server log's cap, or not accepted by the server" if log.unrecorded
+                                    else "not accepted by the server (in its accept queue, or after a SYN cookie "
+                                    "held nowhere, when the run ended)")  # fmt: skip
+    return out
+
+
+def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
+    """Each connection's events in the order they must have happened, on one clock, as seconds; NaN where an
+    event had not happened by the window's ``close`` (what the server did after the close does not count).
+
+    A client stamp read late (its greenlet resumed after the server had already accepted) is not moved: the
+    event it stands for is bounded by the server's, and the client's lateness becomes its own stage."""
+
+    # A user's connection ends at its client's close: what the server did for it afterwards (a SLEEP finished
+    # for a client that had timed out and gone) is not that user's time.
+    closed = out["closed"].astype(float)
+    until = np.fmin(closed.where(closed > 0), close).fillna(close)
+
+    def at(column: str) -> pd.Series:
+        values = out[column].astype(float)
+        return values.where((values > 0) & (values <= until))  # 0: did not happen (client and server alike)
+
+    start = out["connect_start"].astype(float)
+    accepted = at("server_accepted")
+    # The client is ESTABLISHED (SYN-ACK back) before the server's child is, which is before accept() returns.
+    connect_end = at("connect_end").where(out["connected"] == 1)  # a failed connect's end is no handshake
+    established = np.fmin(connect_end, accepted).where(connect_end.notna())
+    rtt = (out["rtt_us"].astype(float) / 1e6).clip(lower=0)
+    through = (established - np.fmin(rtt, established - start)).where(out["syn_retrans"] > 0, start)
+    sent = at("sent")
+    # The server's stamps can be late too (its thread waited for the GIL after send()): the reply was written
+    # before its first byte reached the client, so "written" is bounded by that (CI: 6,298 of 14,985 threaded
+    # connections stamped their write after the client had the whole reply).
+    written = np.fmin(at("server_first_written"), at("first_byte"))
+    read = np.fmin(at("server_first_read"), written)
+    started = at("server_service_start")
+    return pd.DataFrame({"e0": start, "e1": through.where(established.notna()), "e2": established, "e3": accepted,
+                         "e4": started, "e5": np.fmax(started, np.fmin(sent, read)), "e6": read, "e7": written,
+                         "e8": at("last_byte")})
+
+
+def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
+    """When each connection stopped being half-open (NaN: it still was at the close; its connect() return:
+    never was).  A connection whose final ACK and request were dropped at the full accept queue had to send
+    its data again; it was half-open until a retransmission got in and the server's kernel made a connection
+    of it, acknowledging the data.  The client's kernel says, at the close, whether the data of a connection
+    still waiting is acknowledged, and when (``unacked_at_close``, ``acked_at``); a connection accepted before
+    the close is counted half-open up to its accept, its queue wait after the ACK got in not told apart."""
+    column = out.get
+    resent = column("data_retrans", pd.Series(0, index=out.index)).fillna(0) > 0
+    unacked = column("unacked_at_close", pd.Series(-1, index=out.index)).fillna(-1)
+    acked_at = column("acked_at", pd.Series(0.0, index=out.index)).fillna(0.0).astype(float)
+    still = unacked > 0  # its data unacknowledged at the close: half-open then
+    entered = resent & (unacked == 0) & (acked_at > 0)  # half-open, then into the queue: when its data was ACKed
+    until = ev["e3"].where(resent, ev["e2"])
+    until = until.where(~entered, np.fmin(np.fmax(acked_at, ev["e2"]), close))
+    return until.where(~still, np.nan)
+
+
+def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | None = None) -> pd.DataFrame:
+    """The stages of each connection (ms, ``STAGES``), consecutive by construction: stage i runs from event i to
+    event i+1; the stage in progress when the window closed (or the connection ended) runs to that moment,
+    and is marked a lower bound; the stages after it are 0.  Also each stage's part inside the window
+    (``in_window_<stage>``, s) — the window's account — and the state at the close."""
+    ms = 1000.0
+    close = float(close) if close else float("inf")
+    ev = events(out, close)
+    ended = out["closed"].astype(float).where(out["closed"] > 0)
+    # Where a connection's account stops: its close, or the window's.
+    stop = np.fmin(ended.fillna(close), close)
+    if not np.isfinite(close):  # no window: up to the client's close, or its last event
+        stop = ended.fillna(ev.max(axis=1))
+    bounds = [ev["e0"], ev["e1"], ev["e2"], half_open_until(out, ev, close), ev["e3"], ev["e4"], ev["e5"],
+              ev["e6"], ev["e7"], ev["e8"], ev["e8"]]  # fmt: skip
+    # No server record to join (no log, another machine's clock, past the log's cap): after connect() returned,
+    # one stage up to the first reply's last byte, named for what it is.
+    unknown = ~out["join"].isin(["joined", "never connected"]) & ~out["join"].str.startswith("not accepted")
+    for i in range(3, 10):
+        bounds[i] = bounds[i].where(~unknown, ev["e2"])
+    cur = ev["e0"]
+    running = pd.Series("", index=out.index)
+    done = pd.Series(False, index=out.index)
+    spans: dict[str, tuple[pd.Series, pd.Series]] = {}
+    for i, stage in enumerate(STAGES):
+        nxt = bounds[i + 1]
+        arrived = nxt.notna() & ~done
+        stops_here = ~arrived & ~done
+        end = np.fmax(nxt, cur).where(arrived, np.fmax(stop, cur).where(stops_here, cur))
+        spans[stage] = (cur, end)
+        running = running.where(~stops_here, stage)
+        done = done | stops_here
+        cur = end
+    # A connect still going (or failed) after less than SYN_DROPPED_S was in its handshake (or its client not
+    # yet scheduled); on loopback a handshake takes tens of µs, so one going longer had its SYN dropped and
+    # waits for the retry.
+    young = (running == "syn_retry_wait") & ((stop - ev["e0"]) < SYN_DROPPED_S)
+    if young.any():
+        b0, e0 = spans["syn_retry_wait"]
+        spans["syn_retry_wait"] = (b0, e0.where(~young, b0))
+        spans["handshake"] = (spans["handshake"][0].where(~young, b0), spans["handshake"][1].where(~young, e0))
+        running = running.where(~young, "handshake")
+    for stage, (b, e) in spans.items():
+        out[stage] = (e - b) * ms
+        if open_ is not None:
+            lo, hi = np.fmax(b, open_), np.fmin(e, close)
+            out[f"in_window_{stage}"] = (hi - lo).clip(lower=0).fillna(0.0)
+    # Without a server record the server's stages are not measured, and a connection that never connected
+    # never reached them: NaN, not a guessed 0.
+    server_side = ("half_open", "accept_queue", "pool_queue", "client_late", "request_wait", "service", "transfer")
+    reached = ~unknown & (out["connected"] == 1)
+    for stage in server_side:
+        out[stage] = out[stage].where(reached)
+    out["stage_at_stop"] = running  # "" when the first reply came back
+    for i in (3, 4, 7):  # accepted, a worker on it, its first reply written: by the window's close
+        out[f"e{i}_known"] = ev[f"e{i}"].notna() & ~unknown
+    # … and inside the window: a persistent connection's first request was the warm-up's, not the window's.
+    since = open_ if open_ is not None else -np.inf
+    for i, name in ((3, "accepted"), (4, "picked"), (7, "served"), (8, "replied")):
+        out[f"{name}_in_window"] = (ev[f"e{i}"] >= since) & ~unknown
+    out["first_request"] = sum(out[s].fillna(0.0) for s in STAGES).where(running == "")
+    out["first_reply"] = (out["first_byte"].where(out["first_byte"] > 0) - out["connect_start"]) * ms
+    # Open and not accepted when the window closed, though connect() had returned: half-open or queued.
+    connected = ev["e2"].notna() & ev["e3"].isna() & ~unknown & (ended.isna() | (ended > close))
+    out["unaccepted_at_close"] = connected & bool(np.isfinite(close))
+    out["accept_queue_lower_bound"] = running.isin(["accept_queue", "half_open"])
+    last = ev["e8"]
+    out["in_window_after_first"] = 0.0
+    out["first_request_in_flight_s"] = 0.0
+    if open_ is not None:
+        # After the first reply: a persistent connection's later requests, and the load generator between them.
+        after = (np.fmin(stop, close) - np.maximum(last, open_)).clip(lower=0)
+        out["in_window_after_first"] = after.where(last.notna(), 0.0)
+        # The first request's own time in flight inside the window (from its send, or from connect()'s return
+        # where the send was not stamped, to its last reply byte or the stop): the clients' request time
+        # counts it too, so the window's "later requests" are what is left after it.
+        sent = out["sent"].astype(float).where(out["sent"] > 0).fillna(ev["e2"])
+        lo, hi = np.maximum(sent, open_), np.minimum(last.fillna(stop), close)
+        out["first_request_in_flight_s"] = (hi - lo).clip(lower=0).where(sent.notna(), 0.0)
+    joined = out["join"] == "joined"
+    out["teardown"] = ""
+    if joined.any():
+        out.loc[joined, "teardown"] = [teardown_of(r) for r in out[joined].itertuples()]
+    # Ended after the window closed: the run's stop ended it (users killed with replies unread, the server
+    # shut down), not the server's or the client's way of closing.
+    first_close = np.fmin(out["closed"].astype(float).where(out["closed"] > 0), out["server_closed"].astype(float))
+    stopped = joined & (first_close > close)
+    out.loc[stopped, "teardown"] = STOPPED_BY_THE_RUN
+    return out
+
+
+def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:
+    """The joined connections of a run folder (``in_window`` marks the measured window's), and a note
+    saying why stages are missing when some are ("" when all are measured)."""
+    path = run_dir / "connections_client.csv"
+    if not path.exists():
+        return None, "no connection records (a run from before the timeline, or none ended)"
+    client = pd.read_csv(path, dtype={"worker": str, "user_id": str, "local_ip": str, "outcome": str})
+    if client.empty:
+        return None, "no connection records"
+    client = client.rename(columns={"worker": "worker_id"})
+    server = info.get("server") or {}
+    log, why = read_server_log(run_dir / "server_connections.bin")
+    if log is None and server.get("command"):
+        why = "no server log: the server is a --server-cmd of yours, which keeps none; client-side stages only"
+    boots = {str(p.get("worker_id", "local")): str(p.get("boot_id", "")) for p in info.get("load_processes") or []}
+    joined = join(client, log, int(server.get("port") or 0), boots)
+    window = info.get("window") or {}
+    start, stop = window.get("monotonic_start"), window.get("monotonic_stop")
+    if start and stop:
+        joined = with_stages(joined, float(start), float(stop))
+        # Open at some time in the window: a persistent user's connection, made in the warm-up, counts too.
+        closed = joined["closed"].fillna(0)
+        joined["in_window"] = (joined["connect_start"] <= stop) & ((closed <= 0) | (closed >= start))
+    else:
+        joined = with_stages(joined)
+        joined["in_window"] = True
+    if log is not None and not log.complete:
+        why = why or "the server log is incomplete (the server was killed, or records were still open)"
+    if log is not None and (joined["join"] == "another machine: its clock is not the server's").any():
+        why = why or "some load processes ran on another machine: their cross-clock stages are not measured"
+    return joined, why
