@@ -57,8 +57,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--payload-bytes", type=int, default=64)
-    ap.add_argument("--client", choices=["socklab", "minimal"], default="socklab",
-                    help="socklab: loadtest.client.socket_client, as the Locust users run it; minimal: a bare send/recv loop")
+    ap.add_argument(
+        "--client",
+        choices=["socklab", "minimal"],
+        default="socklab",
+        help="socklab: loadtest.client.socket_client, as the Locust users run it; minimal: a bare send/recv loop",
+    )
     args = ap.parse_args()
     frame = encode_request(Op.ECHO, 0, b"x" * args.payload_bytes)
     counts = [0]
@@ -132,8 +136,12 @@ def main() -> None:
             client.close()
 
     server = psutil.Process(args.server_pid) if args.server_pid else None
-    bodies = {("socklab", "persistent"): persistent, ("socklab", "connect"): connect_per_request,
-              ("minimal", "persistent"): minimal, ("minimal", "connect"): minimal_connect}  # fmt: skip
+    bodies = {
+        ("socklab", "persistent"): persistent,
+        ("socklab", "connect"): connect_per_request,
+        ("minimal", "persistent"): minimal,
+        ("minimal", "connect"): minimal_connect,
+    }
     body = bodies[(args.client, args.mode)]
     greenlets = [gevent.spawn(body) for _ in range(args.connections)]
     gevent.sleep(args.warmup)

@@ -59,11 +59,31 @@ def tree_cpu(pid: int) -> float:
 
 def bare(server: ServerProcess, load: str, seconds: float, client: str) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loadgen", "--port", str(server.port), "--server-pid", str(server.pid),
-         "--mode", load, "--connections", str(USERS[load]), "--seconds", str(seconds), "--warmup", "1",
-         "--client", client],
-        capture_output=True, text=True, check=True, cwd=ROOT, timeout=seconds + 60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.loadgen",
+            "--port",
+            str(server.port),
+            "--server-pid",
+            str(server.pid),
+            "--mode",
+            load,
+            "--connections",
+            str(USERS[load]),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            "1",
+            "--client",
+            client,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=seconds + 60,
+    )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return {"rps": r["rps"], "cpu_us": r["client_cpu_us_per_request"], "server_us": r["server_cpu_us_per_request"]}
 
@@ -71,18 +91,42 @@ def bare(server: ServerProcess, load: str, seconds: float, client: str) -> dict[
 def locust(server: ServerProcess, load: str, seconds: float, extra: list[str], tree: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "locust", "-f", str(tree / "loadtest" / "locustfile.py"), USER_CLASS[load],
-            "--headless", "-u", str(USERS[load]), "-r", str(USERS[load]), "-t", f"{seconds + 1:g}s", "--warmup", "1",
-            "--server", "none", "--host", format_target("127.0.0.1", server.port), "--report-dir", tmp,
-            "--only-summary", "--loglevel", "WARNING", *extra,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(tree / "loadtest" / "locustfile.py"),
+            USER_CLASS[load],
+            "--headless",
+            "-u",
+            str(USERS[load]),
+            "-r",
+            str(USERS[load]),
+            "-t",
+            f"{seconds + 1:g}s",
+            "--warmup",
+            "1",
+            "--server",
+            "none",
+            "--host",
+            format_target("127.0.0.1", server.port),
+            "--report-dir",
+            tmp,
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+            *extra,
+        ]
         before = tree_cpu(server.pid)
         subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tree, timeout=seconds + 60)
         server_cpu = tree_cpu(server.pid) - before
         loadgen = json.loads((Path(tmp) / "run.json").read_text())["loadgen"]
     # The server's CPU over the whole Locust run (start-up included) ÷ the window's requests: an upper bound.
-    return {"rps": loadgen["rps"], "cpu_us": loadgen["cpu_us_per_request"],
-            "server_us": server_cpu / max(loadgen["requests"], 1) * 1e6}  # fmt: skip
+    return {
+        "rps": loadgen["rps"],
+        "cpu_us": loadgen["cpu_us_per_request"],
+        "server_us": server_cpu / max(loadgen["requests"], 1) * 1e6,
+    }
 
 
 def main() -> int:
@@ -95,8 +139,13 @@ def main() -> int:
     ap.add_argument("--also", default="", help="a second Locust side with these options, e.g. '--pipeline 8'")
     args = ap.parse_args()
     extra = shlex.split(args.locust_args)
-    sides = ["minimal", "same-client", "locust", *(["locust@tree"] if args.tree else []),
-             *([f"locust {args.also}"] if args.also else [])]  # fmt: skip
+    sides = [
+        "minimal",
+        "same-client",
+        "locust",
+        *(["locust@tree"] if args.tree else []),
+        *([f"locust {args.also}"] if args.also else []),
+    ]
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     with ServerProcess.start("selectors") as server:
         for i in range(args.rounds):
@@ -112,8 +161,11 @@ def main() -> int:
                     else:
                         r = locust(server, load, args.seconds, extra, args.tree if side == "locust@tree" else ROOT)
                     results.setdefault((load, side), []).append(r)
-                    print(f"round {i + 1} {load:10} {side:12} {r['rps']:9,.0f} req/s {r['cpu_us']:6.1f} µs CPU/req "
-                          f"(server {r['server_us']:5.1f} µs/req)", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"round {i + 1} {load:10} {side:12} {r['rps']:9,.0f} req/s {r['cpu_us']:6.1f} µs CPU/req "
+                        f"(server {r['server_us']:5.1f} µs/req)",
+                        file=sys.stderr,
+                    )
     ok = True
     print("| load | side | req/s | load-generator CPU µs/req | server CPU µs/req | ÷ minimal (req/s) |")
     print("|---|---|---|---|---|---|")

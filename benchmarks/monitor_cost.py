@@ -29,14 +29,23 @@ import psutil
 from loadtest.matrix.processes import MonitorProcess, ServerProcess
 from loadtest.measure.monitor import Monitor
 
-SS_STATES = {"ESTAB": "ESTABLISHED", "TIME-WAIT": "TIME_WAIT", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV",
-             "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT",
-             "LAST-ACK": "LAST_ACK", "CLOSING": "CLOSING"}  # fmt: skip
+SS_STATES = {
+    "ESTAB": "ESTABLISHED",
+    "TIME-WAIT": "TIME_WAIT",
+    "SYN-SENT": "SYN_SENT",
+    "SYN-RECV": "SYN_RECV",
+    "FIN-WAIT-1": "FIN_WAIT1",
+    "FIN-WAIT-2": "FIN_WAIT2",
+    "CLOSE-WAIT": "CLOSE_WAIT",
+    "LAST-ACK": "LAST_ACK",
+    "CLOSING": "CLOSING",
+}
 
 
 def ss_counts(port: int) -> tuple[Counter[str], Counter[str]]:
-    out = subprocess.run(["ss", "-tanH", f"( sport = :{port} or dport = :{port} )"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["ss", "-tanH", f"( sport = :{port} or dport = :{port} )"], capture_output=True, text=True, check=True
+    ).stdout
     server: Counter[str] = Counter()
     client: Counter[str] = Counter()
     for line in out.splitlines():
@@ -87,14 +96,20 @@ def main() -> int:
         psutil_ms = (time.perf_counter() - t) * 1000
         for c in clients:
             c.close()
-    equal = all(int(row[f"server_{s}"]) == ss_server.get(s, 0) and int(row[f"client_{s}"]) == ss_client.get(s, 0)
-                for s in set(SS_STATES.values()))  # fmt: skip
-    print(f"{args.connections:,} connections ({2 * args.connections:,} sockets on the port), 1 sample/s for "
-          f"{args.seconds:g} s")  # fmt: skip
+    equal = all(
+        int(row[f"server_{s}"]) == ss_server.get(s, 0) and int(row[f"client_{s}"]) == ss_client.get(s, 0)
+        for s in set(SS_STATES.values())
+    )
+    print(
+        f"{args.connections:,} connections ({2 * args.connections:,} sockets on the port), 1 sample/s for "
+        f"{args.seconds:g} s"
+    )
     print(f"monitor process CPU: {cpu_percent:.2f}% of one core (goal <= 2%: {'ok' if cpu_percent <= 2 else 'MISSED'})")
     print(f"median sample cost (wall, in the monitor): {sample_ms:.1f} ms")
-    print(f"one full sample in-process: {ours_ms:.1f} ms; psutil.net_connections('tcp') for the same port: "
-          f"{psutil_ms:.1f} ms ({len(conns):,} sockets) — {psutil_ms / ours_ms:.0f}x")  # fmt: skip
+    print(
+        f"one full sample in-process: {ours_ms:.1f} ms; psutil.net_connections('tcp') for the same port: "
+        f"{psutil_ms:.1f} ms ({len(conns):,} sockets) — {psutil_ms / ours_ms:.0f}x"
+    )
     print(
         f"per-state counts equal to ss at the same moment: {'yes' if equal else 'NO'} "
         f"(monitor server ESTABLISHED {row['server_ESTABLISHED']}, ss {ss_server['ESTABLISHED']}; "

@@ -3,8 +3,8 @@
     python -m benchmarks.reference_servers asyncio|threadingtcpserver|tcpserver|minimal-selectors --port 0
 
 Each uses its library the stock way and the same request semantics as the
-variants (servers.protocol), and prints the same ``listening`` line, so the
-benchmark starts and measures them exactly like a variant.
+designs (servers.protocol), and prints the same ``listening`` line, so the
+benchmark starts and measures them exactly like a design.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from servers.protocol import (
 def listening(name: str, host: str, port: int, backlog: int) -> None:
     print(
         json.dumps(
-            {"event": "listening", "variant": name, "host": host, "port": port, "backlog": backlog, "pid": os.getpid()}
+            {"event": "listening", "design": name, "host": host, "port": port, "backlog": backlog, "pid": os.getpid()}
         ),
         flush=True,
     )

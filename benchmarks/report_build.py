@@ -42,15 +42,25 @@ def generate(run_dir: Path, hours: float, interval: float) -> int:
             cpu += interval * 0.4
             row = {c: 0 for c in COLUMNS}
             row.update(
-                timestamp=f"{start + i * interval:.3f}", elapsed_s=f"{i * interval:.3f}",
-                server_cpu_user_s=f"{cpu * 0.3:.2f}", server_cpu_system_s=f"{cpu * 0.7:.2f}",
-                server_cpu_percent=f"{40 + rng.normal(0, 3):.1f}", server_rss_bytes=15_000_000, server_threads=1,
-                server_fds=5, server_ESTABLISHED=int(rng.integers(0, 4)),
+                timestamp=f"{start + i * interval:.3f}",
+                elapsed_s=f"{i * interval:.3f}",
+                server_cpu_user_s=f"{cpu * 0.3:.2f}",
+                server_cpu_system_s=f"{cpu * 0.7:.2f}",
+                server_cpu_percent=f"{40 + rng.normal(0, 3):.1f}",
+                server_rss_bytes=15_000_000,
+                server_threads=1,
+                server_fds=5,
+                server_ESTABLISHED=int(rng.integers(0, 4)),
                 client_TIME_WAIT=int(rng.integers(13000, 15000)),
-                accept_queue=int(rng.integers(0, 4)), backlog=2, TcpExt_ListenOverflows=i // 10,
-                TcpExt_ListenDrops=i // 10, counters_scope="shared", loadgen_processes=1,
-                loadgen_cpu_percent_max=f"{95 + rng.normal(0, 2):.1f}", sample_cost_ms="2.0",
-            )  # fmt: skip
+                accept_queue=int(rng.integers(0, 4)),
+                backlog=2,
+                TcpExt_ListenOverflows=i // 10,
+                TcpExt_ListenDrops=i // 10,
+                counters_scope="shared",
+                loadgen_processes=1,
+                loadgen_cpu_percent_max=f"{95 + rng.normal(0, 2):.1f}",
+                sample_cost_ms="2.0",
+            )
             w.writerow([row[c] for c in COLUMNS])
     with (run_dir / "locust_stats_history.csv").open() as f:
         header = next(csv.reader(f))
@@ -58,11 +68,22 @@ def generate(run_dir: Path, hours: float, interval: float) -> int:
         w = csv.writer(f)
         w.writerow(header)
         for s in range(int(seconds)):
-            for kind, name, rate in (("ECHO", "connect-per-request", 9600), ("CONNECT", "connect", 9600),
-                                     ("", "Aggregated", 19200)):  # fmt: skip
+            for kind, name, rate in (
+                ("ECHO", "connect-per-request", 9600),
+                ("CONNECT", "connect", 9600),
+                ("", "Aggregated", 19200),
+            ):
                 row = dict.fromkeys(header, 0)
-                row.update({"Timestamp": int(start) + s, "User Count": 10, "Type": kind, "Name": name,
-                            "Requests/s": rate, "Total Request Count": rate * s})  # fmt: skip
+                row.update(
+                    {
+                        "Timestamp": int(start) + s,
+                        "User Count": 10,
+                        "Type": kind,
+                        "Name": name,
+                        "Requests/s": rate,
+                        "Total Request Count": rate * s,
+                    }
+                )
                 w.writerow([row[c] for c in header])
     return n
 
@@ -86,9 +107,11 @@ def main() -> int:
         build_run_report(run_dir)
         long_s = time.perf_counter() - t
         size = (run_dir / "report.html").stat().st_size
-    print(f"{args.hours:g} h at {args.interval:g} s: {rows:,} monitor rows -> report built in {long_s:.2f} s "
-          f"(goal <= 5 s: {'ok' if long_s <= 5 else 'MISSED'}); the 3 s fixture run: {short_s:.2f} s; "
-          f"report.html {size / 1e6:.1f} MB")  # fmt: skip
+    print(
+        f"{args.hours:g} h at {args.interval:g} s: {rows:,} monitor rows -> report built in {long_s:.2f} s "
+        f"(goal <= 5 s: {'ok' if long_s <= 5 else 'MISSED'}); the 3 s fixture run: {short_s:.2f} s; "
+        f"report.html {size / 1e6:.1f} MB"
+    )
     return 0 if long_s <= 5 else 1
 
 

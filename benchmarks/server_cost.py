@@ -1,4 +1,4 @@
-"""Server cost: requests/s and server CPU µs per request, variants beside stdlib references.
+"""Server cost: requests/s and server CPU µs per request, designs beside stdlib references.
 
     python -m benchmarks.server_cost [--seconds 3] [--repeat 3] [--csv benchmarks/results/server_cost.csv]
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from loadtest.matrix.processes import ServerProcess
-from servers import VARIANTS, variant_class
+from servers import DESIGNS, design_class
 from servers.connlog import mark_window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +35,8 @@ PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_
 # name -> (command to launch, one connection at a time?)
 SERVERS: dict[str, tuple[list[str], bool]] = {
     **{
-        name: ([sys.executable, "-m", "servers", name, "--port", "0"], variant_class(name).serves_one_at_a_time)
-        for name in VARIANTS
+        name: ([sys.executable, "-m", "servers", name, "--port", "0"], design_class(name).serves_one_at_a_time)
+        for name in DESIGNS
     },
     "ref:asyncio": ([sys.executable, "-m", "benchmarks.reference_servers", "asyncio", "--port", "0"], False),
     "ref:asyncio+pinned-malloc": (
@@ -53,7 +53,7 @@ SERVERS: dict[str, tuple[list[str], bool]] = {
         False,
     ),
 }
-GOALS: list[tuple[str, str, float | None]] = [  # (variant, reference, max ratio of persistent-echo CPU per request)
+GOALS: list[tuple[str, str, float | None]] = [  # (design, reference, max ratio of persistent-echo CPU per request)
     ("selectors", "ref:asyncio", 0.6),
     ("selectors", "ref:asyncio+pinned-malloc", None),
     ("floor:minimal-selectors", "ref:asyncio", None),
@@ -108,11 +108,14 @@ def conn_log_ab(seconds: float, repeat: int, designs: list[str], loads: list[str
         for round_no in range(repeat):
             for mode in loads:
                 for name in designs:
-                    for log in ((False, True) if round_no % 2 == 0 else (True, False)):
+                    for log in (False, True) if round_no % 2 == 0 else (True, False):
                         r = measure(name, mode, seconds, f"{tmp}/{name}.bin" if log else "")
                         runs.setdefault((name, mode, log), []).append(r["server_cpu_us_per_request"])
-                        print(f"round {round_no + 1} {mode:10} {name:20} log {'on ' if log else 'off'} "
-                              f"{r['server_cpu_us_per_request']:7.1f} µs/req", file=sys.stderr)  # fmt: skip
+                        print(
+                            f"round {round_no + 1} {mode:10} {name:20} log {'on ' if log else 'off'} "
+                            f"{r['server_cpu_us_per_request']:7.1f} µs/req",
+                            file=sys.stderr,
+                        )
     print("| design | load | log off µs/req | log on µs/req | on ÷ off | goal |")
     print("|---|---|---|---|---|---|")
     ok = True
@@ -136,7 +139,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "server_cost.csv")
     ap.add_argument("--conn-log-ab", action="store_true", help="each design with its connection log off and on")
-    ap.add_argument("--designs", default=",".join(VARIANTS), help="with --conn-log-ab: which designs")
+    ap.add_argument("--designs", default=",".join(DESIGNS), help="with --conn-log-ab: which designs")
     ap.add_argument("--loads", default="persistent,connect", help="with --conn-log-ab: persistent, connect or both")
     args = ap.parse_args()
     if args.conn_log_ab:
@@ -183,14 +186,14 @@ def main() -> int:
     cost = {(r["server"], r["load"]): r["server_cpu_us_per_request"] for r in rows}
     ok = True
     print()
-    for variant, ref, limit in GOALS:
+    for design, ref, limit in GOALS:
         for load in ("persistent-echo", "connect-per-request"):
-            ratio = cost[(variant, load)] / cost[(ref, load)]
+            ratio = cost[(design, load)] / cost[(ref, load)]
             has_goal = limit is not None and load == "persistent-echo"
             goal = f"goal <= {limit}" if has_goal else "(no goal)"
             verdict = ("ok" if ratio <= limit else "MISSED") if has_goal else ""
             ok &= verdict != "MISSED"
-            print(f"{load:20} {variant:10} / {ref:24} = {ratio:4.2f}  {goal} {verdict}")
+            print(f"{load:20} {design:10} / {ref:24} = {ratio:4.2f}  {goal} {verdict}")
     print(f"\nwrote {args.csv}")
     return 0 if ok else 1
 

@@ -1,9 +1,9 @@
-"""Soak: every variant against abuse — mutated frames, slow and unreading clients, thousands of idle
+"""Soak: every design against abuse — mutated frames, slow and unreading clients, thousands of idle
 connections — with well-behaved clients in between, then SIGTERM.  Longer than CI; run it by hand.
 
-    python -m benchmarks.soak [--variants blocking,threaded,...] [--frames 10000] [--idle 5000]
+    python -m benchmarks.soak [--designs blocking,threaded,...] [--frames 10000] [--idle 5000]
 
-Per variant it prints: crashes (the server gone before SIGTERM), good requests failed, fds and RSS
+Per design it prints: crashes (the server gone before SIGTERM), good requests failed, fds and RSS
 before and after, the stop time, and rejected connections; it exits non-zero on any regression.
 
 The mutations start from valid frames: a flipped byte, a truncation, random length and op, a huge
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 
 from loadtest.matrix.processes import ServerProcess
-from servers import VARIANTS, variant_class
+from servers import DESIGNS, design_class
 from servers.protocol import Op, Status, encode_request, read_response
 
 READ_TIMEOUT = 2.0  # the server's --read-timeout for the soak: bounds what slow clients can hold
@@ -107,11 +107,11 @@ def slow_client(port: int, trickle: bool) -> None:
             time.sleep(READ_TIMEOUT + 1)
 
 
-def soak(variant: str, frames: int, idle: int, seed: int) -> dict[str, object]:
+def soak(design: str, frames: int, idle: int, seed: int) -> dict[str, object]:
     rng = random.Random(seed)
-    one_at_a_time = variant_class(variant).serves_one_at_a_time
+    one_at_a_time = design_class(design).serves_one_at_a_time
     extra = ["--read-timeout", str(READ_TIMEOUT), "--max-connections", "8192"]
-    server = ServerProcess.start(variant, backlog=128, extra_args=extra)
+    server = ServerProcess.start(design, backlog=128, extra_args=extra)
     proc = psutil.Process(server.pid)
     fds0, rss0 = proc.num_fds(), proc.memory_info().rss
     good_failed = good_sent = 0
@@ -144,7 +144,7 @@ def soak(variant: str, frames: int, idle: int, seed: int) -> dict[str, object]:
     peak_fds = proc.num_fds()
     # A fixed pool serves --workers connections at a time, so idle connections occupy it as they occupy
     # a one-at-a-time server: a good client then waits behind them by design, which is no regression.
-    if not (one_at_a_time or variant_class(variant).pooled):
+    if not (one_at_a_time or design_class(design).pooled):
         good_failed += good_client(server.port, rng)
         good_sent += 10
     for s in held:
@@ -158,12 +158,22 @@ def soak(variant: str, frames: int, idle: int, seed: int) -> dict[str, object]:
     stopped = server.stop(timeout=10)
     stop_s = time.monotonic() - t
     return {
-        "variant": variant, "fuzzed_frames": frames, "fuzz_s": round(fuzz_s, 1), "crashed": crashed,
-        "good_requests": good_sent, "good_failed": good_failed, "idle_held": len(held), "peak_fds": peak_fds,
-        "fds_before": fds0, "fds_after": fds1, "rss_before_mib": round(rss0 / 2**20, 1),
-        "rss_after_mib": round(rss1 / 2**20, 1), "stop_s": round(stop_s, 2),
-        "stopped_line": stopped is not None, "rejected": (stopped or {}).get("rejected"),
-    }  # fmt: skip
+        "design": design,
+        "fuzzed_frames": frames,
+        "fuzz_s": round(fuzz_s, 1),
+        "crashed": crashed,
+        "good_requests": good_sent,
+        "good_failed": good_failed,
+        "idle_held": len(held),
+        "peak_fds": peak_fds,
+        "fds_before": fds0,
+        "fds_after": fds1,
+        "rss_before_mib": round(rss0 / 2**20, 1),
+        "rss_after_mib": round(rss1 / 2**20, 1),
+        "stop_s": round(stop_s, 2),
+        "stopped_line": stopped is not None,
+        "rejected": (stopped or {}).get("rejected"),
+    }
 
 
 def regressions(r: dict[str, object]) -> list[str]:
@@ -183,7 +193,7 @@ def regressions(r: dict[str, object]) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--designs", default=",".join(DESIGNS))
     ap.add_argument("--frames", type=int, default=10_000)
     ap.add_argument("--idle", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=1)
@@ -191,15 +201,18 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 2000)), hard))
     bad = False
-    for variant in args.variants.split(","):
-        r = soak(variant, args.frames, args.idle, args.seed)
+    for design in args.designs.split(","):
+        r = soak(design, args.frames, args.idle, args.seed)
         problems = regressions(r)
         bad |= bool(problems)
         verdict = "REGRESSION: " + "; ".join(problems) if problems else "ok"
-        print(f"{variant:10} frames {r['fuzzed_frames']:,} in {r['fuzz_s']} s · crashed {r['crashed']} · good "
-              f"{r['good_requests'] - r['good_failed']}/{r['good_requests']} · idle held {r['idle_held']:,} "
-              f"(peak fds {r['peak_fds']:,}) · fds {r['fds_before']} → {r['fds_after']} · RSS {r['rss_before_mib']} → "
-              f"{r['rss_after_mib']} MiB · stop {r['stop_s']} s · {verdict}", flush=True)  # fmt: skip
+        print(
+            f"{design:10} frames {r['fuzzed_frames']:,} in {r['fuzz_s']} s · crashed {r['crashed']} · good "
+            f"{r['good_requests'] - r['good_failed']}/{r['good_requests']} · idle held {r['idle_held']:,} "
+            f"(peak fds {r['peak_fds']:,}) · fds {r['fds_before']} → {r['fds_after']} · RSS {r['rss_before_mib']} → "
+            f"{r['rss_after_mib']} MiB · stop {r['stop_s']} s · {verdict}",
+            flush=True,
+        )
     return 1 if bad else 0
 
 

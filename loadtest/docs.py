@@ -80,7 +80,7 @@ def parser_table(parser: argparse.ArgumentParser) -> str:
 
 
 def server_options() -> str:
-    """``python -m servers VARIANT``'s options."""
+    """``python -m servers DESIGN``'s options."""
     from servers.cli import build_parser
 
     return parser_table(build_parser())
@@ -105,8 +105,10 @@ def column_table(which: str, with_source: bool) -> Callable[[], str]:
         from loadtest.declare import columns
 
         head = ("column", "unit", "meaning", "source")[: 4 if with_source else 3]
-        rows = ([_cell(x) for x in (f"`{c.name}`", c.unit, c.meaning, c.source)[: len(head)]]
-                for c in getattr(columns, which))  # fmt: skip
+        rows = (
+            [_cell(x) for x in (f"`{c.name}`", c.unit, c.meaning, c.source)[: len(head)]]
+            for c in getattr(columns, which)
+        )
         return _table(head, rows)
 
     return table
@@ -114,16 +116,17 @@ def column_table(which: str, with_source: bool) -> Callable[[], str]:
 
 def designs() -> str:
     """The registry: each design's two parts and the traits they give it."""
-    from servers import VARIANTS, variant_class
+    from servers import DESIGNS, design_class
 
     rows = []
-    for name, design in VARIANTS.items():
-        cls = variant_class(name)
+    for name, design in DESIGNS.items():
+        cls = design_class(name)
         traits = ", ".join(t for t, on in cls.traits().items() if on and t != "one_accept_queue")
         if not cls.one_accept_queue:
             traits += ", one accept queue per worker"
-        rows.append((f"`{name}`", cls.model, cls.loop, traits.strip(", ") or "—", cls.stevens or "",
-                     _cell(design.description)))  # fmt: skip
+        rows.append(
+            (f"`{name}`", cls.model, cls.loop, traits.strip(", ") or "—", cls.stevens or "", _cell(design.description))
+        )
     return _table(("design", "process model", "connection loop", "traits", "Stevens", "what it is"), rows)
 
 
@@ -135,11 +138,18 @@ def scenarios() -> str:
     for s in SCENARIOS.values():
         presets = ", ".join(f"`--{k} {v}`" for k, v in s.options.items())
         loads = f"{s.connections:,} connections" if s.connections else " and ".join(f"{u} users" for u in s.users)
-        extra = [x for x in (" (--full)" if s.name in DEFAULT_SCENARIOS else "",
-                             f"; sweep from {s.sweep_start:g} req/s" if s.sweep_start else "",
-                             "; checked" if s.check else "") if x]  # fmt: skip
-        rows.append((f"`{s.name}`{''.join(extra)}", f"{s.user_class}, {presets}", loads, _cell(s.question),
-                     _cell(s.expect)))  # fmt: skip
+        extra = [
+            x
+            for x in (
+                " (--full)" if s.name in DEFAULT_SCENARIOS else "",
+                f"; sweep from {s.sweep_start:g} req/s" if s.sweep_start else "",
+                "; checked" if s.check else "",
+            )
+            if x
+        ]
+        rows.append(
+            (f"`{s.name}`{''.join(extra)}", f"{s.user_class}, {presets}", loads, _cell(s.question), _cell(s.expect))
+        )
     return _table(("scenario", "user class, presets", "loads", "question", "what you should see"), rows)
 
 
@@ -147,8 +157,10 @@ def lessons() -> str:
     """socklab compare's default: the quick lessons."""
     from loadtest.declare.scenarios import QUICK
 
-    rows = ((f"`{lesson.scenario}`", ", ".join(lesson.designs), ", ".join(map(str, lesson.users)), _cell(lesson.shows))
-            for lesson in QUICK)  # fmt: skip
+    rows = (
+        (f"`{lesson.scenario}`", ", ".join(lesson.designs), ", ".join(map(str, lesson.users)), _cell(lesson.shows))
+        for lesson in QUICK
+    )
     return _table(("scenario", "designs", "users", "what it shows"), rows)
 
 
@@ -158,8 +170,9 @@ def experiments() -> str:
 
     rows = []
     for e in EXPERIMENTS.values():
-        arms = "; ".join(f"{a.label} ({a.design}, {a.users})" if a.label != a.design else f"{a.label} ({a.users})"
-                         for a in e.arms)  # fmt: skip
+        arms = "; ".join(
+            f"{a.label} ({a.design}, {a.users})" if a.label != a.design else f"{a.label} ({a.users})" for a in e.arms
+        )
         rows.append((f"`{e.name}`", _cell(e.question), _cell(e.expect), _cell(e.source), _cell(arms)))
     return _table(("experiment", "question", "claim", "source", "arms (design, users)"), rows)
 

@@ -9,6 +9,7 @@ gevent's.
 from __future__ import annotations
 
 import os
+import sys
 from importlib import import_module
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -39,35 +40,48 @@ class Design(NamedTuple):
 
 # The registry: a design is a line here.  The CLI, the harness, `socklab compare`, the benchmarks and
 # the test suites all iterate it.
-VARIANTS: dict[str, Design] = {
+DESIGNS: dict[str, Design] = {
     "blocking": Design("single+blocking", "one loop: accept() one client, serve it until it closes, then the next"),
-    "threaded": Design("thread-per-connection+blocking",
-                       "a thread per connection, each running the blocking request loop"),
+    "threaded": Design(
+        "thread-per-connection+blocking", "a thread per connection, each running the blocking request loop"
+    ),
     "selectors": Design("single+selectors", "one thread, non-blocking sockets, epoll via selectors; SLEEP is a timer"),
     "asyncio": Design("single+asyncio", "one asyncio event loop, a Protocol per connection; SLEEP is loop.call_later"),
-    "forking": Design("fork-per-connection+blocking",
-                      "a process per connection: fork() after accept(), the child serves it and exits"),
-    "preforked": Design("preforked+blocking",
-                        "N processes forked at start, each blocking in accept() on the one shared listener"),
-    "preforked-reuseport": Design("preforked-reuseport+blocking",
-                                  "N processes, each with its own SO_REUSEPORT listener on the port; one accept "
-                                  "queue each"),
-    "prethreaded": Design("prethreaded+blocking",
-                          "N threads started at start, each blocking in accept() on the shared listener"),
-    "threadpool": Design("threadpool+blocking",
-                         "the main thread accepts; N worker threads take connections from a queue"),
-    "preforked-selectors": Design("preforked+selectors",
-                                  "nginx's model: N processes, each a selectors loop on the one shared listener "
-                                  "(--epoll-exclusive: EPOLLEXCLUSIVE on it)"),
-    "preforked-reuseport-selectors": Design("preforked-reuseport+selectors",
-                                            "nginx with reuseport: N processes, each a selectors loop on its own "
-                                            "SO_REUSEPORT listener"),
-}  # fmt: skip
-# Out of tree: SOCKLAB_VARIANTS="name=MODEL+LOOP,name=package.module:Class,..." (inherited by children).
-for _entry in filter(None, os.environ.get("SOCKLAB_VARIANTS", "").split(",")):
+    "forking": Design(
+        "fork-per-connection+blocking", "a process per connection: fork() after accept(), the child serves it and exits"
+    ),
+    "preforked": Design(
+        "preforked+blocking", "N processes forked at start, each blocking in accept() on the one shared listener"
+    ),
+    "preforked-reuseport": Design(
+        "preforked-reuseport+blocking",
+        "N processes, each with its own SO_REUSEPORT listener on the port; one accept queue each",
+    ),
+    "prethreaded": Design(
+        "prethreaded+blocking", "N threads started at start, each blocking in accept() on the shared listener"
+    ),
+    "threadpool": Design(
+        "threadpool+blocking", "the main thread accepts; N worker threads take connections from a queue"
+    ),
+    "preforked-selectors": Design(
+        "preforked+selectors",
+        "nginx's model: N processes, each a selectors loop on the one shared listener "
+        "(--epoll-exclusive: EPOLLEXCLUSIVE on it)",
+    ),
+    "preforked-reuseport-selectors": Design(
+        "preforked-reuseport+selectors",
+        "nginx with reuseport: N processes, each a selectors loop on its own SO_REUSEPORT listener",
+    ),
+}
+# Out of tree: SOCKLAB_DESIGNS="name=MODEL+LOOP,name=package.module:Class,..." (inherited by children).
+# SOCKLAB_VARIANTS is its name from before "design" was the one word: read for one release, said once.
+if "SOCKLAB_VARIANTS" in os.environ and "SOCKLAB_DESIGNS" not in os.environ:
+    print("socklab: SOCKLAB_VARIANTS is deprecated; set SOCKLAB_DESIGNS instead", file=sys.stderr)
+    os.environ["SOCKLAB_DESIGNS"] = os.environ.pop("SOCKLAB_VARIANTS")
+for _entry in filter(None, os.environ.get("SOCKLAB_DESIGNS", "").split(",")):
     _name, _, _parts = _entry.partition("=")
     if _name.strip() and (":" in _parts or "+" in _parts):
-        VARIANTS[_name.strip()] = Design(_parts.strip(), f"{_parts.strip()} (from SOCKLAB_VARIANTS)")
+        DESIGNS[_name.strip()] = Design(_parts.strip(), f"{_parts.strip()} (from SOCKLAB_DESIGNS)")
 
 
 def _load(target: str) -> type:
@@ -82,9 +96,10 @@ def compose(name: str, parts: str, description: str = "") -> type[BaseServer]:
         raise ValueError(f"{parts!r} is not MODEL+LOOP; models: {', '.join(MODELS)}; loops: {', '.join(LOOPS)}")
     model, loop = _load(MODELS[model_name]), _load(LOOPS[loop_name])
     if loop_name not in model.loops:
-        raise ValueError(f"the {model_name} model runs with the {' or '.join(sorted(model.loops))} loop, "
-                         f"not {loop_name}")  # fmt: skip
-    attributes = {"variant": name, "description": description or parts, **model.parts(loop_name)}
+        raise ValueError(
+            f"the {model_name} model runs with the {' or '.join(sorted(model.loops))} loop, not {loop_name}"
+        )
+    attributes = {"design": name, "description": description or parts, **model.parts(loop_name)}
     return type(_class_name(name), (model, loop), attributes)
 
 
@@ -95,14 +110,14 @@ def _class_name(name: str) -> str:
 _classes: dict[str, type[BaseServer]] = {}
 
 
-def variant_class(name: str) -> type[BaseServer]:
+def design_class(name: str) -> type[BaseServer]:
     """The server class of a registered design; KeyError names the known ones."""
     if name in _classes:
         return _classes[name]
     try:
-        design = VARIANTS[name]
+        design = DESIGNS[name]
     except KeyError:
-        raise KeyError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}") from None
+        raise KeyError(f"unknown design {name!r}; choose one of: {', '.join(DESIGNS)}") from None
     if ":" in design.parts:
         cls: type[BaseServer] = _load(design.parts)
     else:

@@ -1,4 +1,4 @@
-"""python -m servers VARIANT [options] — see servers.cli."""
+"""python -m servers DESIGN [options] — see servers.cli."""
 
 import sys
 

@@ -138,7 +138,7 @@ def emit(event: str, **fields: Any) -> None:
 
 
 class BaseServer:
-    variant: ClassVar[str] = ""
+    design: ClassVar[str] = ""
     description: ClassVar[str] = ""
     model: ClassVar[str] = ""  # the process model's name (servers.MODELS)
     loop: ClassVar[str] = ""  # the connection loop's name (servers.LOOPS)
@@ -269,15 +269,16 @@ class BaseServer:
             return
         if not self._stop_emitted:
             self._stop_emitted = True
-            line = (json.dumps({"event": "stopped", **self.stats.snapshot(), "workers": self.tally.snapshot()})
-                    + "\n").encode()  # fmt: skip
+            line = (
+                json.dumps({"event": "stopped", **self.stats.snapshot(), "workers": self.tally.snapshot()}) + "\n"
+            ).encode()
             sys.stdout.flush()
             _LIBC.write(1, line, len(line))
         _LIBC._exit(0)
 
     def listening_fields(self) -> dict[str, Any]:
         return {
-            "variant": self.variant,
+            "design": self.design,
             "model": self.model,
             "loop": self.loop,
             "host": self.config.host,

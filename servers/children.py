@@ -1,4 +1,4 @@
-"""Child processes for the multi-process variants: fork one to run a function, reap, stop them all.
+"""Child processes for the multi-process designs: fork one to run a function, reap, stop them all.
 
 A child runs its function and leaves with ``os._exit`` — never the parent's
 clean-up, never its ``stopped`` line.  It inherits the SIGTERM handler, so a

@@ -1,4 +1,4 @@
-"""The command line of ``python -m servers VARIANT [options]``: run one variant in the foreground."""
+"""The command line of ``python -m servers DESIGN [options]``: run one design in the foreground."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from servers import VARIANTS, variant_class
+from servers import DESIGNS, design_class
 from servers.base import (
     DEFAULT_BACKLOG,
     DEFAULT_HOST,
@@ -58,9 +58,9 @@ positive_number = checked(float, lambda v: v > 0, "positive number")
 
 def build_parser() -> argparse.ArgumentParser:
     limits = Limits()
-    p = OneLineParser(prog=PROG, description="Run one socklab server variant.")
-    p.add_argument("variant", nargs="?", help=f"one of: {', '.join(VARIANTS)}")
-    p.add_argument("--list", action="store_true", help="list the variants and exit")
+    p = OneLineParser(prog=PROG, description="Run one socklab server design.")
+    p.add_argument("design", nargs="?", help=f"one of: {', '.join(DESIGNS)}")
+    p.add_argument("--list", action="store_true", help="list the designs and exit")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     p.add_argument(
         "--port", type=port_number, default=DEFAULT_PORT, help=f"TCP port, 0 = any free port (default {DEFAULT_PORT})"
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=DEFAULT_WORKERS,
         metavar="N",
-        help=f"processes or threads of a pooled variant (preforked, prethreaded, threadpool …; default "
+        help=f"processes or threads of a pooled design (preforked, prethreaded, threadpool …; default "
         f"{DEFAULT_WORKERS}); others ignore it",
     )
     p.add_argument(
@@ -158,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        for name in VARIANTS:
-            width = max(map(len, VARIANTS))
-            print(f"{name:{width}}  {variant_class(name).description}")
+        for name in DESIGNS:
+            width = max(map(len, DESIGNS))
+            print(f"{name:{width}}  {design_class(name).description}")
         return 0
-    if not args.variant:
-        parser.error(f"name a variant: {', '.join(VARIANTS)}")
+    if not args.design:
+        parser.error(f"name a design: {', '.join(DESIGNS)}")
     try:
-        cls = variant_class(args.variant)
+        cls = design_class(args.design)
     except KeyError as exc:
         parser.error(exc.args[0])
     config = ServerConfig(

@@ -5,7 +5,7 @@ its first request was read and its first reply written, when the client's FIN ca
 
 Times are ``time.monotonic()`` — CLOCK_MONOTONIC, the clock the client's ``perf_counter()`` reads, the
 same on one host and in every network namespace of it — so the harness can join each connection's
-server side to its client side on the 4-tuple (``loadtest.report.timeline``).
+server side to its client side on the 4-tuple (``loadtest.report.rules.timeline``).
 
 Cheap by design.  A connection's times are kept where it is served (locals of the blocking loop,
 attributes of an event loop's connection: a clock read each), and its record is written once, as it
@@ -82,8 +82,9 @@ def boot_id() -> bytes:
 class ConnLog:
     """The mapped file of connection records: ``write`` one as each connection closes."""
 
-    def __init__(self, path: str, cap: int, lock: AbstractContextManager[Any] | None, shared: bool = False,
-                 threads: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, path: str, cap: int, lock: AbstractContextManager[Any] | None, shared: bool = False, threads: bool = False
+    ) -> None:
         self.path, self.cap, self.tail = path, cap, max(cap // 10, 1)
         size = HEADER_SIZE + (self.cap + self.tail) * RECORD.size
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -144,9 +145,20 @@ class ConnLog:
         window = self.window
         return bool(window[0]) and not window[1]
 
-    def write(self, accepted: float, service_start: float, first_read: float, first_written: float, eof: float,
-              closed: float, peer: Any, local_port: int, requests: int, flags: int = 0,
-              in_window: float = 0.0) -> None:  # fmt: skip
+    def write(
+        self,
+        accepted: float,
+        service_start: float,
+        first_read: float,
+        first_written: float,
+        eof: float,
+        closed: float,
+        peer: Any,
+        local_port: int,
+        requests: int,
+        flags: int = 0,
+        in_window: float = 0.0,
+    ) -> None:
         """One connection, as it closes.  The hot path of every design with a log: kept to a few dozen
         bytecodes (benchmarks.server_cost --conn-log-ab measures what it adds per connection)."""
         lock = self._lock
@@ -160,13 +172,28 @@ class ConnLog:
         host = peer[0]
         packed = self._packed.get(host)
         if packed is None:
-            packed = self._packed[host] = (socket.inet_pton(socket.AF_INET6, host), IPV6) if ":" in host else \
-                (socket.inet_aton(host), 0)  # fmt: skip
+            packed = self._packed[host] = (
+                (socket.inet_pton(socket.AF_INET6, host), IPV6) if ":" in host else (socket.inet_aton(host), 0)
+            )
         if not eof and not flags & _FIN_SEEN:
             flags |= SERVER_CLOSED
         worker = (threading.get_native_id() & 0xFFFFFF) << 8 if self._per_thread else self._process_worker
-        self._pack(self._map, HEADER_SIZE + slot * 88, accepted, service_start, first_read, first_written, eof, closed,
-                   in_window, peer[1], local_port, requests, worker | flags | packed[1], packed[0])  # fmt: skip
+        self._pack(
+            self._map,
+            HEADER_SIZE + slot * 88,
+            accepted,
+            service_start,
+            first_read,
+            first_written,
+            eof,
+            closed,
+            in_window,
+            peer[1],
+            local_port,
+            requests,
+            worker | flags | packed[1],
+            packed[0],
+        )
 
     def finish(self) -> None:
         if not self._shared:

@@ -23,8 +23,12 @@ class Counters:
         self.rejected += rejected
 
     def snapshot(self) -> dict[str, int]:
-        return {"connections": self.connections, "requests": self.requests, "errors": self.errors,
-                "rejected": self.rejected}  # fmt: skip
+        return {
+            "connections": self.connections,
+            "requests": self.requests,
+            "errors": self.errors,
+            "rejected": self.rejected,
+        }
 
 
 class LockedCounters(Counters):
@@ -87,5 +91,8 @@ class WorkerTally:
 
     def snapshot(self) -> list[dict[str, int]]:
         n, values = len(self.FIELDS), self._values
-        return [{"worker": w, **{f: values[n * w + k] for k, f in enumerate(self.FIELDS)}}
-                for w in range(MAX_WORKERS + 1) if values[n * w] or values[n * w + 1]]  # fmt: skip
+        return [
+            {"worker": w, **{f: values[n * w + k] for k, f in enumerate(self.FIELDS)}}
+            for w in range(MAX_WORKERS + 1)
+            if values[n * w] or values[n * w + 1]
+        ]

@@ -1,6 +1,6 @@
 """The socklab wire protocol: framing, limits and request semantics, with no sockets.
 
-Every server variant and every client share this one module, so two variants
+Every server design and every client share this one module, so two designs
 differ only in how they wait for bytes, never in what the bytes mean.
 
 Frames (all integers unsigned, big-endian)::

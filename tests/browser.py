@@ -8,9 +8,17 @@ import tempfile
 from pathlib import Path
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--enable-logging=stderr", "--v=0",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def chromium() -> str | None:
@@ -26,14 +34,25 @@ def render(page: Path, screenshot: Path | None = None, height: int = 5200) -> tu
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
             [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     if screenshot is not None:
         with tempfile.TemporaryDirectory() as profile:
             subprocess.run(
-                [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
-                 f"--window-size=1400,{height}", f"--screenshot={screenshot}", url],
-                capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
+                [
+                    exe,
+                    *FLAGS,
+                    f"--user-data-dir={profile}",
+                    "--virtual-time-budget=15000",
+                    f"--window-size=1400,{height}",
+                    f"--screenshot={screenshot}",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     return dom.stdout, console

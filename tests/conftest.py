@@ -5,26 +5,26 @@ from collections.abc import Iterator
 import pytest
 
 from loadtest.matrix.processes import ServerProcess
-from servers import VARIANTS as REGISTRY
+from servers import DESIGNS as REGISTRY
 
-VARIANTS = list(REGISTRY)  # every registered variant runs through the suites; listed nowhere else
+DESIGNS = list(REGISTRY)  # every registered design runs through the suites; listed nowhere else
 
 
-@pytest.fixture(params=VARIANTS)
-def variant(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=DESIGNS)
+def design(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture
-def server(variant: str) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(variant, extra_args=["--read-timeout", "3"])
+def server(design: str) -> Iterator[ServerProcess]:
+    proc = ServerProcess.start(design, extra_args=["--read-timeout", "3"])
     try:
         yield proc
     finally:
         proc.stop()
 
 
-@pytest.fixture(scope="module", params=VARIANTS)
+@pytest.fixture(scope="module", params=DESIGNS)
 def shared(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """One server of each design for the tests it must survive one after another (any bytes, any client,
     any abrupt end); a test that counts its stop line, or stops it, takes a fresh ``server``."""

@@ -52,8 +52,19 @@ def segments(path: Path) -> list[Segment]:
             continue
         sport, dport, seq, ack = struct.unpack_from("!HHII", tcp)
         header = (tcp[12] >> 4) * 4
-        out.append(Segment(sec + frac / (1e9 if nanos else 1e6), ".".join(map(str, ip[12:16])), sport,
-                           ".".join(map(str, ip[16:20])), dport, tcp[13], seq, total - ihl - header, ack))  # fmt: skip
+        out.append(
+            Segment(
+                sec + frac / (1e9 if nanos else 1e6),
+                ".".join(map(str, ip[12:16])),
+                sport,
+                ".".join(map(str, ip[16:20])),
+                dport,
+                tcp[13],
+                seq,
+                total - ihl - header,
+                ack,
+            )
+        )
     return out
 
 

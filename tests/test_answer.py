@@ -32,26 +32,52 @@ THREADS = {"serves_one_at_a_time": False, "uses_threads": True, "uses_processes"
 PROCESSES = {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": True, "pooled": True}
 
 
-def cell(variant: str, users: int, rps: float, traits: dict[str, bool] | None = None,
-         unfinished: dict[tuple[str, str], list[int]] | None = None, **figures: Any) -> Cell:  # fmt: skip
-    row: dict[str, Any] = {"scenario": "s", "variant": variant, "users": users, "rps": rps, "latency_p50_ms": 1.0,
-                           "latency_p99_ms": 2.0, "users_served": users, "users_starved": 0, "client_bound": False,
-                           "machine_cpu_percent": 50.0, "pipeline": 1, "failures": 0, "listen_overflows": 0,
-                           "backlog": 128, **figures}  # fmt: skip
+def cell(
+    design: str,
+    users: int,
+    rps: float,
+    traits: dict[str, bool] | None = None,
+    unfinished: dict[tuple[str, str], list[int]] | None = None,
+    **figures: Any,
+) -> Cell:
+    row: dict[str, Any] = {
+        "scenario": "s",
+        "design": design,
+        "users": users,
+        "rps": rps,
+        "latency_p50_ms": 1.0,
+        "latency_p99_ms": 2.0,
+        "users_served": users,
+        "users_starved": 0,
+        "client_bound": False,
+        "machine_cpu_percent": 50.0,
+        "pipeline": 1,
+        "failures": 0,
+        "listen_overflows": 0,
+        "backlog": 128,
+        **figures,
+    }
     info = {"server": {"traits": traits or EVENT_LOOP}, "server_stopped": {"requests": 1}, "cpus": 2}
     run = RunData(Path("."), info, pd.DataFrame(), {}, None, unfinished=unfinished or {})
     return Cell(row, run)
 
 
-@pytest.mark.parametrize(("lo", "hi", "word", "ratio"), [
-    (100, 100, "flat", 1.0), (100, 115, "flat", 1.15), (100, 85, "flat", 0.85),  # within ±15 %: flat
-    (100, 116, "scales", 1.16), (10, 49, "scales", 4.9),
-    (100, 84, "falls", 100 / 84),
-    (5296, 2024, "falls", 5296 / 2024),  # conn-storm, blocking: once called "stays flat"
-    (7991, 2604, "falls", 7991 / 2604),  # conn-storm, prethreaded: once called "stays flat"
-])  # fmt: skip
-def test_a_trend_is_flat_within_15_percent_and_names_a_rise_or_a_fall(lo: float, hi: float, word: str,
-                                                                       ratio: float) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("lo", "hi", "word", "ratio"),
+    [
+        (100, 100, "flat", 1.0),
+        (100, 115, "flat", 1.15),
+        (100, 85, "flat", 0.85),  # within ±15 %: flat
+        (100, 116, "scales", 1.16),
+        (10, 49, "scales", 4.9),
+        (100, 84, "falls", 100 / 84),
+        (5296, 2024, "falls", 5296 / 2024),  # conn-storm, blocking: once called "stays flat"
+        (7991, 2604, "falls", 7991 / 2604),  # conn-storm, prethreaded: once called "stays flat"
+    ],
+)
+def test_a_trend_is_flat_within_15_percent_and_names_a_rise_or_a_fall(
+    lo: float, hi: float, word: str, ratio: float
+) -> None:
     got_word, got_ratio = trend(lo, hi)
     assert got_word == word and math.isclose(got_ratio, ratio, rel_tol=1e-9)
 
@@ -107,12 +133,31 @@ def test_conn_storm_sets_no_estimate_against_a_measurement_nor_estimates_a_serve
     # though blocking's own estimate was 12,402 at nearly the same CPU per connection (80.6 vs 81.6 µs).  Blocking
     # serves one connection at a time at 39 % of a core: its round trips bound it, not its CPU, so its estimate
     # means nothing, and with one estimate meaningless none ranks: every design by its measured rate.
-    selectors = cell("selectors", 50, 9_875.0, client_bound=True, machine_cpu_percent=170.4, listen_overflows=267,
-                     **cost(81.6))  # fmt: skip
-    blocking = cell("blocking", 50, 4_881.0, ONE_AT_A_TIME, users_served=18, users_starved=32,
-                    machine_cpu_percent=138.3, listen_overflows=336, **cost(80.6))  # fmt: skip
-    threaded = cell("threaded", 50, 2_875.0, THREADS, users_served=29, users_starved=21, machine_cpu_percent=144.3,
-                    listen_overflows=334, **cost(318.5))  # fmt: skip
+    selectors = cell(
+        "selectors", 50, 9_875.0, client_bound=True, machine_cpu_percent=170.4, listen_overflows=267, **cost(81.6)
+    )
+    blocking = cell(
+        "blocking",
+        50,
+        4_881.0,
+        ONE_AT_A_TIME,
+        users_served=18,
+        users_starved=32,
+        machine_cpu_percent=138.3,
+        listen_overflows=336,
+        **cost(80.6),
+    )
+    threaded = cell(
+        "threaded",
+        50,
+        2_875.0,
+        THREADS,
+        users_served=29,
+        users_starved=21,
+        machine_cpu_percent=144.3,
+        listen_overflows=334,
+        **cost(318.5),
+    )
     table = standings([selectors, blocking, threaded], 2)
     assert all(s.estimate is None for s in table), [s.figure for s in table]
     assert table[0].design == "selectors" and table[0].figure == "9,875" and "client-bound" in table[0].badges
@@ -140,10 +185,18 @@ def test_conn_storm_a_design_that_starves_more_users_ranks_below_one_that_starve
 def test_echo_ranks_every_design_by_its_estimate_when_one_is_client_bound() -> None:
     # The default compare's echo: selectors' estimate 74,627 was set against threaded's *measured* 51,154, threaded's
     # load generator at 88.1 %, just under the 90 % cut-off.  One rule for the scenario: both by their estimates.
-    selectors = cell("selectors", 50, 58_000.0, client_bound=True, loadgen_median_cpu_percent=96.9,
-                     machine_cpu_percent=181.6, **cost(13.4))  # fmt: skip
-    threaded = cell("threaded", 50, 51_154.0, THREADS, loadgen_median_cpu_percent=88.1, machine_cpu_percent=180.5,
-                    **cost(18.0))  # fmt: skip
+    selectors = cell(
+        "selectors",
+        50,
+        58_000.0,
+        client_bound=True,
+        loadgen_median_cpu_percent=96.9,
+        machine_cpu_percent=181.6,
+        **cost(13.4),
+    )
+    threaded = cell(
+        "threaded", 50, 51_154.0, THREADS, loadgen_median_cpu_percent=88.1, machine_cpu_percent=180.5, **cost(18.0)
+    )
     table = standings([threaded, selectors], 2)
     assert [s.design for s in table] == ["selectors", "threaded"]
     assert table[0].figure == "≈ 74,627 est. (measured 58,000)"
@@ -183,14 +236,23 @@ def test_processes_are_estimated_on_every_core_and_judged_against_the_cpu_left_t
 def test_the_rule_is_one_line_and_says_never_a_mix() -> None:
     assert "\n" not in RULE and "never an estimate against a measurement" in RULE
     plain = answer("io-wait", [cell("threaded", 50, 2_419.0), cell("selectors", 50, 2_332.0)], 2)
-    assert plain.ranking == ("Ranked by users starved (fewest first), then measured req/s: every rate is its "
-                             "server's own (none client-/machine-bound).")  # fmt: skip
+    assert plain.ranking == (
+        "Ranked by users starved (fewest first), then measured req/s: every rate is its "
+        "server's own (none client-/machine-bound)."
+    )
     assert all(s.estimate is None and not s.no_estimate for s in plain.standings)
 
 
 def test_a_design_that_starves_users_ranks_below_those_that_serve_everyone() -> None:
-    starving = cell("blocking", 50, 12_000.0, ONE_AT_A_TIME, users_served=1, users_starved=49,
-                    unfinished={("ECHO", "persistent"): [4_980_000] * 49})  # fmt: skip
+    starving = cell(
+        "blocking",
+        50,
+        12_000.0,
+        ONE_AT_A_TIME,
+        users_served=1,
+        users_starved=49,
+        unfinished={("ECHO", "persistent"): [4_980_000] * 49},
+    )
     table = standings([starving, cell("threaded", 50, 9_000.0)], 2)
     assert [s.design for s in table] == ["threaded", "blocking"]
     assert table[1].served == "1/50" and "starved 49/50" in table[1].badges
@@ -198,13 +260,35 @@ def test_a_design_that_starves_users_ranks_below_those_that_serve_everyone() -> 
 
 
 def test_at_most_five_headlines_each_with_its_numbers() -> None:
-    cells = [cell("blocking", 10, 5296.0, ONE_AT_A_TIME), cell("threaded", 10, 7000.0), cell("selectors", 10, 8000.0),
-             cell("blocking", 50, 2024.0, ONE_AT_A_TIME, users_served=20, users_starved=30, listen_overflows=338,
-                  backlog=10, connections_syn_retried=55, connect_p99_ms=1030.0, first_reply_max_ms=3000.0,
-                  unfinished={("ECHO", "connect-per-request"): [4_000_000] * 30}),
-             cell("threaded", 50, 2604.0, listen_overflows=322, backlog=10, users_served=22, users_starved=28),
-             cell("selectors", 50, 13_800.0, client_bound=True, server_capacity_rps_per_core=23_000,
-                  listen_overflows=263, backlog=10)]  # fmt: skip
+    cells = [
+        cell("blocking", 10, 5296.0, ONE_AT_A_TIME),
+        cell("threaded", 10, 7000.0),
+        cell("selectors", 10, 8000.0),
+        cell(
+            "blocking",
+            50,
+            2024.0,
+            ONE_AT_A_TIME,
+            users_served=20,
+            users_starved=30,
+            listen_overflows=338,
+            backlog=10,
+            connections_syn_retried=55,
+            connect_p99_ms=1030.0,
+            first_reply_max_ms=3000.0,
+            unfinished={("ECHO", "connect-per-request"): [4_000_000] * 30},
+        ),
+        cell("threaded", 50, 2604.0, listen_overflows=322, backlog=10, users_served=22, users_starved=28),
+        cell(
+            "selectors",
+            50,
+            13_800.0,
+            client_bound=True,
+            server_capacity_rps_per_core=23_000,
+            listen_overflows=263,
+            backlog=10,
+        ),
+    ]
     said = answer("conn-storm", cells, 2)
     assert 1 <= len(said.headlines) <= HEADLINES
     # No server CPU figures here: no estimate means anything, so selectors' client-bound rate ranks as measured.
@@ -214,15 +298,18 @@ def test_at_most_five_headlines_each_with_its_numbers() -> None:
     assert any("overflowed on 3 of 3 designs; worst blocking: 338 packets dropped" in h for h in said.headlines)
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("io-wait/threaded rps >= 2000", "write SCENARIO/DESIGN"),
-    ("io-wait: rps >= 2000", "SCENARIO/DESIGN or SCENARIO/DESIGN/USERSu"),
-    ("io-wait/threaded/fifty: rps >= 2000", "is not a load"),
-    ("io-wait/threaded: rps => 2000", "is not COLUMN OP VALUE"),
-    ("io-wait/threaded: speed >= 2000", "'speed' is not a numeric column of summary.csv"),
-    ("io-wait/threaded: variant == 3", "'variant' is not a numeric column"),
-    ("io-wait/threaded: rps >= lots", "'lots' is not a number"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("io-wait/threaded rps >= 2000", "write SCENARIO/DESIGN"),
+        ("io-wait: rps >= 2000", "SCENARIO/DESIGN or SCENARIO/DESIGN/USERSu"),
+        ("io-wait/threaded/fifty: rps >= 2000", "is not a load"),
+        ("io-wait/threaded: rps => 2000", "is not COLUMN OP VALUE"),
+        ("io-wait/threaded: speed >= 2000", "'speed' is not a numeric column of summary.csv"),
+        ("io-wait/threaded: design == 3", "'design' is not a numeric column"),
+        ("io-wait/threaded: rps >= lots", "'lots' is not a number"),
+    ],
+)
 def test_a_malformed_expectation_is_one_line_naming_what_is_wrong(text: str, words: str) -> None:
     with pytest.raises(ValueError) as caught:
         expect.parse(text)
@@ -231,10 +318,17 @@ def test_a_malformed_expectation_is_one_line_naming_what_is_wrong(text: str, wor
 
 def test_expectations_pass_fail_and_refuse_to_read_a_lower_bound_as_below() -> None:
     e = expect.parse("io-wait/*: rps >= 2,000; users_starved == 0")
-    row = {"scenario": "io-wait", "variant": "threaded", "users": 50, "rps": 2431.1, "users_starved": 0,
-           "latency_p99_ms": 40.0, "lower_bound_columns": "latency_p99_ms"}  # fmt: skip
+    row = {
+        "scenario": "io-wait",
+        "design": "threaded",
+        "users": 50,
+        "rps": 2431.1,
+        "users_starved": 0,
+        "latency_p99_ms": 40.0,
+        "lower_bound_columns": "latency_p99_ms",
+    }
     planned = [("io-wait", "threaded", 50), ("io-wait", "blocking", 50)]
-    slow = {**row, "variant": "blocking", "rps": 49.4, "users_starved": 49}
+    slow = {**row, "design": "blocking", "rps": 49.4, "users_starved": 49}
     failed = expect.check([e], [row, slow], planned)
     assert failed == [
         "expectation failed: io-wait/blocking/50u: rps = 49.4, wanted rps >= 2,000 (io-wait/*: rps >= 2,000; "
@@ -247,5 +341,6 @@ def test_expectations_pass_fail_and_refuse_to_read_a_lower_bound_as_below() -> N
     assert expect.check([expect.parse("io-wait/threaded: latency_p99_ms >= 30")], [row], planned) == []
     assert expect.unmatched([expect.parse("cpu/threaded: rps > 1")], planned) is not None
     missing = expect.check([expect.parse("io-wait/threaded: rps > 1")], [], planned)
-    assert missing == ["expectation failed: io-wait/threaded/50u: not measured, the cell did not finish "
-                       "(io-wait/threaded: rps > 1)"]  # fmt: skip
+    assert missing == [
+        "expectation failed: io-wait/threaded/50u: not measured, the cell did not finish (io-wait/threaded: rps > 1)"
+    ]

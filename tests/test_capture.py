@@ -25,9 +25,13 @@ needs_capture = pytest.mark.skipif(
 
 
 def in_namespace(module: str, out: Path, *args: str, timeout: float = 180) -> dict:  # type: ignore[type-arg]
-    done = subprocess.run([sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", module,
-                           "--out", str(out), *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", module, "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -85,19 +89,23 @@ def half_open_against_the_wire(got: dict) -> None:  # type: ignore[type-arg]
         if data is None:
             continue
         end = (data.seq + data.payload) % 2**32
-        acked = any(s.sport == port and s.flags & ACK and not s.flags & SYN and (s.ack - end) % 2**32 < 2**31
-                    for s in mine)  # fmt: skip
+        acked = any(
+            s.sport == port and s.flags & ACK and not s.flags & SYN and (s.ack - end) % 2**32 < 2**31 for s in mine
+        )
         ours = row.stage_at_stop == "half_open"
         half += ours
         if ours == acked:
             mismatched.append((row.local_port, row.stage_at_stop, acked))
         first_ack = next((s.time for s in mine if s.dport == port and s.flags & ACK and not s.flags & SYN), None)
-        resent_synacks += sum(1 for s in mine if s.sport == port and s.has(SYN, ACK) and first_ack
-                              and s.time > first_ack)  # fmt: skip
+        resent_synacks += sum(
+            1 for s in mine if s.sport == port and s.has(SYN, ACK) and first_ack and s.time > first_ack
+        )
     assert len(unaccepted) and not mismatched, (len(unaccepted), mismatched)
     assert half == int(got["summary"]["connections_half_open"])
-    print(f"half-open at the close: {half} of {len(unaccepted)} unaccepted; SYN-ACKs re-sent after their ACK: "
-          f"{resent_synacks}")
+    print(
+        f"half-open at the close: {half} of {len(unaccepted)} unaccepted; SYN-ACKs re-sent after their ACK: "
+        f"{resent_synacks}"
+    )
 
 
 @needs_capture
@@ -108,8 +116,9 @@ def test_each_connection_of_the_timeline_is_the_captures(tmp_path: Path) -> None
 
     from tests.pcap import ACK, FIN, RST, SYN, segments
 
-    got = in_namespace("tests.scenarios.syn_capture", tmp_path, "--users", "8", "--backlog", "2", "--sleep-ms", "50",
-                       "--seconds", "4")  # fmt: skip
+    got = in_namespace(
+        "tests.scenarios.syn_capture", tmp_path, "--users", "8", "--backlog", "2", "--sleep-ms", "50", "--seconds", "4"
+    )
     assert got["returncode"] == 0, got["stderr"]
     run = Path(got["run"])
     info = json.loads((run / "run.json").read_text())
@@ -129,8 +138,11 @@ def test_each_connection_of_the_timeline_is_the_captures(tmp_path: Path) -> None
     assert sorted(p for p, _ in wire) == sorted(frame["local_port"]), (len(wire), len(frame))
     gaps, checked = [], 0
     for row in frame.itertuples():
-        segs = next(v for (p, _), v in sorted(wire.items(), key=lambda kv: kv[1][0].time)
-                    if p == row.local_port and v[0].time >= row.connect_start + offset - 0.002)  # fmt: skip
+        segs = next(
+            v
+            for (p, _), v in sorted(wire.items(), key=lambda kv: kv[1][0].time)
+            if p == row.local_port and v[0].time >= row.connect_start + offset - 0.002
+        )
         syns = [s for s in segs if s.has(SYN) and not s.flags & ACK]
         assert row.syn_retrans == len(syns) - 1, (row.local_port, row.syn_retrans, len(syns))  # its own SYNs
         if row.connected:

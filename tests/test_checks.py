@@ -14,22 +14,51 @@ from loadtest.report.rules.timeline import WINDOW_STAGES
 
 
 def run_of(**kw: Any) -> RunData:
-    info = {"load_processes": [{"requests": 100, "failures": 0}], "window": {"start": 0.0, "stop": 10.0},
-            **kw.pop("info", {})}
-    users = kw.pop("users", pd.DataFrame({"user_id": ["a", "b"], "requests": [60, 40], "failures": [0, 0],
-                                          "longest_wait_ms": [1.0, 1.0]}))  # fmt: skip
+    info = {
+        "load_processes": [{"requests": 100, "failures": 0}],
+        "window": {"start": 0.0, "stop": 10.0},
+        **kw.pop("info", {}),
+    }
+    users = kw.pop(
+        "users",
+        pd.DataFrame({"user_id": ["a", "b"], "requests": [60, 40], "failures": [0, 0], "longest_wait_ms": [1.0, 1.0]}),
+    )
     per_second = kw.pop("per_second", pd.DataFrame([("ECHO", "p", 1, 100)], columns=PER_SECOND))
-    return RunData(Path("."), info, pd.DataFrame(columns=["type", "name"]), {}, kw.pop("monitor", None), per_second,
-                   {}, kw.pop("unfinished", {}), users, kw.pop("connections", None))  # fmt: skip
+    return RunData(
+        Path("."),
+        info,
+        pd.DataFrame(columns=["type", "name"]),
+        {},
+        kw.pop("monitor", None),
+        per_second,
+        {},
+        kw.pop("unfinished", {}),
+        users,
+        kw.pop("connections", None),
+    )
 
 
 def good_row(**kw: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"requests": 100, "users": 2, "users_served": 2, "users_starved": 0,
-                           "latency_p99_ms": 20.0, "peak_accept_queue": 11, "backlog": 10,
-                           "connections_never_accepted": 41, "connections_half_open": 32, "listen_drops": 336,
-                           "listen_overflows": 336, "server_synack_retrans": 15, "tcp_syn_retrans": 70,
-                           "client_syn_retrans": 55, "server_cpu_us_per_request": 100.0, "rps": 1000.0,
-                           "duration_s": 10.0, "window_user_s": 20.0}  # fmt: skip
+    row: dict[str, Any] = {
+        "requests": 100,
+        "users": 2,
+        "users_served": 2,
+        "users_starved": 0,
+        "latency_p99_ms": 20.0,
+        "peak_accept_queue": 11,
+        "backlog": 10,
+        "connections_never_accepted": 41,
+        "connections_half_open": 32,
+        "listen_drops": 336,
+        "listen_overflows": 336,
+        "server_synack_retrans": 15,
+        "tcp_syn_retrans": 70,
+        "client_syn_retrans": 55,
+        "server_cpu_us_per_request": 100.0,
+        "rps": 1000.0,
+        "duration_s": 10.0,
+        "window_user_s": 20.0,
+    }
     row.update({f"window_share_{s}": 0.0 for s in WINDOW_STAGES})
     row["window_share_accept_queue"], row["window_share_later_requests"] = 0.98, 0.02
     row.update(kw)
@@ -46,8 +75,15 @@ def verdict_of(name: str, run: RunData, row: dict[str, Any]) -> str:
 
 BROKEN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     # (check, what the run is given, what the row is given) — each breaks exactly that invariant
-    ("requests_agree", {"users": pd.DataFrame({"user_id": ["a", "b"], "requests": [59, 40], "failures": [0, 0],
-                                               "longest_wait_ms": [1.0, 1.0]})}, {}),  # one short per user: a stall
+    (
+        "requests_agree",
+        {
+            "users": pd.DataFrame(
+                {"user_id": ["a", "b"], "requests": [59, 40], "failures": [0, 0], "longest_wait_ms": [1.0, 1.0]}
+            )
+        },
+        {},
+    ),  # one short per user: a stall
     ("users_add_up", {}, {"users_served": 1, "users_starved": 0}),
     ("shares_add_to_1", {}, {"window_share_handshake": 0.75}),  # 175 %
     ("no_time_counted_twice", {}, {"window_user_s": 20.66}),  # stages overlapping past 2 users × 10 s
@@ -62,8 +98,9 @@ BROKEN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("name", "run_kw", "row_kw"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_each_invariant_fails_on_figures_that_break_it(name: str, run_kw: dict[str, Any],
-                                                        row_kw: dict[str, Any]) -> None:  # fmt: skip
+def test_each_invariant_fails_on_figures_that_break_it(
+    name: str, run_kw: dict[str, Any], row_kw: dict[str, Any]
+) -> None:
     assert verdict_of(name, run_of(monitor=monitor(10.0)), good_row()) == "pass"
     assert verdict_of(name, run_of(**{"monitor": monitor(10.0), **run_kw}), good_row(**row_kw)) == "fail"
 

@@ -19,18 +19,23 @@ ISOLATION, WHY_NOT = can_isolate()
 
 
 def compare(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtest.cli", "compare", *args], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "compare", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_compare(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "loadtest.cli", "compare", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "compare", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def summary(out: Path) -> dict[tuple[str, str, str], dict[str, str]]:
     with (out / "summary.csv").open() as f:
-        return {(r["scenario"], r["variant"], r["users"]): r for r in csv.DictReader(f)}
+        return {(r["scenario"], r["design"], r["users"]): r for r in csv.DictReader(f)}
 
 
 def ours_running() -> list[str]:
@@ -46,12 +51,28 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
     # The default lessons' four scenarios, on the two designs at their ends, at 10 users: every cell's figures
     # must pass the run's self-check (exit 4 otherwise), and io-wait must read as the lesson says.
     out = tmp_path / "cmp"
-    done = compare("--variants", "blocking,selectors", "--users", "10", "--scenario", "io-wait", "cpu", "conn-storm",
-                   "echo", "--duration", "1.5s", "--warmup", "0.5s", "--out", str(out),
-                   "--expect", "io-wait/selectors: rps >= 100; users_starved == 0; failures == 0")  # fmt: skip
+    done = compare(
+        "--designs",
+        "blocking,selectors",
+        "--users",
+        "10",
+        "--scenario",
+        "io-wait",
+        "cpu",
+        "conn-storm",
+        "echo",
+        "--duration",
+        "1.5s",
+        "--warmup",
+        "0.5s",
+        "--out",
+        str(out),
+        "--expect",
+        "io-wait/selectors: rps >= 100; users_starved == 0; failures == 0",
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]  # the expectation held
     # The terminal ends with the answer: the designs ranked, the headlines, then the page.
-    ranked = done.stdout[done.stdout.index("io-wait: What happens when requests wait on I/O?"):]
+    ranked = done.stdout[done.stdout.index("io-wait: What happens when requests wait on I/O?") :]
     assert ranked.index("selectors") < ranked.index("blocking") < ranked.index("compare report:"), ranked
     assert "blocking serves one connection at a time: 9 of 10 users got no reply in the whole window" in ranked
     assert "waiting ≥ " in ranked and "unfinished 0 connects" not in done.stdout
@@ -101,8 +122,9 @@ def page_opens_with_the_answer(page_path: Path) -> None:
     from tests.browser import FLAGS, chromium
 
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=[f for f in FLAGS if f != "--headless"],
-                                    headless=True)  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=chromium(), args=[f for f in FLAGS if f != "--headless"], headless=True
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
@@ -115,7 +137,7 @@ def page_opens_with_the_answer(page_path: Path) -> None:
             first = page.query_selector("table.ranked").bounding_box()
             assert first is not None and first["y"] + first["height"] <= 900, first  # on the first screen
             order = page.evaluate("""() => [...document.querySelectorAll('section.answer, div.chart')]
-                                        .map(e => e.tagName)""")  # fmt: skip
+                                        .map(e => e.tagName)""")
             assert order.index("DIV") > len(sections) - 1 and set(order[: len(sections)]) == {"SECTION"}, order
             assert page.inner_text("table.ranked tr:nth-child(2) td:nth-child(2)") == "selectors"
             assert not errors, errors
@@ -125,17 +147,40 @@ def page_opens_with_the_answer(page_path: Path) -> None:
 
 def test_a_failed_expectation_is_a_line_and_exit_3_and_a_malformed_one_runs_nothing(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    done = compare("--variants", "selectors", "--users", "2", "--scenario", "io-wait", "--duration", "1s",
-                   "--warmup", "0s", "--out", str(out), "--quiet",
-                   "--expect", "io-wait/selectors/2u: rps >= 1000000")  # fmt: skip
+    done = compare(
+        "--designs",
+        "selectors",
+        "--users",
+        "2",
+        "--scenario",
+        "io-wait",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--out",
+        str(out),
+        "--quiet",
+        "--expect",
+        "io-wait/selectors/2u: rps >= 1000000",
+    )
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("expectation failed: io-wait/selectors/2u: rps = "), lines
     assert lines[0].endswith(", wanted rps >= 1,000,000 (io-wait/selectors/2u: rps >= 1000000)"), lines
     # --quiet: the page's path and nothing else on stdout
     assert done.stdout.strip() == f"compare report: {(out / 'compare.html').resolve()}", done.stdout
-    bad = compare("--variants", "selectors", "--scenario", "io-wait", "--out", str(tmp_path / "none"),
-                  "--expect", "io-wait/selectors: rps >>> 5", timeout=30)  # fmt: skip
+    bad = compare(
+        "--designs",
+        "selectors",
+        "--scenario",
+        "io-wait",
+        "--out",
+        str(tmp_path / "none"),
+        "--expect",
+        "io-wait/selectors: rps >>> 5",
+        timeout=30,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--expect" in bad.stderr
     assert not (tmp_path / "none").exists()  # no cell ran
 
@@ -143,8 +188,22 @@ def test_a_failed_expectation_is_a_line_and_exit_3_and_a_malformed_one_runs_noth
 @pytest.mark.skipif(not ISOLATION, reason=f"no private network namespace: {WHY_NOT}")
 def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    done = compare("--variants", "blocking", "--users", "30", "--scenario", "conn-storm", "--backlog", "2",
-                   "--duration", "2s", "--warmup", "1s", "--out", str(out))  # fmt: skip
+    done = compare(
+        "--designs",
+        "blocking",
+        "--users",
+        "30",
+        "--scenario",
+        "conn-storm",
+        "--backlog",
+        "2",
+        "--duration",
+        "2s",
+        "--warmup",
+        "1s",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     row = summary(out)[("conn-storm", "blocking", "30")]
     assert row["counters_scope"] == "isolated"
@@ -173,7 +232,7 @@ def test_conn_storm_overflows_blocking_with_exact_counters(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--variants", "blocking,nosuch"], "--variants"),
+        (["--designs", "blocking,nosuch"], "--designs"),
         (["--scenario", "nosuch"], "invalid choice: 'nosuch'"),
         (["--users", "0"], "--users"),
         (["--duration", "soon"], "--duration"),
@@ -190,8 +249,20 @@ def test_bad_options_exit_2(args: list[str], words: str) -> None:
 
 def test_a_server_that_dies_is_reported_and_the_matrix_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    proc = start_compare("--variants", "threaded,selectors", "--users", "3", "--scenario", "io-wait",
-                         "--duration", "3s", "--warmup", "0s", "--out", str(out))  # fmt: skip
+    proc = start_compare(
+        "--designs",
+        "threaded,selectors",
+        "--users",
+        "3",
+        "--scenario",
+        "io-wait",
+        "--duration",
+        "3s",
+        "--warmup",
+        "0s",
+        "--out",
+        str(out),
+    )
     deadline = time.monotonic() + 60
     victim = None
     while victim is None:

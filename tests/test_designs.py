@@ -1,5 +1,5 @@
 """The classic designs beyond the first three: process trees, their CPU, bring-your-own servers, and
-Stevens' chapter 30 end to end.  (Every registered variant also runs the whole server and Locust suites.)"""
+Stevens' chapter 30 end to end.  (Every registered design also runs the whole server and Locust suites.)"""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import pytest
 
 from loadtest.matrix.processes import ServerProcess
 from loadtest.measure.monitor import Monitor
-from servers import VARIANTS, variant_class
+from servers import DESIGNS, design_class
 from servers.protocol import Op, Status, encode_request
 from tests.helpers import call, connect
 from tests.test_compare import compare, ours_running
 from tests.test_locust import run_locust
 
-PROCESS_VARIANTS = [v for v in VARIANTS if variant_class(v).uses_processes]
-POOLED = [v for v in VARIANTS if variant_class(v).pooled]
+PROCESS_DESIGNS = [v for v in DESIGNS if design_class(v).uses_processes]
+POOLED = [v for v in DESIGNS if design_class(v).pooled]
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -39,9 +39,9 @@ def gone(procs: list[psutil.Process], timeout: float = 5) -> bool:
     return False
 
 
-@pytest.mark.parametrize("variant", PROCESS_VARIANTS)
-def test_no_process_of_the_tree_outlives_a_stop(variant: str) -> None:
-    server = ServerProcess.start(variant)
+@pytest.mark.parametrize("design", PROCESS_DESIGNS)
+def test_no_process_of_the_tree_outlives_a_stop(design: str) -> None:
+    server = ServerProcess.start(design)
     for payload in (b"a", b"b"):  # answered by children, counted in the parent's stopped line
         with connect(server.port) as sock:
             assert call(sock, Op.ECHO, payload=payload) == (Status.OK, payload)
@@ -63,14 +63,19 @@ def test_no_process_of_the_tree_outlives_a_stop(variant: str) -> None:
     assert gone(procs), [p.pid for p in procs if p.is_running()]
 
 
-@pytest.mark.parametrize("variant", PROCESS_VARIANTS)
-def test_no_process_of_the_tree_outlives_a_killed_harness(tmp_path: Path, variant: str) -> None:
+@pytest.mark.parametrize("design", PROCESS_DESIGNS)
+def test_no_process_of_the_tree_outlives_a_killed_harness(tmp_path: Path, design: str) -> None:
     # The harness (the process that started the server) dies by SIGKILL: no clean-up of its own runs.
     harness = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from loadtest.matrix.processes import ServerProcess; "
-         f"s = ServerProcess.start({variant!r}); print(s.pid, s.port, flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from loadtest.matrix.processes import ServerProcess; "
+            f"s = ServerProcess.start({design!r}); print(s.pid, s.port, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     pid, port = map(int, harness.stdout.readline().split())  # type: ignore[union-attr]
     with connect(port) as sock:
         assert call(sock, Op.ECHO, payload=b"x") == (Status.OK, b"x")
@@ -99,9 +104,9 @@ def test_children_that_exited_are_in_the_servers_cpu() -> None:
     assert cpu(after) - cpu(before) >= 0.4 - 0.02  # clock ticks are 10 ms
 
 
-@pytest.mark.parametrize("variant", POOLED)
-def test_pool_size_is_announced_and_bounds_concurrency(variant: str) -> None:
-    with ServerProcess.start(variant, extra_args=["--workers", "2"]) as server:
+@pytest.mark.parametrize("design", POOLED)
+def test_pool_size_is_announced_and_bounds_concurrency(design: str) -> None:
+    with ServerProcess.start(design, extra_args=["--workers", "2"]) as server:
         assert server.workers == 2
         # Three SLEEP 300 ms at once on a pool of two: the third waits for a worker.
         import threading
@@ -135,7 +140,7 @@ def test_server_cmd_brings_your_own_server(tmp_path: Path) -> None:
     run = run_locust(tmp_path, "--server-cmd", f"ref-asyncio={cmd}", users=3, seconds=2)
     assert run.returncode == 0, run.stderr[-2000:]
     info = json.loads((run.report_dir / "run.json").read_text())
-    assert info["variant"] == "ref-asyncio" and info["server"]["command"][-1].isdigit()
+    assert info["design"] == "ref-asyncio" and info["server"]["command"][-1].isdigit()
     assert info["server_stopped"]["event"] == "exited"
     assert int(run.latency()[("ECHO", "persistent")]["count"]) > 100
     assert (run.report_dir / "monitor.csv").exists()
@@ -152,8 +157,17 @@ def test_server_cmd_that_exits_at_once_is_one_clear_line(tmp_path: Path) -> None
 def test_unp30_lays_out_the_books_table(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     # 1,000 connections: the iterative server's CPU passes 2 ticks (10 ms each), below which it is not measured.
-    done = compare("--scenario", "unp30", "--variants", "blocking,forking,preforked", "--connections", "1000",
-                   "--out", str(out), timeout=240)  # fmt: skip
+    done = compare(
+        "--scenario",
+        "unp30",
+        "--designs",
+        "blocking,forking,preforked",
+        "--connections",
+        "1000",
+        "--out",
+        str(out),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     page = (out / "compare.html").read_text()
     assert "Reproducing Stevens, UNP vol. 1 chapter 30" in page
@@ -162,9 +176,9 @@ def test_unp30_lays_out_the_books_table(tmp_path: Path) -> None:
     import csv
 
     with (out / "summary.csv").open() as f:
-        rows = {r["variant"]: r for r in csv.DictReader(f)}
-    for variant in ("blocking", "forking", "preforked"):
-        assert int(rows[variant]["requests"]) == 1000, rows[variant]  # counted, not timed: exactly 1,000
+        rows = {r["design"]: r for r in csv.DictReader(f)}
+    for design in ("blocking", "forking", "preforked"):
+        assert int(rows[design]["requests"]) == 1000, rows[design]  # counted, not timed: exactly 1,000
     assert float(rows["forking"]["server_cpu_us_per_request"]) > float(rows["blocking"]["server_cpu_us_per_request"])
     assert ours_running() == []
 

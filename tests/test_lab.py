@@ -23,20 +23,30 @@ HOLD = {
     "backlog": ("B + 1 complete handshakes wait", "held in SYN_SENT", "re-send their SYN on the kernel's schedule"),
     "abort-on-overflow": ("refuses (RST) instead of dropping", "so clients fail fast instead of waiting"),
     "syn-cookies": ("with 0 those SYNs are dropped and retried", "with 2 every SYN gets a cookie"),
-    "time-wait": ("the side that closes first holds TIME_WAIT", "SO_LINGER 0 closes with a RST",
-                  "the ephemeral ports run out", "tcp_tw_reuse=1 lets a new connection"),
+    "time-wait": (
+        "the side that closes first holds TIME_WAIT",
+        "SO_LINGER 0 closes with a RST",
+        "the ephemeral ports run out",
+        "tcp_tw_reuse=1 lets a new connection",
+    ),
     "reuseport-tail": (),  # a tail statistic: measured and judged, not asserted here
-    "accept-balance": ("a blocking accept() hands connections out in turn", "EPOLLEXCLUSIVE wakes one worker",
-                       "SO_REUSEPORT spreads connections by hash"),
-    "head-of-line": ("in one loop a 10 ms computation stops every connection",
-                     "a worker of its own per connection keeps the fast requests fast"),
+    "accept-balance": (
+        "a blocking accept() hands connections out in turn",
+        "EPOLLEXCLUSIVE wakes one worker",
+        "SO_REUSEPORT spreads connections by hash",
+    ),
+    "head-of-line": (
+        "in one loop a 10 ms computation stops every connection",
+        "a worker of its own per connection keeps the fast requests fast",
+    ),
     "rolling-restart": ("a worker exiting resets what waits in its queue", "with tcp_migrate_req=1 they move"),
-}  # fmt: skip
+}
 
 
 def lab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtest.cli", "lab", *args], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "lab", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.skipif(not ISOLATION, reason=f"the experiments' sysctls need private namespaces: {WHY_NOT}")
@@ -60,10 +70,12 @@ def test_every_experiment_at_its_shortest_gives_the_verdicts_of_this_kernel(tmp_
 
 
 def test_an_arm_the_machine_cannot_run_is_not_available_here_with_why() -> None:
-    assert "private network namespace" in unavailable(Arm("x", "blocking", 1, {"sysctl": "net.core.somaxconn=8"}),
-                                                      isolated=False)  # fmt: skip
+    assert "private network namespace" in unavailable(
+        Arm("x", "blocking", 1, {"sysctl": "net.core.somaxconn=8"}), isolated=False
+    )
     assert unavailable(Arm("x", "blocking", 1, needs="net.ipv4.no_such_knob"), isolated=True).startswith(
-        "this kernel has no net.ipv4.no_such_knob")
+        "this kernel has no net.ipv4.no_such_knob"
+    )
     assert unavailable(Arm("x", "preforked-selectors", 1, needs="epollexclusive"), isolated=True) == ""  # 4.5+ here
     assert unavailable(Arm("x", "blocking", 1, {"sysctl": "net.core.somaxconn=8"}), isolated=True) == ""
 

@@ -23,8 +23,7 @@ def bucket_width_ms(ms: float) -> float:
 @pytest.mark.parametrize("events", [[], ["--request-events"]], ids=["in-bulk", "an-event-each"])
 def test_locusts_statistics_are_socklabs_counts(tmp_path: Path, events: list[str]) -> None:
     # SLEEP 20 ms on threaded: response times Locust can tell apart, and a CONNECT per user.
-    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "20", *events, users=5,
-                     seconds=3)  # fmt: skip
+    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "20", *events, users=5, seconds=3)
     assert run.returncode == 0, run.stderr[-2000:]
     ours, locust = run.latency(), run.locust_stats()
     for key in (("SLEEP", "persistent"), ("CONNECT", "connect")):
@@ -41,8 +40,9 @@ def test_locusts_statistics_are_socklabs_counts(tmp_path: Path, events: list[str
 def test_a_pipeline_keeps_n_in_flight_and_each_waits_behind_those_ahead(tmp_path: Path) -> None:
     # One connection, SLEEP 10 ms served one after another: with 4 in flight each request's own latency,
     # send → last reply byte, is the 3 ahead of it plus its own: 40 ms; the rate is the server's, 100/s.
-    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "10", "--pipeline", "4",
-                     users=1, seconds=3)  # fmt: skip
+    run = run_locust(
+        tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "10", "--pipeline", "4", users=1, seconds=3
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     row = summary(run.report_dir)
     assert row["pipeline"] == "4" and run.manifest()["options"]["pipeline"] == 4
@@ -79,8 +79,19 @@ def failures_by_class(run_dir: Path) -> dict[str, int]:
 def test_a_late_reply_fails_at_the_reply_timeout_on_the_hot_loop(tmp_path: Path) -> None:
     # No socket timeout on the hot path (loadtest.client.deadlines): the watchdog must still end a wait at the
     # bound, within its tick.  SLEEP 1.5 s against a 0.4 s bound: every request fails "read timeout".
-    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "1500", "--reply-timeout",
-                     "0.4", users=2, seconds=3)  # fmt: skip
+    run = run_locust(
+        tmp_path,
+        "--server",
+        "threaded",
+        "--op",
+        "SLEEP",
+        "--sleep-ms",
+        "1500",
+        "--reply-timeout",
+        "0.4",
+        users=2,
+        seconds=3,
+    )
     assert run.returncode == 1, run.stderr[-2000:]  # every request failed
     assert set(failures_by_class(run.report_dir)) == {"read timeout"}, failures_by_class(run.report_dir)
     stats = run.locust_stats()[("SLEEP", "persistent")]
@@ -92,9 +103,24 @@ def test_a_late_reply_fails_at_the_reply_timeout_on_the_hot_loop(tmp_path: Path)
 def test_a_handshake_that_never_completes_fails_at_the_connect_timeout(tmp_path: Path) -> None:
     # blocking, backlog 1, SLEEP 2.5 s: one client is served, two wait in the full accept queue, and the
     # other SYNs are dropped — their connect() must end at the 0.5 s bound, not on the SYN retry schedule.
-    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "blocking", "--backlog", "1", "--op", "SLEEP",
-                     "--sleep-ms", "2500", "--connect-timeout", "0.5", "--reply-timeout", "10", users=8,
-                     seconds=2)  # fmt: skip
+    run = run_locust(
+        tmp_path,
+        "ConnectPerRequestUser",
+        "--server",
+        "blocking",
+        "--backlog",
+        "1",
+        "--op",
+        "SLEEP",
+        "--sleep-ms",
+        "2500",
+        "--connect-timeout",
+        "0.5",
+        "--reply-timeout",
+        "10",
+        users=8,
+        seconds=2,
+    )
     failures = failures_by_class(run.report_dir)
     assert failures.get("connect timeout", 0) >= 5, failures
     connect = run.locust_stats()[("CONNECT", "connect")]

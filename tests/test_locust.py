@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from loadtest.client.latency import read_histograms
-from servers import variant_class
-from tests.conftest import VARIANTS
+from servers import design_class
+from tests.conftest import DESIGNS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
@@ -44,10 +44,25 @@ class LocustRun:
 def run_locust(tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60) -> LocustRun:
     report_dir = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
-        "-t", f"{seconds}s", "--report-dir", str(report_dir), "--csv", str(report_dir / "locust"),
-        "--only-summary", *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--report-dir",
+        str(report_dir),
+        "--csv",
+        str(report_dir / "locust"),
+        "--only-summary",
+        *args,
+    ]
     before = {p.pid for p in psutil.process_iter()}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
     leftover = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and _ours(p)]
@@ -69,17 +84,25 @@ def free_port() -> int:
 USER_CLASSES = {"PersistentUser": "persistent", "ConnectPerRequestUser": "connect-per-request", "IdleUser": "idle"}
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_each_user_class_against_each_variant(tmp_path: Path, variant: str) -> None:
+@pytest.mark.parametrize("design", DESIGNS)
+def test_each_user_class_against_each_design(tmp_path: Path, design: str) -> None:
     # One user of each class in one run; IdleUser requests once per --idle-interval.  A one-at-a-time
     # server serves one connection at a time, and with an accept queue per worker a connection hashed
     # to the worker that holds the idle user's waits behind it for good: there each class runs alone.
-    cls = variant_class(variant)
+    cls = design_class(design)
     apart = cls.serves_one_at_a_time or not cls.one_accept_queue
     for n, classes in enumerate([[c] for c in USER_CLASSES] if apart else [list(USER_CLASSES)]):
         (tmp_path / str(n)).mkdir()
-        run = run_locust(tmp_path / str(n), *classes, "--server", variant, "--idle-interval", "0.5", users=len(classes),
-                         seconds=1 if apart else 2)  # fmt: skip
+        run = run_locust(
+            tmp_path / str(n),
+            *classes,
+            "--server",
+            design,
+            "--idle-interval",
+            "0.5",
+            users=len(classes),
+            seconds=1 if apart else 2,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         latency, stats = run.latency(), run.locust_stats()
         for user in classes:
@@ -90,12 +113,23 @@ def test_each_user_class_against_each_variant(tmp_path: Path, variant: str) -> N
             if user == "ConnectPerRequestUser":
                 assert int(latency[("FIRST_REPLY", mode)]["count"]) == int(echo["count"])
         assert int(latency[("CONNECT", "connect")]["count"]) >= len(classes)
-        assert run.manifest()["variant"] == variant
+        assert run.manifest()["design"] == design
 
 
 def test_sleep_20ms_in_microseconds(tmp_path: Path) -> None:
-    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "20",
-                     "--json-file", str(tmp_path / "mine"), users=5, seconds=3)  # fmt: skip
+    run = run_locust(
+        tmp_path,
+        "--server",
+        "threaded",
+        "--op",
+        "SLEEP",
+        "--sleep-ms",
+        "20",
+        "--json-file",
+        str(tmp_path / "mine"),
+        users=5,
+        seconds=3,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     row = run.latency()[("SLEEP", "persistent")]
     p50_ms = int(row["p50_us"]) / 1000
@@ -145,7 +179,7 @@ def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
     assert recorded <= stopped["requests"] <= recorded + rate * 0.3 + 4, (recorded, stopped["requests"], rate)
     # The run folder: the per-run products were built at the end of the run.
     info = json.loads((run.report_dir / "run.json").read_text())
-    assert info["variant"] == "selectors" and info["processes"] == 2 and info["window"]["seconds"] > 2
+    assert info["design"] == "selectors" and info["processes"] == 2 and info["window"]["seconds"] > 2
     assert {"python", "kernel", "locust", "socklab"} <= set(info["versions"])
     assert {"net.core.somaxconn", "net.ipv4.tcp_syncookies"} <= set(info["sysctl"])
     for name in ("summary.csv", "report.html", "monitor.csv", "locust_report.html", "locust_stats.json"):
@@ -168,7 +202,7 @@ def test_bad_options_exit_2(tmp_path: Path, args: list[str], words: str) -> None
     assert words in run.stderr, run.stderr[-1000:]
 
 
-def test_unknown_variant_exit_2(tmp_path: Path) -> None:
+def test_unknown_design_exit_2(tmp_path: Path) -> None:
     run = run_locust(tmp_path, "--server", "nosuch", seconds=1)
     assert run.returncode == 2
     assert "invalid choice: 'nosuch'" in run.stderr
@@ -222,15 +256,33 @@ def _alive(pid: int) -> bool:
 
 def test_master_and_worker_processes(tmp_path: Path) -> None:
     master, report_dir = _start_locust(
-        tmp_path, "--headless", "--master", "--expect-workers", "1", "--master-bind-port", str(free_port()),
-        "-u", "3", "-r", "3", "-t", "3s", "--csv", str(tmp_path / "run" / "locust"), "--server", "threaded",
-    )  # fmt: skip
+        tmp_path,
+        "--headless",
+        "--master",
+        "--expect-workers",
+        "1",
+        "--master-bind-port",
+        str(free_port()),
+        "-u",
+        "3",
+        "-r",
+        "3",
+        "-t",
+        "3s",
+        "--csv",
+        str(tmp_path / "run" / "locust"),
+        "--server",
+        "threaded",
+    )
     _wait_for(report_dir / "run.json", master, timeout=20)
     port = next(a for a in master.args if a.isdigit() and int(a) > 1024)  # type: ignore[union-attr]
     worker = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         _, err = master.communicate(timeout=60)
         worker.communicate(timeout=30)
@@ -272,11 +324,25 @@ def test_options_are_in_the_web_ui_with_dropdowns(tmp_path: Path) -> None:
             end = i + 1
             break
     options = json.loads(match[:end])
-    for name in ("op", "payload_bytes", "reply_bytes", "sleep_ms", "work_us", "connect_timeout", "reply_timeout",
-                 "server", "backlog", "max_frame", "max_sleep_ms", "max_work_us", "server_read_timeout", "report_dir",
-                 "user_mode"):  # fmt: skip
+    for name in (
+        "op",
+        "payload_bytes",
+        "reply_bytes",
+        "sleep_ms",
+        "work_us",
+        "connect_timeout",
+        "reply_timeout",
+        "server",
+        "backlog",
+        "max_frame",
+        "max_sleep_ms",
+        "max_work_us",
+        "server_read_timeout",
+        "report_dir",
+        "user_mode",
+    ):
         assert name in options, name
-    assert options["server"]["choices"] == ["auto", *VARIANTS, "none"]
+    assert options["server"]["choices"] == ["auto", *DESIGNS, "none"]
     assert options["op"]["choices"] == ["ECHO", "SLEEP", "WORK"]
     # The default server was started, and the page's Host starts empty: empty means that server.
     server = json.loads((report_dir / "run.json").read_text())["server"]

@@ -46,10 +46,24 @@ def wait_rows(path: Path, n: int, timeout: float = 10) -> list[dict[str, str]]:
 @pytest.mark.parametrize("backlog", [1, 5])
 def test_overflow_truth_in_private_namespace(tmp_path: Path, backlog: int) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", "tests.scenarios.overflow",
-         "--backlog", str(backlog), "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "loadtest.hosts.isolate",
+            "--",
+            sys.executable,
+            "-m",
+            "tests.scenarios.overflow",
+            "--backlog",
+            str(backlog),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     rows = result["rows"]
@@ -138,17 +152,33 @@ def test_kill_9_leaves_only_complete_rows_and_exits_with_server(tmp_path: Path) 
 
 def test_bad_pid_or_port_exit_2(tmp_path: Path) -> None:
     out = str(tmp_path / "m.csv")
-    gone = subprocess.run([sys.executable, "-m", "loadtest.measure.monitor", "--pid", "4194303", "--port", "1", "--out", out],
-                          capture_output=True, text=True, timeout=20)  # fmt: skip
+    gone = subprocess.run(
+        [sys.executable, "-m", "loadtest.measure.monitor", "--pid", "4194303", "--port", "1", "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
     assert "no process with pid 4194303" in gone.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         idle = subprocess.run(
-            [sys.executable, "-m", "loadtest.measure.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
-             "--out", out], capture_output=True, text=True, timeout=20,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "loadtest.measure.monitor",
+                "--pid",
+                str(__import__("os").getpid()),
+                "--port",
+                str(port),
+                "--out",
+                out,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     assert idle.returncode == 2 and len(idle.stderr.strip().splitlines()) == 1
     assert f"nothing listens on TCP port {port}" in idle.stderr
 
@@ -158,11 +188,35 @@ def test_locust_run_in_private_namespace_has_isolated_counters(tmp_path: Path) -
     report = tmp_path / "run"
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", "locust", "-f",
-         str(root / "loadtest" / "locustfile.py"), "--headless", "-u", "5", "-r", "5", "-t", "2s",
-         "--report-dir", str(report), "--only-summary", "--monitor-interval", "0.25", "ConnectPerRequestUser"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "loadtest.hosts.isolate",
+            "--",
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(root / "loadtest" / "locustfile.py"),
+            "--headless",
+            "-u",
+            "5",
+            "-r",
+            "5",
+            "-t",
+            "2s",
+            "--report-dir",
+            str(report),
+            "--only-summary",
+            "--monitor-interval",
+            "0.25",
+            "ConnectPerRequestUser",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = rows_of(report / "monitor.csv")
     assert {r["counters_scope"] for r in rows} == {"isolated"}

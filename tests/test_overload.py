@@ -64,7 +64,7 @@ def test_one_at_a_time_server_starves_all_but_one_persistent_user(tmp_path: Path
     leader = text.split("<ol class='headlines'><li>", 1)[1].split("</li>", 1)[0]
     assert leader.startswith("threaded leads"), leader
     with (tmp_path / "cmp" / "summary.csv").open() as f:
-        rows = {r["variant"]: r for r in csv.DictReader(f)}
+        rows = {r["design"]: r for r in csv.DictReader(f)}
     if rows["threaded"]["client_bound"] == "True":
         assert "load generator" in leader, leader
     assert "blocking serves one connection at a time: 9 of 10 users got no reply in the whole window" in text
@@ -75,11 +75,39 @@ def test_one_at_a_time_server_starves_all_but_one_persistent_user(tmp_path: Path
 def test_connection_storm_unfinished_connects_match_the_kernels_syn_sent(tmp_path: Path) -> None:
     report = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.hosts.isolate", "--", sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
-         "ConnectPerRequestUser", "--headless", "-u", "50", "-r", "50", "-t", "5s", "--server", "blocking",
-         "--backlog", "10", "--monitor-interval", "0.25", "--report-dir", str(report), "--only-summary"],
-        capture_output=True, text=True, timeout=90, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "loadtest.hosts.isolate",
+            "--",
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "ConnectPerRequestUser",
+            "--headless",
+            "-u",
+            "50",
+            "-r",
+            "50",
+            "-t",
+            "5s",
+            "--server",
+            "blocking",
+            "--backlog",
+            "10",
+            "--monitor-interval",
+            "0.25",
+            "--report-dir",
+            str(report),
+            "--only-summary",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
     assert done.returncode in (0, 1), done.stderr[-2000:]
     row = summary_row(report)
     assert row["counters_scope"] == "isolated"
@@ -101,11 +129,36 @@ def test_connection_storm_unfinished_connects_match_the_kernels_syn_sent(tmp_pat
 def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> None:
     report = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "10", "-r", "10", "-t", "6s",
-         "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "1", "--arrival-rate", "200",
-         "--report-dir", str(report), "--only-summary"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "-u",
+            "10",
+            "-r",
+            "10",
+            "-t",
+            "6s",
+            "--server",
+            "threaded",
+            "--op",
+            "SLEEP",
+            "--sleep-ms",
+            "1",
+            "--arrival-rate",
+            "200",
+            "--report-dir",
+            str(report),
+            "--only-summary",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 30
     while not (report / "run.json").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -129,17 +182,36 @@ def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> Non
     assert {("SLEEP", "latency"), ("SLEEP", "service")} <= measures
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"),
-                    reason="needs root, unshare and ip")  # fmt: skip
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"), reason="needs root, unshare and ip"
+)
 def test_plain_unshare_net_is_labelled_isolated(tmp_path: Path) -> None:
     report = tmp_path / "run"
-    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "2", "-r", "2", "-t", "2s",
-              "--report-dir", str(report), "--only-summary"]  # fmt: skip
+    locust = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "2s",
+        "--report-dir",
+        str(report),
+        "--only-summary",
+    ]
     done = subprocess.run(
         ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *locust],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env={k: v for k, v in os.environ.items()
-                                                                      if k != "SOCKLAB_PRIVATE_NETNS"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "SOCKLAB_PRIVATE_NETNS"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((report / "run.json").read_text())["counters_scope"] == "isolated"
     assert summary_row(report)["counters_scope"] == "isolated"
@@ -191,13 +263,43 @@ def test_every_user_is_counted_once_with_a_master_and_two_workers(tmp_path: Path
     report = tmp_path / "run"
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     master = subprocess.Popen(
-        [*base, "IdleUser", "--headless", "--master", "--expect-workers", "2", "--master-bind-port", port,
-         "-u", "20", "-r", "20", "-t", "3s", "--server", "selectors", "--idle-interval", "0.5",
-         "--report-dir", str(report), "--only-summary"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    workers = [subprocess.Popen([*base, "--worker", "--master-port", port], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, cwd=tmp_path) for _ in range(2)]  # fmt: skip
+        [
+            *base,
+            "IdleUser",
+            "--headless",
+            "--master",
+            "--expect-workers",
+            "2",
+            "--master-bind-port",
+            port,
+            "-u",
+            "20",
+            "-r",
+            "20",
+            "-t",
+            "3s",
+            "--server",
+            "selectors",
+            "--idle-interval",
+            "0.5",
+            "--report-dir",
+            str(report),
+            "--only-summary",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    workers = [
+        subprocess.Popen(
+            [*base, "--worker", "--master-port", port],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
     try:
         _, err = master.communicate(timeout=90)
         for w in workers:

@@ -1,4 +1,4 @@
-"""The process machinery under every variant: counters across processes, stop by process group,
+"""The process machinery under every design: counters across processes, stop by process group,
 and the CPU of children that have already exited."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FORKING_SERVER = textwrap.dedent("""
         while True:
             time.sleep(1)
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # so that sigwait, not death, takes it
-    print(json.dumps({"event": "listening", "variant": "careless", "host": "127.0.0.1",
+    print(json.dumps({"event": "listening", "design": "careless", "host": "127.0.0.1",
                       "port": listener.getsockname()[1], "backlog": 128, "pid": os.getpid(),
                       "child": child}), flush=True)
     signal.sigwait([signal.SIGTERM])
@@ -38,7 +38,7 @@ FORKING_SERVER = textwrap.dedent("""
 REAPING_SERVER = textwrap.dedent("""
     import json, os, socket, sys, time
     listener = socket.create_server(("127.0.0.1", 0))
-    print(json.dumps({"event": "listening", "variant": "reaping", "host": "127.0.0.1",
+    print(json.dumps({"event": "listening", "design": "reaping", "host": "127.0.0.1",
                       "port": listener.getsockname()[1], "backlog": 128, "pid": os.getpid()}), flush=True)
     child = os.fork()
     if child == 0:

@@ -1,4 +1,4 @@
-"""Every registered variant runs through the server and Locust suites without being listed anywhere else."""
+"""Every registered design runs through the server and Locust suites without being listed anywhere else."""
 
 from __future__ import annotations
 
@@ -8,32 +8,36 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servers import VARIANTS
-from tests.conftest import VARIANTS as SUITE_VARIANTS
+from servers import DESIGNS
+from tests.conftest import DESIGNS as SUITE_DESIGNS
 
 ROOT = Path(__file__).resolve().parent.parent
 # PYTHONPATH: the Locust tests run from a temporary folder, and the server process must import the probe.
-PROBE = {"SOCKLAB_VARIANTS": "probe=tests.probe_variant:ProbeServer", "PYTHONPATH": str(ROOT)}
+PROBE = {"SOCKLAB_DESIGNS": "probe=tests.probe_design:ProbeServer", "PYTHONPATH": str(ROOT)}
 
 
 def pytest_run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     return done.stdout
 
 
-def variant_tests(collected: str, variants: list[str]) -> dict[str, set[str]]:
-    """Test names (parameters other than the variant blanked out) that run against each variant."""
-    out: dict[str, set[str]] = {v: set() for v in variants}
+def design_tests(collected: str, designs: list[str]) -> dict[str, set[str]]:
+    """Test names (parameters other than the design blanked out) that run against each design."""
+    out: dict[str, set[str]] = {v: set() for v in designs}
     for line in collected.splitlines():
         m = re.match(r"(tests/\S+?::\S+?)\[(.*)\]$", line.strip())
         if not m:
             continue
         params = f"-{m.group(2)}-"
-        for v in sorted(variants, key=len, reverse=True):  # longest first: "preforked-reuseport" before "preforked"
+        for v in sorted(designs, key=len, reverse=True):  # longest first: "preforked-reuseport" before "preforked"
             if f"-{v}-" in params:
                 out[v].add(m.group(1) + "[" + params.replace(f"-{v}-", "-*-", 1).strip("-") + "]")
                 break
@@ -41,25 +45,31 @@ def variant_tests(collected: str, variants: list[str]) -> dict[str, set[str]]:
 
 
 def test_the_suites_iterate_the_registry() -> None:
-    assert list(VARIANTS) == SUITE_VARIANTS
+    assert list(DESIGNS) == SUITE_DESIGNS
 
 
 def test_a_new_registry_line_is_covered_by_both_suites() -> None:
     collected = pytest_run("--collect-only", "-q", "tests/test_servers.py", "tests/test_locust.py", env=PROBE)
-    per_variant = variant_tests(collected, [*VARIANTS, "probe"])
-    for variant in VARIANTS:
-        # The probe runs every variant-parametrized test any registered variant runs.
-        assert per_variant[variant] == per_variant["probe"], variant
-    probe = per_variant["probe"]
+    per_design = design_tests(collected, [*DESIGNS, "probe"])
+    for design in DESIGNS:
+        # The probe runs every design-parametrized test any registered design runs.
+        assert per_design[design] == per_design["probe"], design
+    probe = per_design["probe"]
     assert sum(t.startswith("tests/test_servers.py") for t in probe) >= 20
-    assert any("test_each_user_class_against_each_variant" in t for t in probe)  # every user class on it
+    assert any("test_each_user_class_against_each_design" in t for t in probe)  # every user class on it
 
 
-def test_the_probe_variant_really_runs() -> None:
+def test_the_probe_design_really_runs() -> None:
     # Not just collected: a few of the probe's server and Locust tests pass, started by name.
-    out = pytest_run("-q", "tests/test_servers.py", "tests/test_locust.py", "-k",
-                     "probe and (echo_sleep_work or garbage or each_user_class)",
-                     env=PROBE, timeout=180)  # fmt: skip
+    out = pytest_run(
+        "-q",
+        "tests/test_servers.py",
+        "tests/test_locust.py",
+        "-k",
+        "probe and (echo_sleep_work or garbage or each_user_class)",
+        env=PROBE,
+        timeout=180,
+    )
     passed = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
     assert passed >= 3, out[-2000:]
 
@@ -76,7 +86,7 @@ def test_a_design_composed_only_here_runs_n_event_loops_on_one_listener() -> Non
     from servers.protocol import Op
     from tests.helpers import call, connect
 
-    env = {"SOCKLAB_VARIANTS": "probe-nginx=preforked+selectors"}
+    env = {"SOCKLAB_DESIGNS": "probe-nginx=preforked+selectors"}
     cmd = [sys.executable, "-m", "servers", "probe-nginx", "--port", "0", "--workers", "2"]
     with ServerProcess.launch(cmd, "probe-nginx", env=env) as server:
         assert server.traits["event_loop"] and server.traits["uses_processes"] and not server.traits["pooled"]

@@ -25,10 +25,10 @@ import pytest
 
 from loadtest.matrix.processes import ServerProcess
 from loadtest.measure.sockdiag import SockDiag
-from servers import variant_class
+from servers import design_class
 from servers.base import DEFAULT_MAX_CONNECTIONS
 from servers.protocol import Op, Status, encode_request
-from tests.conftest import VARIANTS
+from tests.conftest import DESIGNS
 from tests.helpers import call, connect
 from tests.test_compare import compare, ours_running, start_compare, summary
 from tests.test_locust import LOCUSTFILE, run_locust
@@ -52,7 +52,7 @@ def until(pred, timeout: float) -> float | None:  # type: ignore[no-untyped-def]
 
 # 1 -----------------------------------------------------------------------------------------
 def test_zero_duration_is_refused() -> None:
-    done = compare("--variants", "selectors", "--users", "2", "--duration", "0s", timeout=30)
+    done = compare("--designs", "selectors", "--users", "2", "--duration", "0s", timeout=30)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--duration" in lines[0], done.stderr
@@ -64,8 +64,20 @@ def test_compare_stops_cleanly_on_sigint_sigterm_and_sighup(tmp_path: Path, sig:
     # Ctrl-C, a kill and a closed terminal: the running cell stops within seconds, the finished one is kept
     # and compared, nothing is left running, and the exit status is 128 + the signal.
     out = tmp_path / "cmp"
-    proc = start_compare("--variants", "blocking,selectors", "--users", "2", "--scenario", "echo",
-                         "--duration", "2s", "--warmup", "0s", "--out", str(out))  # fmt: skip
+    proc = start_compare(
+        "--designs",
+        "blocking,selectors",
+        "--users",
+        "2",
+        "--scenario",
+        "echo",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--out",
+        str(out),
+    )
     deadline = time.monotonic() + 60
     while not (out / "echo-blocking-u2" / "summary.csv").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -86,10 +98,29 @@ def test_compare_stops_cleanly_on_sigint_sigterm_and_sighup(tmp_path: Path, sig:
 def test_locust_stopped_at_a_random_point_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> None:
     report = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "5", "-r", "5", "-t", "30s",
-         "--report-dir", str(report), "--only-summary", "ConnectPerRequestUser"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "-u",
+            "5",
+            "-r",
+            "5",
+            "-t",
+            "30s",
+            "--report-dir",
+            str(report),
+            "--only-summary",
+            "ConnectPerRequestUser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     assert until(lambda: (report / "run.json").exists(), 30) is not None, proc.communicate()
     server_pid = json.loads((report / "run.json").read_text())["server"]["pid"]
     ours = [p for p in psutil.Process(proc.pid).children(recursive=True)]
@@ -104,9 +135,9 @@ def test_locust_stopped_at_a_random_point_leaves_nothing_behind(tmp_path: Path, 
 
 
 # 3 -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_a_trickling_client_cannot_hold_a_connection(variant: str) -> None:
-    with ServerProcess.start(variant, extra_args=["--read-timeout", "0.5"]) as server, connect(server.port) as sock:
+@pytest.mark.parametrize("design", DESIGNS)
+def test_a_trickling_client_cannot_hold_a_connection(design: str) -> None:
+    with ServerProcess.start(design, extra_args=["--read-timeout", "0.5"]) as server, connect(server.port) as sock:
         frame = encode_request(Op.ECHO, payload=b"x" * 64)
         stop = threading.Event()
 
@@ -130,11 +161,11 @@ def test_a_trickling_client_cannot_hold_a_connection(variant: str) -> None:
         assert held is not None and held <= 2.5, f"held {held} s"  # 0.5 s bound + the once-a-second sweep
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_a_client_that_never_reads_cannot_hold_a_connection(variant: str) -> None:
+@pytest.mark.parametrize("design", DESIGNS)
+def test_a_client_that_never_reads_cannot_hold_a_connection(design: str) -> None:
     # The probe is the server's own fds (its whole process tree): its close() of the connection is
     # what frees it (the client stays ESTABLISHED: the server's FIN waits behind replies never taken).
-    with ServerProcess.start(variant, extra_args=["--read-timeout", "0.5"]) as server:
+    with ServerProcess.start(design, extra_args=["--read-timeout", "0.5"]) as server:
 
         def server_fds() -> int:
             root = psutil.Process(server.pid)
@@ -148,7 +179,7 @@ def test_a_client_that_never_reads_cannot_hold_a_connection(variant: str) -> Non
             assert until(lambda: server_fds() > baseline, 5) is not None
             held = until(lambda: server_fds() <= baseline, 8)
             assert held is not None and held <= 2.5, f"held {time.monotonic() - started:.1f} s"
-            if variant_class(variant).serves_one_at_a_time:  # and the next client is served again
+            if design_class(design).serves_one_at_a_time:  # and the next client is served again
                 with connect(server.port) as other:
                     assert call(other, Op.ECHO, payload=b"next") == (Status.OK, b"next")
 
@@ -200,8 +231,21 @@ def test_locust_refuses_values_the_server_would_refuse(tmp_path: Path, args: lis
 def test_a_raised_cap_reaches_the_server_socklab_starts(tmp_path: Path) -> None:
     # --max-sleep-ms is a socklab option now: it becomes the started server's flag, so a SLEEP over
     # the default cap is served, not refused.
-    run = run_locust(tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "11000", "--max-sleep-ms",
-                     "12000", "--reply-timeout", "20", users=1, seconds=1)  # fmt: skip
+    run = run_locust(
+        tmp_path,
+        "--server",
+        "threaded",
+        "--op",
+        "SLEEP",
+        "--sleep-ms",
+        "11000",
+        "--max-sleep-ms",
+        "12000",
+        "--reply-timeout",
+        "20",
+        users=1,
+        seconds=1,
+    )
     assert run.returncode == 0, run.stderr[-1500:]
     argv = run.manifest()["server"]["argv"]
     assert argv[argv.index("--max-sleep-ms") + 1] == "12000", argv
@@ -217,9 +261,11 @@ def test_the_old_read_timeout_spelling_works_with_a_notice(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("args", "words"),
-    [(["--scenario", "io-wait", "--sleep-ms", "999999"], "--sleep-ms 999999 is over the server's cap"),
-     (["--reply-bytes", "99999999"], "--reply-bytes 99999999 is over the server's cap")],
-)  # fmt: skip
+    [
+        (["--scenario", "io-wait", "--sleep-ms", "999999"], "--sleep-ms 999999 is over the server's cap"),
+        (["--reply-bytes", "99999999"], "--reply-bytes 99999999 is over the server's cap"),
+    ],
+)
 def test_compare_refuses_values_the_server_would_refuse(args: list[str], words: str) -> None:
     done = compare(*args, timeout=30)
     assert done.returncode == 2
@@ -229,8 +275,24 @@ def test_compare_refuses_values_the_server_would_refuse(args: list[str], words: 
 
 def test_a_cell_whose_every_request_failed_makes_compare_exit_1(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    done = compare("--variants", "threaded", "--users", "2", "--scenario", "io-wait", "--sleep-ms", "500",
-                   "--read-timeout", "0.1", "--duration", "2s", "--warmup", "0s", "--out", str(out))  # fmt: skip
+    done = compare(
+        "--designs",
+        "threaded",
+        "--users",
+        "2",
+        "--scenario",
+        "io-wait",
+        "--sleep-ms",
+        "500",
+        "--read-timeout",
+        "0.1",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 1, done.stdout[-2000:]
     assert "EVERY REQUEST FAILED" in done.stdout and "cells that did not run cleanly" in done.stdout
 
@@ -238,12 +300,12 @@ def test_a_cell_whose_every_request_failed_makes_compare_exit_1(tmp_path: Path) 
 # 6 -----------------------------------------------------------------------------------------
 # A one-at-a-time server and a fixed pool bound themselves (the rest wait in the accept queue).
 @pytest.mark.parametrize(
-    "variant", [v for v in VARIANTS if not (variant_class(v).serves_one_at_a_time or variant_class(v).pooled)]
+    "design", [v for v in DESIGNS if not (design_class(v).serves_one_at_a_time or design_class(v).pooled)]
 )
-def test_max_connections_accepts_and_closes_the_rest(variant: str) -> None:
+def test_max_connections_accepts_and_closes_the_rest(design: str) -> None:
     # A design of several processes applies the cap in each (nginx's worker_connections): one worker here.
-    one = ["--workers", "1"] if variant_class(variant).uses_processes else []
-    with ServerProcess.start(variant, extra_args=["--max-connections", "3", *one]) as server:
+    one = ["--workers", "1"] if design_class(design).uses_processes else []
+    with ServerProcess.start(design, extra_args=["--max-connections", "3", *one]) as server:
         held = [connect(server.port) for _ in range(3)]
         for sock in held:
             assert call(sock, Op.ECHO, payload=b"in") == (Status.OK, b"in")
@@ -258,8 +320,12 @@ def test_max_connections_accepts_and_closes_the_rest(variant: str) -> None:
 
 
 def test_a_wildcard_bind_warns() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "servers", "selectors", "--host", "0.0.0.0", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servers", "selectors", "--host", "0.0.0.0", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert json.loads(proc.stdout.readline())["event"] == "listening"  # type: ignore[union-attr]
     finally:
@@ -272,10 +338,32 @@ def test_a_wildcard_bind_warns() -> None:
 def test_flags_of_a_run_whose_server_died_cover_only_its_life(tmp_path: Path) -> None:
     report = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "5", "-r", "5", "-t", "6s",
-         "--server", "threaded", "--report-dir", str(report), "--only-summary", "--monitor-interval", "0.25"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "-u",
+            "5",
+            "-r",
+            "5",
+            "-t",
+            "6s",
+            "--server",
+            "threaded",
+            "--report-dir",
+            str(report),
+            "--only-summary",
+            "--monitor-interval",
+            "0.25",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     assert until(lambda: (report / "run.json").exists(), 30) is not None, proc.communicate()
     time.sleep(2.5)
     psutil.Process(json.loads((report / "run.json").read_text())["server"]["pid"]).kill()
@@ -287,8 +375,11 @@ def test_flags_of_a_run_whose_server_died_cover_only_its_life(tmp_path: Path) ->
     info = json.loads((report / "run.json").read_text())
     with (report / "monitor.csv").open() as f:
         start = info["window"]["start"]
-        alive = [float(r["loadgen_cpu_percent_max"]) for r in csv.DictReader(f)
-                 if start <= float(r["timestamp"]) <= start + died + 0.002]  # fmt: skip
+        alive = [
+            float(r["loadgen_cpu_percent_max"])
+            for r in csv.DictReader(f)
+            if start <= float(r["timestamp"]) <= start + died + 0.002
+        ]
     alive.sort()
     median = (alive[(len(alive) - 1) // 2] + alive[len(alive) // 2]) / 2
     assert float(row["loadgen_median_cpu_percent"]) == pytest.approx(median)

@@ -46,9 +46,12 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     echo, connect = latency["ECHO"], latency["CONNECT"]
 
     # What the run was: a blocking server, backlog 2, 10 connect-per-request users.
-    assert (row["variant"], row["user_class"], row["op"], row["users"]) == (
-        "blocking", "ConnectPerRequestUser", "ECHO", "10",
-    )  # fmt: skip
+    assert (row["design"], row["user_class"], row["op"], row["users"]) == (
+        "blocking",
+        "ConnectPerRequestUser",
+        "ECHO",
+        "10",
+    )
     seconds = info["window"]["seconds"]
     assert float(row["duration_s"]) == round(seconds, 3)
     assert int(row["requests"]) == int(echo["count"]) + int(echo["failures"])
@@ -74,10 +77,11 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     assert float(row["latency_p99_ms"]) == expected("latency_p99_ms", ops, ops.get_value_at_percentile(99))
     assert float(row["latency_max_ms"]) == expected("latency_max_ms", ops, ops.get_max_value())
     assert float(row["connect_p99_ms"]) == expected("connect_p99_ms", connects, connects.get_value_at_percentile(99))
-    assert float(row["first_reply_p99_ms"]) == expected("first_reply_p99_ms", first,
-                                                        first.get_value_at_percentile(99))  # fmt: skip
-    assert "latency_max_ms" in lower and float(row["latency_max_ms"]) <= max(recorded["ECHO"]["unfinished_ages_us"] +
-                                                                            [ops.get_max_value()]) / 1000
+    assert float(row["first_reply_p99_ms"]) == expected("first_reply_p99_ms", first, first.get_value_at_percentile(99))
+    assert (
+        "latency_max_ms" in lower
+        and float(row["latency_max_ms"]) <= max(recorded["ECHO"]["unfinished_ages_us"] + [ops.get_max_value()]) / 1000
+    )
     # Unfinished work counted, and the maximum it could still raise marked as a lower bound.
     unfinished_connects = len(recorded["CONNECT"]["unfinished_ages_us"])
     assert int(row["unfinished_connects"]) == unfinished_connects == int(connect["unfinished"]) > 0
@@ -119,7 +123,7 @@ def test_summary_numbers_by_hand(run_dir: Path) -> None:
     # Peaks and the load generator's CPU are the window's: samples after its close are not (item 8).
     window = [r for r in monitor if info["window"]["start"] <= float(r["timestamp"]) <= info["window"]["stop"]]
     assert int(row["peak_rss_bytes"]) == max(int(r["server_rss_bytes"]) for r in window)
-    assert int(row["peak_threads"]) == 1  # one thread: the blocking variant
+    assert int(row["peak_threads"]) == 1  # one thread: the blocking design
     median = statistics.median(float(r["loadgen_cpu_percent_max"]) for r in window)
     assert float(row["loadgen_median_cpu_percent"]) == pytest.approx(median)
     assert row["client_bound"] == str(median >= 90)
@@ -163,12 +167,12 @@ def test_compare_report(run_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "threaded_run"
     shutil.copytree(run_dir, other)
     info = json.loads((other / "run.json").read_text())
-    info.update(run_id="threaded_run", variant="threaded", users=20)
+    info.update(run_id="threaded_run", design="threaded", users=20)
     (other / "run.json").write_text(json.dumps(info))
     out = tmp_path / "cmp"
     summary_path, page = build_compare([run_dir, other], out)
     rows = read_rows(summary_path)
-    assert [(r["variant"], r["users"]) for r in rows] == [("blocking", "10"), ("threaded", "20")]
+    assert [(r["design"], r["users"]) for r in rows] == [("blocking", "10"), ("threaded", "20")]
     assert (out / "plotly.min.js").exists()
     if chromium():
         dom, console = render(page)
@@ -178,12 +182,14 @@ def test_compare_report(run_dir: Path, tmp_path: Path) -> None:
 
 def test_socklab_report_command(run_dir: Path, tmp_path: Path) -> None:
     (run_dir / "summary.csv").unlink(missing_ok=True)
-    done = subprocess.run([sys.executable, "-m", "loadtest.cli", "report", str(run_dir)], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert (run_dir / "summary.csv").exists() and (run_dir / "report.html").exists()
-    bad = subprocess.run([sys.executable, "-m", "loadtest.cli", "report", str(tmp_path)], capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "report", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "not a run folder" in bad.stderr
 
 
@@ -199,10 +205,14 @@ def test_throughput_is_per_second_inside_the_window(run_dir: Path) -> None:
     info["window"].update(start=1000.25, stop=1004.4, seconds=4.15)
     (run_dir / "run.json").write_text(json.dumps(info))
     counts = {"999": 9000, "1000": 600, "1001": 800, "1003": 900, "1004": 700}  # 1002: nothing done
-    (run_dir / "locust_stats.json").write_text(json.dumps([
-        {"name": "connect-per-request", "method": "ECHO", "num_reqs_per_sec": counts},
-        {"name": "connect", "method": "CONNECT", "num_reqs_per_sec": {"1001": 5}},
-    ]))  # fmt: skip
+    (run_dir / "locust_stats.json").write_text(
+        json.dumps(
+            [
+                {"name": "connect-per-request", "method": "ECHO", "num_reqs_per_sec": counts},
+                {"name": "connect", "method": "CONNECT", "num_reqs_per_sec": {"1001": 5}},
+            ]
+        )
+    )
     series = throughput_series(load_run(run_dir))
     assert list(series["series"].unique()) == ["ECHO connect-per-request"]  # ops only, not the connects
     assert series["t"].tolist() == [0.375, 1.25, 2.25, 3.25]  # 1004 is covered 0.4 s: left out

@@ -1,4 +1,4 @@
-"""Every server variant as a real process on an ephemeral loopback port."""
+"""Every server design as a real process on an ephemeral loopback port."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from loadtest.matrix.processes import ServerProcess
-from servers import VARIANTS
+from servers import DESIGNS
 from servers.protocol import Op, Status, encode_request
 from tests.helpers import call, closed_by_peer, connect, raw_header, read_response
 
@@ -223,7 +223,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_port_in_use_exits_2(server: ServerProcess) -> None:
-    done = run_cli(server.variant, "--port", str(server.port))
+    done = run_cli(server.design, "--port", str(server.port))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"port {server.port}" in lines[0] and "already in use" in lines[0]
@@ -233,8 +233,8 @@ def test_port_in_use_exits_2(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["nosuch"], "unknown variant 'nosuch'"),
-        ([], "name a variant"),
+        (["nosuch"], "unknown design 'nosuch'"),
+        ([], "name a design"),
         (["blocking", "--port", "70000"], "--port"),
         (["blocking", "--backlog", "-1"], "--backlog"),
         (["blocking", "--bogus"], "unrecognized arguments: --bogus"),
@@ -251,7 +251,7 @@ def test_bad_options_exit_2_in_one_line(args: list[str], words: str) -> None:
 def test_list_and_listening_line() -> None:
     listed = run_cli("--list")
     assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(VARIANTS)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(DESIGNS)
     proc = subprocess.Popen(
         [sys.executable, "-m", "servers", "selectors", "--port", "0", "--backlog", "7"],
         stdout=subprocess.PIPE,
@@ -259,11 +259,17 @@ def test_list_and_listening_line() -> None:
     )
     try:
         event = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
-        assert event["event"] == "listening" and event["variant"] == "selectors"
+        assert event["event"] == "listening" and event["design"] == "selectors"
         assert event["host"] == "127.0.0.1" and event["backlog"] == 7 and event["pid"] == proc.pid
         assert event["port"] > 0
-        assert event["traits"] == {"serves_one_at_a_time": False, "uses_threads": False, "uses_processes": False,
-                                   "pooled": False, "one_accept_queue": True, "event_loop": True}
+        assert event["traits"] == {
+            "serves_one_at_a_time": False,
+            "uses_threads": False,
+            "uses_processes": False,
+            "pooled": False,
+            "one_accept_queue": True,
+            "event_loop": True,
+        }
         assert (event["model"], event["loop"]) == ("single", "selectors")  # the design's two parts
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -331,14 +337,14 @@ def test_no_server_left_behind() -> None:
     assert os.getpid() != pid
 
 
-def test_every_design_records_each_connection_in_its_log(variant: str, tmp_path: Path) -> None:
+def test_every_design_records_each_connection_in_its_log(design: str, tmp_path: Path) -> None:
     # The connection log is written in place by whichever process or thread served the connection:
     # the records of every design, forked children's included, are all there after the stop.
     from loadtest.report.rules.timeline import read_server_log
 
     path = tmp_path / "conns.bin"
     ports = []
-    with ServerProcess.start(variant, extra_args=["--conn-log", str(path), "--read-timeout", "3"]) as server:
+    with ServerProcess.start(design, extra_args=["--conn-log", str(path), "--read-timeout", "3"]) as server:
         for _ in range(3):
             with connect(server.port) as sock:
                 ports.append(sock.getsockname()[1])

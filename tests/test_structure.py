@@ -63,19 +63,19 @@ def test_no_module_is_past_the_mark() -> None:
     assert not long, long
 
 
-def test_ops_variants_and_scenarios_are_not_listed_outside_their_declarations() -> None:
+def test_ops_designs_and_scenarios_are_not_listed_outside_their_declarations() -> None:
     from loadtest.declare.scenarios import SCENARIOS
-    from servers import VARIANTS
+    from servers import DESIGNS
 
     lists = {
         "ops": re.compile(r"""["']ECHO["'],\s*["']SLEEP["']"""),
-        "variants": re.compile(r"""["']blocking["'],\s*["']threaded["'],\s*["']selectors["'],\s*["']asyncio["']"""),
+        "designs": re.compile(r"""["']blocking["'],\s*["']threaded["'],\s*["']selectors["'],\s*["']asyncio["']"""),
         "scenarios": re.compile(r"""["']echo["'],\s*["']io-wait["'],\s*["']conn-storm["'],\s*["']arrivals["']"""),
     }
     for name, path in modules().items():
         text = path.read_text()
         for what, pattern in lists.items():
             assert not pattern.search(text), f"{name} lists the {what} by hand"
-    assert "unp30" in SCENARIOS and "blocking" in VARIANTS  # the declarations themselves
+    assert "unp30" in SCENARIOS and "blocking" in DESIGNS  # the declarations themselves
     for path in (ROOT / "loadtest" / "report").glob("*.py"):  # no report keys on a scenario's or design's name
         assert '"unp30"' not in path.read_text(), path.name

@@ -25,8 +25,13 @@ needs_namespaces = pytest.mark.skipif(not CAN_BUILD, reason=f"no network namespa
 
 
 def bed(tmp: Path, prefix: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtest.hosts.testbed", "--prefix", prefix, *args],
-                          cwd=tmp, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.hosts.testbed", "--prefix", prefix, *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_nothing_left(prefix: str, tmp: Path) -> None:
@@ -49,8 +54,9 @@ def latency(run: Path) -> dict[tuple[str, str], dict[str, str]]:
 def test_two_worker_hosts_against_threaded_on_the_server_host(tmp_path: Path) -> None:
     prefix = f"slt{os.getpid()}a"
     run = tmp_path / "run"
-    out = bed(tmp_path, prefix, "--", "-u", "4", "-r", "4", "-t", "6s", "--server", "threaded",
-              "--report-dir", str(run))  # fmt: skip
+    out = bed(
+        tmp_path, prefix, "--", "-u", "4", "-r", "4", "-t", "6s", "--server", "threaded", "--report-dir", str(run)
+    )
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
     assert "namespaces, links and processes removed" in out.stdout
     info = json.loads((run / "run.json").read_text())
@@ -82,8 +88,25 @@ def test_two_worker_hosts_against_threaded_on_the_server_host(tmp_path: Path) ->
 def test_a_slow_link_shows_in_latency_and_connect_time(tmp_path: Path) -> None:
     prefix = f"slt{os.getpid()}b"
     run = tmp_path / "run"
-    out = bed(tmp_path, prefix, "--workers", "1", "--link-delay-ms", "20", "--", "-u", "2", "-r", "2", "-t", "4s",
-              "--server", "threaded", "--report-dir", str(run))  # fmt: skip
+    out = bed(
+        tmp_path,
+        prefix,
+        "--workers",
+        "1",
+        "--link-delay-ms",
+        "20",
+        "--",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "4s",
+        "--server",
+        "threaded",
+        "--report-dir",
+        str(run),
+    )
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
     assert "20 ms" in out.stdout
     rows = latency(run)
@@ -99,8 +122,23 @@ def test_a_worker_that_cannot_reach_the_server_fails_classified_and_the_run_says
     prefix = f"slt{os.getpid()}c"
     run = tmp_path / "run"
     # The classic mistake: the server bound to loopback, so the workers are sent their own loopback.
-    out = bed(tmp_path, prefix, "--", "-u", "2", "-r", "2", "-t", "3s", "--server", "threaded",
-              "--server-bind", "127.0.0.1", "--report-dir", str(run))  # fmt: skip
+    out = bed(
+        tmp_path,
+        prefix,
+        "--",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "3s",
+        "--server",
+        "threaded",
+        "--server-bind",
+        "127.0.0.1",
+        "--report-dir",
+        str(run),
+    )
     assert out.returncode == 1, out.stdout[-1500:] + out.stderr[-3000:]
     assert "a loopback address" in out.stderr and "--server-bind ADDR" in out.stderr
     failures = json.loads((run / "run.json").read_text())["failures"]
@@ -123,9 +161,23 @@ def test_a_bed_run_must_end_by_itself(tmp_path: Path) -> None:
 )
 def test_server_bind_is_an_address_the_workers_can_use(tmp_path: Path, args: list[str], message: str) -> None:
     locust = str(Path(sys.executable).with_name("locust"))
-    out = subprocess.run([locust, "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless", "-t", "1s", *args,
-                          "--report-dir", str(tmp_path / "run")], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [
+            locust,
+            "-f",
+            str(ROOT / "loadtest" / "locustfile.py"),
+            "--headless",
+            "-t",
+            "1s",
+            *args,
+            "--report-dir",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and message in out.stderr, out.stderr[-1000:]
     said = [line for line in out.stderr.splitlines() if line.startswith("socklab:")]
     assert len(said) == 1 and said[0] == out.stderr.strip().splitlines()[-1]
@@ -136,9 +188,29 @@ def test_a_killed_bed_is_removed_by_the_next_one(tmp_path: Path) -> None:
     import time
 
     # The default prefix, sl<pid>: the owner's pid is in the bed's names.
-    first = subprocess.Popen([sys.executable, "-m", "loadtest.hosts.testbed", "--workers", "1", "--", "-u", "1", "-r", "1",
-                              "-t", "20s", "--server", "threaded", "--report-dir", str(tmp_path / "first")],
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.hosts.testbed",
+            "--workers",
+            "1",
+            "--",
+            "-u",
+            "1",
+            "-r",
+            "1",
+            "-t",
+            "20s",
+            "--server",
+            "threaded",
+            "--report-dir",
+            str(tmp_path / "first"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     prefix = f"sl{first.pid}"
     deadline = time.monotonic() + 30
     while not (tmp_path / "first" / "run.json").exists():
@@ -148,8 +220,23 @@ def test_a_killed_bed_is_removed_by_the_next_one(tmp_path: Path) -> None:
     first.wait()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"{prefix}-srv" in listed and f"{prefix}-w1" in listed  # left behind, as before the fix
-    out = bed(tmp_path, f"slt{os.getpid()}e", "--workers", "1", "--", "-u", "1", "-r", "1", "-t", "2s",
-              "--server", "threaded", "--report-dir", str(tmp_path / "second"))  # fmt: skip
+    out = bed(
+        tmp_path,
+        f"slt{os.getpid()}e",
+        "--workers",
+        "1",
+        "--",
+        "-u",
+        "1",
+        "-r",
+        "1",
+        "-t",
+        "2s",
+        "--server",
+        "threaded",
+        "--report-dir",
+        str(tmp_path / "second"),
+    )
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
     assert f"removed a bed left behind by pid {first.pid}" in out.stdout, out.stdout
     assert_nothing_left(prefix, tmp_path / "first")

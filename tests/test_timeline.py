@@ -22,8 +22,21 @@ from tests.test_locust import run_locust
 
 
 def arrive_at_once(tmp_path: Path, server: str, users: int, *args: str) -> pd.DataFrame:
-    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", server, "--op", "SLEEP", "--sleep-ms", "100",
-                     "--connections-total", str(users), *args, users=users, seconds=10)  # fmt: skip
+    run = run_locust(
+        tmp_path,
+        "ConnectPerRequestUser",
+        "--server",
+        server,
+        "--op",
+        "SLEEP",
+        "--sleep-ms",
+        "100",
+        "--connections-total",
+        str(users),
+        *args,
+        users=users,
+        seconds=10,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
     assert len(frame) == users and (frame["join"] == "joined").all(), frame["join"].value_counts()

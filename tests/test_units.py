@@ -35,30 +35,47 @@ def parsed(**given: Any) -> SimpleNamespace:
         ({"server": "blocking"}, "tcp://127.0.0.1:1", "both name a target"),
         ({"server_cmd": "srv --port 1"}, None, "--server-cmd needs {port}"),
         ({"server_cmd": "srv {port}"}, "tcp://127.0.0.1:1", "--server-cmd and --host"),
-        ({"op": "SLEEP", "sleep_ms": 20_000}, None, "--sleep-ms 20000 is over the server's cap of 10000 "
-         "(--max-sleep-ms): every request would be refused; use at most 10000, or raise --max-sleep-ms"),
+        (
+            {"op": "SLEEP", "sleep_ms": 20_000},
+            None,
+            "--sleep-ms 20000 is over the server's cap of 10000 "
+            "(--max-sleep-ms): every request would be refused; use at most 10000, or raise --max-sleep-ms",
+        ),
         ({"op": "SLEEP", "sleep_ms": 20_000, "max_sleep_ms": 30_000}, None, None),  # the cap raised with it
         ({"op": "ECHO", "sleep_ms": 20_000}, None, None),  # only the op's own argument counts
-        ({"payload_bytes": 2_000_000, "max_frame": 1_000_000}, None, "--payload-bytes 2000000 is over the server's "
-         "cap of 999991 (--max-frame)"),
+        (
+            {"payload_bytes": 2_000_000, "max_frame": 1_000_000},
+            None,
+            "--payload-bytes 2000000 is over the server's cap of 999991 (--max-frame)",
+        ),
         ({"server_bind": "0.0.0.0"}, None, "add --server-advertise ADDR"),
         ({"pipeline": 4, "mix": "ECHO:9,WORK=10:1"}, None, "--pipeline and --mix"),
         ({"mix": "PING:1"}, None, "'PING' is not an op"),
         ({}, "http://x:1", "use tcp://HOST:PORT"),
     ],
-)  # fmt: skip
+)
 def test_run_problem(given: dict[str, Any], host: str | None, problem: str | None) -> None:
     found = opts.run_problem(parsed(**given), host)
     assert (found is None) if problem is None else (found is not None and problem in found), found
 
 
 def test_server_flags_come_from_the_options_that_declare_them() -> None:
-    args = opts.server_args(parsed(backlog=7, server_workers=3, max_sleep_ms=30_000, server_read_timeout=2.5,
-                                   max_requests=1))  # fmt: skip
+    args = opts.server_args(
+        parsed(backlog=7, server_workers=3, max_sleep_ms=30_000, server_read_timeout=2.5, max_requests=1)
+    )
     pairs = dict(zip(args[::2], args[1::2], strict=True))
-    assert pairs == {"--backlog": "7", "--workers": "3", "--max-connections": "2048", "--max-frame": "1048576",
-                     "--max-sleep-ms": "30000", "--max-work-us": "1000000", "--read-timeout": "2.5",
-                     "--max-requests": "1", "--retire-worker-after": "0", "--conn-log-cap": "100000"}  # fmt: skip
+    assert pairs == {
+        "--backlog": "7",
+        "--workers": "3",
+        "--max-connections": "2048",
+        "--max-frame": "1048576",
+        "--max-sleep-ms": "30000",
+        "--max-work-us": "1000000",
+        "--read-timeout": "2.5",
+        "--max-requests": "1",
+        "--retire-worker-after": "0",
+        "--conn-log-cap": "100000",
+    }
     switched = opts.server_args(parsed(epoll_exclusive=True))  # a switch is its flag alone, when on
     assert "--epoll-exclusive" in switched and "--epoll-exclusive" not in args
     from servers.cli import build_parser  # every flag socklab passes is one the server has
@@ -86,10 +103,21 @@ def test_compare_overrides_check_their_rules() -> None:
 
 # -- the sweep's rules ------------------------------------------------------------------------------
 def row(**given: Any) -> dict[str, Any]:
-    base = {"rps": 100.0, "duration_s": 3.0, "latency_p99_ms": 10.0, "failures": 0, "failure_classes": "",
-            "client_bound": False, "machine_cpu_percent": 50.0, "loadgen_median_cpu_percent": 40.0,
-            "listen_overflows": 0, "server_cpu_us_per_request": 100.0, "backlog": 128, "peak_accept_queue": 0}
-    return {**base, **given}  # fmt: skip
+    base = {
+        "rps": 100.0,
+        "duration_s": 3.0,
+        "latency_p99_ms": 10.0,
+        "failures": 0,
+        "failure_classes": "",
+        "client_bound": False,
+        "machine_cpu_percent": 50.0,
+        "loadgen_median_cpu_percent": 40.0,
+        "listen_overflows": 0,
+        "server_cpu_us_per_request": 100.0,
+        "backlog": 128,
+        "peak_accept_queue": 0,
+    }
+    return {**base, **given}
 
 
 @pytest.mark.parametrize(
@@ -134,8 +162,14 @@ def test_knee_lines() -> None:
 
 # -- Stevens' conclusions ------------------------------------------------------------------------------
 def book(**totals: float) -> pd.DataFrame:
-    names = {"serv00": "blocking", "serv01": "forking", "serv02": "preforked", "serv06": "threaded",
-             "serv07": "prethreaded", "serv08": "threadpool"}  # fmt: skip
+    names = {
+        "serv00": "blocking",
+        "serv01": "forking",
+        "serv02": "preforked",
+        "serv06": "threaded",
+        "serv07": "prethreaded",
+        "serv08": "threadpool",
+    }
     rows = [{"design": names[k], "book": f"{k}: {stevens.BOOK_DESIGNS[k]}", "total_us": v} for k, v in totals.items()]
     t = pd.DataFrame(rows)
     t["delta_us"] = t["total_us"] - totals["serv00"]
@@ -148,21 +182,30 @@ def test_stevens_conclusions_as_measured_in_the_last_wave() -> None:
     assert '"Fork per client is by far the most expensive": holds here — forking 2,270 µs' in text
     assert "×10.7 the next dearest (threaded" in text
     assert '"Pools cut process-control CPU by a factor of 10 or more": holds' in text
-    assert "one thread accept and hand off\": does not hold" in text
+    assert 'one thread accept and hand off": does not hold' in text
     assert '"Threads are normally much faster than processes": holds in part' in text
 
 
 def test_stevens_conclusions_when_the_book_is_right() -> None:
     said = " | ".join(stevens.conclusions(book(serv00=50, serv01=500, serv02=100, serv06=100, serv07=55, serv08=70)))
-    assert "by far the most expensive\": holds" in said and "hand off\": holds" in said
-    assert "much faster than processes\": holds here" in said
+    assert 'by far the most expensive": holds' in said and 'hand off": holds' in said
+    assert 'much faster than processes": holds here' in said
 
 
 # -- findings ------------------------------------------------------------------------------------------
 def test_starved_users_are_said_with_where_they_wait() -> None:
-    r = {"variant": "blocking", "duration_s": 4.0, "users_served": 1, "users_starved": 9, "unfinished_connects": 0,
-         "unfinished_requests": 9, "peak_accept_queue": 9, "syncookies_sent": 0, "fairness": 0.1,
-         "longest_user_wait_ms": 4000.0}  # fmt: skip
+    r = {
+        "design": "blocking",
+        "duration_s": 4.0,
+        "users_served": 1,
+        "users_starved": 9,
+        "unfinished_connects": 0,
+        "unfinished_requests": 9,
+        "peak_accept_queue": 9,
+        "syncookies_sent": 0,
+        "fairness": 0.1,
+        "longest_user_wait_ms": 4000.0,
+    }
     (first, *rest) = user_findings(r, one_at_a_time=True, oldest=(0.0, 4.0))
     assert first.startswith("blocking: 1 of 10 users was served; 9 completed no request in the whole 4 s window")
     # Every user's work in flight, said as such: the served user's request is among them (the audit found the
@@ -172,8 +215,9 @@ def test_starved_users_are_said_with_where_they_wait() -> None:
 
 
 def test_syn_retrans_are_split_by_side() -> None:
-    note = syn_retrans_note({"tcp_syn_retrans": 62, "client_syn_retrans": 51, "server_synack_retrans": 11,
-                             "connections_syn_retried": 49})  # fmt: skip
+    note = syn_retrans_note(
+        {"tcp_syn_retrans": 62, "client_syn_retrans": 51, "server_synack_retrans": 11, "connections_syn_retried": 49}
+    )
     assert note.startswith("; TCPSynRetrans 62: the clients re-sent 51 SYNs (49 connections")
     assert "the server re-sent 11 SYN-ACKs" in note
     assert syn_retrans_note({"tcp_syn_retrans": 0, "client_syn_retrans": 0}) == ""
@@ -186,9 +230,15 @@ def test_the_live_tab_shows_what_the_columns_declare(tmp_path: Path) -> None:
 
     names = [c.name for c in MONITOR]
     path = tmp_path / "monitor.csv"
-    sample = {c: "0" for c in names} | {"timestamp": "1", "accept_queue": "4", "backlog": "128",
-                                        "server_ESTABLISHED": "5", "TcpExt_ListenOverflows": "7",
-                                        "counters_scope": "isolated", "server_rss_bytes": str(3 * 2**20)}  # fmt: skip
+    sample = {c: "0" for c in names} | {
+        "timestamp": "1",
+        "accept_queue": "4",
+        "backlog": "128",
+        "server_ESTABLISHED": "5",
+        "TcpExt_ListenOverflows": "7",
+        "counters_scope": "isolated",
+        "server_rss_bytes": str(3 * 2**20),
+    }
     path.write_text(",".join(names) + "\n" + ",".join(sample[c] for c in names) + "\n")
     feed = LiveFeed(monitor=MonitorTail(path))
     feed.monitor.read()

@@ -43,10 +43,25 @@ class WebLocust:
         self.folder = tmp / "run"
         self.log = (tmp / "locust.log").open("w+")
         self.proc = subprocess.Popen(
-            [LOCUST, "-f", LOCUSTFILE, "--web-host", "127.0.0.1", "--web-port", str(self.port),
-             "--report-dir", str(self.folder), "--monitor-interval", "0.25", *args],
-            cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                LOCUST,
+                "-f",
+                LOCUSTFILE,
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(self.port),
+                "--report-dir",
+                str(self.folder),
+                "--monitor-interval",
+                "0.25",
+                *args,
+            ],
+            cwd=tmp,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -237,10 +252,29 @@ def test_a_second_counted_test_completes_its_connections_too(tmp_path: Path) -> 
 
 def test_headless_run_prints_the_live_line(tmp_path: Path) -> None:
     out = subprocess.run(
-        [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "3", "-r", "3", "-t", "4s", "--server", "blocking",
-         "--live-interval", "1", "--report-dir", str(tmp_path / "run")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            LOCUST,
+            "-f",
+            LOCUSTFILE,
+            "--headless",
+            "-u",
+            "3",
+            "-r",
+            "3",
+            "-t",
+            "4s",
+            "--server",
+            "blocking",
+            "--live-interval",
+            "1",
+            "--report-dir",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [line for line in out.stderr.splitlines() if "socklab live:" in line]
     assert len(lines) >= 3, out.stderr[-2000:]

@@ -17,11 +17,27 @@ OPEN, CLOSE = 100.0, 104.0  # the window, CLOCK_MONOTONIC s
 
 
 def connection(**times: float) -> dict[str, object]:
-    row: dict[str, object] = {"worker_id": "local", "user_id": "local.1", "local_ip": "127.0.0.1", "local_port": 1,
-                              "connect_start": 0.0, "connect_end": 0.0, "connected": 1, "outcome": "ok",
-                              "syn_retrans": 0, "rtt_us": 60, "sent": 0.0, "first_byte": 0.0, "last_byte": 0.0,
-                              "closed": 0.0, "requests": 1, "data_retrans": 0, "worker": 1.0, "flags": 0.0,
-                              "join": "joined"}  # fmt: skip
+    row: dict[str, object] = {
+        "worker_id": "local",
+        "user_id": "local.1",
+        "local_ip": "127.0.0.1",
+        "local_port": 1,
+        "connect_start": 0.0,
+        "connect_end": 0.0,
+        "connected": 1,
+        "outcome": "ok",
+        "syn_retrans": 0,
+        "rtt_us": 60,
+        "sent": 0.0,
+        "first_byte": 0.0,
+        "last_byte": 0.0,
+        "closed": 0.0,
+        "requests": 1,
+        "data_retrans": 0,
+        "worker": 1.0,
+        "flags": 0.0,
+        "join": "joined",
+    }
     for name in ("accepted", "service_start", "first_read", "first_written", "eof", "closed", "in_window_service"):
         row[f"server_{name}"] = np.nan
     row.update(times)
@@ -36,9 +52,17 @@ def stages(rows: list[dict[str, object]]) -> pd.DataFrame:
 
 def test_a_late_client_stamp_does_not_overlap_the_stages_they_add_up() -> None:
     # echo/blocking local.1: connect start .689023, accepted .689448, connect() returned .692204 (late).
-    row = connection(connect_start=101.689023, connect_end=101.692204, sent=101.692210, first_byte=101.692900,
-                     last_byte=101.692907, server_accepted=101.689448, server_service_start=101.689450,
-                     server_first_read=101.692500, server_first_written=101.692600)  # fmt: skip
+    row = connection(
+        connect_start=101.689023,
+        connect_end=101.692204,
+        sent=101.692210,
+        first_byte=101.692900,
+        last_byte=101.692907,
+        server_accepted=101.689448,
+        server_service_start=101.689450,
+        server_first_read=101.692500,
+        server_first_written=101.692600,
+    )
     frame = stages([row])
     total = sum(float(frame.loc[0, s]) for s in timeline.STAGES)
     assert total == pytest.approx((101.692907 - 101.689023) * 1000, abs=1e-6)  # connect start → last byte
@@ -49,9 +73,18 @@ def test_a_late_client_stamp_does_not_overlap_the_stages_they_add_up() -> None:
 
 def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
     # io-wait/blocking/50u: one user served all window long, 49 in the accept queue the whole window.
-    served = connection(connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021,
-                        server_accepted=99.00005, server_service_start=99.00005, server_first_read=99.0002,
-                        server_first_written=99.0202, server_in_window_service=3.8)  # fmt: skip
+    served = connection(
+        connect_start=99.0,
+        connect_end=99.0001,
+        sent=99.0001,
+        first_byte=99.021,
+        last_byte=99.021,
+        server_accepted=99.00005,
+        server_service_start=99.00005,
+        server_first_read=99.0002,
+        server_first_written=99.0202,
+        server_in_window_service=3.8,
+    )
     queued = [connection(connect_start=99.0, connect_end=99.0001, join="not accepted by the server") for _ in range(49)]
     frame = stages([served, *queued])
     window = 4.0
@@ -66,9 +99,16 @@ def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
 
 
 def test_accepted_after_the_close_is_not_accepted_in_the_window() -> None:
-    late = connection(connect_start=99.5, connect_end=99.5001, sent=99.5001, server_accepted=CLOSE + 0.05,
-                      server_service_start=CLOSE + 0.05, server_first_read=CLOSE + 0.06,
-                      server_first_written=CLOSE + 0.08, closed=CLOSE + 0.2)  # fmt: skip
+    late = connection(
+        connect_start=99.5,
+        connect_end=99.5001,
+        sent=99.5001,
+        server_accepted=CLOSE + 0.05,
+        server_service_start=CLOSE + 0.05,
+        server_first_read=CLOSE + 0.06,
+        server_first_written=CLOSE + 0.08,
+        closed=CLOSE + 0.2,
+    )
     frame = stages([late])
     assert bool(frame.loc[0, "unaccepted_at_close"]) and frame.loc[0, "stage_at_stop"] == "accept_queue"
     assert float(frame.loc[0, "accept_queue"]) == pytest.approx((CLOSE - 99.5001) * 1000, abs=1e-6)  # to the close
@@ -92,8 +132,9 @@ def test_half_open_connections_are_counted_apart_from_the_accept_queue() -> None
 
 
 def test_without_a_server_log_later_requests_stay_one_stage() -> None:
-    served = connection(connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021,
-                        join="no server log")  # fmt: skip
+    served = connection(
+        connect_start=99.0, connect_end=99.0001, sent=99.0001, first_byte=99.021, last_byte=99.021, join="no server log"
+    )
     row = account.figures(stages([served]), "", users=1, window_s=4.0, request_s=4.0)
     assert row["window_share_later_requests"] == pytest.approx(1.0) and row["window_share_later_service"] == 0
 
@@ -114,9 +155,18 @@ def test_the_account_is_declared_once_and_summarised_whole() -> None:
 def test_a_late_server_stamp_is_bounded_by_the_client_event_after_it() -> None:
     # conn-storm/threaded: the server thread stamped its write after waiting for the GIL, after the client
     # already had the whole reply; the stages must still end at the reply's last byte, not run past it.
-    row = connection(connect_start=101.0, connect_end=101.0001, sent=101.0002, first_byte=101.0030,
-                     last_byte=101.0031, closed=101.0032, server_accepted=101.0001, server_service_start=101.0001,
-                     server_first_read=101.0010, server_first_written=101.0050)  # fmt: skip
+    row = connection(
+        connect_start=101.0,
+        connect_end=101.0001,
+        sent=101.0002,
+        first_byte=101.0030,
+        last_byte=101.0031,
+        closed=101.0032,
+        server_accepted=101.0001,
+        server_service_start=101.0001,
+        server_first_read=101.0010,
+        server_first_written=101.0050,
+    )
     frame = stages([row])
     assert float(frame.loc[0, "service"]) == pytest.approx(2.0, abs=1e-6)  # read → the reply's first byte
     assert sum(float(frame.loc[0, s]) for s in timeline.STAGES) == pytest.approx(3.1, abs=1e-6)
@@ -127,9 +177,17 @@ def test_a_late_server_stamp_is_bounded_by_the_client_event_after_it() -> None:
 def test_a_connection_is_the_users_only_until_its_client_closes_it() -> None:
     # The client gave up after 0.1 s (a reply timeout); the server went on with its SLEEP 500 ms: that time is
     # not the user's (CI: 8.75 user-seconds accounted in a 2-user, 1.9 s window).
-    row = connection(connect_start=101.0, connect_end=101.0001, sent=101.0002, closed=101.1002,
-                     server_accepted=101.0001, server_service_start=101.0001, server_first_read=101.0003,
-                     server_first_written=101.5003, server_closed=101.5004)  # fmt: skip
+    row = connection(
+        connect_start=101.0,
+        connect_end=101.0001,
+        sent=101.0002,
+        closed=101.1002,
+        server_accepted=101.0001,
+        server_service_start=101.0001,
+        server_first_read=101.0003,
+        server_first_written=101.5003,
+        server_closed=101.5004,
+    )
     frame = stages([row])
     assert frame.loc[0, "stage_at_stop"] == "service"
     assert sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline.STAGES) == pytest.approx(0.1002, abs=1e-9)

@@ -211,8 +211,10 @@ class AccountsStore:
             self.unfinished.extend(tuple(u) for u in data.get("unfinished", []))  # type: ignore[misc]
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"user_id": u[0], "requests": u[1], "failures": u[2], "longest_wait_ms": round(u[3] * 1000, 3)}
-                for u in self.users.values()]  # fmt: skip
+        return [
+            {"user_id": u[0], "requests": u[1], "failures": u[2], "longest_wait_ms": round(u[3] * 1000, 3)}
+            for u in self.users.values()
+        ]
 
     def late_total(self) -> tuple[int, float]:
         return sum(n for n, _ in self.late.values()), sum(s for _, s in self.late.values())
@@ -269,12 +271,24 @@ class LoadProcessLedger:
 
             # boot_id and the wall clock's offset from CLOCK_MONOTONIC: whether this process's connection
             # times compare with the server's (one machine, one boot), and how to set them beside a capture.
-            self.where = {"host": socket.gethostname(), "netns": netns_label(), "pid": os.getpid(),
-                          "boot_id": boot_id().hex(), "clock_offset": round(time.time() - time.perf_counter(), 6)}
+            self.where = {
+                "host": socket.gethostname(),
+                "netns": netns_label(),
+                "pid": os.getpid(),
+                "boot_id": boot_id().hex(),
+                "clock_offset": round(time.time() - time.perf_counter(), 6),
+            }
         wall, cpu = self.closed or (time.perf_counter() - self.started, own_cpu() - self.cpu_at_start)
-        return {**self.where, "requests": self.requests, "failures": self.failures,
-                "locust_events": self.locust_events, "syn_retrans": self.syn_retrans, "syn_retried": self.syn_retried,
-                "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}  # fmt: skip
+        return {
+            **self.where,
+            "requests": self.requests,
+            "failures": self.failures,
+            "locust_events": self.locust_events,
+            "syn_retrans": self.syn_retrans,
+            "syn_retried": self.syn_retried,
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3),
+        }
 
 
 def own_cpu() -> float:

@@ -20,9 +20,26 @@ from typing import Any
 from servers.connlog import DEFAULT_CAP, STRIDE
 
 # One row per connection; times are CLOCK_MONOTONIC seconds (0 = did not happen).
-CLIENT_COLUMNS = ["worker", "user_id", "local_ip", "local_port", "connect_start", "connect_end", "connected",
-                  "outcome", "syn_retrans", "rtt_us", "sent", "first_byte", "last_byte", "closed",
-                  "requests", "data_retrans", "unacked_at_close", "acked_at"]  # fmt: skip
+CLIENT_COLUMNS = [
+    "worker",
+    "user_id",
+    "local_ip",
+    "local_port",
+    "connect_start",
+    "connect_end",
+    "connected",
+    "outcome",
+    "syn_retrans",
+    "rtt_us",
+    "sent",
+    "first_byte",
+    "last_byte",
+    "closed",
+    "requests",
+    "data_retrans",
+    "unacked_at_close",
+    "acked_at",
+]
 TIME_COLUMNS = {"connect_start", "connect_end", "sent", "first_byte", "last_byte", "closed", "acked_at"}
 
 
@@ -121,8 +138,10 @@ def connect_info(sock: socket.socket) -> tuple[int, int]:
         return 0, 0
     if len(info) < TCP_INFO_TOTAL_RETRANS_OFFSET + 4:
         return 0, 0
-    return (int(TCP_INFO_U32.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0]),
-            int(TCP_INFO_U32.unpack_from(info, TCP_INFO_RTT_OFFSET)[0]))  # fmt: skip
+    return (
+        int(TCP_INFO_U32.unpack_from(info, TCP_INFO_TOTAL_RETRANS_OFFSET)[0]),
+        int(TCP_INFO_U32.unpack_from(info, TCP_INFO_RTT_OFFSET)[0]),
+    )
 
 
 def syn_retransmissions(sock: socket.socket) -> int:
@@ -134,9 +153,24 @@ class ConnectionRecord:
     connect start and end, its SYN retransmissions and round trip, its local address, its first
     request's send, first and last reply byte, how many requests it carried, its close, its outcome."""
 
-    __slots__ = ("acked_at", "closed", "connect_end", "connect_start", "connected", "data_retrans", "first_byte",
-                 "last_byte", "local_ip", "local_port", "outcome", "requests", "rtt_us", "sent", "syn_retrans",
-                 "unacked_at_close")  # fmt: skip
+    __slots__ = (
+        "acked_at",
+        "closed",
+        "connect_end",
+        "connect_start",
+        "connected",
+        "data_retrans",
+        "first_byte",
+        "last_byte",
+        "local_ip",
+        "local_port",
+        "outcome",
+        "requests",
+        "rtt_us",
+        "sent",
+        "syn_retrans",
+        "unacked_at_close",
+    )
 
     def __init__(self, started: float) -> None:
         self.connect_start = started
@@ -176,6 +210,21 @@ class ConnectionRecord:
         self.data_retrans = max(retrans - self.syn_retrans, self.data_retrans, 0)
 
     def row(self) -> list[Any]:
-        return [self.local_ip, self.local_port, self.connect_start, self.connect_end, self.connected, self.outcome,
-                self.syn_retrans, self.rtt_us, self.sent, self.first_byte, self.last_byte, self.closed,
-                self.requests, self.data_retrans, self.unacked_at_close, self.acked_at]  # fmt: skip
+        return [
+            self.local_ip,
+            self.local_port,
+            self.connect_start,
+            self.connect_end,
+            self.connected,
+            self.outcome,
+            self.syn_retrans,
+            self.rtt_us,
+            self.sent,
+            self.first_byte,
+            self.last_byte,
+            self.closed,
+            self.requests,
+            self.data_retrans,
+            self.unacked_at_close,
+            self.acked_at,
+        ]

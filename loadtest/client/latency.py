@@ -36,9 +36,23 @@ HIGHEST_US = 3_600_000_000  # one hour
 SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50, 90, 95, 99, 99.9, 99.99)
 CSV_COLUMNS = [
-    "type", "name", "measure", "count", "failures", "unfinished", "unfinished_max_age_us",
-    "min_us", "p50_us", "p90_us", "p95_us", "p99_us", "p99.9_us", "p99.99_us", "max_us", "mean_us",
-]  # fmt: skip
+    "type",
+    "name",
+    "measure",
+    "count",
+    "failures",
+    "unfinished",
+    "unfinished_max_age_us",
+    "min_us",
+    "p50_us",
+    "p90_us",
+    "p95_us",
+    "p99_us",
+    "p99.9_us",
+    "p99.99_us",
+    "max_us",
+    "mean_us",
+]
 # Request types that are not Locust request events (no Locust counterpart to check against).
 
 

@@ -230,8 +230,7 @@ class SocklabClient:
     def failure(self, exc: BaseException) -> RequestFailure:
         """A request's failure, classified; a connection the watchdog shut down was a late reply."""
         shut = not isinstance(exc, RequestFailure | ConnectionRefusedError) or getattr(exc, "kind", "") == "closed"
-        return classify(TimeoutError() if self.timed_out and shut else exc, "request", self.address,
-                        self.reply_timeout)  # fmt: skip
+        return classify(TimeoutError() if self.timed_out and shut else exc, "request", self.address, self.reply_timeout)
 
     def repeat(self, request_type: str, name: str, frame: bytes, tally: Any, ledger: Any) -> None:
         """Requests back to back on this connection until one fails (reported, and the connection closed):

@@ -45,8 +45,7 @@ def _overflowing_handshakes(sysctl: str) -> dict[str, object]:
     tcp_abort_on_overflow=1; a cookie's is dropped silently whatever that says (cookie_v4_check), so the
     abort arms turn cookies off.  Left to chance (connect-per-request users churning the queue), which of
     these happened changed from run to run."""
-    return {"backlog": 16, "server-read-timeout": 0.4, "idle-interval": 60, "monitor-interval": 0.25,
-            "sysctl": sysctl}  # fmt: skip
+    return {"backlog": 16, "server-read-timeout": 0.4, "idle-interval": 60, "monitor-interval": 0.25, "sysctl": sysctl}
 
 
 EXPERIMENTS: dict[str, Scenario] = {
@@ -75,8 +74,9 @@ EXPERIMENTS: dict[str, Scenario] = {
             "fast instead of waiting on retries",
             "IdleUser",
             source="ip-sysctl.rst (tcp_abort_on_overflow); Cloudflare, 'SYN packet handling in the wild' (2018)",
-            arms=tuple(Arm(f"abort={v}", "blocking", 50, _overflowing_handshakes(f"{ABORT}={v},{COOKIES}=0"))
-                       for v in (0, 1)),
+            arms=tuple(
+                Arm(f"abort={v}", "blocking", 50, _overflowing_handshakes(f"{ABORT}={v},{COOKIES}=0")) for v in (0, 1)
+            ),
             quick_seconds=3.0,
             check="loadtest.report.rules.claims:abort_on_overflow",
         ),
@@ -87,8 +87,9 @@ EXPERIMENTS: dict[str, Scenario] = {
             "0 drops those SYNs; 2 sends cookies for every SYN",
             "IdleUser",
             source="ip-sysctl.rst (tcp_syncookies); Linux commit 5ad37d5 (2008) on cookies with a full queue",
-            arms=tuple(Arm(f"syncookies={v}", "blocking", 50, _overflowing_handshakes(f"{COOKIES}={v}"))
-                       for v in (0, 1, 2)),
+            arms=tuple(
+                Arm(f"syncookies={v}", "blocking", 50, _overflowing_handshakes(f"{COOKIES}={v}")) for v in (0, 1, 2)
+            ),
             quick_arms=("syncookies=0", "syncookies=2"),
             quick_seconds=2.0,  # the SYNs re-sent at ~1 s inside the window
             check="loadtest.report.rules.claims:syn_cookies",
@@ -105,10 +106,18 @@ EXPERIMENTS: dict[str, Scenario] = {
                 Arm("client closes", "selectors", 10, {}),
                 Arm("server closes", "selectors", 10, {"max-requests": 1}),
                 Arm("SO_LINGER 0", "selectors", 10, {"linger0": True}),
-                Arm("1,000 ports", "selectors", 10,
-                    {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=0"}),
-                Arm("1,000 ports, tw_reuse", "selectors", 10,
-                    {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=1"}),
+                Arm(
+                    "1,000 ports",
+                    "selectors",
+                    10,
+                    {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=0"},
+                ),
+                Arm(
+                    "1,000 ports, tw_reuse",
+                    "selectors",
+                    10,
+                    {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=1"},
+                ),
             ),
             seconds=3.0,
             check="loadtest.report.rules.claims:time_wait",
@@ -122,8 +131,10 @@ EXPERIMENTS: dict[str, Scenario] = {
             {"mix": "ECHO:90,WORK=10000:10", "server-workers": 4},
             source="Cloudflare, 'Why does one NGINX worker take all the load?' (2017): 12 workers, 200 connections — "
             "shared queue avg 30.39 ms, max 72.65, stddev 1.58; SO_REUSEPORT avg 31.37, max 144.55, stddev 25.27",
-            arms=tuple(Arm(d, d, 8) for d in ("preforked", "preforked-reuseport", "preforked-selectors",
-                                              "preforked-reuseport-selectors")),
+            arms=tuple(
+                Arm(d, d, 8)
+                for d in ("preforked", "preforked-reuseport", "preforked-selectors", "preforked-reuseport-selectors")
+            ),
             quick_arms=("preforked", "preforked-reuseport"),
             quick_seconds=1.5,
             check="loadtest.report.rules.workers:reuseport_tail",
@@ -169,8 +180,16 @@ EXPERIMENTS: dict[str, Scenario] = {
             "ConnectPerRequestUser",
             {"op": "SLEEP", "sleep-ms": 50, "backlog": 16, "server-workers": 4, "retire-worker-after": MID_WINDOW},
             source="Linux 5.14 tcp_migrate_req (Kuniyuki Iwashima's series, 2021); ip-sysctl.rst",
-            arms=tuple(Arm(f"migrate={v}", "preforked-reuseport", 60, {"sysctl": f"net.ipv4.tcp_migrate_req={v}"},
-                           needs="net.ipv4.tcp_migrate_req") for v in (0, 1)),
+            arms=tuple(
+                Arm(
+                    f"migrate={v}",
+                    "preforked-reuseport",
+                    60,
+                    {"sysctl": f"net.ipv4.tcp_migrate_req={v}"},
+                    needs="net.ipv4.tcp_migrate_req",
+                )
+                for v in (0, 1)
+            ),
             quick_seconds=1.5,
             check="loadtest.report.rules.workers:rolling_restart",
         ),

@@ -43,13 +43,16 @@ def parse(text: str, payload: int = 64) -> list[Entry]:
     for part in text.split(","):
         m = ENTRY.match(part)
         if not m:
-            raise ValueError(f"--mix {text!r}: {part.strip()!r} is not OP[=ARG][/PAYLOAD[/REPLY]]:WEIGHT, e.g. "
-                             "'ECHO:90,WORK=20000:10'")  # fmt: skip
+            raise ValueError(
+                f"--mix {text!r}: {part.strip()!r} is not OP[=ARG][/PAYLOAD[/REPLY]]:WEIGHT, e.g. "
+                "'ECHO:90,WORK=20000:10'"
+            )
         op, arg, size, reply, weight = m.groups()
         if op.upper() not in OPS:
             raise ValueError(f"--mix {text!r}: {op!r} is not an op ({', '.join(OPS)})")
-        entries.append(Entry(op.upper(), int(arg or 0), int(size) if size is not None else payload, int(reply or 0),
-                             int(weight)))  # fmt: skip
+        entries.append(
+            Entry(op.upper(), int(arg or 0), int(size) if size is not None else payload, int(reply or 0), int(weight))
+        )
     if not sum(e.weight for e in entries):
         raise ValueError(f"--mix {text!r}: the weights add up to 0")
     return entries

@@ -22,7 +22,7 @@ from loadtest.declare import mix
 from loadtest.declare.settings import (
     ARRIVALS,
     BY_NAME,
-    DEFAULT_VARIANT,
+    DEFAULT_DESIGN,
     DEPRECATED,
     OPTIONS,
     SERVER_CHOICES,
@@ -33,7 +33,7 @@ from loadtest.declare.settings import (
 from loadtest.declare.target import parse_target
 from loadtest.matrix.processes import split_named_command
 
-__all__ = ["ARRIVALS", "BY_NAME", "DEFAULT_VARIANT", "DEPRECATED", "OPTIONS", "SERVER_CHOICES", "USER_MODES", "Option"]
+__all__ = ["ARRIVALS", "BY_NAME", "DEFAULT_DESIGN", "DEPRECATED", "OPTIONS", "SERVER_CHOICES", "USER_MODES", "Option"]
 
 
 def overridable() -> Iterator[Option]:
@@ -48,8 +48,9 @@ def add_locust_arguments(parser: Any) -> None:
     """
     for o in OPTIONS:
         if o.type is bool:  # a switch: on when given (a checkbox in the web UI)
-            parser.add_argument(o.flag, action="store_true", default=False, help=o.parser_help,
-                                include_in_web_ui=o.web_ui)  # fmt: skip
+            parser.add_argument(
+                o.flag, action="store_true", default=False, help=o.parser_help, include_in_web_ui=o.web_ui
+            )
             continue
         default = f" (default {o.default})" if o.default not in ("", None) else ""
         parser.add_argument(
@@ -61,8 +62,9 @@ def add_locust_arguments(parser: Any) -> None:
             include_in_web_ui=o.web_ui,
         )
     for old_name, new_name in DEPRECATED.items():
-        parser.add_argument(f"--{old_name}", type=BY_NAME[new_name].type, default=None, help=argparse.SUPPRESS,
-                            include_in_web_ui=False)  # fmt: skip
+        parser.add_argument(
+            f"--{old_name}", type=BY_NAME[new_name].type, default=None, help=argparse.SUPPRESS, include_in_web_ui=False
+        )
 
 
 def apply_deprecated(options: Any) -> list[str]:
@@ -73,8 +75,10 @@ def apply_deprecated(options: Any) -> list[str]:
         if value is not None:
             setattr(options, new_name.replace("-", "_"), value)
             setattr(options, old_name.replace("-", "_"), None)
-            notices.append(f"--{old_name} is deprecated: it is now --{new_name} (the client's wait for a reply; the "
-                           f"server's own bound is --server-read-timeout); using --{new_name} {value:g}")  # fmt: skip
+            notices.append(
+                f"--{old_name} is deprecated: it is now --{new_name} (the client's wait for a reply; the "
+                f"server's own bound is --server-read-timeout); using --{new_name} {value:g}"
+            )
     return notices
 
 
@@ -103,8 +107,15 @@ def over_server_caps(options: Any) -> str | None:
     relevant = {"payload-bytes", "reply-bytes", {"SLEEP": "sleep-ms", "WORK": "work-us"}.get(op, "")}
     if getattr(options, "mix", ""):  # each entry of a mix against the same caps
         for e in mix.parse(options.mix, int(getattr(options, "payload_bytes", 64))):
-            entry = {**vars(options), "mix": "", "op": e.op, "payload_bytes": e.payload, "reply_bytes": e.reply,
-                     "sleep_ms": e.arg, "work_us": e.arg}  # fmt: skip
+            entry = {
+                **vars(options),
+                "mix": "",
+                "op": e.op,
+                "payload_bytes": e.payload,
+                "reply_bytes": e.reply,
+                "sleep_ms": e.arg,
+                "work_us": e.arg,
+            }
             problem = over_server_caps(argparse.Namespace(**entry))
             if problem:
                 return f"--mix entry {e.op}: {problem}"
@@ -117,8 +128,10 @@ def over_server_caps(options: Any) -> str | None:
         limit = getattr(options, cap.dest, cap.default) + offset
         value = getattr(options, o.dest, None)
         if value is not None and value > limit:
-            return (f"{o.flag} {value} is over the server's cap of {limit} ({cap.flag}): every request would be "
-                    f"refused; use at most {limit}, or raise {cap.flag}")  # fmt: skip
+            return (
+                f"{o.flag} {value} is over the server's cap of {limit} ({cap.flag}): every request would be "
+                f"refused; use at most {limit}, or raise {cap.flag}"
+            )
     return None
 
 
@@ -145,13 +158,13 @@ def starts_server(options: Any, host: str | None) -> bool:
     return options.server != "none" and not (options.server == "auto" and host)
 
 
-def variant_of(options: Any, host: str | None) -> str:
-    """The name a run goes by: the variant socklab starts, the --server-cmd's NAME, or 'external'."""
+def design_of(options: Any, host: str | None) -> str:
+    """The name a run goes by: the design socklab starts, the --server-cmd's NAME, or 'external'."""
     if not starts_server(options, host):
         return "external"
     if options.server_cmd:
         return split_named_command(options.server_cmd)[0]
-    return DEFAULT_VARIANT if options.server == "auto" else options.server
+    return DEFAULT_DESIGN if options.server == "auto" else options.server
 
 
 def run_problem(options: Any, host: str | None) -> str | None:
@@ -178,8 +191,9 @@ def run_problem(options: Any, host: str | None) -> str | None:
     if getattr(options, "pipeline", 1) > 1 and getattr(options, "mix", ""):
         return "--pipeline and --mix: a pipeline repeats one request; drop one"
     if getattr(options, "pipeline", 1) > 1 and getattr(options, "arrival_rate", 0) > 0:
-        return ("--pipeline and --arrival-rate: a pipeline keeps N in flight, an open loop sends on a schedule; "
-                "choose one")
+        return (
+            "--pipeline and --arrival-rate: a pipeline keeps N in flight, an open loop sends on a schedule; choose one"
+        )
     problem = validate(options) or bind_problem(options)
     if problem:
         return problem
@@ -204,8 +218,10 @@ def bind_problem(options: Any) -> str | None:
     if not bind:
         return "--server-bind needs an address, e.g. 127.0.0.1"
     if bind in WILDCARDS and not advertise:
-        return (f"--server-bind {bind} listens on every interface and names none to connect to; bind the address "
-                f"the load reaches, or add --server-advertise ADDR")  # fmt: skip
+        return (
+            f"--server-bind {bind} listens on every interface and names none to connect to; bind the address "
+            f"the load reaches, or add --server-advertise ADDR"
+        )
     if advertise in WILDCARDS:
         return f"--server-advertise {advertise} is a wildcard; give the address workers connect to"
     return None
@@ -220,8 +236,9 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     """`socklab compare --NAME VALUE`: the same options, overriding every scenario's preset."""
     for o in overridable():
         if o.type is bool:
-            parser.add_argument(o.flag, action="store_const", const=True, default=None,
-                                help=f"{o.parser_help}; for every scenario")  # fmt: skip
+            parser.add_argument(
+                o.flag, action="store_const", const=True, default=None, help=f"{o.parser_help}; for every scenario"
+            )
             continue
         parser.add_argument(
             o.flag,
@@ -231,11 +248,11 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"{o.parser_help}; overrides every scenario's value",
         )
     for old_name, new_name in DEPRECATED.items():  # apply_deprecated() moves their values
-        parser.add_argument(f"--{old_name}", type=BY_NAME[new_name].checked_type(), default=None,
-                            help=argparse.SUPPRESS)  # fmt: skip
+        parser.add_argument(
+            f"--{old_name}", type=BY_NAME[new_name].checked_type(), default=None, help=argparse.SUPPRESS
+        )
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The overridable options given on compare's command line, by locustfile name."""
     return {o.name: value for o in overridable() if (value := getattr(args, o.dest, None)) is not None}
-

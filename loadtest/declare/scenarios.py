@@ -165,17 +165,33 @@ class Lesson:
 # `socklab compare` with no options: the seed's lessons in about two minutes, four designs standing for
 # the four process models (one at a time, a thread per connection, pre-forked processes, one event loop).
 QUICK: tuple[Lesson, ...] = (
-    Lesson("io-wait", ("blocking", "threaded", "preforked", "selectors"), (10, 50),
-           "one at a time against concurrent: blocking stays at 1 / 20 ms, the others scale with users, "
-           "a pool of 4 workers stops at 4 / 20 ms"),
-    Lesson("cpu", ("blocking", "threaded", "preforked", "selectors"), (4,),
-           "compute against I/O wait: one GIL caps threads and the event loop at one core; processes use two "
-           "(4 users: one per worker of the pool)"),
-    Lesson("conn-storm", ("blocking", "threaded", "selectors"), (50,),
-           "the accept queue overflowing: packets dropped, SYN retries, clients starved"),
-    Lesson("echo", ("blocking", "threaded", "selectors"), (50,),
-           "what one request costs: the load generator's limit, and capacity estimated from server CPU"),
-)  # fmt: skip
+    Lesson(
+        "io-wait",
+        ("blocking", "threaded", "preforked", "selectors"),
+        (10, 50),
+        "one at a time against concurrent: blocking stays at 1 / 20 ms, the others scale with users, "
+        "a pool of 4 workers stops at 4 / 20 ms",
+    ),
+    Lesson(
+        "cpu",
+        ("blocking", "threaded", "preforked", "selectors"),
+        (4,),
+        "compute against I/O wait: one GIL caps threads and the event loop at one core; processes use two "
+        "(4 users: one per worker of the pool)",
+    ),
+    Lesson(
+        "conn-storm",
+        ("blocking", "threaded", "selectors"),
+        (50,),
+        "the accept queue overflowing: packets dropped, SYN retries, clients starved",
+    ),
+    Lesson(
+        "echo",
+        ("blocking", "threaded", "selectors"),
+        (50,),
+        "what one request costs: the load generator's limit, and capacity estimated from server CPU",
+    ),
+)
 # `socklab compare --full`: these scenarios × every design × each scenario's loads.
 DEFAULT_SCENARIOS: tuple[str, ...] = ("echo", "io-wait", "conn-storm")
 SWEEP_SCENARIOS: tuple[str, ...] = tuple(name for name, s in SCENARIOS.items() if s.sweep_start is not None)

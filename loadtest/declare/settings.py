@@ -1,7 +1,7 @@
 """Every socklab option, declared once: one :class:`Option` each in :data:`OPTIONS` (gunicorn's ``config.py``
 idea: one ``Setting`` per option).  What is made of them — the Locust arguments, validation, run.json,
 compare's overrides, the started server's flags, the web UI's restart list, the docs' table — is
-``loadtest.declare.options``'s.  The op names, variant names and user modes are written here and nowhere else.
+``loadtest.declare.options``'s.  The op names, design names and user modes are written here and nowhere else.
 
 No locust, no gevent: ``socklab compare`` reads this in a plain process.
 """
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.declare.kinds import OPS
-from servers import VARIANTS
+from servers import DESIGNS
 from servers.base import DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_WORKERS
 from servers.connlog import DEFAULT_CAP as CONN_LOG_CAP
 from servers.protocol import Limits
 
 USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.glue.users binds each to a class
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
-DEFAULT_VARIANT = "selectors"
-SERVER_CHOICES: tuple[str, ...] = ("auto", *VARIANTS, "none")
+DEFAULT_DESIGN = "selectors"
+SERVER_CHOICES: tuple[str, ...] = ("auto", *DESIGNS, "none")
 
 
 @dataclass(frozen=True)
@@ -90,96 +90,292 @@ _op.__name__ = "op"
 _LIMITS = Limits()
 
 OPTIONS: tuple[Option, ...] = (
-    Option("user-mode", str, "persistent", "which user class runs when none is named on the command line",
-           choices=USER_MODES),
+    Option(
+        "user-mode",
+        str,
+        "persistent",
+        "which user class runs when none is named on the command line",
+        choices=USER_MODES,
+    ),
     Option("op", _op, "ECHO", "request op", choices=OPS, overridable=True),
     Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0, cap=("max-frame", -9)),
-    Option("reply-bytes", int, 0, "reply body size, 0 = echo the payload", overridable=True, minimum=0,
-           cap=("max-frame", 0)),
+    Option(
+        "reply-bytes",
+        int,
+        0,
+        "reply body size, 0 = echo the payload",
+        overridable=True,
+        minimum=0,
+        cap=("max-frame", 0),
+    ),
     Option("sleep-ms", int, 20, "SLEEP argument in ms", overridable=True, minimum=0, cap=("max-sleep-ms", 0)),
     Option("work-us", int, 1000, "WORK argument in µs", overridable=True, minimum=0, cap=("max-work-us", 0)),
-    Option("connect-timeout", float, 5.0, "connect() timeout in s", overridable=True, minimum=0,
-           exclusive_minimum=True),
-    Option("reply-timeout", float, 10.0, "seconds a client waits for a complete reply (the server's own bound "
-           "is --server-read-timeout)", overridable=True, minimum=0, exclusive_minimum=True),
-    Option("idle-interval", float, 5.0, "IdleUser: seconds between its small requests", overridable=True, minimum=0,
-           exclusive_minimum=True),
-    Option("pipeline", int, 1, "PersistentUser: requests in flight on its connection (the protocol answers in "
-           "order); each request's latency is still its own send → last reply byte, so it includes the wait behind "
-           "those ahead of it — a different workload from 1 (redis-benchmark -P, wrk's pipelining)", overridable=True,
-           minimum=1),
-    Option("request-events", bool, False, "fire Locust's request event for every request, for plugins that listen to "
-           "it; without it, requests reach Locust's statistics in bulk every 100 ms — the same table, CSVs, charts "
-           "and percentiles, at a fraction of the cost per request"),
-    Option("arrival-rate", float, 0.0, "open loop: requests per second for the whole run, across users and "
-           "processes, on a schedule fixed in advance; latency counts from each intended start; 0 = closed loop",
-           overridable=True, minimum=0),
-    Option("arrivals", str, "constant", "open loop: the spacing of each user's arrivals", choices=ARRIVALS,
-           overridable=True),
-    Option("mix", str, "", "a weighted mix instead of --op: 'ECHO:90,WORK=20000:10', each entry "
-           "OP[=ARG][/PAYLOAD[/REPLY]]:WEIGHT (so also a size distribution: 'ECHO/64:90,ECHO/65536:10'); each op is "
-           "reported apart", overridable=True),
-    Option("linger0", bool, False, "close each connection with SO_LINGER 0: a RST instead of a FIN, so the client "
-           "holds no TIME_WAIT (and the server's read sees a reset)", overridable=True),
-    Option("sysctl", str, "", "per-namespace sysctls to set in the run's own network namespace before the server "
-           "starts, 'net.ipv4.tcp_abort_on_overflow=1,net.core.somaxconn=64'; only where the run is isolated "
-           "(socklab never changes the host's settings)", overridable=True, web_ui=False),
-    Option("max-connecting", int, 1000, "open loop, ConnectPerRequestUser: simultaneous connections one load process "
-           "may have open; an arrival beyond it waits (and counts as late)", overridable=True, minimum=1),
-    Option("server", str, "auto", f"server variant to start for this run; auto = {DEFAULT_VARIANT} unless --host is "
-           "given; none = use --host only", choices=SERVER_CHOICES, restarts_server=True),
-    Option("server-bind", str, "127.0.0.1", "address the started server listens on: an address of this host that "
-           "the load reaches (e.g. 198.51.100.1 for workers on other hosts); a wildcard needs --server-advertise"),
-    Option("server-advertise", str, "", "the address workers are told to connect to, when it is not --server-bind "
-           "(needed with a wildcard bind)"),
-    Option("backlog", int, DEFAULT_BACKLOG, "listen() backlog of the started server", overridable=True, minimum=0,
-           server_flag="--backlog"),
-    Option("server-workers", int, DEFAULT_WORKERS, "processes or threads of a design with workers socklab starts "
-           "(preforked, preforked-reuseport, prethreaded, threadpool)", overridable=True, minimum=1,
-           server_flag="--workers"),
-    Option("max-connections", int, DEFAULT_MAX_CONNECTIONS, "connections the started server serves at once; "
-           "more are accepted and closed at once", overridable=True, minimum=1, server_flag="--max-connections"),
-    Option("max-frame", int, _LIMITS.max_frame, "the started server's largest request frame and reply_len, bytes",
-           overridable=True, minimum=1, server_flag="--max-frame"),
-    Option("max-sleep-ms", int, _LIMITS.max_sleep_ms, "the started server's largest SLEEP argument", overridable=True,
-           minimum=0, server_flag="--max-sleep-ms"),
-    Option("max-work-us", int, _LIMITS.max_work_us, "the started server's largest WORK argument", overridable=True,
-           minimum=0, server_flag="--max-work-us"),
-    Option("server-read-timeout", float, DEFAULT_READ_TIMEOUT, "the started server closes a connection idle this "
-           "long, or whose request or reply takes this long to cross; 0 = never", overridable=True, minimum=0,
-           server_flag="--read-timeout"),
-    Option("max-requests", int, 0, "the started server closes a connection after this many requests, its FIN first "
-           "(HTTP's keep-alive maximum): the server holds TIME_WAIT; 0 = never", overridable=True, minimum=0,
-           server_flag="--max-requests"),
-    Option("epoll-exclusive", bool, False, "the started event-loop server watches its shared listener with "
-           "EPOLLEXCLUSIVE (Linux 4.5; preforked-selectors): one worker woken per connection, not all",
-           overridable=True, server_flag="--epoll-exclusive"),
-    Option("retire-worker-after", float, 0.0, "pre-forked designs socklab starts: worker 1 exits this many seconds "
-           "after it starts, once, closing its listener (a rolling restart); 0 = never", overridable=True, minimum=0,
-           server_flag="--retire-worker-after"),
+    Option(
+        "connect-timeout", float, 5.0, "connect() timeout in s", overridable=True, minimum=0, exclusive_minimum=True
+    ),
+    Option(
+        "reply-timeout",
+        float,
+        10.0,
+        "seconds a client waits for a complete reply (the server's own bound is --server-read-timeout)",
+        overridable=True,
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "idle-interval",
+        float,
+        5.0,
+        "IdleUser: seconds between its small requests",
+        overridable=True,
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "pipeline",
+        int,
+        1,
+        "PersistentUser: requests in flight on its connection (the protocol answers in "
+        "order); each request's latency is still its own send → last reply byte, so it includes the wait behind "
+        "those ahead of it — a different workload from 1 (redis-benchmark -P, wrk's pipelining)",
+        overridable=True,
+        minimum=1,
+    ),
+    Option(
+        "request-events",
+        bool,
+        False,
+        "fire Locust's request event for every request, for plugins that listen to "
+        "it; without it, requests reach Locust's statistics in bulk every 100 ms — the same table, CSVs, charts "
+        "and percentiles, at a fraction of the cost per request",
+    ),
+    Option(
+        "arrival-rate",
+        float,
+        0.0,
+        "open loop: requests per second for the whole run, across users and "
+        "processes, on a schedule fixed in advance; latency counts from each intended start; 0 = closed loop",
+        overridable=True,
+        minimum=0,
+    ),
+    Option(
+        "arrivals",
+        str,
+        "constant",
+        "open loop: the spacing of each user's arrivals",
+        choices=ARRIVALS,
+        overridable=True,
+    ),
+    Option(
+        "mix",
+        str,
+        "",
+        "a weighted mix instead of --op: 'ECHO:90,WORK=20000:10', each entry "
+        "OP[=ARG][/PAYLOAD[/REPLY]]:WEIGHT (so also a size distribution: 'ECHO/64:90,ECHO/65536:10'); each op is "
+        "reported apart",
+        overridable=True,
+    ),
+    Option(
+        "linger0",
+        bool,
+        False,
+        "close each connection with SO_LINGER 0: a RST instead of a FIN, so the client "
+        "holds no TIME_WAIT (and the server's read sees a reset)",
+        overridable=True,
+    ),
+    Option(
+        "sysctl",
+        str,
+        "",
+        "per-namespace sysctls to set in the run's own network namespace before the server "
+        "starts, 'net.ipv4.tcp_abort_on_overflow=1,net.core.somaxconn=64'; only where the run is isolated "
+        "(socklab never changes the host's settings)",
+        overridable=True,
+        web_ui=False,
+    ),
+    Option(
+        "max-connecting",
+        int,
+        1000,
+        "open loop, ConnectPerRequestUser: simultaneous connections one load process "
+        "may have open; an arrival beyond it waits (and counts as late)",
+        overridable=True,
+        minimum=1,
+    ),
+    Option(
+        "server",
+        str,
+        "auto",
+        f"server design to start for this run; auto = {DEFAULT_DESIGN} unless --host is "
+        "given; none = use --host only",
+        choices=SERVER_CHOICES,
+        restarts_server=True,
+    ),
+    Option(
+        "server-bind",
+        str,
+        "127.0.0.1",
+        "address the started server listens on: an address of this host that "
+        "the load reaches (e.g. 198.51.100.1 for workers on other hosts); a wildcard needs --server-advertise",
+    ),
+    Option(
+        "server-advertise",
+        str,
+        "",
+        "the address workers are told to connect to, when it is not --server-bind (needed with a wildcard bind)",
+    ),
+    Option(
+        "backlog",
+        int,
+        DEFAULT_BACKLOG,
+        "listen() backlog of the started server",
+        overridable=True,
+        minimum=0,
+        server_flag="--backlog",
+    ),
+    Option(
+        "server-workers",
+        int,
+        DEFAULT_WORKERS,
+        "processes or threads of a design with workers socklab starts "
+        "(preforked, preforked-reuseport, prethreaded, threadpool)",
+        overridable=True,
+        minimum=1,
+        server_flag="--workers",
+    ),
+    Option(
+        "max-connections",
+        int,
+        DEFAULT_MAX_CONNECTIONS,
+        "connections the started server serves at once; more are accepted and closed at once",
+        overridable=True,
+        minimum=1,
+        server_flag="--max-connections",
+    ),
+    Option(
+        "max-frame",
+        int,
+        _LIMITS.max_frame,
+        "the started server's largest request frame and reply_len, bytes",
+        overridable=True,
+        minimum=1,
+        server_flag="--max-frame",
+    ),
+    Option(
+        "max-sleep-ms",
+        int,
+        _LIMITS.max_sleep_ms,
+        "the started server's largest SLEEP argument",
+        overridable=True,
+        minimum=0,
+        server_flag="--max-sleep-ms",
+    ),
+    Option(
+        "max-work-us",
+        int,
+        _LIMITS.max_work_us,
+        "the started server's largest WORK argument",
+        overridable=True,
+        minimum=0,
+        server_flag="--max-work-us",
+    ),
+    Option(
+        "server-read-timeout",
+        float,
+        DEFAULT_READ_TIMEOUT,
+        "the started server closes a connection idle this "
+        "long, or whose request or reply takes this long to cross; 0 = never",
+        overridable=True,
+        minimum=0,
+        server_flag="--read-timeout",
+    ),
+    Option(
+        "max-requests",
+        int,
+        0,
+        "the started server closes a connection after this many requests, its FIN first "
+        "(HTTP's keep-alive maximum): the server holds TIME_WAIT; 0 = never",
+        overridable=True,
+        minimum=0,
+        server_flag="--max-requests",
+    ),
+    Option(
+        "epoll-exclusive",
+        bool,
+        False,
+        "the started event-loop server watches its shared listener with "
+        "EPOLLEXCLUSIVE (Linux 4.5; preforked-selectors): one worker woken per connection, not all",
+        overridable=True,
+        server_flag="--epoll-exclusive",
+    ),
+    Option(
+        "retire-worker-after",
+        float,
+        0.0,
+        "pre-forked designs socklab starts: worker 1 exits this many seconds "
+        "after it starts, once, closing its listener (a rolling restart); 0 = never",
+        overridable=True,
+        minimum=0,
+        server_flag="--retire-worker-after",
+    ),
     Option("arm", str, "", "an experiment's arm (socklab lab), recorded in run.json", web_ui=False),
-    Option("conn-log-cap", int, CONN_LOG_CAP, "connections the started server records in full (accepted, service "
-           "start, first request and reply, FIN, close) before a 1-in-100 sample, for the per-connection timeline; "
-           "0 = no server log. It adds 1–5 µs of server CPU a connection (×1.14 at most, on the cheapest designs' "
-           "connect-per-request: docs/performance.md); 0 for CPU figures without it", minimum=0,
-           server_flag="--conn-log-cap"),
-    Option("server-cmd", str, "", "start this command as the server instead of a variant: '[NAME=]COMMAND … {port} …' "
-           "— socklab picks a free port, waits until it accepts, monitors and stops it like a variant",
-           restarts_server=True),
-    Option("connections-total", int, 0, "ConnectPerRequestUser: end the run once this many connections have "
-           "completed (each load process its share); 0 = no count, run for -t", minimum=0),
-    Option("monitor-interval", float, 0.5, "seconds between monitor samples of the started server; 0 = no monitor",
-           minimum=0),
-    Option("live-interval", float, 5.0, "--headless: seconds between socklab's live lines (states, accept queue, "
-           "overflows, users served); 0 = none", web_ui=False, minimum=0),
-    Option("warmup", float, 0.0, "seconds after the start whose requests are not counted (stats reset then)",
-           minimum=0),
+    Option(
+        "conn-log-cap",
+        int,
+        CONN_LOG_CAP,
+        "connections the started server records in full (accepted, service "
+        "start, first request and reply, FIN, close) before a 1-in-100 sample, for the per-connection timeline; "
+        "0 = no server log. It adds 1–5 µs of server CPU a connection (×1.14 at most, on the cheapest designs' "
+        "connect-per-request: docs/performance.md); 0 for CPU figures without it",
+        minimum=0,
+        server_flag="--conn-log-cap",
+    ),
+    Option(
+        "server-cmd",
+        str,
+        "",
+        "start this command as the server instead of a design: '[NAME=]COMMAND … {port} …' "
+        "— socklab picks a free port, waits until it accepts, monitors and stops it like a design",
+        restarts_server=True,
+    ),
+    Option(
+        "connections-total",
+        int,
+        0,
+        "ConnectPerRequestUser: end the run once this many connections have "
+        "completed (each load process its share); 0 = no count, run for -t",
+        minimum=0,
+    ),
+    Option(
+        "monitor-interval",
+        float,
+        0.5,
+        "seconds between monitor samples of the started server; 0 = no monitor",
+        minimum=0,
+    ),
+    Option(
+        "live-interval",
+        float,
+        5.0,
+        "--headless: seconds between socklab's live lines (states, accept queue, overflows, users served); 0 = none",
+        web_ui=False,
+        minimum=0,
+    ),
+    Option(
+        "warmup", float, 0.0, "seconds after the start whose requests are not counted (stats reset then)", minimum=0
+    ),
     Option("scenario", str, "", "a label recorded in run.json", web_ui=False),
     Option("report-dir", str, "", "folder for socklab's output (default reports/<run-id>)"),
-    Option("report", str, "page", "page: end with the run's summary.csv and report.html; data: the data files only "
-           "(socklab compare, sweep and lab cells: the matrix builds each page in its own process, warm)",
-           choices=("page", "data"), web_ui=False),
-)  # fmt: skip
+    Option(
+        "report",
+        str,
+        "page",
+        "page: end with the run's summary.csv and report.html; data: the data files only "
+        "(socklab compare, sweep and lab cells: the matrix builds each page in its own process, warm)",
+        choices=("page", "data"),
+        web_ui=False,
+    ),
+)
 # Old spellings that still work, with a one-line notice: old name → new name.
 DEPRECATED: dict[str, str] = {"read-timeout": "reply-timeout"}
 
@@ -187,10 +383,17 @@ BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 # The sysctls a network namespace has of its own (set inside a cell's namespace, never on the host).
 NAMESPACE_SYSCTLS: tuple[str, ...] = (
-    "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_syncookies", "net.ipv4.ip_local_port_range",
-    "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_migrate_req", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
-    "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_fin_timeout",
-)  # fmt: skip
+    "net.ipv4.tcp_abort_on_overflow",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_migrate_req",
+    "net.core.somaxconn",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_synack_retries",
+    "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_fin_timeout",
+)
 
 
 def parse_sysctls(text: str) -> dict[str, str]:
@@ -202,7 +405,8 @@ def parse_sysctls(text: str) -> dict[str, str]:
         if not sep or not value:
             raise ValueError(f"--sysctl {part!r}: write NAME=VALUE, e.g. net.ipv4.tcp_abort_on_overflow=1")
         if name not in NAMESPACE_SYSCTLS:
-            raise ValueError(f"--sysctl {name}: not one a network namespace has of its own; one of "
-                             f"{', '.join(NAMESPACE_SYSCTLS)}")  # fmt: skip
+            raise ValueError(
+                f"--sysctl {name}: not one a network namespace has of its own; one of {', '.join(NAMESPACE_SYSCTLS)}"
+            )
         out[name] = value
     return out

@@ -80,8 +80,10 @@ def stats_sink(environment: Any) -> Callable[[str, str, dict[int, int], int, flo
             buckets[b] = buckets.get(b, 0) + k
         second = int(now)
         for entry in (stats.total, stats.entries[(name, request_type)]):
-            if entry.use_response_times_cache and entry.last_request_timestamp and second > int(
-                entry.last_request_timestamp
+            if (
+                entry.use_response_times_cache
+                and entry.last_request_timestamp
+                and second > int(entry.last_request_timestamp)
             ):
                 entry._cache_response_times(second - 1)  # as StatsEntry.log does when a second starts
             entry.num_requests += n

@@ -138,10 +138,15 @@ class Socklab(LoadState):
     # -- init --------------------------------------------------------------------------------
     def init(self) -> None:
         env = self.environment
-        for event, handler in ((env.events.test_start, self.test_start), (env.events.test_stopping, self.stopping),
-                               (env.events.test_stop, self.stopped), (env.events.report_to_master, self.report),
-                               (env.events.worker_report, self.worker_report), (env.events.quit, self.quit)):
-            event.add_listener(handler)  # fmt: skip
+        for event, handler in (
+            (env.events.test_start, self.test_start),
+            (env.events.test_stopping, self.stopping),
+            (env.events.test_stop, self.stopped),
+            (env.events.report_to_master, self.report),
+            (env.events.worker_report, self.worker_report),
+            (env.events.quit, self.quit),
+        ):
+            event.add_listener(handler)
         self.feed_locust(env.parsed_options)
         locust_private.warm_stop_path()
         gevent.spawn(self.flush_loop)
@@ -160,17 +165,17 @@ class Socklab(LoadState):
         # SIGHUP (a closed terminal) ends the run like SIGTERM: Locust's own shutdown, then ours.
         gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))
         self.select_user_class()
-        variant = opts.variant_of(options, env.host)
-        folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{variant}")
+        design = opts.design_of(options, env.host)
+        folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{design}")
         folder.mkdir(parents=True, exist_ok=True)
-        self.run = run = Run(env, folder, variant)
+        self.run = run = Run(env, folder, design)
         self.outputs = FinalOutputs.route(env, folder)
         atexit.register(run.stop_processes)
         if opts.starts_server(options, env.host):
             try:
                 run.start_server()
             except ServerStartError as exc:
-                fail(f"could not start the {variant} server: {exc}")
+                fail(f"could not start the {design} server: {exc}")
             run.start_monitor()
         run.write_manifest()
         if env.web_ui is not None:
@@ -211,8 +216,13 @@ class Socklab(LoadState):
             if run is None or run.finished:
                 return
             if self.local:
-                run.add_load_process("local", self.drain(), self.accounts.snapshot(), self.load_process.snapshot(),
-                                     self.connections.drain())  # fmt: skip
+                run.add_load_process(
+                    "local",
+                    self.drain(),
+                    self.accounts.snapshot(),
+                    self.load_process.snapshot(),
+                    self.connections.drain(),
+                )
             run.feed.tick()
             if print_line and time.monotonic() - last_line >= every - 0.01:
                 last_line = time.monotonic()
@@ -288,9 +298,13 @@ class Socklab(LoadState):
         except (ValueError, OSError):
             return
         if remote_master and loopback_target:
-            log.error("socklab: the master at %s sends %s, a loopback address: from this worker that is its own "
-                      "machine, not the server's. Start the master with --server-bind ADDR, an address of the "
-                      "server's host that the workers reach", master, environment.host)  # fmt: skip
+            log.error(
+                "socklab: the master at %s sends %s, a loopback address: from this worker that is its own "
+                "machine, not the server's. Start the master with --server-bind ADDR, an address of the "
+                "server's host that the workers reach",
+                master,
+                environment.host,
+            )
 
     def stopping(self, **_: Any) -> None:
         # Before the users are stopped (a no-op when socklab's own timer closed it already): what is still
@@ -312,8 +326,13 @@ class Socklab(LoadState):
 
     def worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         if self.run is not None:
-            self.run.add_load_process(client_id, data.get(REPORT_KEY), data.get(USERS_KEY), data.get(LOAD_PROCESS_KEY),
-                                      data.get(CONNECTIONS_KEY))  # fmt: skip
+            self.run.add_load_process(
+                client_id,
+                data.get(REPORT_KEY),
+                data.get(USERS_KEY),
+                data.get(LOAD_PROCESS_KEY),
+                data.get(CONNECTIONS_KEY),
+            )
 
     # -- the end -----------------------------------------------------------------------------------
     def quit(self, **_: Any) -> None:

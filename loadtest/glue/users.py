@@ -110,8 +110,11 @@ class LoadSpec:
 
 def load_processes(opts: Any) -> int:
     """How many processes run users: --processes N, or the workers a --master expects, or one."""
-    return max(int(getattr(opts, "processes", 0) or 0), int(getattr(opts, "expect_workers", 0) or 0)
-               if getattr(opts, "worker", False) else 0, 1)  # fmt: skip
+    return max(
+        int(getattr(opts, "processes", 0) or 0),
+        int(getattr(opts, "expect_workers", 0) or 0) if getattr(opts, "worker", False) else 0,
+        1,
+    )
 
 
 def wait_until(at: float, accounts: Accounts) -> None:
@@ -168,8 +171,14 @@ class SocklabUser(User):
                 ledger.failed += 1
             if recorder.closed:
                 return  # the window is closed: Locust counts what socklab counts, no more
-            fire(request_type=request_type, name=name, response_time=seconds * 1000.0, response_length=length,
-                 exception=exc, context={})  # fmt: skip
+            fire(
+                request_type=request_type,
+                name=name,
+                response_time=seconds * 1000.0,
+                response_length=length,
+                exception=exc,
+                context={},
+            )
 
         client = SocklabClient(
             self.host,

@@ -114,7 +114,7 @@ def install(environment: Any, get_run: Callable[[], Any]) -> None:
 def server_label(run: Any) -> str:
     if run.server is None:
         return f"{run.environment.host or 'none'} (not started by socklab: not monitored)"
-    return f"{run.variant} pid {run.server.pid} on {run.target}, backlog {run.server.backlog}"
+    return f"{run.design} pid {run.server.pid} on {run.target}, backlog {run.server.backlog}"
 
 
 def table(run: Any) -> list[dict[str, str]]:
@@ -163,7 +163,7 @@ def prepare_swarm(environment: Any, run: Any) -> str | None:
             return problem
     target = run.target or host
     if not target:
-        return "no server to load: give the Host as tcp://HOST:PORT, or set --server to a variant"
+        return "no server to load: give the Host as tcp://HOST:PORT, or set --server to a design"
     items = [(k, v) for k, v in form.items(multi=True) if k != "host"]
     locust_private.replace_form(request, [*items, ("host", target)])
     return None
@@ -180,12 +180,12 @@ def _apply_server(run: Any, candidate: argparse.Namespace, host: str | None, cha
         return None
     if run.server is not None and not server_changed:
         return None
-    variant = opts.variant_of(candidate, host)
+    design = opts.design_of(candidate, host)
     try:
-        run.restart_server(variant, candidate)
+        run.restart_server(design, candidate)
     except ServerStartError as exc:
         run.drop_server()
-        return f"could not start the {variant} server: {exc}"
+        return f"could not start the {design} server: {exc}"
     return None
 
 
@@ -195,7 +195,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>socklab live</
 body{font-family:system-ui,sans-serif;margin:16px;color:#222} h1{font-size:20px;margin:0 0 4px}
 .note{color:#666;font-size:13px} .grid{display:grid;grid-template-columns:1fr 1fr;gap:8px}
 .chart{height:300px;border:1px solid #eee} table{border-collapse:collapse;font-size:12px;margin-top:12px}
-td{border:1px solid #ddd;padding:2px 6px} td:nth-child(2){text-align:right;font-variant-numeric:tabular-nums}
+td{border:1px solid #ddd;padding:2px 6px} td:nth-child(2){text-align:right;font-design-numeric:tabular-nums}
 </style></head><body>
 <h1>socklab live</h1>
 <div class="note"><span id="server"></span> · state <b id="state"></b> · counters <span id="scope"></span> ·

@@ -43,14 +43,15 @@ def netem_available(namespace: str, device: str) -> bool:
     """tc netem on a throwaway qdisc; False where the kernel lacks sch_netem."""
     if shutil.which("tc") is None:
         return False
-    out = subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root", "netem",
-                          "delay", "1ms"], capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        ["ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root", "netem", "delay", "1ms"],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         return False
-    subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root"],
-                   capture_output=True)  # fmt: skip
+    subprocess.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root"], capture_output=True)
     return True
-
 
 
 # A bed's namespaces are PREFIX-srv, -sw, -wN; the default PREFIX is sl<pid of the bed's owner>.
@@ -85,8 +86,9 @@ def remove_stale_beds() -> list[str]:
             ip("netns", "del", ns, check=False)
         owner = BED_NAMESPACE.match(namespaces[0]).group(2)  # type: ignore[union-attr]
         still = f", and {killed} process{'es' if killed != 1 else ''} still in it" if killed else ""
-        said.append(f"testbed: removed a bed left behind by pid {owner} (no longer running): "
-                    f"{', '.join(namespaces)}{still}")  # fmt: skip
+        said.append(
+            f"testbed: removed a bed left behind by pid {owner} (no longer running): {', '.join(namespaces)}{still}"
+        )
     return said
 
 

@@ -120,8 +120,10 @@ def set_sysctls(values: dict[str, str]) -> str | None:
     if not values:
         return None
     if not in_private_netns():
-        return ("--sysctl needs the run's own network namespace: socklab never changes the host's settings; "
-                "run it in a cell of socklab compare or socklab lab, or under python -m loadtest.hosts.isolate --")
+        return (
+            "--sysctl needs the run's own network namespace: socklab never changes the host's settings; "
+            "run it in a cell of socklab compare or socklab lab, or under python -m loadtest.hosts.isolate --"
+        )
     for name, value in values.items():
         path = Path("/proc/sys", *name.split("."))
         try:

@@ -117,16 +117,32 @@ class Testbed:
         spec = ["delay", f"{self.delay_ms:g}ms"]
         if self.loss_percent > 0:
             spec += ["loss", f"{self.loss_percent:g}%"]
-        subprocess.run(["ip", "netns", "exec", host.namespace, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
-                        *spec], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["ip", "netns", "exec", host.namespace, "tc", "qdisc", "add", "dev", "eth0", "root", "netem", *spec],
+            check=True,
+            capture_output=True,
+        )
 
     def _wire_links(self) -> None:
         """No netem here: each host gets a TAP whose frames the wire process forwards after the delay."""
         taps = [f"t-{host.name}" for host in self.hosts]
-        cmd = ["ip", "netns", "exec", self.switch, sys.executable, "-m", "loadtest.hosts.wire",
-               "--delay-ms", f"{self.delay_ms:g}", "--loss-percent", f"{self.loss_percent:g}", *taps]  # fmt: skip
-        self.wire = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=ROOT,
-                                     start_new_session=True)  # fmt: skip
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            self.switch,
+            sys.executable,
+            "-m",
+            "loadtest.hosts.wire",
+            "--delay-ms",
+            f"{self.delay_ms:g}",
+            "--loss-percent",
+            f"{self.loss_percent:g}",
+            *taps,
+        ]
+        self.wire = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=ROOT, start_new_session=True
+        )
         assert self.wire.stdout is not None
         ready, _, _ = select.select([self.wire.stdout], [], [], 15)
         if not ready or self.wire.stdout.readline().strip() != b"ready":
@@ -141,14 +157,22 @@ class Testbed:
         """Run `cmd` on `host`.  Its namespace was made for this run alone, and the mark says so, so
         a monitor there labels its kernel counters `isolated` (netns.in_private_netns)."""
         env = dict(os.environ, **{ENV_MARK: f"net:[{os.stat(f'/run/netns/{host.namespace}').st_ino}]"})
-        proc = subprocess.Popen(["ip", "netns", "exec", host.namespace, *cmd], stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env, **kwargs)  # type: ignore[call-overload]  # fmt: skip
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", host.namespace, *cmd],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            **kwargs,
+        )  # type: ignore[call-overload]
         self.procs.append(proc)
         return proc
 
     def describe(self) -> str:
-        link = {"bridge": "a bridge", "netem": f"tc netem {self.delay_ms:g} ms",
-                "wire": f"socklab's wire {self.delay_ms:g} ms (no sch_netem here)"}[self.links]  # fmt: skip
+        link = {
+            "bridge": "a bridge",
+            "netem": f"tc netem {self.delay_ms:g} ms",
+            "wire": f"socklab's wire {self.delay_ms:g} ms (no sch_netem here)",
+        }[self.links]
         if self.loss_percent > 0 and self.links != "bridge":
             link += f", {self.loss_percent:g} % loss"
         hosts = " · ".join(f"{h.namespace} {h.address}" for h in self.hosts)
@@ -190,12 +214,18 @@ def _stop_group(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None
 
 # -- the command -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m loadtest.hosts.testbed",
-                      description="Run a socklab master (server + monitor) and workers on hosts made of network "
-                                  "namespaces joined by real interfaces.")  # fmt: skip
+    p = OneLineParser(
+        prog="python -m loadtest.hosts.testbed",
+        description="Run a socklab master (server + monitor) and workers on hosts made of network "
+        "namespaces joined by real interfaces.",
+    )
     p.add_argument("--workers", type=int, default=2, help="worker hosts w1..wN, one Locust worker each (default 2)")
-    p.add_argument("--link-delay-ms", type=float, default=0.0,
-                   help="each host's link holds its outgoing frames this long (round trip 2×); default 0")
+    p.add_argument(
+        "--link-delay-ms",
+        type=float,
+        default=0.0,
+        help="each host's link holds its outgoing frames this long (round trip 2×); default 0",
+    )
     p.add_argument("--link-loss-percent", type=float, default=0.0, help="frames lost on each link, %% (default 0)")
     p.add_argument("--prefix", default=f"sl{os.getpid()}", help="namespace name prefix (default sl<pid>)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds after which the bed is torn down anyway")
@@ -205,16 +235,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def master_command(args: list[str], workers: int) -> list[str]:
     locust = str(Path(sys.executable).with_name("locust"))
-    base = [locust, "-f", str(LOCUSTFILE), "--headless", "--master", "--master-bind-host", SERVER_ADDRESS,
-            "--master-bind-port", str(MASTER_PORT), "--expect-workers", str(workers),
-            "--server-bind", SERVER_ADDRESS]  # fmt: skip
+    base = [
+        locust,
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--master",
+        "--master-bind-host",
+        SERVER_ADDRESS,
+        "--master-bind-port",
+        str(MASTER_PORT),
+        "--expect-workers",
+        str(workers),
+        "--server-bind",
+        SERVER_ADDRESS,
+    ]
     return [*base, *args]  # the user's options last: they win
 
 
 def worker_command() -> list[str]:
     locust = str(Path(sys.executable).with_name("locust"))
-    return [locust, "-f", str(LOCUSTFILE), "--worker", "--master-host", SERVER_ADDRESS,
-            "--master-port", str(MASTER_PORT)]  # fmt: skip
+    return [
+        locust,
+        "-f",
+        str(LOCUSTFILE),
+        "--worker",
+        "--master-host",
+        SERVER_ADDRESS,
+        "--master-port",
+        str(MASTER_PORT),
+    ]
 
 
 @contextlib.contextmanager
@@ -276,8 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bed.teardown()
     left = bed.leftovers()
-    print(f"testbed: master exited {status}; " + (f"left behind: {', '.join(left)}" if left else
-          "namespaces, links and processes removed"), flush=True)  # fmt: skip
+    print(
+        f"testbed: master exited {status}; "
+        + (f"left behind: {', '.join(left)}" if left else "namespaces, links and processes removed"),
+        flush=True,
+    )
     return status if not left else 1
 
 

@@ -75,7 +75,6 @@ def run_wire(taps: list[str], delay_s: float, loss: float) -> int:
     return 0
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.hosts.wire")
     parser.add_argument("--delay-ms", type=float, default=0.0)

@@ -44,15 +44,15 @@ COUNTED_CELL_LIMIT_S = 120  # a cell that ends on a count still stops by itself
 @dataclass
 class Cell:
     scenario: Scenario
-    variant: str
+    design: str
     users: int
     folder: Path
-    server_cmd: str = ""  # a --server-cmd NAME='COMMAND {port}' server instead of a registered variant
+    server_cmd: str = ""  # a --server-cmd NAME='COMMAND {port}' server instead of a registered design
     options: dict[str, Any] = field(default_factory=dict)  # this cell's own options, over everything else
 
     @property
     def name(self) -> str:
-        return f"{self.scenario.name}/{self.variant}/{self.users}u"
+        return f"{self.scenario.name}/{self.design}/{self.users}u"
 
 
 @dataclass
@@ -82,14 +82,36 @@ def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
     if cell.scenario.connections:  # counted, not timed: the time limit is only a safety bound
         options["connections-total"] = getattr(args, "connections", None) or cell.scenario.connections
         run_time, warmup = f"{COUNTED_CELL_LIMIT_S}s", 0
-    server = ["--server-cmd", cell.server_cmd] if cell.server_cmd else ["--server", cell.variant]
+    server = ["--server-cmd", cell.server_cmd] if cell.server_cmd else ["--server", cell.design]
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), cell.scenario.user_class, "--headless",
-        "-u", str(cell.users), "-r", f"{cell.scenario.spawn_rate or cell.users:g}", "-t", run_time,
-        "--warmup", str(warmup),
-        "--stop-timeout", "0", *server, "--report-dir", str(cell.folder), "--scenario", cell.scenario.name,
-        "--only-summary", "--loglevel", "WARNING", "--report", "data",  # the page: outcome_of, here, warm
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        cell.scenario.user_class,
+        "--headless",
+        "-u",
+        str(cell.users),
+        "-r",
+        f"{cell.scenario.spawn_rate or cell.users:g}",
+        "-t",
+        run_time,
+        "--warmup",
+        str(warmup),
+        "--stop-timeout",
+        "0",
+        *server,
+        "--report-dir",
+        str(cell.folder),
+        "--scenario",
+        cell.scenario.name,
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--report",
+        "data",  # the page: outcome_of, here, warm
+    ]
     for name, value in options.items():
         if isinstance(value, bool):  # a switch: the flag alone when on
             cmd += [f"--{name}"] if value else []
@@ -151,16 +173,20 @@ class CellRunner:
     def __enter__(self) -> CellRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         if getattr(self.args, "no_isolate", False):
-            self.console.print("note: --no-isolate: cells share the host's kernel counters, marked 'shared' in "
-                               "the summary")  # fmt: skip
+            self.console.print(
+                "note: --no-isolate: cells share the host's kernel counters, marked 'shared' in the summary"
+            )
         else:
             ok, why = can_isolate()
             self.isolate = ok
             if not ok:
-                self.console.print(f"note: no private network namespace here ({why}); cells share the host's "
-                                   "counters, marked 'shared' in the summary")  # fmt: skip
-        self._previous = {sig: signal.signal(sig, lambda signum, _f: self.interrupted.append(signum))
-                          for sig in STOP_SIGNALS}  # fmt: skip
+                self.console.print(
+                    f"note: no private network namespace here ({why}); cells share the host's "
+                    "counters, marked 'shared' in the summary"
+                )
+        self._previous = {
+            sig: signal.signal(sig, lambda signum, _f: self.interrupted.append(signum)) for sig in STOP_SIGNALS
+        }
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
@@ -185,8 +211,9 @@ class CellRunner:
         cell.folder.mkdir(parents=True, exist_ok=True)
         log_path = cell.folder / "locust.log"
         with log_path.open("w") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             deadline = time.monotonic() + timeout
             while proc.poll() is None:
                 if self.interrupted:

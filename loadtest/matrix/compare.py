@@ -1,4 +1,4 @@
-"""``socklab compare``: a matrix of variants × loads × scenarios, one isolated cell at a time.
+"""``socklab compare``: a matrix of designs × loads × scenarios, one isolated cell at a time.
 
 The scenarios are :mod:`loadtest.declare.scenarios`; a cell is run by :mod:`loadtest.matrix.cells` (the same runner
 ``socklab sweep`` uses).  At the end, or after Ctrl-C with the cells finished so far, the
@@ -28,30 +28,34 @@ from loadtest.matrix.cells import CELL_OVERHEAD_S, Cell, CellRunner, Outcome, re
 from loadtest.report import build_compare
 from loadtest.report.rules import answer as answers
 from loadtest.report.rules import checks
-from servers import VARIANTS
+from servers import DESIGNS
 
 
 def plan_quick(out: Path) -> list[Cell]:
     """The default matrix: each lesson's designs at its loads (loadtest.declare.scenarios.QUICK)."""
-    return [Cell(SCENARIOS[lesson.scenario], design, n, out / f"{lesson.scenario}-{design}-u{n}")
-            for lesson in QUICK for n in lesson.users for design in lesson.designs]  # fmt: skip
+    return [
+        Cell(SCENARIOS[lesson.scenario], design, n, out / f"{lesson.scenario}-{design}-u{n}")
+        for lesson in QUICK
+        for n in lesson.users
+        for design in lesson.designs
+    ]
 
 
 def plan(
-    variants: list[str],
+    designs: list[str],
     users: list[int] | None,
     scenarios: list[str],
     out: Path,
     commands: dict[str, str] | None = None,
 ) -> list[Cell]:
-    """Every cell, in order; `commands` adds --server-cmd servers (NAME → COMMAND) beside the variants."""
-    servers = [(v, "") for v in variants] + [(name, f"{name}={cmd}") for name, cmd in (commands or {}).items()]
+    """Every cell, in order; `commands` adds --server-cmd servers (NAME → COMMAND) beside the designs."""
+    servers = [(v, "") for v in designs] + [(name, f"{name}={cmd}") for name, cmd in (commands or {}).items()]
     cells = []
     for name in scenarios:
         scenario = SCENARIOS[name]
         for n in users or scenario.users:
-            for variant, server_cmd in servers:
-                cells.append(Cell(scenario, variant, n, out / f"{name}-{variant}-u{n}", server_cmd))
+            for design, server_cmd in servers:
+                cells.append(Cell(scenario, design, n, out / f"{name}-{design}-u{n}", server_cmd))
     return cells
 
 
@@ -70,7 +74,7 @@ def over_caps(args: Any) -> str | None:
 def cells_of(args: Any, out: Path) -> list[Cell]:
     if getattr(args, "quick", False):
         return plan_quick(out)
-    return plan(args.variants, args.users, args.scenario, out, dict(args.server_cmd or []))
+    return plan(args.designs, args.users, args.scenario, out, dict(args.server_cmd or []))
 
 
 def main(args: Any) -> int:
@@ -82,16 +86,24 @@ def main(args: Any) -> int:
     per_cell = args.warmup + args.duration + CELL_OVERHEAD_S
     outcomes: list[Outcome] = []
     scenarios = list(dict.fromkeys(c.scenario.name for c in cells))
-    designs = list(dict.fromkeys(c.variant for c in cells))
+    designs = list(dict.fromkeys(c.design for c in cells))
     with CellRunner(out, args, console) as runner:
-        console.print(f"socklab compare: {len(cells)} cells ({', '.join(scenarios)} × {', '.join(designs)}"
-                      + (", the default lessons; --full for every design" if getattr(args, "quick", False) else "")
-                      + f"), ~{len(cells) * per_cell / 60:.1f} min; output in {out}")  # fmt: skip
+        console.print(
+            f"socklab compare: {len(cells)} cells ({', '.join(scenarios)} × {', '.join(designs)}"
+            + (", the default lessons; --full for every design" if getattr(args, "quick", False) else "")
+            + f"), ~{len(cells) * per_cell / 60:.1f} min; output in {out}"
+        )
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
             disable=quiet,
-        ) as progress:  # fmt: skip
+        ) as progress:
             task = progress.add_task("starting", total=len(cells))
             for cell in cells:
                 progress.update(task, description=cell.name)
@@ -103,21 +115,28 @@ def main(args: Any) -> int:
     if not finished:
         console.print("no cell finished: nothing to compare")
         return runner.stopped_by or 1
-    summary, page = build_compare([o.cell.folder for o in finished], out,
-                                  loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None])
+    summary, page = build_compare(
+        [o.cell.folder for o in finished],
+        out,
+        loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None],
+    )
     print_answers(console, finished)
     console.print(f"summary: {summary}")
     print(f"compare report: {page.resolve()}", flush=True)  # even with --quiet: what a script needs
-    failed = expect.check(args.expectations, [o.row for o in finished if o.row is not None],
-                          [(c.scenario.name, c.variant, c.users) for c in cells])  # fmt: skip
+    failed = expect.check(
+        args.expectations,
+        [o.row for o in finished if o.row is not None],
+        [(c.scenario.name, c.design, c.users) for c in cells],
+    )
     for line in failed:
         print(line, file=sys.stderr)
     contradictions = self_check_failures(finished)
     for line in contradictions:
         print(line, file=sys.stderr)
     if runner.interrupted:
-        console.print(f"interrupted: kept {len(finished)} of {len(cells)} cells "
-                      f"({signal.Signals(runner.interrupted[0]).name})")  # fmt: skip
+        console.print(
+            f"interrupted: kept {len(finished)} of {len(cells)} cells ({signal.Signals(runner.interrupted[0]).name})"
+        )
         return runner.stopped_by
     if contradictions:
         return SELF_CHECK_FAILED
@@ -141,8 +160,11 @@ def self_check_failures(finished: list[Outcome]) -> list[str]:
         path = outcome.cell.folder / checks.CHECKS_FILE
         if path.exists():
             frame = pd.read_csv(path)
-            out.extend(f"{outcome.cell.name}: self-check failed: {r.check} ({r.figures})"
-                       for r in frame.itertuples() if r.status == "fail")  # fmt: skip
+            out.extend(
+                f"{outcome.cell.name}: self-check failed: {r.check} ({r.figures})"
+                for r in frame.itertuples()
+                if r.status == "fail"
+            )
     return out
 
 
@@ -158,16 +180,34 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
     for name, cells in groups.items():
         a = answers.answer(name, cells, cpus)
         table = Table(title=f"{name}: {a.question}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("#", "design", f"req/s at {a.users}u", "est.", *a.latency_heads, "served", "time went to",
-                       "verdict"):  # fmt: skip
-            table.add_column(column, justify="left" if column in ("design", "time went to", "verdict") else "right",
-                             overflow="fold")  # fmt: skip
+        for column in (
+            "#",
+            "design",
+            f"req/s at {a.users}u",
+            "est.",
+            *a.latency_heads,
+            "served",
+            "time went to",
+            "verdict",
+        ):
+            table.add_column(
+                column, justify="left" if column in ("design", "time went to", "verdict") else "right", overflow="fold"
+            )
         for s in a.standings:
             stage = max(s.shares, key=s.shares.get) if s.shares else ""  # type: ignore[arg-type]
             went = f"{answers.STAGE_WORDS[stage]} {s.shares[stage]:.0%}" if stage else "not measured"
             est = f"≈ {s.estimate:,.0f}" if s.estimate is not None else "not CPU-bound" if s.no_estimate else ""
-            table.add_row(str(s.rank), s.design, f"{s.rps:,.0f}", est,
-                          s.p50, s.p99, s.served, went, "; ".join([*s.badges, *([s.waiting] if s.waiting else [])]))
+            table.add_row(
+                str(s.rank),
+                s.design,
+                f"{s.rps:,.0f}",
+                est,
+                s.p50,
+                s.p99,
+                s.served,
+                went,
+                "; ".join([*s.badges, *([s.waiting] if s.waiting else [])]),
+            )
         console.print(table)
         console.print(f"  {a.ranking}")
         for line in a.headlines:
@@ -202,23 +242,23 @@ positive_duration.__name__ = "duration > 0 (e.g. 10s, 1m)"
 def named_command(text: str) -> tuple[str, str]:
     """--server-cmd NAME='COMMAND … {port} …' → (NAME, COMMAND)."""
     name, sep, command = text.partition("=")
-    if not sep or not name or " " in name or "{port}" not in command or name in VARIANTS:
+    if not sep or not name or " " in name or "{port}" not in command or name in DESIGNS:
         raise ValueError
     return name, command.strip()
 
 
-named_command.__name__ = "NAME='COMMAND … {port} …' (a name that is not a registered variant)"
+named_command.__name__ = "NAME='COMMAND … {port} …' (a name that is not a registered design)"
 
 
-def variant_list(text: str) -> list[str]:
+def design_list(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
+    unknown = [v for v in names if v not in DESIGNS]
     if unknown or not names:
         raise ValueError
     return names
 
 
-variant_list.__name__ = f"variant list (from {', '.join(VARIANTS)})"
+design_list.__name__ = f"design list (from {', '.join(DESIGNS)})"
 
 
 def users_list(text: str) -> list[int]:

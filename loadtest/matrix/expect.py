@@ -29,10 +29,27 @@ from typing import Any
 
 from loadtest.declare.columns import SUMMARY_NAMES
 
-OPERATORS: dict[str, Callable[[Any, Any], bool]] = {">=": operator.ge, "<=": operator.le, "==": operator.eq,
-                                                    "!=": operator.ne, ">": operator.gt, "<": operator.lt}  # fmt: skip
-TEXT_COLUMNS = frozenset({"run_id", "scenario", "variant", "user_class", "op", "failure_classes", "timeline",
-                          "lower_bound_columns", "counters_scope"})  # fmt: skip
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+TEXT_COLUMNS = frozenset(
+    {
+        "run_id",
+        "scenario",
+        "design",
+        "user_class",
+        "op",
+        "failure_classes",
+        "timeline",
+        "lower_bound_columns",
+        "counters_scope",
+    }
+)
 CONDITION = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
 
 
@@ -55,16 +72,21 @@ class Expectation:
     conditions: tuple[Condition, ...]
 
     def matches(self, scenario: str, design: str, users: int) -> bool:
-        return (fnmatch.fnmatchcase(scenario, self.scenario) and fnmatch.fnmatchcase(design, self.design)
-                and (self.users is None or self.users == users))  # fmt: skip
+        return (
+            fnmatch.fnmatchcase(scenario, self.scenario)
+            and fnmatch.fnmatchcase(design, self.design)
+            and (self.users is None or self.users == users)
+        )
 
 
 def parse(text: str) -> Expectation:
     """One expectation; ValueError says what is wrong with it, in one line."""
     where, sep, body = text.partition(":")
     if not sep or not body.strip():
-        raise ValueError(f"--expect {text!r}: write SCENARIO/DESIGN[/USERSu]: COLUMN OP VALUE, e.g. "
-                         "'io-wait/threaded: rps >= 2000; users_starved == 0'")  # fmt: skip
+        raise ValueError(
+            f"--expect {text!r}: write SCENARIO/DESIGN[/USERSu]: COLUMN OP VALUE, e.g. "
+            "'io-wait/threaded: rps >= 2000; users_starved == 0'"
+        )
     parts = [p.strip() for p in where.strip().split("/")]
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"--expect {text!r}: the cell is SCENARIO/DESIGN or SCENARIO/DESIGN/USERSu ('*' for any)")
@@ -82,8 +104,9 @@ def parse(text: str) -> Expectation:
             raise ValueError(f"--expect {text!r}: {clause.strip()!r} is not COLUMN OP VALUE (OP: >= <= > < == !=)")
         column, op, value = m.groups()
         if column not in SUMMARY_NAMES or column in TEXT_COLUMNS:
-            raise ValueError(f"--expect {text!r}: {column!r} is not a numeric column of summary.csv "
-                             "(docs/reports.md lists them)")  # fmt: skip
+            raise ValueError(
+                f"--expect {text!r}: {column!r} is not a numeric column of summary.csv (docs/reports.md lists them)"
+            )
         conditions.append(Condition(column, op, number(value, text)))
     if not conditions:
         raise ValueError(f"--expect {text!r}: no condition after the ':'")
@@ -119,7 +142,7 @@ Planned = list[tuple[str, str, int]]  # (scenario, design, users) of every cell 
 
 def check(expectations: list[Expectation], rows: list[dict[str, Any]], planned: Planned) -> list[str]:
     """One line for each bound a cell's figures do not meet; [] when every expectation holds."""
-    ran = {(str(r["scenario"]), str(r["variant"]), int(r["users"])): r for r in rows}
+    ran = {(str(r["scenario"]), str(r["design"]), int(r["users"])): r for r in rows}
     out = []
     for e in expectations:
         for cell in planned:

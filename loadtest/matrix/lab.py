@@ -49,8 +49,15 @@ def plan(names: list[str], out: Path, isolated: bool, quick: bool = False) -> tu
             if why:
                 skipped[(name, arm.label)] = why
                 continue
-            cells.append(Cell(experiment, arm.design, arm.users, out / folder_name(name, arm),
-                              options={**arm.options, "arm": arm.label}))  # fmt: skip
+            cells.append(
+                Cell(
+                    experiment,
+                    arm.design,
+                    arm.users,
+                    out / folder_name(name, arm),
+                    options={**arm.options, "arm": arm.label},
+                )
+            )
     return cells, skipped
 
 
@@ -94,8 +101,12 @@ def main(args: Any) -> int:
     if not finished:
         console.print("no cell finished: nothing to judge")
         return runner.stopped_by or 1
-    _, page = build_compare([o.cell.folder for o in finished], out, title="socklab lab",
-                            loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None])
+    _, page = build_compare(
+        [o.cell.folder for o in finished],
+        out,
+        title="socklab lab",
+        loaded=[(o.run, o.row) for o in finished if o.run is not None and o.row is not None],
+    )
     judged = json.loads((out / "verdicts.json").read_text()) if (out / "verdicts.json").exists() else {}
     for name in names:
         console.print(f"\n[bold]{name}[/bold]: {EXPERIMENTS[name].question}")
@@ -108,14 +119,22 @@ def main(args: Any) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    lab = sub.add_parser("lab", help="experiments from the literature, each with its claim, its source's numbers and "
-                         "a verdict (socklab lab --list)")  # fmt: skip
+    lab = sub.add_parser(
+        "lab",
+        help="experiments from the literature, each with its claim, its source's numbers and "
+        "a verdict (socklab lab --list)",
+    )
     lab.add_argument("names", nargs="*", metavar="NAME", help=f"experiments, or all: {', '.join(EXPERIMENTS)}")
     lab.add_argument("--list", action="store_true", help="list the experiments: name, question, source")
-    lab.add_argument("--seconds", type=positive_number, default=None,
-                     help="measured seconds per cell (default: the experiment's)")
-    lab.add_argument("--quick", action="store_true", help="each experiment at its shortest: the arms whose verdicts "
-                     "show without chance, for the least time that shows them (what CI runs)")
+    lab.add_argument(
+        "--seconds", type=positive_number, default=None, help="measured seconds per cell (default: the experiment's)"
+    )
+    lab.add_argument(
+        "--quick",
+        action="store_true",
+        help="each experiment at its shortest: the arms whose verdicts "
+        "show without chance, for the least time that shows them (what CI runs)",
+    )
     lab.add_argument("--out", type=Path, default=None, help="output folder (default reports/lab-<date-time>)")
 
 

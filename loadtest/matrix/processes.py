@@ -1,7 +1,7 @@
 """The processes the harness starts beside Locust: the server under test and its monitor.
 
 The harness never runs a server in its own process: Locust's gevent patching
-would turn the variant's threads and selectors into greenlets and measure
+would turn the design's threads and selectors into greenlets and measure
 gevent instead; and a monitor scan inside Locust would stall every user.  So
 both are OS processes of their own, each in a session (and process group) of
 its own, tied to the harness's life (PR_SET_PDEATHSIG, so a ``kill -9`` of the
@@ -9,7 +9,7 @@ harness does not orphan them).
 
 :class:`ServerProcess` announces its real port on its first stdout line and is
 stopped by signalling its whole process group — SIGTERM, then SIGKILL — so
-children a variant forks never outlive it.  :class:`MonitorProcess` is the one
+children a design forks never outlive it.  :class:`MonitorProcess` is the one
 place that builds the monitor's command line.
 """
 
@@ -46,7 +46,7 @@ def die_with_parent() -> None:
 
 @dataclass
 class ServerProcess:
-    variant: str
+    design: str
     host: str
     port: int
     backlog: int
@@ -55,7 +55,7 @@ class ServerProcess:
     traits: dict[str, bool] = field(default_factory=dict)
     command: list[str] | None = None  # a --server-cmd server: no listening/stopped lines
     stevens: str = ""  # the UNP chapter 30 design it is, if any
-    workers: int | None = None  # a pooled variant's pool size
+    workers: int | None = None  # a pooled design's pool size
     argv: list[str] = field(default_factory=list)  # the command line it was started with
     model: str = ""  # the design's process model and connection loop, as the server announced them
     loop: str = ""
@@ -69,7 +69,7 @@ class ServerProcess:
     @classmethod
     def start(
         cls,
-        variant: str,
+        design: str,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -78,11 +78,11 @@ class ServerProcess:
         wrapper: list[str] | tuple[str, ...] = (),
         timeout: float = 10.0,
     ) -> ServerProcess:
-        """Launch ``python -m servers VARIANT`` and wait for its ``listening`` line."""
-        cmd = [sys.executable, "-m", "servers", variant, "--host", host, "--port", str(port)]
+        """Launch ``python -m servers DESIGN`` and wait for its ``listening`` line."""
+        cmd = [sys.executable, "-m", "servers", design, "--host", host, "--port", str(port)]
         if backlog is not None:
             cmd += ["--backlog", str(backlog)]
-        return cls.launch([*wrapper, *cmd, *extra_args], variant, timeout=timeout)
+        return cls.launch([*wrapper, *cmd, *extra_args], design, timeout=timeout)
 
     @classmethod
     def launch(
@@ -114,7 +114,7 @@ class ServerProcess:
             reason = err.decode(errors="replace").strip().splitlines()
             raise ServerStartError(reason[-1] if reason else f"server {label!r} did not start") from None
         return cls(
-            variant=event.get("variant", label),
+            design=event.get("design", label),
             host=event["host"],
             port=int(event["port"]),
             backlog=int(event["backlog"]),
@@ -138,8 +138,14 @@ class ServerProcess:
         cmd = shlex.split(template.replace("{port}", str(port)))
         with tempfile.TemporaryFile() as stderr:  # the child keeps its own copy of the fd
             try:
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                        preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
+                proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    preexec_fn=die_with_parent,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 raise ServerStartError(f"cannot run {cmd[0]!r}: {exc.strerror}") from None
             deadline = time.monotonic() + timeout
@@ -156,7 +162,7 @@ class ServerProcess:
                     proc.wait()
                     raise ServerStartError(f"the server command did not accept on port {port} within {timeout:g} s")
                 time.sleep(0.02)
-        return cls(variant=name, host=host, port=port, backlog=-1, pid=proc.pid, proc=proc, command=cmd, argv=cmd)
+        return cls(design=name, host=host, port=port, backlog=-1, pid=proc.pid, proc=proc, command=cmd, argv=cmd)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -195,8 +201,14 @@ class ServerProcess:
 
     def describe(self) -> dict[str, Any]:
         """The server's facts for run.json."""
-        facts: dict[str, Any] = {"host": self.host, "port": self.port, "backlog": self.backlog, "pid": self.pid,
-                                 "traits": self.traits, "argv": self.argv}  # fmt: skip
+        facts: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "backlog": self.backlog,
+            "pid": self.pid,
+            "traits": self.traits,
+            "argv": self.argv,
+        }
         if self.model:
             facts["design"] = {"model": self.model, "loop": self.loop}
         if self.command is not None:
@@ -260,13 +272,25 @@ class MonitorProcess:
         Waiting matters: the kernel-counter baseline and the idle server's RSS must be
         taken before the load starts, not half a second into it.
         """
-        cmd = [sys.executable, "-m", "loadtest.measure.monitor", "--pid", str(server_pid), "--port", str(port),
-               "--interval", str(interval), "--out", str(out)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "loadtest.measure.monitor",
+            "--pid",
+            str(server_pid),
+            "--port",
+            str(port),
+            "--interval",
+            str(interval),
+            "--out",
+            str(out),
+        ]
         for pid in loadgen_pids:
             cmd += ["--loadgen-pid", str(pid)]
         pipe = subprocess.PIPE if capture else None
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe,
-                                preexec_fn=die_with_parent, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, preexec_fn=die_with_parent, start_new_session=True
+        )
         monitor = cls(proc, Path(out))
         if wait_first_row > 0:
             monitor.wait_rows(1, wait_first_row)

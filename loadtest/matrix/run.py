@@ -86,21 +86,26 @@ class Window:
         now, mono = time.time(), time.perf_counter()
         start = self.start if self.start is not None else now
         stop = self.stop if self.stop is not None else now
-        return {"start": start, "stop": stop, "seconds": max(stop - start, 0.0),
-                "monotonic_start": self.monotonic_start if self.monotonic_start is not None else mono,
-                "monotonic_stop": self.monotonic_stop if self.monotonic_stop is not None else mono,
-                "counters": {"open": self.counters_open, "close": self.counters_close}
-                if self.counters_open and self.counters_close else None}  # fmt: skip
+        return {
+            "start": start,
+            "stop": stop,
+            "seconds": max(stop - start, 0.0),
+            "monotonic_start": self.monotonic_start if self.monotonic_start is not None else mono,
+            "monotonic_stop": self.monotonic_stop if self.monotonic_stop is not None else mono,
+            "counters": {"open": self.counters_open, "close": self.counters_close}
+            if self.counters_open and self.counters_close
+            else None,
+        }
 
 
 class Run:
     """What the master or local runner owns for one run."""
 
-    def __init__(self, environment: Any, folder: Path, variant: str) -> None:
+    def __init__(self, environment: Any, folder: Path, design: str) -> None:
         self.environment = environment
         self.options = environment.parsed_options
         self.folder = folder
-        self.variant = variant  # the variant started, or "external"
+        self.design = design  # the design started, or "external"
         self.window = Window()
         self.store = LatencyStore()
         self.accounts = AccountsStore()
@@ -115,16 +120,17 @@ class Run:
 
     # -- start ---------------------------------------------------------------------------
     def start_server(self) -> None:
-        """Start the variant on a free loopback port and point Locust at it."""
+        """Start the design on a free loopback port and point Locust at it."""
         options = self.options
         if options.server_cmd:
-            self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.variant)
+            self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.design)
         else:
             conn_log = ["--conn-log", str(self.folder / SERVER_CONNECTIONS)] if options.conn_log_cap > 0 else []
-            self.server = ServerProcess.start(self.variant, host=options.server_bind,
-                                              extra_args=[*opts.server_args(options), *conn_log])  # fmt: skip
+            self.server = ServerProcess.start(
+                self.design, host=options.server_bind, extra_args=[*opts.server_args(options), *conn_log]
+            )
         self.environment.host = self.options.host = self.target
-        log.info("socklab: started %s server pid %d on %s", self.variant, self.server.pid, self.environment.host)
+        log.info("socklab: started %s server pid %d on %s", self.design, self.server.pid, self.environment.host)
 
     def start_monitor(self) -> None:
         """The monitor samples the server and this load generator (with its workers)."""
@@ -145,13 +151,13 @@ class Run:
             return None
         return format_target(self.options.server_advertise or self.server.host, self.server.port)
 
-    def restart_server(self, variant: str, options: Any) -> None:
+    def restart_server(self, design: str, options: Any) -> None:
         """Between two tests in the web UI: the server options changed, so a new server (and monitor),
         started from `options`' values of every option that restarts it."""
         for o in opts.restarting_options():
             setattr(self.options, o.dest, getattr(options, o.dest))
         self.stop_processes()
-        self.variant = variant
+        self.design = design
         self.manifest.pop("server_stopped", None)
         self.start_server()
         self.start_monitor()
@@ -161,12 +167,16 @@ class Run:
         """Between two tests in the web UI: the user named a server of their own; ours goes."""
         self.stop_processes()
         self.feed.attach_monitor(None)
-        self.variant = "external"
+        self.design = "external"
         self.manifest.pop("server_stopped", None)
         self.write_manifest()
 
     def add_load_process(
-        self, source: str, counts: dict[str, Any] | None, users: dict[str, Any] | None, ledger: dict[str, Any] | None,
+        self,
+        source: str,
+        counts: dict[str, Any] | None,
+        users: dict[str, Any] | None,
+        ledger: dict[str, Any] | None,
         connections: dict[str, Any] | None = None,
     ) -> None:
         """What one load process (a worker, or the local runner) reports: its µs counts since its last
@@ -219,11 +229,15 @@ class Run:
         ops = [e for (_, method), e in self.environment.runner.stats.entries.items() if method in OP_NAMES]
         requests, failures = sum(e.num_requests for e in ops), sum(e.num_failures for e in ops)
         self.loadgen = {
-            "processes": 1, "wall_s": wall, "cpu_s": cpu, "requests": requests, "failures": failures,
+            "processes": 1,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "requests": requests,
+            "failures": failures,
             "rps": requests / wall if wall else 0.0,
             "cpu_us_per_request": cpu / requests * 1e6 if requests else None,
             "cpu_percent": 100 * cpu / wall if wall else 0.0,
-        }  # fmt: skip
+        }
 
     # -- the end ---------------------------------------------------------------------------
     def finish(self, own_counts: dict[str, Any]) -> None:
@@ -271,27 +285,42 @@ class Run:
 
     def _finish_manifest(self) -> None:
         info = self.manifest
-        info["window"] = {**self.window.describe(),
-                          "in_flight_at_open_s": round(sum(self.accounts.open_in_flight.values()), 6)}
+        info["window"] = {
+            **self.window.describe(),
+            "in_flight_at_open_s": round(sum(self.accounts.open_in_flight.values()), 6),
+        }
         info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         runner = self.environment.runner
         if runner is not None:
             stats = runner.stats
             info["locust"] = {"requests": stats.total.num_requests, "failures": stats.total.num_failures}
             info["failures"] = [
-                {"type": e.method, "name": e.name, "class": failure_class(e.error), "error": str(e.error),
-                 "occurrences": e.occurrences}
+                {
+                    "type": e.method,
+                    "name": e.name,
+                    "class": failure_class(e.error),
+                    "error": str(e.error),
+                    "occurrences": e.occurrences,
+                }
                 for e in stats.errors.values()
-            ]  # fmt: skip
+            ]
         info["latency_total"] = self.store.total()
         server_log = self.folder / SERVER_CONNECTIONS
-        info["connections"] = {"client": self.connections.describe(),
-                               "server_log": server_log.name if server_log.exists() else None}  # fmt: skip
+        info["connections"] = {
+            "client": self.connections.describe(),
+            "server_log": server_log.name if server_log.exists() else None,
+        }
         late, lag = self.accounts.late_total()
-        info["open_loop"] = {
-            "arrival_rate": self.options.arrival_rate, "arrivals": self.options.arrivals,
-            "late_arrivals": late, "late_lag_s": round(lag, 6),
-        } if self.options.arrival_rate > 0 else None  # fmt: skip
+        info["open_loop"] = (
+            {
+                "arrival_rate": self.options.arrival_rate,
+                "arrivals": self.options.arrivals,
+                "late_arrivals": late,
+                "late_lag_s": round(lag, 6),
+            }
+            if self.options.arrival_rate > 0
+            else None
+        )
         if self.loadgen is not None:
             info["loadgen"] = self.loadgen
 
@@ -307,7 +336,7 @@ class Run:
             "scenario": options.scenario,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": sys.argv,
-            "variant": self.variant,
+            "design": self.design,
             "server": None if self.server is None else self.server.describe(),
             "host": env.host,
             "user_classes": [cls.__name__ for cls in env.user_classes],
@@ -337,11 +366,17 @@ def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
     cpu_percent = 100 * float(facts.get("cpu_s") or 0.0) / wall if wall else 0.0
     requests, failures = int(facts.get("requests", 0)), int(facts.get("failures", 0))
     return {
-        "worker_id": worker_id, "host": facts.get("host", ""), "netns": facts.get("netns", ""),
-        "pid": facts.get("pid", ""), "requests": requests, "failures": failures,
+        "worker_id": worker_id,
+        "host": facts.get("host", ""),
+        "netns": facts.get("netns", ""),
+        "pid": facts.get("pid", ""),
+        "requests": requests,
+        "failures": failures,
         "rps": round((requests - failures) / wall, 1) if wall else 0.0,
         "locust_events": int(facts.get("locust_events", requests)),
-        "syn_retrans": int(facts.get("syn_retrans", 0)), "syn_retried": int(facts.get("syn_retried", 0)),
-        "boot_id": facts.get("boot_id", ""), "clock_offset": facts.get("clock_offset", ""),
+        "syn_retrans": int(facts.get("syn_retrans", 0)),
+        "syn_retried": int(facts.get("syn_retried", 0)),
+        "boot_id": facts.get("boot_id", ""),
+        "clock_offset": facts.get("clock_offset", ""),
         "cpu_percent": round(cpu_percent, 1),
-    }  # fmt: skip
+    }

@@ -3,9 +3,9 @@
 Closed-loop users cannot say how much load a design takes before its latency
 explodes: they slow down when the server does.  Open-loop steps can (Gil Tene's
 latency-against-load method, wrk2's ``-R``).  For each scenario that declares a ladder
-(``loadtest.declare.scenarios``: ``sweep_start``) and each variant, the sweep runs a ladder of
+(``loadtest.declare.scenarios``: ``sweep_start``) and each design, the sweep runs a ladder of
 fixed-rate open-loop cells — each an ordinary run folder, so every report works on it —
-doubling from the start rate (or ``--rates``), and stops a variant's ladder past
+doubling from the start rate (or ``--rates``), and stops a design's ladder past
 saturation; then it narrows the bracket between the last good step and the first bad
 one (``--refine`` steps).  The rules — within the bound or not, the knee, what gave out
 first — are :mod:`loadtest.report.rules.knee`'s.
@@ -34,7 +34,7 @@ from loadtest.report.rules.knee import Ladder, Step, judge, knee_line, ladder_ra
 from loadtest.report.rules.summary import load_bound
 from loadtest.report.sweep_page import build_sweep
 
-DEFAULT_VARIANTS = ("blocking", "threaded", "selectors")  # the lesson's three; --variants for the rest
+DEFAULT_DESIGNS = ("blocking", "threaded", "selectors")  # the lesson's three; --designs for the rest
 SWEEP_USERS = 10
 
 
@@ -45,8 +45,8 @@ def main(args: Any) -> int:
     cpus = os.cpu_count() or 1
     with CellRunner(out, args, console) as runner:
         for scenario in args.scenario:
-            for variant in args.variants:
-                ladder = Ladder(scenario, variant)
+            for design in args.designs:
+                ladder = Ladder(scenario, design)
                 ladders.append(ladder)
                 run_ladder(ladder, args, out, runner, console, cpus)
     done = [s.cell.folder for ladder in ladders for s in ladder.steps if s.row is not None]
@@ -85,17 +85,19 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
             # process tops out near 14,000 connections/s.  Run this rate and the rest of the ladder again
             # with a Locust process per core, so the server (or the machine) gives out first, if anything.
             ladder.processes = min(cpus, MAX_PROCESSES)
-            console.print(f"{ladder.scenario}/{ladder.variant}: one load process gave out at "
-                          f"{(s.row or {}).get('rps', 0):,.0f} req/s; again with --processes {ladder.processes}")
+            console.print(
+                f"{ladder.scenario}/{ladder.design}: one load process gave out at "
+                f"{(s.row or {}).get('rps', 0):,.0f} req/s; again with --processes {ladder.processes}"
+            )
             ladder.steps.remove(s)
             s = run_step(rate)
         return s
 
     def run_step(rate: float) -> Step:
         many = f"-p{ladder.processes}" if ladder.processes else ""
-        folder = out / f"{ladder.scenario}-{ladder.variant}-r{rate:g}{many}"
+        folder = out / f"{ladder.scenario}-{ladder.design}-r{rate:g}{many}"
         options = {"arrival-rate": rate, **({"processes": ladder.processes} if ladder.processes else {})}
-        cell = Cell(scenario, ladder.variant, args.users or SWEEP_USERS, folder, options=options)
+        cell = Cell(scenario, ladder.design, args.users or SWEEP_USERS, folder, options=options)
         s = Step(cell, rate)
         ladder.steps.append(s)
         outcome = runner.run(cell)
@@ -143,8 +145,14 @@ MAX_PROCESSES = 4
 
 def more_processes_would_help(s: Step, ladder: Ladder, args: Any, cpus: int) -> bool:
     """The step failed because its one Locust process was out of CPU, and there are cores to add."""
-    return (not s.ok and s.row is not None and not ladder.processes and not getattr(args, "processes", 0)
-            and cpus > 1 and load_bound(s.row, cpus) == "client-bound")  # fmt: skip
+    return (
+        not s.ok
+        and s.row is not None
+        and not ladder.processes
+        and not getattr(args, "processes", 0)
+        and cpus > 1
+        and load_bound(s.row, cpus) == "client-bound"
+    )
 
 
 def rates_list(text: str) -> list[float]:
@@ -158,8 +166,8 @@ rates_list.__name__ = "rates list (increasing, > 0, e.g. 100,200,400)"
 
 
 def validate(args: Any) -> str | None:
-    if args.variants is None:
-        args.variants = list(DEFAULT_VARIANTS)
+    if args.designs is None:
+        args.designs = list(DEFAULT_DESIGNS)
     if not args.scenario:
         args.scenario = list(DEFAULT_SWEEP)
     return over_caps(args)

@@ -133,8 +133,11 @@ class LiveFeed:
         for key, hist in sorted(interval.histograms.items()):
             count = hist.get_total_count()
             if count:
-                self.points.append(LatencyPoint(now, key[0], key[1], count, hist.get_value_at_percentile(50),
-                                                hist.get_value_at_percentile(99)))  # fmt: skip
+                self.points.append(
+                    LatencyPoint(
+                        now, key[0], key[1], count, hist.get_value_at_percentile(50), hist.get_value_at_percentile(99)
+                    )
+                )
         del self.points[:-MAX_POINTS]
 
     def window_delta(self, counter: str) -> int:
@@ -198,11 +201,18 @@ def _int(row: dict[str, Any], column: str) -> int:
 def chart_specs() -> list[dict[str, Any]]:
     """The charts of loadtest.declare.columns as plain data: the live page draws these, as the run page does."""
     return [
-        {"key": c.key, "title": c.title, "y_title": c.y_title, "stacked": c.stacked,
-         "series": [{"column": s.column, "name": s.label(), "dash": s.dash, "scale": s.scale, "offset": s.offset}
-                    for s in c.series]}
+        {
+            "key": c.key,
+            "title": c.title,
+            "y_title": c.y_title,
+            "stacked": c.stacked,
+            "series": [
+                {"column": s.column, "name": s.label(), "dash": s.dash, "scale": s.scale, "offset": s.offset}
+                for s in c.series
+            ],
+        }
         for c in CHARTS
-    ]  # fmt: skip
+    ]
 
 
 def shown_value(column: Column, row: dict[str, Any]) -> str:
@@ -243,8 +253,11 @@ def figures(
                 "this test's finished requests, 1 µs resolution (Locust rounds to whole ms)",
             )
     if client_syn_retrans is not None:
-        out.add("client SYN retransmissions", f"{client_syn_retrans:,}",
-                "SYNs the load processes re-sent since the run started, counted by each connecting socket")  # fmt: skip
+        out.add(
+            "client SYN retransmissions",
+            f"{client_syn_retrans:,}",
+            "SYNs the load processes re-sent since the run started, counted by each connecting socket",
+        )
     if row is None:
         out.add("monitor", "no sample", "socklab monitors only a server it started")
         return out
@@ -254,8 +267,11 @@ def figures(
         if column.live == "now":
             if column.live_with:
                 other = BY_NAME[column.live_with]
-                out.add(f"{column.shown} / {other.shown}", f"{shown_value(column, row)} / {shown_value(other, row)}",
-                        f"{column.meaning}; against {other.meaning}")  # fmt: skip
+                out.add(
+                    f"{column.shown} / {other.shown}",
+                    f"{shown_value(column, row)} / {shown_value(other, row)}",
+                    f"{column.meaning}; against {other.meaning}",
+                )
             else:
                 out.add(column.shown, shown_value(column, row), column.meaning)
         elif column.live == "delta":

@@ -20,8 +20,13 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             return "unknown"
 
-    return {"socklab": of("socklab"), "locust": of("locust"), "python": platform.python_version(),
-            "kernel": platform.release(), "psutil": of("psutil")}  # fmt: skip
+    return {
+        "socklab": of("socklab"),
+        "locust": of("locust"),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "psutil": of("psutil"),
+    }
 
 
 def sysctls() -> dict[str, str]:

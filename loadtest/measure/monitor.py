@@ -146,11 +146,15 @@ class Monitor:
             cpu_percent = 100 * (user + system - self._last_cpu[1]) / (now - self._last_cpu[0])
         self._last_cpu = (now, user + system)
         row.update(
-            server_cpu_user_s=f"{user:.2f}", server_cpu_system_s=f"{system:.2f}",
-            server_cpu_percent=f"{max(cpu_percent, 0.0):.1f}", server_rss_bytes=rss,
-            server_rss_anon_bytes="" if anon is None else anon, server_threads=threads,
-            server_fds=fds, server_children=len(tree) - 1,
-        )  # fmt: skip
+            server_cpu_user_s=f"{user:.2f}",
+            server_cpu_system_s=f"{system:.2f}",
+            server_cpu_percent=f"{max(cpu_percent, 0.0):.1f}",
+            server_rss_bytes=rss,
+            server_rss_anon_bytes="" if anon is None else anon,
+            server_threads=threads,
+            server_fds=fds,
+            server_children=len(tree) - 1,
+        )
         sockets = self.diag.count(self.port)
         for state in REPORTED_STATES:
             row[f"server_{state}"] = sockets.server.get(state, 0)
@@ -203,8 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, required=True, help="the server's listening port")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between samples (default 0.5)")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    p.add_argument("--loadgen-pid", type=int, action="append", default=[],
-                   help="a load-generator pid (its children count too); repeatable")  # fmt: skip
+    p.add_argument(
+        "--loadgen-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="a load-generator pid (its children count too); repeatable",
+    )
     return p
 
 

@@ -41,15 +41,33 @@ NLMSG_DONE = 3
 
 # Kernel TCP states (include/net/tcp_states.h).
 TCP_STATES = {
-    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
-    7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
-}  # fmt: skip
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
 TCP_LISTEN = 10
 TCP_TIME_WAIT = 6
 TCP_NEW_SYN_RECV = 12  # a request sock: shown as SYN_RECV, as ss does
 REPORTED_STATES = (
-    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK", "CLOSING",
-)  # fmt: skip
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "CLOSING",
+)
 ALL_STATES_MASK = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -71,9 +89,13 @@ INET_DIAG_BC_D_EQ = 12
 def _key_dtype(size: int) -> np.dtype:
     """len, type, state and sport of one message of `size` bytes, as a numpy record."""
     return np.dtype(
-        {"names": ["len", "type", "state", "sport"], "formats": ["=u4", "=u2", "u1", ">u2"],
-         "offsets": [0, 4, 17, 20], "itemsize": size}
-    )  # fmt: skip
+        {
+            "names": ["len", "type", "state", "sport"],
+            "formats": ["=u4", "=u2", "u1", ">u2"],
+            "offsets": [0, 4, 17, 20],
+            "itemsize": size,
+        }
+    )
 
 
 @functools.cache
@@ -156,8 +178,9 @@ class SockDiag:
         body = _REQ.pack(family, socket.IPPROTO_TCP, 0, states) + _REQ_PORTS.pack(sport, dport)
         if bytecode:
             body += _NLATTR.pack(_NLATTR.size + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP,
-                                self._seq, 0)  # fmt: skip
+        header = _NLMSGHDR.pack(
+            _NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0
+        )
         self.sock.send(header + body)
 
     def _walk(self, n: int) -> tuple[list[int], bool]:

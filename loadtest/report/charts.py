@@ -17,13 +17,27 @@ from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
 
 # plotly_white's look in a template a fraction of its size: plotly deep-copies a figure's template,
 # and the full one cost ~30 ms a figure — a third of a run's report.
-pio.templates["socklab"] = go.layout.Template(layout={
-    "plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"color": "#2a3f5f"},
-    "colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880",
-                 "#FF97FF", "#FECB52"],
-    "xaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8"},
-    "yaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8"},
-})  # fmt: skip
+pio.templates["socklab"] = go.layout.Template(
+    layout={
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+        "font": {"color": "#2a3f5f"},
+        "colorway": [
+            "#636efa",
+            "#EF553B",
+            "#00cc96",
+            "#ab63fa",
+            "#FFA15A",
+            "#19d3f3",
+            "#FF6692",
+            "#B6E880",
+            "#FF97FF",
+            "#FECB52",
+        ],
+        "xaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8"},
+        "yaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8"},
+    }
+)
 pio.templates.default = "socklab"
 
 
@@ -67,8 +81,9 @@ def throughput_series(run: RunData) -> pd.DataFrame:
         for second in range(math.floor(start), math.ceil(stop)):
             low, high = max(float(second), start), min(second + 1.0, stop)
             if high - low >= 0.5:
-                rows.append((round((low + high) / 2 - start, 3), f"{kind} {name}".strip(),
-                             done.get(second, 0) / (high - low)))  # fmt: skip
+                rows.append(
+                    (round((low + high) / 2 - start, 3), f"{kind} {name}".strip(), done.get(second, 0) / (high - low))
+                )
     return pd.DataFrame(rows, columns=["t", "series", "rps"]) if rows else empty
 
 
@@ -114,8 +129,14 @@ def monitor_chart(run: RunData, chart: Chart) -> go.Figure | None:
         y = mon[series.column] * series.scale + series.offset
         if chart.stacked and not y.any():
             continue  # a state no socket was in: no band
-        fig.add_scatter(x=x, y=y, mode="lines", name=series.label(), line={"dash": series.dash},
-                        stackgroup=chart.key if chart.stacked else None)  # fmt: skip
+        fig.add_scatter(
+            x=x,
+            y=y,
+            mode="lines",
+            name=series.label(),
+            line={"dash": series.dash},
+            stackgroup=chart.key if chart.stacked else None,
+        )
     if chart.key == "cpu":
         fig.add_hline(y=CLIENT_BOUND_PERCENT, line_dash="dot", annotation_text="client-bound")
     fig.update_xaxes(title="seconds into the run")
@@ -159,8 +180,6 @@ def connect_histogram_chart(run: RunData) -> go.Figure | None:
     fig.update_xaxes(type="log", title="ms (log scale)")
     fig.update_yaxes(type="log", title="connections")
     return layout(fig, "Connect time and first-reply time (SYN retries show as clusters at about 1, 2, 3 s)")
-
-
 
 
 def users_chart(run: RunData) -> go.Figure | None:

@@ -41,6 +41,8 @@ def load_run(run_dir: Path) -> RunData:
     if not info_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a socklab run folder (no run.json)")
     info = json.loads(info_path.read_text())
+    if "variant" in info:  # recorded before "design" was the one word
+        info.setdefault("design", info.pop("variant"))
     latency_path = run_dir / "socklab_latency.csv"
     latency = pd.read_csv(latency_path) if latency_path.exists() else pd.DataFrame(columns=["type", "name"])
     if "measure" not in latency:  # recorded before the service measure existed
@@ -55,8 +57,19 @@ def load_run(run_dir: Path) -> RunData:
     users_path = run_dir / "socklab_users.csv"
     users = pd.read_csv(users_path) if users_path.exists() else None
     connections, note = timeline.join_run(run_dir, info)
-    return RunData(run_dir, info, latency, recorded.latency, monitor, per_second, recorded.service,
-                   recorded.unfinished, users, connections, note)  # fmt: skip
+    return RunData(
+        run_dir,
+        info,
+        latency,
+        recorded.latency,
+        monitor,
+        per_second,
+        recorded.service,
+        recorded.unfinished,
+        users,
+        connections,
+        note,
+    )
 
 
 def merged_histogram(
@@ -114,21 +127,19 @@ def window_rows(run: RunData) -> pd.DataFrame | None:
     return mon
 
 
-
-
 def traits_of(run: RunData) -> dict[str, bool]:
     """The server's declared traits (serves_one_at_a_time, uses_threads, uses_processes).
 
     From run.json, where the server announced them; a run recorded before traits were
-    announced gets its registered variant's class attributes.
+    announced gets its registered design's class attributes.
     """
     traits = (run.info.get("server") or {}).get("traits")
     if traits:
         return dict(traits)
-    from servers import VARIANTS, variant_class
+    from servers import DESIGNS, design_class
 
-    variant = run.info.get("variant", "")
-    return variant_class(variant).traits() if variant in VARIANTS else {}
+    design = run.info.get("design", "")
+    return design_class(design).traits() if design in DESIGNS else {}
 
 
 def read_per_second(path: Path) -> pd.DataFrame:

@@ -55,15 +55,19 @@ def timeline_section(run: RunData) -> list[str]:
     frame.to_csv(run.path / CONNECTIONS_FILE, index=False)
     mine = frame[frame["in_window"]]
     counts = account.state_at_close(mine).value_counts().rename_axis("connections of the window").reset_index()
-    out = ["<h2>Where the time went</h2><p class='note'>Each connection's client record joined to the server's on "
-           "the 4-tuple (both on CLOCK_MONOTONIC); its first request split into stages that add up to connect start "
-           f"→ the reply's last byte. Every connection: {CONNECTIONS_FILE}.</p>"]  # fmt: skip
+    out = [
+        "<h2>Where the time went</h2><p class='note'>Each connection's client record joined to the server's on "
+        "the 4-tuple (both on CLOCK_MONOTONIC); its first request split into stages that add up to connect start "
+        f"→ the reply's last byte. Every connection: {CONNECTIONS_FILE}.</p>"
+    ]
     if run.timeline_note:
         out.append(f"<p class='note'>Not all measured: {html.escape(run.timeline_note)}.</p>")
     out.append(table_html(counts))
-    for div_id, fig in [("breakdown", timeline_charts.run_breakdown(frame)),
-                        ("accept-queue-waits", timeline_charts.accept_queue_chart(frame)),
-                        *timeline_charts.sequence_charts(frame)]:  # fmt: skip
+    for div_id, fig in [
+        ("breakdown", timeline_charts.run_breakdown(frame)),
+        ("accept-queue-waits", timeline_charts.accept_queue_chart(frame)),
+        *timeline_charts.sequence_charts(frame),
+    ]:
         if fig is not None:
             out.append(figure_html(fig, div_id))
     return out
@@ -81,7 +85,7 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
     info = run.info
     v = info.get("versions") or {}
     facts = [
-        info.get("variant", ""),
+        info.get("design", ""),
         row["user_class"],
         f"{row['users']} users",
         f"window {row['duration_s']} s",
@@ -90,15 +94,13 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
         f"socklab {v.get('socklab', '')}, Locust {v.get('locust', '')}, kernel {v.get('kernel', '')}",
     ]
     about = "<p class='note'>" + " · ".join(html.escape(str(f)) for f in facts) + "</p>"
-    said = findings(run, row) + timeline_findings(run, row["variant"], row)
+    said = findings(run, row) + timeline_findings(run, row["design"], row)
     verdicts = checks.evaluate(run, row)
     checks.write(run_dir, verdicts)
     sections = [
         checks.box_html(checks.failed_lines(verdicts)),
         about,
-        "<h2>Findings</h2><ul class='findings'>"
-        + "".join(f"<li>{html.escape(s)}</li>" for s in said)
-        + "</ul>",
+        "<h2>Findings</h2><ul class='findings'>" + "".join(f"<li>{html.escape(s)}</li>" for s in said) + "</ul>",
     ]
     figures = [
         ("throughput", charts.throughput_chart(run)),
@@ -134,5 +136,3 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
     report_path = run_dir / "report.html"
     report_path.write_text(page_html(f"socklab run {run.run_id}", sections), encoding="utf-8")
     return summary_path, report_path
-
-

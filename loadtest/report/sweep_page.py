@@ -26,14 +26,29 @@ def build_sweep(ladders: list[Ladder], out: Path) -> Path:
         for step in ladder.steps:
             if step.row is not None:
                 measured = {k: v for k, v in step.row.items() if k != "offered_rps"}
-                rows.append({"scenario": ladder.scenario, "variant": ladder.variant, "offered_rps": step.rate,
-                             "verdict": step.verdict, **measured})  # fmt: skip
+                rows.append(
+                    {
+                        "scenario": ladder.scenario,
+                        "design": ladder.design,
+                        "offered_rps": step.rate,
+                        "verdict": step.verdict,
+                        **measured,
+                    }
+                )
     steps = pd.DataFrame(rows)
     steps.to_csv(out / "sweep.csv", index=False)
     knees = pd.DataFrame(
-        [{"scenario": lad.scenario, "variant": lad.variant, "knee_rps": lad.knee, "gave_out_first": lad.gave_out,
-          "steps": len(lad.steps)} for lad in ladders]
-    )  # fmt: skip
+        [
+            {
+                "scenario": lad.scenario,
+                "design": lad.design,
+                "knee_rps": lad.knee,
+                "gave_out_first": lad.gave_out,
+                "steps": len(lad.steps),
+            }
+            for lad in ladders
+        ]
+    )
     knees.to_csv(out / "knees.csv", index=False)
     sections = [
         "<h2>Knees</h2><p class='note'>The knee: the highest offered rate a design sustained with achieved "
@@ -61,10 +76,15 @@ def build_sweep(ladders: list[Ladder], out: Path) -> Path:
 
 def latency_against_load(group: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
-    for variant, v in group.sort_values("offered_rps").groupby("variant", sort=False):
+    for design, v in group.sort_values("offered_rps").groupby("design", sort=False):
         for col, dash in (("latency_p50_ms", "dot"), ("latency_p99_ms", "solid"), ("latency_p99.9_ms", "dash")):
-            fig.add_scatter(x=v["offered_rps"], y=v[col], mode="lines+markers", line={"dash": dash},
-                            name=f"{variant} {col.split('_')[1]}")  # fmt: skip
+            fig.add_scatter(
+                x=v["offered_rps"],
+                y=v[col],
+                mode="lines+markers",
+                line={"dash": dash},
+                name=f"{design} {col.split('_')[1]}",
+            )
     fig.update_xaxes(title="offered rate, requests/s", type="log")
     fig.update_yaxes(title="latency from the intended start, ms", type="log")
     return layout(fig, "Latency against offered load (p50 dotted, p99 solid, p99.9 dashed)", 420)
@@ -74,8 +94,8 @@ def achieved_against_offered(group: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     top = float(group["offered_rps"].max())
     fig.add_scatter(x=[1, top], y=[1, top], mode="lines", name="achieved = offered", line={"dash": "dot"})
-    for variant, v in group.sort_values("offered_rps").groupby("variant", sort=False):
-        fig.add_scatter(x=v["offered_rps"], y=v["rps"], mode="lines+markers", name=str(variant))
+    for design, v in group.sort_values("offered_rps").groupby("design", sort=False):
+        fig.add_scatter(x=v["offered_rps"], y=v["rps"], mode="lines+markers", name=str(design))
     fig.update_xaxes(title="offered, requests/s", type="log")
     fig.update_yaxes(title="achieved, requests/s", type="log")
     return layout(fig, "Achieved against offered: where each design leaves the diagonal", 420)
@@ -100,12 +120,16 @@ def percentile_distribution(ladders: list[Any]) -> go.Figure | None:
                 break
             xs.append(1 / (1 - p / 100))
             ys.append(item.value_iterated_to / 1000)
-        fig.add_scatter(x=xs, y=ys, mode="lines", name=f"{ladder.variant} at {step.rate:,.0f} req/s")
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=f"{ladder.design} at {step.rate:,.0f} req/s")
         drawn = True
     if not drawn:
         return None
     ticks = [1, 2, 10, 100, 1000, 10000, 100000]
-    fig.update_xaxes(title="percentile", type="log", tickvals=ticks,
-                     ticktext=["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])  # fmt: skip
+    fig.update_xaxes(
+        title="percentile",
+        type="log",
+        tickvals=ticks,
+        ticktext=["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"],
+    )
     fig.update_yaxes(title="latency, ms", type="log")
     return layout(fig, "Percentile distribution just below each knee (HdrHistogram's plot)", 420)

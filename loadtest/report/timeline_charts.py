@@ -13,17 +13,30 @@ import plotly.graph_objects as go
 from loadtest.report.charts import layout
 from loadtest.report.rules.timeline import STAGE_LABELS, STAGES
 
-COLORS = {"syn_retry_wait": "#EF553B", "handshake": "#FFA15A", "half_open": "#FECB52", "accept_queue": "#AB63FA",
-          "pool_queue": "#FF6692", "client_late": "#BBBBBB", "request_wait": "#B6E880", "service": "#00CC96",
-          "transfer": "#19D3F3", "server_unknown": "#DDDDDD", "later_waiting": "#C9B6F2", "later_service": "#2CA02C",
-          "later_requests": "#636EFA", "load_generator": "#888888"}  # fmt: skip
+COLORS = {
+    "syn_retry_wait": "#EF553B",
+    "handshake": "#FFA15A",
+    "half_open": "#FECB52",
+    "accept_queue": "#AB63FA",
+    "pool_queue": "#FF6692",
+    "client_late": "#BBBBBB",
+    "request_wait": "#B6E880",
+    "service": "#00CC96",
+    "transfer": "#19D3F3",
+    "server_unknown": "#DDDDDD",
+    "later_waiting": "#C9B6F2",
+    "later_service": "#2CA02C",
+    "later_requests": "#636EFA",
+    "load_generator": "#888888",
+}
 
 
 def joined_in_window(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None:
         return pd.DataFrame()
-    return frame[frame["in_window"] & (frame["join"] == "joined") & (frame["stage_at_stop"] == "")
-                 & frame["replied_in_window"]].dropna(subset=["first_request"])  # fmt: skip
+    return frame[
+        frame["in_window"] & (frame["join"] == "joined") & (frame["stage_at_stop"] == "") & frame["replied_in_window"]
+    ].dropna(subset=["first_request"])
 
 
 def picks(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
@@ -32,8 +45,11 @@ def picks(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
         return []
     ordered = frame.sort_values("first_request").reset_index(drop=True)
     n = len(ordered)
-    chosen = [("median", ordered.iloc[(n - 1) // 2]), ("p99", ordered.iloc[min(n - 1, math.ceil(0.99 * n) - 1)]),
-              ("slowest", ordered.iloc[n - 1])]  # fmt: skip
+    chosen = [
+        ("median", ordered.iloc[(n - 1) // 2]),
+        ("p99", ordered.iloc[min(n - 1, math.ceil(0.99 * n) - 1)]),
+        ("slowest", ordered.iloc[n - 1]),
+    ]
     seen, out = set(), []
     for name, row in chosen:
         if row.name not in seen:
@@ -49,9 +65,14 @@ def breakdown_chart(bars: list[tuple[str, pd.Series]], title: str) -> go.Figure 
     fig = go.Figure()
     names = [name for name, _ in bars]
     for stage in STAGES:
-        fig.add_bar(y=names, x=[float(row[stage]) for _, row in bars], name=STAGE_LABELS[stage], orientation="h",
-                    marker_color=COLORS[stage], hovertemplate="%{y}: %{x:,.3f} ms<extra>" + STAGE_LABELS[stage] +
-                    "</extra>")  # fmt: skip
+        fig.add_bar(
+            y=names,
+            x=[float(row[stage]) for _, row in bars],
+            name=STAGE_LABELS[stage],
+            orientation="h",
+            marker_color=COLORS[stage],
+            hovertemplate="%{y}: %{x:,.3f} ms<extra>" + STAGE_LABELS[stage] + "</extra>",
+        )
     fig.update_xaxes(title="ms from connect() start to the first reply's last byte")
     layout(fig, title, 160 + 40 * len(bars))
     fig.update_layout(barmode="stack", margin={"l": 230, "b": 110}, legend={"orientation": "h", "y": -0.45})
@@ -61,9 +82,10 @@ def breakdown_chart(bars: list[tuple[str, pd.Series]], title: str) -> go.Figure 
 def run_breakdown(frame: pd.DataFrame | None) -> go.Figure | None:
     joined = joined_in_window(frame)
     label = {"median": "median connection", "p99": "p99 connection", "slowest": "slowest connection"}
-    return breakdown_chart([(f"{label[n]} ({row['first_request']:,.1f} ms)", row) for n, row in picks(joined)],
-                           "Where a connection's time went (its first request): handshake, accept queue, pool queue, "
-                           "service, transfer")  # fmt: skip
+    return breakdown_chart(
+        [(f"{label[n]} ({row['first_request']:,.1f} ms)", row) for n, row in picks(joined)],
+        "Where a connection's time went (its first request): handshake, accept queue, pool queue, service, transfer",
+    )
 
 
 def accept_queue_chart(frame: pd.DataFrame | None) -> go.Figure | None:
@@ -83,8 +105,14 @@ def accept_queue_chart(frame: pd.DataFrame | None) -> go.Figure | None:
             continue
         clipped = values.clip(lower=edges[0], upper=edges[-1])
         counts = pd.cut(clipped, edges, include_lowest=True).value_counts(sort=False)
-        fig.add_bar(x=edges[:-1], y=counts.to_numpy(), width=[b - a for a, b in itertools.pairwise(edges)],
-                    offset=0, name=label, opacity=0.75)  # fmt: skip
+        fig.add_bar(
+            x=edges[:-1],
+            y=counts.to_numpy(),
+            width=[b - a for a, b in itertools.pairwise(edges)],
+            offset=0,
+            name=label,
+            opacity=0.75,
+        )
     fig.update_xaxes(type="log", title="accept-queue wait, ms (connect() return → accept() return)")
     fig.update_yaxes(title="connections")
     return layout(fig, "Accept-queue waits of the window's connections")
@@ -109,52 +137,110 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     events: list[tuple[str, int, float, str]] = [  # (key, side 0 client / 1 server, ms, what happens there)
         ("call", 0, 0.0, "connect() called"),
         # The SYN that got through left a round trip before its SYN-ACK came back; earlier ones were dropped.
-        ("syn", 0, max(connected - rtt, 0.0),
-         "SYN sent" + (" (sent twice: the first dropped, retried on the kernel's schedule)" if retries == 1 else
-                       f" (sent {retries + 1} times: the first {retries} dropped, retried on the kernel's schedule)"
-                       if retries else "")),
+        (
+            "syn",
+            0,
+            max(connected - rtt, 0.0),
+            "SYN sent"
+            + (
+                " (sent twice: the first dropped, retried on the kernel's schedule)"
+                if retries == 1
+                else f" (sent {retries + 1} times: the first {retries} dropped, retried on the kernel's schedule)"
+                if retries
+                else ""
+            ),
+        ),
         ("synack", 1, connected - rtt / 2, "SYN arrives: SYN-ACK sent"),
         ("connected", 0, connected, "SYN-ACK arrives: connect() returns, ACK sent"),
         ("queued", 1, connected + rtt / 2, "ACK arrives: into the accept queue (a full queue drops it)"),
         ("sent", 0, at("sent"), "request sent"),
         ("accepted", 1, at("server_accepted"), f"accept() returns, after {queue:,.2f} ms in the accept queue"),
         ("worker", 1, at("server_service_start"), f"a worker starts, after {pool:,.2f} ms in the pool's queue"),
-        ("read", 1, at("server_first_read"), "request read" + (
-            f" (the client sent it {int(row['data_retrans']) + 1} times: the server's side held no connection to "
-            "take it — dropped at the full accept queue)" if int(row.get("data_retrans") or 0) else "")),
+        (
+            "read",
+            1,
+            at("server_first_read"),
+            "request read"
+            + (
+                f" (the client sent it {int(row['data_retrans']) + 1} times: the server's side held no connection to "
+                "take it — dropped at the full accept queue)"
+                if int(row.get("data_retrans") or 0)
+                else ""
+            ),
+        ),
         ("written", 1, at("server_first_written"), f"reply written, {service:,.2f} ms after the request was read"),
         ("last", 0, at("last_byte"), "the reply's last byte arrives"),
-    ]  # fmt: skip
+    ]
     if pool < 0.05:
         events = [e for e in events if e[0] != "worker"]
     if server_first:
-        events += [("fin", 1, at("server_closed"), "close(): FIN sent — this side holds TIME_WAIT"),
-                   ("closed", 0, at("closed"), "FIN arrives: ACK; close(): FIN")]  # fmt: skip
+        events += [
+            ("fin", 1, at("server_closed"), "close(): FIN sent — this side holds TIME_WAIT"),
+            ("closed", 0, at("closed"), "FIN arrives: ACK; close(): FIN"),
+        ]
     else:
-        events += [("fin", 0, at("closed"), "close(): FIN sent — this side holds TIME_WAIT"),
-                   ("eof", 1, at("server_eof"), "FIN arrives (recv() returns 0): ACK"),
-                   ("closed", 1, at("server_closed"), "close(): FIN sent; the client's ACK ends it")]  # fmt: skip
+        events += [
+            ("fin", 0, at("closed"), "close(): FIN sent — this side holds TIME_WAIT"),
+            ("eof", 1, at("server_eof"), "FIN arrives (recv() returns 0): ACK"),
+            ("closed", 1, at("server_closed"), "close(): FIN sent; the client's ACK ends it"),
+        ]
     events = sorted((e for e in events if e[2] is not None), key=lambda e: e[2])
     y = {key: i for i, (key, *_rest) in enumerate(events)}
     side = {key: s for key, s, *_rest in events}
-    messages = [("syn", "synack", "SYN"), ("synack", "connected", "SYN-ACK"), ("connected", "queued", "ACK"),
-                ("sent", "read", "request"), ("written", "last", "reply"), ("fin", "eof" if "eof" in y else "closed",
-                "FIN"), ("eof", "closed", "")]  # fmt: skip
+    messages = [
+        ("syn", "synack", "SYN"),
+        ("synack", "connected", "SYN-ACK"),
+        ("connected", "queued", "ACK"),
+        ("sent", "read", "request"),
+        ("written", "last", "reply"),
+        ("fin", "eof" if "eof" in y else "closed", "FIN"),
+        ("eof", "closed", ""),
+    ]
     fig = go.Figure()
     for x, name in ((0, "client"), (1, "server")):
-        fig.add_scatter(x=[x, x], y=[-0.5, len(events) - 0.5], mode="lines", line={"color": "#444", "width": 2},
-                        showlegend=False, hoverinfo="skip")  # fmt: skip
+        fig.add_scatter(
+            x=[x, x],
+            y=[-0.5, len(events) - 0.5],
+            mode="lines",
+            line={"color": "#444", "width": 2},
+            showlegend=False,
+            hoverinfo="skip",
+        )
         fig.add_annotation(x=x, y=-0.9, text=f"<b>{name}</b>", showarrow=False)
     for start_key, end_key, label in messages:
         if start_key in y and end_key in y and side[start_key] != side[end_key]:
-            fig.add_annotation(x=side[end_key], y=y[end_key], ax=side[start_key], ay=y[start_key], xref="x", yref="y",
-                               axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5, text="")  # fmt: skip
-            fig.add_annotation(x=0.5, y=(y[start_key] + y[end_key]) / 2, text=label, showarrow=False,
-                               font={"size": 11}, bgcolor="rgba(255,255,255,0.85)")  # fmt: skip
+            fig.add_annotation(
+                x=side[end_key],
+                y=y[end_key],
+                ax=side[start_key],
+                ay=y[start_key],
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                showarrow=True,
+                arrowhead=2,
+                arrowwidth=1.5,
+                text="",
+            )
+            fig.add_annotation(
+                x=0.5,
+                y=(y[start_key] + y[end_key]) / 2,
+                text=label,
+                showarrow=False,
+                font={"size": 11},
+                bgcolor="rgba(255,255,255,0.85)",
+            )
     for key, s, ms, text in events:
         placement = {"xanchor": "right", "xshift": -8} if s == 0 else {"xanchor": "left", "xshift": 8}
-        fig.add_annotation(x=s, y=y[key], text=f"{ms:,.3f} ms · {text}" if s == 0 else f"{text} · {ms:,.3f} ms",
-                           showarrow=False, font={"size": 11, "color": "#1f5fa8"}, **placement)  # fmt: skip
+        fig.add_annotation(
+            x=s,
+            y=y[key],
+            text=f"{ms:,.3f} ms · {text}" if s == 0 else f"{text} · {ms:,.3f} ms",
+            showarrow=False,
+            font={"size": 11, "color": "#1f5fa8"},
+            **placement,
+        )
     fig.update_xaxes(visible=False, range=[-1.6, 2.6])
     fig.update_yaxes(visible=False, range=[len(events) - 0.3, -1.3])
     return layout(fig, title, 140 + 34 * len(events))
@@ -166,9 +252,16 @@ def sequence_charts(frame: pd.DataFrame | None) -> list[tuple[str, go.Figure]]:
     for name, row in picks(joined):
         if name == "p99":
             continue
-        out.append((f"sequence-{name}", sequence_chart(
-            row, f"The {name} connection, as it happened: handshake, accept, request, reply, teardown "
-                 f"({row['first_request']:,.1f} ms to its last reply byte)")))  # fmt: skip
+        out.append(
+            (
+                f"sequence-{name}",
+                sequence_chart(
+                    row,
+                    f"The {name} connection, as it happened: handshake, accept, request, reply, teardown "
+                    f"({row['first_request']:,.1f} ms to its last reply byte)",
+                ),
+            )
+        )
     return out
 
 

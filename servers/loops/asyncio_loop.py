@@ -25,8 +25,20 @@ from servers.session import SWEEP_INTERVAL, Session
 
 
 class RequestProtocol(Session, asyncio.Protocol):
-    __slots__ = ("accepted", "eof", "fin", "first_read", "first_written", "in_window", "peer", "read_at", "served",
-                 "server", "transport", "writing_paused")  # fmt: skip
+    __slots__ = (
+        "accepted",
+        "eof",
+        "fin",
+        "first_read",
+        "first_written",
+        "in_window",
+        "peer",
+        "read_at",
+        "served",
+        "server",
+        "transport",
+        "writing_paused",
+    )
 
     def __init__(self, server: AsyncioLoop) -> None:
         super().__init__(server.limits, time.monotonic(), server.config.max_requests)
@@ -88,9 +100,19 @@ class RequestProtocol(Session, asyncio.Protocol):
             self.server.stats.add(errors=1)
         self.closing = True
         if self.peer is not None:
-            self.server.connlog.write(self.accepted, self.accepted, self.first_read, self.first_written, self.eof,  # type: ignore[union-attr]
-                                      time.monotonic(), self.peer, self.server.port, self.served,
-                                      (ENDED_BADLY if bad else 0) | self.fin, self.in_window)  # fmt: skip
+            self.server.connlog.write(
+                self.accepted,
+                self.accepted,
+                self.first_read,
+                self.first_written,
+                self.eof,  # type: ignore[union-attr]
+                time.monotonic(),
+                self.peer,
+                self.server.port,
+                self.served,
+                (ENDED_BADLY if bad else 0) | self.fin,
+                self.in_window,
+            )
             self.peer = None
 
     # -- requests ------------------------------------------------------------------------------

@@ -74,8 +74,11 @@ class BlockingLoop(BaseServer):
                         first_read = read_at = monotonic()
                     elif log.window_open():
                         read_at = monotonic()
-                if (len(requests) > 1 and not any(r.arg for r in requests if r.op != ECHO)
-                        and sum(r.reply_len or len(r.payload) for r in requests) <= BATCH_BYTES):  # fmt: skip
+                if (
+                    len(requests) > 1
+                    and not any(r.arg for r in requests if r.op != ECHO)
+                    and sum(r.reply_len or len(r.payload) for r in requests) <= BATCH_BYTES
+                ):
                     # Pipelined requests that neither wait nor compute, small replies: in one send.
                     replies = b"".join(map(reply_for, requests))
                     add(requests=len(requests))  # counted before the client can see them: a stop just after has them
@@ -125,8 +128,19 @@ class BlockingLoop(BaseServer):
             if not clean:
                 add(errors=1)
             if log is not None:
-                log.write(info[0], started, first_read, first_written, eof, monotonic(), info[1], self.port,  # type: ignore[index]
-                          served, flags, in_window)  # fmt: skip
+                log.write(
+                    info[0],
+                    started,
+                    first_read,
+                    first_written,
+                    eof,
+                    monotonic(),
+                    info[1],
+                    self.port,  # type: ignore[index]
+                    served,
+                    flags,
+                    in_window,
+                )
 
     def connection_ending(self) -> None:
         """A hook run as a connection ends, before its close(); thread-per-connection checks for a stop here."""

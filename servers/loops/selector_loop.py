@@ -38,8 +38,20 @@ EVENT_WRITE = selectors.EVENT_WRITE
 class Connection(Session):
     """A session with its socket, its unsent output, what the selector watches it for, and its record."""
 
-    __slots__ = ("accepted", "eof", "first", "first_read", "first_written", "in_window", "interest", "out", "peer",
-                 "read_at", "served", "sock")  # fmt: skip
+    __slots__ = (
+        "accepted",
+        "eof",
+        "first",
+        "first_read",
+        "first_written",
+        "in_window",
+        "interest",
+        "out",
+        "peer",
+        "read_at",
+        "served",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, server: BaseServer, now: float, peer: Any, accepted: float) -> None:
         super().__init__(server.limits, now, server.config.max_requests)
@@ -306,8 +318,19 @@ class SelectorLoop(BaseServer):
         if error:
             self.stats.add(errors=1)
         if conn.peer is not None:
-            self.connlog.write(conn.accepted, conn.accepted, conn.first_read, conn.first_written, conn.eof,  # type: ignore[union-attr]
-                               monotonic(), conn.peer, self.port, conn.served, flags, conn.in_window)  # fmt: skip
+            self.connlog.write(
+                conn.accepted,
+                conn.accepted,
+                conn.first_read,
+                conn.first_written,
+                conn.eof,  # type: ignore[union-attr]
+                monotonic(),
+                conn.peer,
+                self.port,
+                conn.served,
+                flags,
+                conn.in_window,
+            )
 
     def _sweep_idle(self) -> None:
         """Close what is idle too long, or too slow to send its request or take its reply."""

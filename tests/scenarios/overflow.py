@@ -30,10 +30,21 @@ def main() -> None:
     listener.listen(args.backlog)  # and never accept()
     port = listener.getsockname()[1]
     out = args.out / "monitor.csv"
-    monitor = subprocess.Popen([
-        sys.executable, "-m", "loadtest.measure.monitor", "--pid", str(__import__("os").getpid()), "--port", str(port),
-        "--interval", "0.2", "--out", str(out),
-    ])  # fmt: skip
+    monitor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.measure.monitor",
+            "--pid",
+            str(__import__("os").getpid()),
+            "--port",
+            str(port),
+            "--interval",
+            "0.2",
+            "--out",
+            str(out),
+        ]
+    )
     deadline = time.monotonic() + 10
     while not (out.exists() and out.read_text().count("\n") >= 2):  # header + first row: baseline taken
         assert time.monotonic() < deadline, "monitor never wrote a row"

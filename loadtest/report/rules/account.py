@@ -16,8 +16,9 @@ import pandas as pd
 from loadtest.report.rules.timeline import STAGES, WINDOW_LABELS, WINDOW_STAGES
 
 
-def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: float = 0.0,
-            request_s: float = float("nan")) -> dict[str, Any]:
+def figures(
+    frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: float = 0.0, request_s: float = float("nan")
+) -> dict[str, Any]:
     """The summary's timeline columns: the window's account (``window_share_*``: every user's time in the
     window, in the stage it was in, unfinished waits up to the close) and the connections' state at the close.
 
@@ -26,9 +27,14 @@ def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: 
     connection's first reply, that is "later requests"; the rest of every user's window is the load
     generator's own time between requests."""
     nan = float("nan")
-    out: dict[str, Any] = {"connections_recorded": nan, "connections_joined": nan, "connections_never_accepted": nan,
-                           "connections_half_open": nan, "timeline": note or "measured",
-                           "window_user_s": nan}  # fmt: skip
+    out: dict[str, Any] = {
+        "connections_recorded": nan,
+        "connections_joined": nan,
+        "connections_never_accepted": nan,
+        "connections_half_open": nan,
+        "timeline": note or "measured",
+        "window_user_s": nan,
+    }
     for stage in WINDOW_STAGES:
         out[f"window_share_{stage}"] = nan
     if frame is None:
@@ -94,8 +100,11 @@ def figures(frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: 
 
 def share_words(row: dict[str, Any], top: int = 2) -> list[tuple[str, float]]:
     """The largest stages of a summary row's window account, as (label, share), largest first."""
-    shares = [(WINDOW_LABELS[s], float(v)) for s in WINDOW_STAGES
-              if isinstance(v := row.get(f"window_share_{s}"), int | float) and v == v and v > 0]  # fmt: skip
+    shares = [
+        (WINDOW_LABELS[s], float(v))
+        for s in WINDOW_STAGES
+        if isinstance(v := row.get(f"window_share_{s}"), int | float) and v == v and v > 0
+    ]
     return sorted(shares, key=lambda x: -x[1])[:top]
 
 

@@ -56,11 +56,13 @@ from loadtest.report.rules.timeline import WINDOW_LABELS, WINDOW_STAGES
 FLAT = 0.15  # a change within ±15 % is flat
 HEADLINES = 5
 SERVER_CPU_FULL = 85.0  # % of a core
-RULE = ("Ranked by users starved (fewest first), then req/s. If any design's measured rate is the load generator's "
-        "or the shared machine's (client-bound, machine-bound), every design is ranked by its server-CPU estimate "
-        "(est.: 1e6 ÷ CPU µs per request, × every core for processes) when every server was CPU-bound (≥ "
-        f"{ESTIMATE_CPU_SHARE:.0%} of the CPU it could use), else every design by its measured rate, the bound "
-        "flagged: never an estimate against a measurement.")  # fmt: skip
+RULE = (
+    "Ranked by users starved (fewest first), then req/s. If any design's measured rate is the load generator's "
+    "or the shared machine's (client-bound, machine-bound), every design is ranked by its server-CPU estimate "
+    "(est.: 1e6 ÷ CPU µs per request, × every core for processes) when every server was CPU-bound (≥ "
+    f"{ESTIMATE_CPU_SHARE:.0%} of the CPU it could use), else every design by its measured rate, the bound "
+    "flagged: never an estimate against a measurement."
+)
 STAGE_WORDS = WINDOW_LABELS  # the window's account: every user's time in the window, stage by stage
 
 
@@ -132,14 +134,19 @@ def likely_cause(row: dict[str, Any], traits: dict[str, bool], cpus: int | None,
     """Why a design's rate fell between two loads, as far as the higher load's figures show it."""
     causes = []
     if (num(row, "listen_overflows") or 0) > (num(lower, "listen_overflows") or 0):
-        causes.append(f"the accept queue overflowed ({int(num(row, 'listen_overflows') or 0):,} packets dropped at "
-                      f"backlog {row.get('backlog')})")  # fmt: skip
+        causes.append(
+            f"the accept queue overflowed ({int(num(row, 'listen_overflows') or 0):,} packets dropped at "
+            f"backlog {row.get('backlog')})"
+        )
     if (num(row, "connections_syn_retried") or 0) > (num(lower, "connections_syn_retried") or 0):
         causes.append(f"{int(num(row, 'connections_syn_retried') or 0):,} connections waited on SYN retries")
     bound = load_bound(row, cpus)
     if bound:
-        causes.append("the load generator ran out of CPU" if bound == "client-bound" else
-                      "server and load generator competed for the CPU")  # fmt: skip
+        causes.append(
+            "the load generator ran out of CPU"
+            if bound == "client-bound"
+            else "server and load generator competed for the CPU"
+        )
     cpu = server_cpu_percent(row)
     if cpu is not None and cpu >= SERVER_CPU_FULL and not traits.get("uses_processes"):
         causes.append(f"the server's one interpreter at {cpu:.0f}% of a core")
@@ -154,8 +161,10 @@ def likely_cause(row: dict[str, Any], traits: dict[str, bool], cpus: int | None,
 def trend_sentence(scenario: str, design: str, lo: Cell, hi: Cell, cpus: int | None) -> str:
     word, ratio = trend(float(lo.row["rps"]), float(hi.row["rps"]))
     said = {"flat": "stays flat", "scales": f"scales ×{ratio:.1f}", "falls": f"falls ×{ratio:.1f}"}.get(word, word)
-    text = (f"{scenario}, {design}: {said} from {lo.row['users']} to {hi.row['users']} users "
-            f"({lo.row['rps']:,.0f} → {hi.row['rps']:,.0f} req/s)")  # fmt: skip
+    text = (
+        f"{scenario}, {design}: {said} from {lo.row['users']} to {hi.row['users']} users "
+        f"({lo.row['rps']:,.0f} → {hi.row['rps']:,.0f} req/s)"
+    )
     cause = likely_cause(hi.row, traits_of(hi.run), cpus, lo.row) if word == "falls" else ""
     return text + (f": {cause}." if cause else ".")
 
@@ -188,7 +197,7 @@ def standings(cells: list[Cell], cpus: int | None) -> list[Standing]:
     """One standing per design, at its highest load, best first, by RULE (the module's docstring)."""
     top: dict[str, Cell] = {}
     for cell in cells:
-        design = str(cell.row["variant"])
+        design = str(cell.row["design"])
         if design not in top or cell.row["users"] > top[design].row["users"]:
             top[design] = cell
     out = []
@@ -196,14 +205,29 @@ def standings(cells: list[Cell], cpus: int | None) -> list[Standing]:
         row = cell.row
         rps = float(row["rps"]) if row["rps"] == row["rps"] else 0.0
         served, starved = int(num(row, "users_served") or 0), int(num(row, "users_starved") or 0)
-        shares = {s: float(row[f"window_share_{s}"]) for s in WINDOW_STAGES
-                  if num(row, f"window_share_{s}") is not None}  # fmt: skip
-        p50, p99 = ("first_reply_p50_ms", "first_reply_p99_ms") if from_connect(cell) else ("latency_p50_ms",
-                                                                                            "latency_p99_ms")
-        out.append(Standing(0, design, int(row["users"]), rps, None, shown(row, p50), shown(row, p99),
-                            f"{served}/{served + starved}" if served + starved else "n/a", shares,
-                            badges(cell, cpus), waiting(cell.run), bounds(row, cpus),
-                            cpu_share(row, traits_of(cell.run), cpus)))  # fmt: skip
+        shares = {
+            s: float(row[f"window_share_{s}"]) for s in WINDOW_STAGES if num(row, f"window_share_{s}") is not None
+        }
+        p50, p99 = (
+            ("first_reply_p50_ms", "first_reply_p99_ms") if from_connect(cell) else ("latency_p50_ms", "latency_p99_ms")
+        )
+        out.append(
+            Standing(
+                0,
+                design,
+                int(row["users"]),
+                rps,
+                None,
+                shown(row, p50),
+                shown(row, p99),
+                f"{served}/{served + starved}" if served + starved else "n/a",
+                shares,
+                badges(cell, cpus),
+                waiting(cell.run),
+                bounds(row, cpus),
+                cpu_share(row, traits_of(cell.run), cpus),
+            )
+        )
     # One kind of figure for every design of the scenario: estimates only where some measured rate is not the
     # server's and every design's estimate means something (its server CPU-bound), else every measured rate.
     if any(s.bounds for s in out):
@@ -214,8 +238,13 @@ def standings(cells: list[Cell], cpus: int | None) -> list[Standing]:
                 s.estimate = estimates[s.design]
             elif estimates[s.design] is None:
                 s.no_estimate = NO_ESTIMATE
-    out.sort(key=lambda s: (top[s.design].died, int(num(top[s.design].row, "users_starved") or 0),
-                            -(s.estimate if s.estimate is not None else s.rps)))  # fmt: skip
+    out.sort(
+        key=lambda s: (
+            top[s.design].died,
+            int(num(top[s.design].row, "users_starved") or 0),
+            -(s.estimate if s.estimate is not None else s.rps),
+        )
+    )
     for i, s in enumerate(out, 1):
         s.rank = i
     return out
@@ -229,14 +258,21 @@ def ranking(table: list[Standing]) -> str:
         return f"Ranked by {starved}, then measured req/s: every rate is its server's own (none client-/machine-bound)."
     who = "; ".join(f"{s.design} {' and '.join(s.bounds)}" for s in bound)
     if all(s.estimate is not None for s in table):
-        return (f"Ranked by {starved}, then every design's server-CPU estimate (est.): {who}, so not every measured "
-                f"rate is the server's, and every server was CPU-bound (≥ {enough}).")  # fmt: skip
-    lacking = [f"{s.design} ({s.cpu_share:.0%})" if s.cpu_share is not None else f"{s.design} (no CPU figure)"
-               for s in table if s.no_estimate]  # fmt: skip
+        return (
+            f"Ranked by {starved}, then every design's server-CPU estimate (est.): {who}, so not every measured "
+            f"rate is the server's, and every server was CPU-bound (≥ {enough})."
+        )
+    lacking = [
+        f"{s.design} ({s.cpu_share:.0%})" if s.cpu_share is not None else f"{s.design} (no CPU figure)"
+        for s in table
+        if s.no_estimate
+    ]
     understate = "that rate understates its server" if len(bound) == 1 else "those rates understate their servers"
-    return (f"Ranked by {starved}, then measured req/s, every design alike: {who}, so {understate}, "
-            f"but {', '.join(lacking)} {'was' if len(lacking) == 1 else 'were'} not CPU-bound (under "
-            f"{enough}), so no estimate ranks any design.")  # fmt: skip
+    return (
+        f"Ranked by {starved}, then measured req/s, every design alike: {who}, so {understate}, "
+        f"but {', '.join(lacking)} {'was' if len(lacking) == 1 else 'were'} not CPU-bound (under "
+        f"{enough}), so no estimate ranks any design."
+    )
 
 
 def answer(scenario: str, cells: list[Cell], cpus: int | None) -> ScenarioAnswer:
@@ -244,9 +280,15 @@ def answer(scenario: str, cells: list[Cell], cpus: int | None) -> ScenarioAnswer
     table = standings(cells, cpus)
     declared = SCENARIOS.get(scenario)
     users = max(int(c.row["users"]) for c in cells)
-    return ScenarioAnswer(scenario, declared.question if declared else "", users, table,
-                          headlines(scenario, cells, table, cpus), ranking=ranking(table),
-                          from_connect=all(from_connect(c) for c in cells))  # fmt: skip
+    return ScenarioAnswer(
+        scenario,
+        declared.question if declared else "",
+        users,
+        table,
+        headlines(scenario, cells, table, cpus),
+        ranking=ranking(table),
+        from_connect=all(from_connect(c) for c in cells),
+    )
 
 
 def from_connect(cell: Cell) -> bool:
@@ -257,7 +299,7 @@ def from_connect(cell: Cell) -> bool:
 def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int | None) -> list[str]:
     by_design: dict[str, list[Cell]] = {}
     for cell in sorted(cells, key=lambda c: c.row["users"]):
-        by_design.setdefault(str(cell.row["variant"]), []).append(cell)
+        by_design.setdefault(str(cell.row["design"]), []).append(cell)
     top = {d: cs[-1] for d, cs in by_design.items()}
     out = []
     lead, last = table[0], table[-1]
@@ -272,13 +314,19 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
     out.append(text + ".")
     for s in [s for s in table if any(b.startswith("starved") for b in s.badges)][:2]:
         traits = traits_of(top[s.design].run)
-        how = (" serves one connection at a time" if traits.get("serves_one_at_a_time") else
-               " has a fixed pool of workers, all busy" if traits.get("pooled") else "")  # fmt: skip
+        how = (
+            " serves one connection at a time"
+            if traits.get("serves_one_at_a_time")
+            else " has a fixed pool of workers, all busy"
+            if traits.get("pooled")
+            else ""
+        )
         total = int(s.served.split("/")[1])
         starved = total - int(s.served.split("/")[0])
         run = top[s.design].run
-        starved_ids = set(run.users.loc[run.users["requests"] == 0, "user_id"].astype(str)) if run.users is not None \
-            else set()
+        starved_ids = (
+            set(run.users.loc[run.users["requests"] == 0, "user_id"].astype(str)) if run.users is not None else set()
+        )
         never, half = unaccepted_of(run.connections, starved_ids)
         where = f" ({s.waiting})" if s.waiting else ""
         if never:
@@ -288,21 +336,27 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
                 # A dropped final ACK leaves the client "connected" and the server holding a request socket:
                 # the overflowing queue starved them, not how the design serves what it accepted.
                 how = ""
-                said.append(f"{half} half-open (connect() returned, but the final ACK and request were dropped at "
-                            "the full accept queue)")
-            where = (f": {never} of their connections had connect() return but were not accepted by the window's "
-                     f"close — {' and '.join(said)}{where}")  # fmt: skip
+                said.append(
+                    f"{half} half-open (connect() returned, but the final ACK and request were dropped at "
+                    "the full accept queue)"
+                )
+            where = (
+                f": {never} of their connections had connect() return but were not accepted by the window's "
+                f"close — {' and '.join(said)}{where}"
+            )
         out.append(f"{s.design}{how}: {starved} of {total} users got no reply in the whole window{where}.")
     overflowed = [c for c in top.values() if num(c.row, "listen_overflows")]
     if overflowed:
         worst = max(overflowed, key=lambda c: num(c.row, "listen_overflows") or 0)
         r = worst.row
         retried = int(num(r, "connections_syn_retried") or 0)
-        out.append(f"The accept queue overflowed on {len(overflowed)} of {len(top)} designs; worst {r['variant']}: "
-                   f"{int(r['listen_overflows']):,} packets dropped at backlog {r['backlog']} (SYNs, final ACKs and "
-                   f"early data), {retried:,} connections through SYN retries (the kernel retries a SYN after 1 s, "
-                   f"then each second); connect p99 {shown(r, 'connect_p99_ms')}, the slowest first reply "
-                   f"{shown(r, 'first_reply_max_ms')}.")  # fmt: skip
+        out.append(
+            f"The accept queue overflowed on {len(overflowed)} of {len(top)} designs; worst {r['design']}: "
+            f"{int(r['listen_overflows']):,} packets dropped at backlog {r['backlog']} (SYNs, final ACKs and "
+            f"early data), {retried:,} connections through SYN retries (the kernel retries a SYN after 1 s, "
+            f"then each second); connect p99 {shown(r, 'connect_p99_ms')}, the slowest first reply "
+            f"{shown(r, 'first_reply_max_ms')}."
+        )
     trends = {d: trend_sentence(scenario, d, cs[0], cs[-1], cpus) for d, cs in by_design.items() if len(cs) > 1}
     out.extend(t for t in trends.values() if " falls ×" in t)
     busy = {d: cpu for d, c in top.items() if (cpu := server_cpu_percent(c.row)) is not None and cpu >= SERVER_CPU_FULL}
@@ -319,29 +373,40 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
     for kind, whose in (("client-bound", "the load generator"), ("machine-bound", "the shared machine")):
         bound = [s.design for s in table if kind in s.bounds]
         if bound:
-            said.append(f"{kind} on {len(bound)} of {len(table)} designs ({', '.join(bound)}): their rates measure "
-                        f"{whose}")
+            said.append(
+                f"{kind} on {len(bound)} of {len(table)} designs ({', '.join(bound)}): their rates measure {whose}"
+            )
     if said:
         lacking = ", ".join(s.design for s in table if s.no_estimate)
-        how = ("estimates are 1e6 ÷ server CPU µs per request, × every core for processes — CPU-bound, linear"
-               if lead.estimate is not None else
-               f"ranked by measured rates all the same: {lacking} not CPU-bound, no estimate")  # fmt: skip
+        how = (
+            "estimates are 1e6 ÷ server CPU µs per request, × every core for processes — CPU-bound, linear"
+            if lead.estimate is not None
+            else f"ranked by measured rates all the same: {lacking} not CPU-bound, no estimate"
+        )
         out.append("; ".join(said) + f"; {how}.")
     if trends:
-        scaling = [f"{d} ×{trend(float(cs[0].row['rps']), float(cs[-1].row['rps']))[1]:.1f}"
-                   for d, cs in by_design.items() if len(cs) > 1 and " scales ×" in trends[d]]  # fmt: skip
+        scaling = [
+            f"{d} ×{trend(float(cs[0].row['rps']), float(cs[-1].row['rps']))[1]:.1f}"
+            for d, cs in by_design.items()
+            if len(cs) > 1 and " scales ×" in trends[d]
+        ]
         flat = [d for d in trends if " stays flat" in trends[d]]
         first, final = min(c.row["users"] for c in cells), max(c.row["users"] for c in cells)
         if scaling and flat:
-            out.append(f"From {first} to {final} users {', '.join(scaling)} scale; {', '.join(flat)} "
-                       f"stay{'s' if len(flat) == 1 else ''} flat.")  # fmt: skip
+            out.append(
+                f"From {first} to {final} users {', '.join(scaling)} scale; {', '.join(flat)} "
+                f"stay{'s' if len(flat) == 1 else ''} flat."
+            )
+
     def waited(s: Standing) -> float:
         return sum(s.shares.get(k, 0) for k in ("half_open", "accept_queue", "pool_queue"))
 
     slowest = max(table, key=waited)
     if waited(slowest) >= 0.5:
-        out.append(f"{slowest.design}: {waited(slowest):.0%} of every user's time in the window was spent waiting "
-                   "to be accepted or picked up (half-open, accept queue, pool queue), not being served.")
+        out.append(
+            f"{slowest.design}: {waited(slowest):.0%} of every user's time in the window was spent waiting "
+            "to be accepted or picked up (half-open, accept queue, pool queue), not being served."
+        )
     return out[:HEADLINES]
 
 
@@ -349,7 +414,7 @@ def scenario_findings(scenario: str, cells: list[Cell], cpus: int | None) -> lis
     """Every finding of a scenario, grouped: how each design's rate went with load, then each cell's own."""
     by_design: dict[str, list[Cell]] = {}
     for cell in sorted(cells, key=lambda c: c.row["users"]):
-        by_design.setdefault(str(cell.row["variant"]), []).append(cell)
+        by_design.setdefault(str(cell.row["design"]), []).append(cell)
     trends = [trend_sentence(scenario, d, cs[0], cs[-1], cpus) for d, cs in by_design.items() if len(cs) > 1]
     groups = [("with load", trends)] if trends else []
     for design, cs in by_design.items():
@@ -357,4 +422,3 @@ def scenario_findings(scenario: str, cells: list[Cell], cpus: int | None) -> lis
             said = findings(cell.run, cell.row) + timeline_findings(cell.run, design)
             groups.append((f"{design} at {cell.row['users']} users", said))
     return groups
-

@@ -119,8 +119,11 @@ def no_time_counted_twice(run: RunData, row: dict[str, Any]) -> Check:
     if number(row, "server_died_at_s") is not None:  # its log was cut with it: the joins of its last are not whole
         return na(name, "the server died during the run: its connection records end with it")
     # Two stages of one user overlapping (a late stamp extending one past the next) would pass users × window.
-    return verdict(name, accounted <= users * seconds * 1.002 + 0.01,
-                   f"accounted {accounted:,.3f} user-s vs {users:.0f} users × {seconds:,.3f} s")
+    return verdict(
+        name,
+        accounted <= users * seconds * 1.002 + 0.01,
+        f"accounted {accounted:,.3f} user-s vs {users:.0f} users × {seconds:,.3f} s",
+    )
 
 
 @rule("no_stage_negative", "no connection stage and no share is negative")
@@ -154,9 +157,12 @@ def unaccepted_fit_the_queue(run: RunData, row: dict[str, Any]) -> Check:
     if never is None or half is None or not backlog:
         return na(name, "no joined connection records, or no listener seen")
     queued = never - half
-    return verdict(name, queued <= backlog + 1 and half >= 0,
-                   f"not accepted at the close {never:.0f} = {queued:.0f} queued + {half:.0f} half-open; "
-                   f"backlog {backlog:.0f} + 1")  # fmt: skip
+    return verdict(
+        name,
+        queued <= backlog + 1 and half >= 0,
+        f"not accepted at the close {never:.0f} = {queued:.0f} queued + {half:.0f} half-open; "
+        f"backlog {backlog:.0f} + 1",
+    )
 
 
 @rule("p99_not_an_in_flight_age", "a fully served run's p99 is not the age of work in flight at the close")
@@ -174,8 +180,12 @@ def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Check:
     # The p99 is an in-flight age and the finished requests alone would put it well below: the work in flight
     # at the close was held up (the harness stalled), and that hold-up is the tail the run prints.
     set_by_the_close = bool(near) and p99 > 1.1 * alone
-    return verdict(name, not set_by_the_close, f"p99 {p99:,.3f} ms (finished only {alone:,.3f} ms); "
-                   f"{len(ages)} in flight at the close, {len(near)} of them {p99:,.3f} ms old")  # fmt: skip
+    return verdict(
+        name,
+        not set_by_the_close,
+        f"p99 {p99:,.3f} ms (finished only {alone:,.3f} ms); "
+        f"{len(ages)} in flight at the close, {len(near)} of them {p99:,.3f} ms old",
+    )
 
 
 @rule("listen_drops_split", "ListenDrops = ListenOverflows + TCPReqQFullDrop, inside the window")
@@ -191,8 +201,11 @@ def listen_drops_split(run: RunData, row: dict[str, Any]) -> Check:
         full = float(run.monitor["TcpExt_TCPReqQFullDrop"].iloc[-1])
     else:
         full = 0.0
-    return verdict(name, drops == overflows + full,
-                   f"ListenDrops {drops:,.0f} vs ListenOverflows {overflows:,.0f} + TCPReqQFullDrop {full:,.0f}")
+    return verdict(
+        name,
+        drops == overflows + full,
+        f"ListenDrops {drops:,.0f} vs ListenOverflows {overflows:,.0f} + TCPReqQFullDrop {full:,.0f}",
+    )
 
 
 @rule("synack_split_not_negative", "TCPSynRetrans less the clients' own SYN re-sends leaves ≥ 0 for the server")
@@ -201,8 +214,12 @@ def synack_split_not_negative(run: RunData, row: dict[str, Any]) -> Check:
     server = number(row, "server_synack_retrans")
     if server is None:
         return na(name, "counters not the run's own (not isolated)")
-    return verdict(name, server >= 0, f"TCPSynRetrans {number(row, 'tcp_syn_retrans') or 0:,.0f} less clients' "
-                   f"{number(row, 'client_syn_retrans') or 0:,.0f} = {server:,.0f} SYN-ACKs")  # fmt: skip
+    return verdict(
+        name,
+        server >= 0,
+        f"TCPSynRetrans {number(row, 'tcp_syn_retrans') or 0:,.0f} less clients' "
+        f"{number(row, 'client_syn_retrans') or 0:,.0f} = {server:,.0f} SYN-ACKs",
+    )
 
 
 @rule("cpu_adds_up", "server CPU per request × rate = the server's CPU share over the window")
@@ -219,8 +236,11 @@ def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Check:
     # (a connection storm) by about a third of the share (conn-storm/blocking read 31.4 % against 24.3 %),
     # never more than 10 points.
     tolerance = max(min(0.35 * sampled, 10.0), 100 * 5 * 0.01 / seconds)
-    return verdict(name, abs(busy - sampled) <= tolerance,
-                   f"{per_request:,.2f} µs × {rps:,.1f}/s = {busy:,.1f} % vs the monitor's mean {sampled:,.1f} %")
+    return verdict(
+        name,
+        abs(busy - sampled) <= tolerance,
+        f"{per_request:,.2f} µs × {rps:,.1f}/s = {busy:,.1f} % vs the monitor's mean {sampled:,.1f} %",
+    )
 
 
 def evaluate(run: RunData, row: dict[str, Any]) -> list[Check]:
@@ -236,8 +256,9 @@ def evaluate(run: RunData, row: dict[str, Any]) -> list[Check]:
 def write(folder: Path, checks: list[Check]) -> Path:
     holds = {name: text for name, text, _ in RULES}
     path = Path(folder) / CHECKS_FILE
-    pd.DataFrame([{"check": c.name, "holds": holds.get(c.name, ""), "status": c.status, "figures": c.figures}
-                  for c in checks]).to_csv(path, index=False)  # fmt: skip
+    pd.DataFrame(
+        [{"check": c.name, "holds": holds.get(c.name, ""), "status": c.status, "figures": c.figures} for c in checks]
+    ).to_csv(path, index=False)
     return path
 
 
@@ -253,7 +274,8 @@ def box_html(lines: list[str]) -> str:
     import html
 
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return ("<div class='selfcheck' style='border:2px solid #c00;background:#fee;padding:0.5em 1em;margin:1em 0'>"
-            f"<b>Self-check failed</b> — these figures contradict each other or theory; read them with care:"
-            f"<ul>{items}</ul></div>")  # fmt: skip
-
+    return (
+        "<div class='selfcheck' style='border:2px solid #c00;background:#fee;padding:0.5em 1em;margin:1em 0'>"
+        f"<b>Self-check failed</b> — these figures contradict each other or theory; read them with care:"
+        f"<ul>{items}</ul></div>"
+    )

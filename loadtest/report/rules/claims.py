@@ -24,8 +24,10 @@ def say(state: str, claim: str, evidence: str) -> str:
 
 
 def arms_of(runs: list[RunData], summary: pd.DataFrame) -> Arms:
-    return {str((r.info.get("options") or {}).get("arm", r.run_id)): (r, row)
-            for r, row in zip(runs, summary.to_dict("records"), strict=True)}  # fmt: skip
+    return {
+        str((r.info.get("options") or {}).get("arm", r.run_id)): (r, row)
+        for r, row in zip(runs, summary.to_dict("records"), strict=True)
+    }
 
 
 def missing(name: str, arms: Arms) -> tuple[list[str], str]:
@@ -67,11 +69,16 @@ def check(name: str) -> Callable[[Callable[[Arms], tuple[pd.DataFrame, list[str]
             e = EXPERIMENTS[name]
             unrun, absent = missing(name, arms)
             if not arms:
-                return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {absent}".strip(), None,
-                             unrun)  # fmt: skip
+                return Check(
+                    f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {absent}".strip(), None, unrun
+                )
             table, verdicts, note = body(arms)
-            return Check(f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {note} {absent}".strip(),
-                         table, verdicts + unrun)  # fmt: skip
+            return Check(
+                f"{name}: {e.question}",
+                f"claim: {e.expect}. Source: {e.source}. {note} {absent}".strip(),
+                table,
+                verdicts + unrun,
+            )
 
         run.__name__ = body.__name__
         return run
@@ -95,23 +102,45 @@ def backlog(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
         queue_ok &= got_queue == b + 1
         syn_ok &= abs(got_syn - waiting) <= 1
         retry_ok &= matched >= 0.8 * len(on_retry)
-        rows.append({"arm": label, "backlog B": b, "users": users, "peak accept queue": got_queue, "B + 1": b + 1,
-                     "clients in SYN_SENT (peak)": got_syn, "expected": waiting,
-                     "SYNs re-sent per waiting client": round(float(on_retry["syn_retrans"].mean()), 2)
-                     if len(on_retry) else math.nan,
-                     "on the 1, 2, 3 s schedule": f"{matched}/{len(on_retry)}",
-                     "ListenOverflows": row["listen_overflows"]})  # fmt: skip
-    table = pd.DataFrame([*rows, {"arm": "Cloudflare (ss)", "backlog B": 1024, "peak accept queue": 1025,
-                                  "B + 1": 1025}])  # fmt: skip
+        rows.append(
+            {
+                "arm": label,
+                "backlog B": b,
+                "users": users,
+                "peak accept queue": got_queue,
+                "B + 1": b + 1,
+                "clients in SYN_SENT (peak)": got_syn,
+                "expected": waiting,
+                "SYNs re-sent per waiting client": round(float(on_retry["syn_retrans"].mean()), 2)
+                if len(on_retry)
+                else math.nan,
+                "on the 1, 2, 3 s schedule": f"{matched}/{len(on_retry)}",
+                "ListenOverflows": row["listen_overflows"],
+            }
+        )
+    table = pd.DataFrame(
+        [*rows, {"arm": "Cloudflare (ss)", "backlog B": 1024, "peak accept queue": 1025, "B + 1": 1025}]
+    )
     verdicts = [
-        say(HOLDS if queue_ok else DIFFERS, "B + 1 complete handshakes wait in the accept queue",
-            ", ".join(f"B={r['backlog B']}: {r['peak accept queue']}" for r in rows)),
-        say(HOLDS if syn_ok else DIFFERS, "the rest of the burst is held in SYN_SENT",
-            ", ".join(f"B={r['backlog B']}: {r['clients in SYN_SENT (peak)']} of {r['expected']}" for r in rows)),
-        say(HOLDS if retry_ok else DIFFERS, "they re-send their SYN on the kernel's schedule (about 1, 2, 3 s)",
-            ", ".join(f"B={r['backlog B']}: {r['on the 1, 2, 3 s schedule']} re-sent as often as their wait allows"
-                      for r in rows)),
-    ]  # fmt: skip
+        say(
+            HOLDS if queue_ok else DIFFERS,
+            "B + 1 complete handshakes wait in the accept queue",
+            ", ".join(f"B={r['backlog B']}: {r['peak accept queue']}" for r in rows),
+        ),
+        say(
+            HOLDS if syn_ok else DIFFERS,
+            "the rest of the burst is held in SYN_SENT",
+            ", ".join(f"B={r['backlog B']}: {r['clients in SYN_SENT (peak)']} of {r['expected']}" for r in rows),
+        ),
+        say(
+            HOLDS if retry_ok else DIFFERS,
+            "they re-send their SYN on the kernel's schedule (about 1, 2, 3 s)",
+            ", ".join(
+                f"B={r['backlog B']}: {r['on the 1, 2, 3 s schedule']} re-sent as often as their wait allows"
+                for r in rows
+            ),
+        ),
+    ]
     return table, verdicts, "Each arm: blocking, its first client held by a 10 s SLEEP, everyone arriving at once."
 
 
@@ -139,28 +168,51 @@ def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
         refused, dropped, waited = overflowed_handshakes(run)
-        rows.append({"arm": label, "connects reset": refused, "EmbryonicRsts": row["embryonic_rsts"], DROPPED: dropped,
-                     "their longest wait s": round(waited, 2), "server SYN-ACKs re-sent": row["server_synack_retrans"],
-                     "failures": row["failures"], "users served": row["users_served"],
-                     "ListenOverflows": row["listen_overflows"]})  # fmt: skip
+        rows.append(
+            {
+                "arm": label,
+                "connects reset": refused,
+                "EmbryonicRsts": row["embryonic_rsts"],
+                DROPPED: dropped,
+                "their longest wait s": round(waited, 2),
+                "server SYN-ACKs re-sent": row["server_synack_retrans"],
+                "failures": row["failures"],
+                "users served": row["users_served"],
+                "ListenOverflows": row["listen_overflows"],
+            }
+        )
     by = {r["arm"]: r for r in rows}
     off, on = by.get("abort=0"), by.get("abort=1")
     verdicts = []
     if off and on:
-        verdicts.append(say(HOLDS if on["connects reset"] > 0 and off["connects reset"] == 0 else DIFFERS,
-                            "with tcp_abort_on_overflow=1 a full queue refuses (RST) instead of dropping",
-                            f"connects reset with 1: {on['connects reset']:,} (the kernel's EmbryonicRsts: "
-                            f"{on['EmbryonicRsts']:,}); with 0: {off['connects reset']:,}"))
+        verdicts.append(
+            say(
+                HOLDS if on["connects reset"] > 0 and off["connects reset"] == 0 else DIFFERS,
+                "with tcp_abort_on_overflow=1 a full queue refuses (RST) instead of dropping",
+                f"connects reset with 1: {on['connects reset']:,} (the kernel's EmbryonicRsts: "
+                f"{on['EmbryonicRsts']:,}); with 0: {off['connects reset']:,}",
+            )
+        )
         waits, dropped_on, dropped_off = off["their longest wait s"], on[DROPPED], off[DROPPED]
         fast = on["connects reset"] > 0 and dropped_on == 0
-        verdicts.append(say(HOLDS if fast and dropped_off and waits >= 1 else DIFFERS,
-                            "so clients fail fast instead of waiting",
-                            f"with 1 the overflowed handshakes fail in connect() itself ({on['connects reset']:,} "
-                            f"resets) and {dropped_on} requests were dropped after it; with 0, {dropped_off} clients' "
-                            "connect() returned, their final ACK and then their request were dropped at the full "
-                            f"queue, and they waited up to {waits:.2f} s with no reply"))  # fmt: skip
-    return pd.DataFrame(rows), verdicts, ("blocking at backlog 16, 50 idle users at once, each idle connection "
-                                          "closed after 0.4 s; SYN cookies off in both arms")  # fmt: skip
+        verdicts.append(
+            say(
+                HOLDS if fast and dropped_off and waits >= 1 else DIFFERS,
+                "so clients fail fast instead of waiting",
+                f"with 1 the overflowed handshakes fail in connect() itself ({on['connects reset']:,} "
+                f"resets) and {dropped_on} requests were dropped after it; with 0, {dropped_off} clients' "
+                "connect() returned, their final ACK and then their request were dropped at the full "
+                f"queue, and they waited up to {waits:.2f} s with no reply",
+            )
+        )
+    return (
+        pd.DataFrame(rows),
+        verdicts,
+        (
+            "blocking at backlog 16, 50 idle users at once, each idle connection "
+            "closed after 0.4 s; SYN cookies off in both arms"
+        ),
+    )
 
 
 @check("syn-cookies")
@@ -170,71 +222,121 @@ def syn_cookies(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
         conns = run.connections
         connected = int((conns["connected"] == 1).sum()) if conns is not None else 0
         attempts = len(conns) if conns is not None else 0
-        rows.append({"arm": label, "SyncookiesSent": row["syncookies_sent"], "connects": attempts,
-                     "connect() returned": connected, "never accepted": row["connections_never_accepted"],
-                     "clients in SYN_SENT (peak)": peak(run, "client_SYN_SENT"), "failures": row["failures"]})
+        rows.append(
+            {
+                "arm": label,
+                "SyncookiesSent": row["syncookies_sent"],
+                "connects": attempts,
+                "connect() returned": connected,
+                "never accepted": row["connections_never_accepted"],
+                "clients in SYN_SENT (peak)": peak(run, "client_SYN_SENT"),
+                "failures": row["failures"],
+            }
+        )
     by = {r["arm"]: r for r in rows}
     verdicts = []
     one, zero, two = by.get("syncookies=1"), by.get("syncookies=0"), by.get("syncookies=2")
     if one:
-        more = zero is None or (one["connect() returned"] > zero["connect() returned"]
-                                and one["never accepted"] > zero["never accepted"])  # fmt: skip
-        beside = (f" against {zero['connect() returned']} and {zero['never accepted']} with 0" if zero else "")
-        verdicts.append(say(HOLDS if one["SyncookiesSent"] > 0 and more else DIFFERS,
-                            "with 1 the burst's overflow gets cookies: connect() returns though the server holds "
-                            "nothing", f"{one['SyncookiesSent']:,} cookies; {one['connect() returned']} of "
-                            f"{one['connects']} connect() returned, {one['never accepted']} of them never accepted"
-                            + beside))  # fmt: skip
+        more = zero is None or (
+            one["connect() returned"] > zero["connect() returned"] and one["never accepted"] > zero["never accepted"]
+        )
+        beside = f" against {zero['connect() returned']} and {zero['never accepted']} with 0" if zero else ""
+        verdicts.append(
+            say(
+                HOLDS if one["SyncookiesSent"] > 0 and more else DIFFERS,
+                "with 1 the burst's overflow gets cookies: connect() returns though the server holds nothing",
+                f"{one['SyncookiesSent']:,} cookies; {one['connect() returned']} of "
+                f"{one['connects']} connect() returned, {one['never accepted']} of them never accepted" + beside,
+            )
+        )
     if zero:
-        verdicts.append(say(HOLDS if zero["SyncookiesSent"] == 0 and zero["clients in SYN_SENT (peak)"] > 0 else
-                            DIFFERS, "with 0 those SYNs are dropped and retried",
-                            f"{zero['SyncookiesSent']} cookies, {zero['clients in SYN_SENT (peak)']} clients in "
-                            "SYN_SENT at peak"))  # fmt: skip
+        verdicts.append(
+            say(
+                HOLDS if zero["SyncookiesSent"] == 0 and zero["clients in SYN_SENT (peak)"] > 0 else DIFFERS,
+                "with 0 those SYNs are dropped and retried",
+                f"{zero['SyncookiesSent']} cookies, {zero['clients in SYN_SENT (peak)']} clients in SYN_SENT at peak",
+            )
+        )
     if two:
         returned = two["connect() returned"]  # each had a SYN-ACK: with 2, each of those a cookie
-        verdicts.append(say(HOLDS if two["SyncookiesSent"] >= returned > 0 else DIFFERS,
-                            "with 2 every SYN gets a cookie", f"{two['SyncookiesSent']:,} cookies for {returned:,} "
-                            "connect() that returned" + (f", against {one['SyncookiesSent']:,} cookies with 1"
-                                                         if one else "")))  # fmt: skip
-    return pd.DataFrame(rows), verdicts, ("blocking at backlog 16, 50 idle users at once, each idle connection "
-                                          "closed after 0.4 s")  # fmt: skip
+        verdicts.append(
+            say(
+                HOLDS if two["SyncookiesSent"] >= returned > 0 else DIFFERS,
+                "with 2 every SYN gets a cookie",
+                f"{two['SyncookiesSent']:,} cookies for {returned:,} "
+                "connect() that returned" + (f", against {one['SyncookiesSent']:,} cookies with 1" if one else ""),
+            )
+        )
+    return (
+        pd.DataFrame(rows),
+        verdicts,
+        ("blocking at backlog 16, 50 idle users at once, each idle connection closed after 0.4 s"),
+    )
 
 
 @check("time-wait")
 def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
-        rows.append({"arm": label, "server TIME_WAIT (peak)": peak(run, "server_TIME_WAIT"),
-                     "client TIME_WAIT (peak)": peak(run, "client_TIME_WAIT"), "connections/s": row["rps"],
-                     "requests": row["requests"], "address not available": failures(row, "address not available"),
-                     "failures": row["failures"]})  # fmt: skip
+        rows.append(
+            {
+                "arm": label,
+                "server TIME_WAIT (peak)": peak(run, "server_TIME_WAIT"),
+                "client TIME_WAIT (peak)": peak(run, "client_TIME_WAIT"),
+                "connections/s": row["rps"],
+                "requests": row["requests"],
+                "address not available": failures(row, "address not available"),
+                "failures": row["failures"],
+            }
+        )
     by = {r["arm"]: r for r in rows}
     verdicts = []
     client, server, linger = by.get("client closes"), by.get("server closes"), by.get("SO_LINGER 0")
     if client and server:
         c, s = "client TIME_WAIT (peak)", "server TIME_WAIT (peak)"
         ok = client[c] > 0 and client[s] == 0 and server[s] > 0 and server[c] < server[s]
-        verdicts.append(say(HOLDS if ok else DIFFERS, "the side that closes first holds TIME_WAIT",
-                            f"client first: client {client['client TIME_WAIT (peak)']:,}, server "
-                            f"{client['server TIME_WAIT (peak)']:,}; server first (--max-requests 1): server "
-                            f"{server['server TIME_WAIT (peak)']:,}, client {server['client TIME_WAIT (peak)']:,}"))
+        verdicts.append(
+            say(
+                HOLDS if ok else DIFFERS,
+                "the side that closes first holds TIME_WAIT",
+                f"client first: client {client['client TIME_WAIT (peak)']:,}, server "
+                f"{client['server TIME_WAIT (peak)']:,}; server first (--max-requests 1): server "
+                f"{server['server TIME_WAIT (peak)']:,}, client {server['client TIME_WAIT (peak)']:,}",
+            )
+        )
     if linger:
         held = linger["client TIME_WAIT (peak)"] + linger["server TIME_WAIT (peak)"]
-        verdicts.append(say(HOLDS if held == 0 else DIFFERS, "SO_LINGER 0 closes with a RST and holds no TIME_WAIT",
-                            f"{held} TIME_WAIT sockets at peak over {linger['requests']:,} connections"))
+        verdicts.append(
+            say(
+                HOLDS if held == 0 else DIFFERS,
+                "SO_LINGER 0 closes with a RST and holds no TIME_WAIT",
+                f"{held} TIME_WAIT sockets at peak over {linger['requests']:,} connections",
+            )
+        )
     short, reuse = by.get("1,000 ports"), by.get("1,000 ports, tw_reuse")
     if short:
         lasted = short["requests"]
-        verdicts.append(say(HOLDS if short["address not available"] > 0 and lasted <= 1_050 else DIFFERS,
-                            "the ephemeral ports run out: a range of N lasts N connections per 60 s (28,232 → 470/s)",
-                            f"1,000 ports: {lasted:,} connections, then {short['address not available']:,} failed "
-                            "'address not available' (EADDRNOTAVAIL) — 16.7/s sustainable"))  # fmt: skip
+        verdicts.append(
+            say(
+                HOLDS if short["address not available"] > 0 and lasted <= 1_050 else DIFFERS,
+                "the ephemeral ports run out: a range of N lasts N connections per 60 s (28,232 → 470/s)",
+                f"1,000 ports: {lasted:,} connections, then {short['address not available']:,} failed "
+                "'address not available' (EADDRNOTAVAIL) — 16.7/s sustainable",
+            )
+        )
     if short and reuse:
         rate = reuse["connections/s"]
-        verdicts.append(say(HOLDS if rate >= 10 * 1_000 / 60 else DIFFERS,
-                            "tcp_tw_reuse=1 lets a new connection take a port in TIME_WAIT",
-                            f"{rate:,.0f} connections/s over the same 1,000 ports against 16.7/s without it — a port "
-                            "is reused once its TIME_WAIT is 1 s old (tcp_twsk_unique), so the range now lasts a "
-                            f"second, not 60 ({reuse['address not available']:,} still failed between)"))  # fmt: skip
-    return pd.DataFrame(rows), verdicts, ("selectors, 10 connect-per-request users; sysctls set in each cell's "
-                                          "namespace.")
+        verdicts.append(
+            say(
+                HOLDS if rate >= 10 * 1_000 / 60 else DIFFERS,
+                "tcp_tw_reuse=1 lets a new connection take a port in TIME_WAIT",
+                f"{rate:,.0f} connections/s over the same 1,000 ports against 16.7/s without it — a port "
+                "is reused once its TIME_WAIT is 1 s old (tcp_twsk_unique), so the range now lasts a "
+                f"second, not 60 ({reuse['address not available']:,} still failed between)",
+            )
+        )
+    return (
+        pd.DataFrame(rows),
+        verdicts,
+        ("selectors, 10 connect-per-request users; sysctls set in each cell's namespace."),
+    )

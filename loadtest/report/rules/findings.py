@@ -14,7 +14,7 @@ from loadtest.report.rules.summary import load_bound, shown
 def findings(run: RunData, row: dict[str, Any]) -> list[str]:
     """Plain sentences read off the data."""
     out = []
-    name = row["variant"] or "server"
+    name = row["design"] or "server"
     traits = traits_of(run)
     one_at_a_time = bool(traits.get("serves_one_at_a_time"))
     if row["requests"]:
@@ -49,8 +49,7 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
         text += syn_retrans_note(row)
         p99 = num(row, "connect_p99_ms")
         if p99 is not None and p99 >= 900:
-            text += (f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule "
-                     "(about 1, 2, 3 s)")  # fmt: skip
+            text += f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule (about 1, 2, 3 s)"
         out.append(text + ".")
     queued = row.get("peak_accept_queue")
     if isinstance(queued, int) and queued > 0 and not (isinstance(overflows, int) and overflows > 0):
@@ -120,11 +119,15 @@ def syn_retrans_note(row: dict[str, Any]) -> str:
         return ""
     parts = []
     if clients is not None:
-        parts.append(f"the clients re-sent {int(clients):,} SYNs ({int(retried or 0):,} connections went through the "
-                     "SYN retry schedule; measured by each connecting socket)")  # fmt: skip
+        parts.append(
+            f"the clients re-sent {int(clients):,} SYNs ({int(retried or 0):,} connections went through the "
+            "SYN retry schedule; measured by each connecting socket)"
+        )
     if server is not None:
-        parts.append(f"the server re-sent {int(server):,} SYN-ACKs (to clients whose final ACK was dropped at the "
-                     "full accept queue, or whose SYN came again)")  # fmt: skip
+        parts.append(
+            f"the server re-sent {int(server):,} SYN-ACKs (to clients whose final ACK was dropped at the "
+            "full accept queue, or whose SYN came again)"
+        )
     text = f"; TCPSynRetrans {int(counter or 0):,}"
     return text + (": " + ", ".join(parts) if parts else " (client SYNs and server SYN-ACKs together)")
 
@@ -159,17 +162,21 @@ def user_findings(row: dict[str, Any], one_at_a_time: bool, oldest: tuple[float,
     """
     out = []
     served, starved = num(row, "users_served"), num(row, "users_starved")
-    name, seconds = row["variant"] or "server", float(row["duration_s"] or 0)
+    name, seconds = row["design"] or "server", float(row["duration_s"] or 0)
     connects, requests = int(num(row, "unfinished_connects") or 0), int(num(row, "unfinished_requests") or 0)
     if starved:
         total = int(served or 0) + int(starved)
         where = []  # every user's work in flight at the close, the served users' included
         if requests:
-            where.append(f"{requests} request{'s' if requests != 1 else ''} waiting for a reply, the oldest for "
-                         f"{oldest[1]:.2f} s")
+            where.append(
+                f"{requests} request{'s' if requests != 1 else ''} waiting for a reply, the oldest for "
+                f"{oldest[1]:.2f} s"
+            )
         if connects:
-            where.append(f"{connects} connect{'s' if connects != 1 else ''} not complete, the oldest for "
-                         f"{oldest[0]:.2f} s (no SYN-ACK yet: retrying on the kernel's SYN schedule)")
+            where.append(
+                f"{connects} connect{'s' if connects != 1 else ''} not complete, the oldest for "
+                f"{oldest[0]:.2f} s (no SYN-ACK yet: retrying on the kernel's SYN schedule)"
+            )
         out.append(
             f"{name}: {int(served or 0)} of {total} users {'was' if served == 1 else 'were'} served; {int(starved)} "
             f"completed no request in the whole {seconds:g} s window"
@@ -207,36 +214,48 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
     mine = frame[frame["in_window"]]
     # A first request whose reply came back inside the window (a persistent cell's were the warm-up's).
     joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "") & mine["replied_in_window"]].dropna(
-        subset=["first_request"])
+        subset=["first_request"]
+    )
     if run.timeline_note:
         out.append(f"where the time went: {run.timeline_note}.")
     if row is not None and (words := account.share_words(row, 3)):
         users = len(run.users) if run.users is not None else 0
-        out.append(f"{name}: of every user's time in the window ({plural(users, 'user')}, "
-                   f"{float(row['window_user_s']):,.1f} user-seconds), "
-                   + ", ".join(f"{share:.0%} {label}" for label, share in words) + ".")  # fmt: skip
+        out.append(
+            f"{name}: of every user's time in the window ({plural(users, 'user')}, "
+            f"{float(row['window_user_s']):,.1f} user-seconds), "
+            + ", ".join(f"{share:.0%} {label}" for label, share in words)
+            + "."
+        )
     if len(joined):
         median = joined.sort_values("first_request").iloc[(len(joined) - 1) // 2]
         parts = sorted(((float(median[s]), s) for s in timeline.STAGES), reverse=True)
         said = [f"{ms:,.3f} ms {timeline.STAGE_LABELS[s]}" for ms, s in parts[:2] if ms > 0]
-        out.append(f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
-                   f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
-                   "the reply's last byte, of it " + " and ".join(said) + ".")  # fmt: skip
+        out.append(
+            f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
+            f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
+            "the reply's last byte, of it " + " and ".join(said) + "."
+        )
     elif (mine["join"] == "joined").any():
-        out.append("no connection had its first reply in the window: each was opened in the warm-up and carried "
-                   "the window's requests (the window's account above says where their time went).")
+        out.append(
+            "no connection had its first reply in the window: each was opened in the warm-up and carried "
+            "the window's requests (the window's account above says where their time went)."
+        )
     retried = mine[mine["syn_retrans"] > 0]
     if len(retried):
-        out.append(f"{plural(len(retried), 'connection')} went through SYN retries "
-                   f"({int(retried['syn_retrans'].sum()):,} SYNs sent again; connect() took "
-                   f"{(retried['syn_retry_wait'] + retried['handshake']).median() / 1000:,.2f} s at the median, the "
-                   "kernel's retry schedule of about 1, 2, 3 s).")  # fmt: skip
+        out.append(
+            f"{plural(len(retried), 'connection')} went through SYN retries "
+            f"({int(retried['syn_retrans'].sum()):,} SYNs sent again; connect() took "
+            f"{(retried['syn_retry_wait'] + retried['handshake']).median() / 1000:,.2f} s at the median, the "
+            "kernel's retry schedule of about 1, 2, 3 s)."
+        )
     resent = mine[mine["data_retrans"] > 0] if "data_retrans" in mine else mine.iloc[:0]
     if len(resent):
-        out.append(f"{plural(len(resent), 'connection')} were half-open for a while: connect() had returned (the "
-                   "SYN-ACK came back) but the final ACK and the request were dropped at the full accept queue "
-                   f"(ListenOverflows), so the client sent its data again ({int(resent['data_retrans'].sum()):,} "
-                   "segments) until one got in while the queue had room.")  # fmt: skip
+        out.append(
+            f"{plural(len(resent), 'connection')} were half-open for a while: connect() had returned (the "
+            "SYN-ACK came back) but the final ACK and the request were dropped at the full accept queue "
+            f"(ListenOverflows), so the client sent its data again ({int(resent['data_retrans'].sum()):,} "
+            "segments) until one got in while the queue had room."
+        )
     unaccepted = mine[mine["unaccepted_at_close"]]
     if len(unaccepted):
         half = int((unaccepted["stage_at_stop"] == "half_open").sum())
@@ -246,22 +265,31 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
         if queued:
             bits.append(f"{queued:,} in the accept queue")
         if half:
-            bits.append(f"{half:,} half-open (their final ACK dropped: not in the queue, the server holds a "
-                        "request socket or, after a SYN cookie, nothing)")
-        out.append(f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
-                   f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s.")  # fmt: skip
+            bits.append(
+                f"{half:,} half-open (their final ACK dropped: not in the queue, the server holds a "
+                "request socket or, after a SYN cookie, nothing)"
+            )
+        out.append(
+            f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
+            f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s."
+        )
     stopped = joined["teardown"] == timeline.STOPPED_BY_THE_RUN
     closed = joined[~stopped]
     teardown = closed["teardown"].value_counts()
-    later = f" ({plural(int(stopped.sum()), 'other')} closed by the run's stop, after the window)" if stopped.any() \
-        else ""
+    later = (
+        f" ({plural(int(stopped.sum()), 'other')} closed by the run's stop, after the window)" if stopped.any() else ""
+    )
     if len(teardown):
         top, n = str(teardown.index[0]), int(teardown.iloc[0])
-        out.append(f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'joined connection')} that "
-                   "closed in the window" + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + f"{later}.")
+        out.append(
+            f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'joined connection')} that "
+            "closed in the window" + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + f"{later}."
+        )
     elif stopped.any():
-        out.append(f"teardown: none closed in the window; {plural(int(stopped.sum()), 'connection')} closed by the "
-                   "run's stop, after it (their FIN or reset is the harness's, not the design's).")
+        out.append(
+            f"teardown: none closed in the window; {plural(int(stopped.sum()), 'connection')} closed by the "
+            "run's stop, after it (their FIN or reset is the harness's, not the design's)."
+        )
     return out
 
 

@@ -41,7 +41,7 @@ class Step:
 @dataclass
 class Ladder:
     scenario: str
-    variant: str
+    design: str
     steps: list[Step] = field(default_factory=list)
     knee: float | None = None
     gave_out: str = ""
@@ -70,8 +70,10 @@ def what_gave_out(row: dict[str, Any], traits: dict[str, bool], workers: int | N
         return f"the load generator (the busiest Locust process at {row['loadgen_median_cpu_percent']:.0f}% of a core)"
     overflows = row.get("listen_overflows")
     if isinstance(overflows, int) and overflows > 0:
-        return (f"the accept queue: {overflows:,} packets dropped at a full accept queue "
-                f"(backlog {row.get('backlog')}, peak depth {row.get('peak_accept_queue')})")  # fmt: skip
+        return (
+            f"the accept queue: {overflows:,} packets dropped at a full accept queue "
+            f"(backlog {row.get('backlog')}, peak depth {row.get('peak_accept_queue')})"
+        )
     rps, cpu_us = row.get("rps") or 0.0, row.get("server_cpu_us_per_request")
     server_cpu = cpu_us * rps / 1e4 if isinstance(cpu_us, float) and cpu_us == cpu_us else 0.0
     if traits.get("uses_processes") and server_cpu >= SERVER_CPU_FULL * cpus:
@@ -96,12 +98,14 @@ def ladder_rates(start: float, max_rate: float) -> list[float]:
 
 
 def knee_line(ladder: Ladder) -> str:
-    name = f"{ladder.scenario}/{ladder.variant}"
+    name = f"{ladder.scenario}/{ladder.design}"
     if ladder.knee is None:
         first = ladder.steps[0].verdict if ladder.steps else "-"
         return f"{name:32} no step within the bound (first step: {first}); what gave out: {ladder.gave_out}"
     if ladder.gave_out.startswith("the load generator"):
         achieved = max((s.row or {}).get("rps") or 0 for s in ladder.steps)
-        return (f"{name:32} knee not reached: the load generator saturated at {achieved:,.0f} req/s "
-                f"(sustained {ladder.knee:,.0f} req/s within the bound)")  # fmt: skip
+        return (
+            f"{name:32} knee not reached: the load generator saturated at {achieved:,.0f} req/s "
+            f"(sustained {ladder.knee:,.0f} req/s within the bound)"
+        )
     return f"{name:32} knee {ladder.knee:,.0f} req/s; past it, what gave out first: {ladder.gave_out}"

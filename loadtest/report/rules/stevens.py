@@ -9,7 +9,7 @@ server user and system CPU µs per connection, their total and Δ from the
 iterative baseline — beside a published Linux reproduction, and checks each of
 the book's conclusions against the numbers.
 
-Which design a variant is comes from its declared ``stevens`` attribute
+Which design a design is comes from its declared ``stevens`` attribute
 (serv00 …), announced by the server and recorded in run.json; the baseline is
 the one that ``serves_one_at_a_time``.
 """
@@ -26,25 +26,34 @@ from loadtest.report.load import RunData, traits_of
 MUCH = 1.5  # "much faster": at least this ratio
 # Dan Kegel's reproduction on Linux (Pentium III, Red Hat 6.2): user / system seconds for the book's client run.
 KEGEL_SECONDS = {
-    "serv00": (0.5, 5.0), "serv01": (3.7, 17.8), "serv02": (0.6, 7.1), "serv03": (0.8, 7.8),
-    "serv05": (0.9, 6.4), "serv07": (0.8, 7.1), "serv08": (1.0, 5.5),
-}  # fmt: skip
+    "serv00": (0.5, 5.0),
+    "serv01": (3.7, 17.8),
+    "serv02": (0.6, 7.1),
+    "serv03": (0.8, 7.8),
+    "serv05": (0.9, 6.4),
+    "serv07": (0.8, 7.1),
+    "serv08": (1.0, 5.5),
+}
 BOOK_DESIGNS = {
-    "serv00": "iterative", "serv01": "fork per client", "serv02": "pre-forked, each child calls accept",
-    "serv03": "pre-forked, file lock around accept", "serv05": "pre-forked, parent passes the descriptor",
-    "serv06": "thread per client", "serv07": "pre-threaded, mutex around accept",
+    "serv00": "iterative",
+    "serv01": "fork per client",
+    "serv02": "pre-forked, each child calls accept",
+    "serv03": "pre-forked, file lock around accept",
+    "serv05": "pre-forked, parent passes the descriptor",
+    "serv06": "thread per client",
+    "serv07": "pre-threaded, mutex around accept",
     "serv08": "pre-threaded, main thread accepts and hands off",
-}  # fmt: skip
+}
 
 
 def stevens_of(run: RunData) -> str:
     declared = (run.info.get("server") or {}).get("stevens")
     if declared:
         return str(declared)
-    from servers import VARIANTS, variant_class
+    from servers import DESIGNS, design_class
 
-    variant = run.info.get("variant", "")
-    return variant_class(variant).stevens if variant in VARIANTS else ""
+    design = run.info.get("design", "")
+    return design_class(design).stevens if design in DESIGNS else ""
 
 
 def check(runs: list[RunData], summary: pd.DataFrame) -> Check | None:
@@ -52,11 +61,17 @@ def check(runs: list[RunData], summary: pd.DataFrame) -> Check | None:
     book = table(runs, summary)
     if book is None:
         return None
-    shown = book.rename(columns={
-        "book": "Stevens' design", "user_us": "user µs/conn", "sys_us": "system µs/conn",
-        "total_us": "total µs/conn", "delta_us": "Δ from iterative µs",
-        "kegel_total_us": "Kegel (Linux, PIII) total µs/conn", "kegel_delta_us": "Kegel Δ µs",
-    })  # fmt: skip
+    shown = book.rename(
+        columns={
+            "book": "Stevens' design",
+            "user_us": "user µs/conn",
+            "sys_us": "system µs/conn",
+            "total_us": "total µs/conn",
+            "delta_us": "Δ from iterative µs",
+            "kegel_total_us": "Kegel (Linux, PIII) total µs/conn",
+            "kegel_delta_us": "Kegel Δ µs",
+        }
+    )
     return Check(
         "Reproducing Stevens, UNP vol. 1 chapter 30",
         "Server CPU (user + system, of the server and its reaped children) per connection of Stevens' client: "
@@ -74,16 +89,18 @@ def table(runs: list[RunData], summary: pd.DataFrame) -> pd.DataFrame | None:
     for run, (_, row) in zip(runs, summary.iterrows(), strict=True):
         design = stevens_of(run)
         kegel = KEGEL_SECONDS.get(design)
-        rows.append({
-            "design": row["variant"],
-            "book": f"{design}: {BOOK_DESIGNS[design]}" if design in BOOK_DESIGNS else "(not in the book)",
-            "iterative": bool(traits_of(run).get("serves_one_at_a_time")),
-            "connections": int(row["requests"]),
-            "user_us": row["server_user_us_per_request"],
-            "sys_us": row["server_sys_us_per_request"],
-            "total_us": row["server_cpu_us_per_request"],
-            "kegel_total_us": round((kegel[0] + kegel[1]) / 5000 * 1e6) if kegel else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "design": row["design"],
+                "book": f"{design}: {BOOK_DESIGNS[design]}" if design in BOOK_DESIGNS else "(not in the book)",
+                "iterative": bool(traits_of(run).get("serves_one_at_a_time")),
+                "connections": int(row["requests"]),
+                "user_us": row["server_user_us_per_request"],
+                "sys_us": row["server_sys_us_per_request"],
+                "total_us": row["server_cpu_us_per_request"],
+                "kegel_total_us": round((kegel[0] + kegel[1]) / 5000 * 1e6) if kegel else None,
+            }
+        )
     if not rows:
         return None
     out = pd.DataFrame(rows)
@@ -107,15 +124,17 @@ def conclusions(t: pd.DataFrame) -> list[str]:
     fork = by_design.get("serv01")
     measured = t["total_us"].notna()
     if not measured.all():
-        out.append("CPU per connection not measured for " + ", ".join(t.loc[~measured, "design"]) + ": fewer than "
-                   "2 CPU ticks in the window (run more connections, --connections).")  # fmt: skip
+        out.append(
+            "CPU per connection not measured for " + ", ".join(t.loc[~measured, "design"]) + ": fewer than "
+            "2 CPU ticks in the window (run more connections, --connections)."
+        )
     if fork is not None and fork["total_us"] == fork["total_us"] and measured.sum() > 1:
         others = t[(t["design"] != fork["design"]) & measured]
         dearest = others.loc[others["total_us"].idxmax()]
         ratio = fork["total_us"] / dearest["total_us"] if dearest["total_us"] else float("inf")
         verdict = "holds" if ratio >= 2 else "does not hold"
         out.append(
-            f"\"Fork per client is by far the most expensive\": {verdict} here — {fork['design']} "
+            f'"Fork per client is by far the most expensive": {verdict} here — {fork["design"]} '
             f"{fork['total_us']:,.0f} µs per connection, ×{ratio:.1f} the next dearest ({dearest['design']}, "
             f"{dearest['total_us']:,.0f} µs)."
         )
@@ -125,7 +144,7 @@ def conclusions(t: pd.DataFrame) -> list[str]:
         factor = f_delta / p_delta if p_delta and p_delta > 0 else float("inf")
         verdict = "holds" if factor >= 10 else "does not hold"
         out.append(
-            f"\"Pools cut process-control CPU by a factor of 10 or more\": {verdict} here — Δ from the iterative "
+            f'"Pools cut process-control CPU by a factor of 10 or more": {verdict} here — Δ from the iterative '
             f"server {f_delta:,.0f} µs per connection for {fork['design']} against {p_delta:,.0f} µs for "
             f"{pool['design']}" + (f" (×{factor:.0f})." if factor != float("inf") else " (no more than iterative).")
         )
@@ -134,7 +153,7 @@ def conclusions(t: pd.DataFrame) -> list[str]:
         diff = handoff["total_us"] - each["total_us"]
         verdict = "holds" if diff > 0 else "does not hold"
         out.append(
-            f"\"Letting every thread call accept is faster than having one thread accept and hand off\": {verdict} "
+            f'"Letting every thread call accept is faster than having one thread accept and hand off": {verdict} '
             f"here — {each['design']} {each['total_us']:,.0f} µs against {handoff['design']} "
             f"{handoff['total_us']:,.0f} µs per connection ({diff:+,.0f} µs for the hand-off)."
         )
@@ -146,7 +165,9 @@ def conclusions(t: pd.DataFrame) -> list[str]:
         if t_ is not None and p is not None and t_["total_us"]
     ]
     if said:
-        ratios = [p["total_us"] / t_["total_us"] for t_, p in pairs if t_ is not None and p is not None and t_["total_us"]]  # noqa: E501
+        ratios = [
+            p["total_us"] / t_["total_us"] for t_, p in pairs if t_ is not None and p is not None and t_["total_us"]
+        ]
         if all(r >= MUCH for r in ratios):
             verdict = "holds"
         elif any(r >= MUCH for r in ratios):
@@ -156,5 +177,5 @@ def conclusions(t: pd.DataFrame) -> list[str]:
         else:
             verdict = "does not hold"
         marked = [f"{text}{' ✓' if r >= MUCH else ''}" for text, r in zip(said, ratios, strict=True)]
-        out.append(f"\"Threads are normally much faster than processes\": {verdict} here — " + "; ".join(marked) + ".")
+        out.append(f'"Threads are normally much faster than processes": {verdict} here — ' + "; ".join(marked) + ".")
     return out

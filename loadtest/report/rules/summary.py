@@ -46,7 +46,6 @@ def tick_rounded(cpu_seconds: float, requests: int, *, per_core: bool = False) -
     return float(round(value, decimals))
 
 
-
 def _ms(hist: HdrHistogram | None, percentile: float | None) -> float:
     """A percentile (None = max) in ms with µs precision; NaN without data."""
     if hist is None or hist.get_total_count() == 0:
@@ -103,13 +102,19 @@ def summarize(run: RunData) -> dict[str, Any]:
     first_reply = merged_histogram(run, (FIRST_REPLY,), with_unfinished=True)
     service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
     open_loop = info.get("open_loop") or {}
-    times = account.figures(run.connections, run.timeline_note, users=len(run.users) if run.users is not None else 0,
-                             window_s=seconds, request_s=request_seconds(run))
+    times = account.figures(
+        run.connections,
+        run.timeline_note,
+        users=len(run.users) if run.users is not None else 0,
+        window_s=seconds,
+        request_s=request_seconds(run),
+    )
     timeline_lower = times.pop("timeline_lower_bounds", "")
     row: dict[str, Any] = {
         "run_id": run.run_id,
         "scenario": info.get("scenario", ""),
-        "variant": info.get("variant", ""),
+        "design": info.get("design", ""),
+        "variant": info.get("design", ""),
         "user_class": ",".join(info.get("user_classes") or []),
         "op": options.get("op", ""),
         "pipeline": int(options.get("pipeline") or 1),
@@ -265,8 +270,12 @@ def user_figures(run: RunData) -> dict[str, Any]:
     longest stretch any user went without a success (ms)."""
     users = run.users
     if users is None or users.empty:
-        return {"users_served": math.nan, "users_starved": math.nan, "fairness": math.nan,
-                "longest_user_wait_ms": math.nan}  # fmt: skip
+        return {
+            "users_served": math.nan,
+            "users_starved": math.nan,
+            "fairness": math.nan,
+            "longest_user_wait_ms": math.nan,
+        }
     x = users["requests"].astype(float)
     return {
         "users_served": int((x > 0).sum()),
@@ -313,5 +322,3 @@ def load_bound(row: dict[str, Any], cpus: int | None) -> str:
     if cpus and isinstance(machine, float) and machine >= CLIENT_BOUND_PERCENT * cpus:
         return "machine-bound"
     return ""
-
-

@@ -40,15 +40,30 @@ from servers.connlog import ENDED_BADLY, HEADER, HEADER_SIZE, IPV6, MAGIC, RECOR
 
 # A connection's consecutive stages, each between two events that happened in this order on one clock
 # (CLOCK_MONOTONIC, client and server alike), so they add up to connect start → the first reply's last byte.
-STAGES = ("syn_retry_wait", "handshake", "half_open", "accept_queue", "pool_queue", "client_late", "request_wait",
-          "service", "transfer", "server_unknown")  # fmt: skip
+STAGES = (
+    "syn_retry_wait",
+    "handshake",
+    "half_open",
+    "accept_queue",
+    "pool_queue",
+    "client_late",
+    "request_wait",
+    "service",
+    "transfer",
+    "server_unknown",
+)
 STAGE_LABELS = {
-    "syn_retry_wait": "SYN retries", "handshake": "handshake", "half_open": "half-open (final ACK dropped)",
-    "accept_queue": "accept queue", "pool_queue": "pool queue", "client_late": "load generator late to send",
-    "request_wait": "request waiting to be read", "service": "service",
+    "syn_retry_wait": "SYN retries",
+    "handshake": "handshake",
+    "half_open": "half-open (final ACK dropped)",
+    "accept_queue": "accept queue",
+    "pool_queue": "pool queue",
+    "client_late": "load generator late to send",
+    "request_wait": "request waiting to be read",
+    "service": "service",
     "transfer": "reply to the client's read (a late load generator shows here)",
     "server_unknown": "after connect(), server side not measured",
-}  # fmt: skip
+}
 # The window's whole account: every user's time in the measured window, in the stage it was in.
 WINDOW_STAGES = tuple(stage for stage, _ in WINDOW_SHARES)  # declared, with meanings, in loadtest.declare.columns
 WINDOW_LABELS = {
@@ -75,9 +90,18 @@ class ServerLog:
     complete: bool  # False: the file was cut short, or records were still open (the server was killed)
 
 
-RECORD_DTYPE = np.dtype([*((t, "<f8") for t in TIMES), ("in_window_service", "<f8"), ("peer_port", "<u2"),
-                         ("local_port", "<u2"), ("requests", "<u4"), ("worker_flags", "<u4"), ("peer", "V16"),
-                         ("pad", "V4")])  # fmt: skip
+RECORD_DTYPE = np.dtype(
+    [
+        *((t, "<f8") for t in TIMES),
+        ("in_window_service", "<f8"),
+        ("peer_port", "<u2"),
+        ("local_port", "<u2"),
+        ("requests", "<u4"),
+        ("worker_flags", "<u4"),
+        ("peer", "V16"),
+        ("pad", "V4"),
+    ]
+)
 assert RECORD_DTYPE.itemsize == RECORD.size
 
 
@@ -137,10 +161,22 @@ def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: d
         mine = out[connected & same_clock]
         server = log.records[log.records["local_port"] == server_port].reset_index(drop=True)
         if len(mine) and len(server):
-            left = pd.DataFrame({"ip": server["peer_ip"].astype(str), "port": server["peer_port"].astype(np.int64),
-                                 "at": server["accepted"], "record": np.arange(len(server))}).sort_values("at")
-            right = pd.DataFrame({"ip": mine["local_ip"].astype(str), "port": mine["local_port"].astype(np.int64),
-                                  "at": mine["connect_start"], "row": mine.index}).sort_values("at")
+            left = pd.DataFrame(
+                {
+                    "ip": server["peer_ip"].astype(str),
+                    "port": server["peer_port"].astype(np.int64),
+                    "at": server["accepted"],
+                    "record": np.arange(len(server)),
+                }
+            ).sort_values("at")
+            right = pd.DataFrame(
+                {
+                    "ip": mine["local_ip"].astype(str),
+                    "port": mine["local_port"].astype(np.int64),
+                    "at": mine["connect_start"],
+                    "row": mine.index,
+                }
+            ).sort_values("at")
             # Each server record: the latest connection from that address and port started before it was accepted.
             matched = pd.merge_asof(left, right, on="at", by=["ip", "port"], direction="backward")
             matched = matched.dropna(subset=["row"]).drop_duplicates("row", keep="first")
@@ -151,9 +187,12 @@ def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: d
             out.loc[rows, "flags"] = server["flags"].to_numpy()[records]
             out.loc[rows, "join"] = "joined"
         missing = (out["join"] == "never connected") & connected & same_clock
-        out.loc[missing, "join"] = ("past the server log's cap, or not accepted by the server" if log.unrecorded
-                                    else "not accepted by the server (in its accept queue, or after a SYN cookie "
-                                    "held nowhere, when the run ended)")  # fmt: skip
+        out.loc[missing, "join"] = (
+            "past the server log's cap, or not accepted by the server"
+            if log.unrecorded
+            else "not accepted by the server (in its accept queue, or after a SYN cookie "
+            "held nowhere, when the run ended)"
+        )
     return out
 
 
@@ -187,9 +226,19 @@ def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
     written = np.fmin(at("server_first_written"), at("first_byte"))
     read = np.fmin(at("server_first_read"), written)
     started = at("server_service_start")
-    return pd.DataFrame({"e0": start, "e1": through.where(established.notna()), "e2": established, "e3": accepted,
-                         "e4": started, "e5": np.fmax(started, np.fmin(sent, read)), "e6": read, "e7": written,
-                         "e8": at("last_byte")})
+    return pd.DataFrame(
+        {
+            "e0": start,
+            "e1": through.where(established.notna()),
+            "e2": established,
+            "e3": accepted,
+            "e4": started,
+            "e5": np.fmax(started, np.fmin(sent, read)),
+            "e6": read,
+            "e7": written,
+            "e8": at("last_byte"),
+        }
+    )
 
 
 def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
@@ -223,8 +272,19 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     stop = np.fmin(ended.fillna(close), close)
     if not np.isfinite(close):  # no window: up to the client's close, or its last event
         stop = ended.fillna(ev.max(axis=1))
-    bounds = [ev["e0"], ev["e1"], ev["e2"], half_open_until(out, ev, close), ev["e3"], ev["e4"], ev["e5"],
-              ev["e6"], ev["e7"], ev["e8"], ev["e8"]]  # fmt: skip
+    bounds = [
+        ev["e0"],
+        ev["e1"],
+        ev["e2"],
+        half_open_until(out, ev, close),
+        ev["e3"],
+        ev["e4"],
+        ev["e5"],
+        ev["e6"],
+        ev["e7"],
+        ev["e8"],
+        ev["e8"],
+    ]
     # No server record to join (no log, another machine's clock, past the log's cap): after connect() returned,
     # one stage up to the first reply's last byte, named for what it is.
     unknown = ~out["join"].isin(["joined", "never connected"]) & ~out["join"].str.startswith("not accepted")
