@@ -1,6 +1,7 @@
 """Each connection as its client saw it: kept by every load process, written by the run.
 
-The client (``ConnectionRecord``, kept by ``loadtest.client.socket_client``) times each connection on ``perf_counter()`` —
+The client (``ConnectionRecord``, kept by ``loadtest.client.socket_client``) times each connection on
+``perf_counter()`` —
 CLOCK_MONOTONIC, the clock the server's own log uses (``servers.connlog``) — and hands it here when
 it ends.  A load process keeps every one up to a cap, then one in ``STRIDE`` (as the server's log
 does), counts the rest as unrecorded, and ships what it has with each Locust report; the run

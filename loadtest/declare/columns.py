@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.measure.sockdiag import REPORTED_STATES
+from loadtest.declare.kinds import REPORTED_STATES
 
 
 @dataclass(frozen=True)

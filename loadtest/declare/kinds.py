@@ -15,3 +15,16 @@ OP_NAMES: frozenset[str] = frozenset(OPS)
 CONNECT = "CONNECT"
 FIRST_REPLY = "FIRST_REPLY"
 NOT_LOCUST_EVENTS: frozenset[str] = frozenset({FIRST_REPLY})
+
+# The TCP states the monitor counts and reports, by the kernel's names (as ss prints them).
+REPORTED_STATES = (
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "CLOSING",
+)

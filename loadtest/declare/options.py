@@ -30,8 +30,7 @@ from loadtest.declare.settings import (
     Option,
     parse_sysctls,
 )
-from loadtest.declare.target import parse_target
-from loadtest.matrix.processes import split_named_command
+from loadtest.declare.target import parse_target, split_named_command
 
 __all__ = ["ARRIVALS", "BY_NAME", "DEFAULT_DESIGN", "DEPRECATED", "OPTIONS", "SERVER_CHOICES", "USER_MODES", "Option"]
 

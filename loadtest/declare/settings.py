@@ -206,8 +206,7 @@ OPTIONS: tuple[Option, ...] = (
         "server",
         str,
         "auto",
-        f"server design to start for this run; auto = {DEFAULT_DESIGN} unless --host is "
-        "given; none = use --host only",
+        f"server design to start for this run; auto = {DEFAULT_DESIGN} unless --host is given; none = use --host only",
         choices=SERVER_CHOICES,
         restarts_server=True,
     ),

@@ -1,4 +1,5 @@
-"""A server's address as socklab writes it: ``tcp://HOST:PORT``, ``tcp://[::1]:PORT`` for IPv6."""
+"""A server's address as socklab writes it (``tcp://HOST:PORT``, ``tcp://[::1]:PORT`` for IPv6), and a
+--server-cmd's ``NAME=COMMAND``."""
 
 from __future__ import annotations
 
@@ -26,3 +27,11 @@ def parse_target(host: str) -> tuple[str, int]:
 
 def format_target(host: str, port: int) -> str:
     return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def split_named_command(text: str) -> tuple[str, str]:
+    """'NAME=COMMAND …' → (NAME, COMMAND); a command without a leading NAME= is named 'cmd'."""
+    head, sep, rest = text.partition("=")
+    if sep and head and " " not in head and head.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return head, rest.strip()
+    return "cmd", text.strip()

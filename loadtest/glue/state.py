@@ -1,6 +1,7 @@
 """What one load process keeps, per Locust environment: its µs recorder, its users' accounts, its own
-ledger, its connections' records, and this test's counts.  The users read it; the plugin (``loadtest.glue.plugin.Socklab``, a
-subclass) adds the Locust listeners and, where the test is run from, the run.  No locust import."""
+ledger, its connections' records, and this test's counts.  The users read it; the plugin
+(``loadtest.glue.plugin.Socklab``, a subclass) adds the Locust listeners and, where the test is run from,
+the run.  No locust import."""
 
 from __future__ import annotations
 

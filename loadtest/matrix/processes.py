@@ -234,14 +234,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def split_named_command(text: str) -> tuple[str, str]:
-    """'NAME=COMMAND …' → (NAME, COMMAND); a command without a leading NAME= is named 'cmd'."""
-    head, sep, rest = text.partition("=")
-    if sep and head and " " not in head and head.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        return head, rest.strip()
-    return "cmd", text.strip()
-
-
 def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
     """Signal the process group the child leads (it was started in a session of its own)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -31,9 +31,9 @@ from loadtest.declare import options as opts
 from loadtest.declare.columns import LOAD_PROCESSES, TCPEXT_COUNTERS, USERS
 from loadtest.declare.kinds import OP_NAMES
 from loadtest.declare.settings import parse_sysctls
-from loadtest.declare.target import format_target
+from loadtest.declare.target import format_target, split_named_command
 from loadtest.hosts.isolate import in_private_netns, netns_label
-from loadtest.matrix.processes import MonitorProcess, ServerProcess, split_named_command
+from loadtest.matrix.processes import MonitorProcess, ServerProcess
 from loadtest.measure.live import LiveFeed, UserFigures
 from loadtest.measure.machine import sysctls, versions
 from loadtest.measure.monitor import read_kernel_counters

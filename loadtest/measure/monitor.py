@@ -32,8 +32,9 @@ from pathlib import Path
 import psutil
 
 from loadtest.declare.columns import MONITOR_NAMES, TCP_COUNTERS, TCPEXT_COUNTERS
+from loadtest.declare.kinds import REPORTED_STATES
 from loadtest.hosts.isolate import in_private_netns
-from loadtest.measure.sockdiag import REPORTED_STATES, SockDiag
+from loadtest.measure.sockdiag import SockDiag
 from servers.cli import OneLineParser
 
 COLUMNS = list(MONITOR_NAMES)  # declared, with their units and meanings, in loadtest.declare.columns

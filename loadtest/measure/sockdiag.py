@@ -57,17 +57,6 @@ TCP_STATES = {
 TCP_LISTEN = 10
 TCP_TIME_WAIT = 6
 TCP_NEW_SYN_RECV = 12  # a request sock: shown as SYN_RECV, as ss does
-REPORTED_STATES = (
-    "ESTABLISHED",
-    "SYN_SENT",
-    "SYN_RECV",
-    "FIN_WAIT1",
-    "FIN_WAIT2",
-    "TIME_WAIT",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "CLOSING",
-)
 ALL_STATES_MASK = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")
