@@ -145,10 +145,6 @@ def connect_info(sock: socket.socket) -> tuple[int, int]:
     )
 
 
-def syn_retransmissions(sock: socket.socket) -> int:
-    return connect_info(sock)[0]
-
-
 class ConnectionRecord:
     """One connection as its client saw it, on ``perf_counter()`` (CLOCK_MONOTONIC, the server's clock too):
     connect start and end, its SYN retransmissions and round trip, its local address, its first

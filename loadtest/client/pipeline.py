@@ -33,7 +33,7 @@ def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int
         return
     sent: deque[float] = deque()  # the send time of each request in flight, oldest first
     client.in_flight = sent
-    on_request, perf = client.on_request, time.perf_counter
+    perf = time.perf_counter
     record = client.record
     buf = bytearray()
     try:
@@ -53,22 +53,7 @@ def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int
             if record is not None and not record.first_byte:
                 record.first_byte = now
             buf += data
-            done = pos = 0
-            end = len(buf)
-            while end - pos >= 5:
-                length, status = RESPONSE_HEADER.unpack_from(buf, pos)
-                if length < 1 or length > MAX_REPLY:
-                    raise RequestFailure("protocol error", "reply length out of range")
-                if end - pos < 4 + length:
-                    break
-                if status != 0:
-                    raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
-                pos += 4 + length
-                client.done_at = now
-                on_request(request_type, name, now - sent.popleft(), length - 1, None)
-                done += 1
-            if pos:
-                del buf[:pos]
+            done = _take_replies(client, buf, now, sent, request_type, name)
             if done:
                 if record is not None:
                     if not record.last_byte:
@@ -80,13 +65,42 @@ def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int
                 client.pending = (request_type, name, sent[0], None)
                 client.deadline = sent[0] + timeout  # the oldest in flight is the one that can be late
     except Exception as exc:
-        now = perf()
-        failure = client.failure(exc)
-        client.pending, client.in_flight, client.deadline = None, None, 0.0
-        ages = [now - t for t in sent] or [0.0]
-        client.close(failure.kind)
-        for age in ages:  # every request in flight is lost with the connection
-            on_request(request_type, name, age, 0, failure)
+        _all_lost(client, exc, sent, request_type, name)
     except BaseException:
         client.close("unfinished")  # stopped: what is in flight stays pending for the window's close
         raise
+
+
+def _take_replies(
+    client: SocklabClient, buf: bytearray, now: float, sent: deque[float], request_type: str, name: str
+) -> int:
+    """Take every whole reply off the front of ``buf`` (in order), report each, and return how many."""
+    done = pos = 0
+    end = len(buf)
+    on_request = client.on_request
+    while end - pos >= 5:
+        length, status = RESPONSE_HEADER.unpack_from(buf, pos)
+        if length < 1 or length > MAX_REPLY:
+            raise RequestFailure("protocol error", "reply length out of range")
+        if end - pos < 4 + length:
+            break
+        if status != 0:
+            raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
+        pos += 4 + length
+        client.done_at = now
+        on_request(request_type, name, now - sent.popleft(), length - 1, None)
+        done += 1
+    if pos:
+        del buf[:pos]
+    return done
+
+
+def _all_lost(client: SocklabClient, exc: Exception, sent: deque[float], request_type: str, name: str) -> None:
+    """Every request in flight is lost with the connection: each is reported failed at its age."""
+    now = time.perf_counter()
+    failure = client.failure(exc)
+    client.pending, client.in_flight, client.deadline = None, None, 0.0
+    ages = [now - t for t in sent] or [0.0]
+    client.close(failure.kind)
+    for age in ages:
+        client.on_request(request_type, name, age, 0, failure)

@@ -204,12 +204,7 @@ class SocklabClient:
                 sock.sendall(frame[sent:])
             body = self._read_reply(sock, first_reply, first)
         except Exception as exc:
-            now = time.perf_counter()
-            self.pending, self.deadline = None, 0.0
-            self.service = now - started
-            failure = self.failure(exc)
-            self.close(failure.kind)
-            self.on_request(request_type, name, now - basis, 0, failure)
+            self._request_failed(exc, request_type, name, started, basis)
             return None
         except BaseException:
             # The user is being stopped (GreenletExit) mid-request: it stays pending for the
@@ -226,6 +221,15 @@ class SocklabClient:
             record.requests += 1
         self.on_request(request_type, name, now - basis, len(body), None)
         return body
+
+    def _request_failed(self, exc: Exception, request_type: str, name: str, started: float, basis: float) -> None:
+        """Report a failed request (classified, timed to now) and close its connection: the next one reconnects."""
+        now = time.perf_counter()
+        self.pending, self.deadline = None, 0.0
+        self.service = now - started
+        failure = self.failure(exc)
+        self.close(failure.kind)
+        self.on_request(request_type, name, now - basis, 0, failure)
 
     def failure(self, exc: BaseException) -> RequestFailure:
         """A request's failure, classified; a connection the watchdog shut down was a late reply."""

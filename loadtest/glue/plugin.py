@@ -6,7 +6,7 @@ process that runs the test (the local runner, or the master under ``--processes 
 ``--master``), the :class:`~loadtest.matrix.run.Run`.  Its listeners are bound methods added to the
 environment's events when Locust fires ``init``, so no module holds state that outlives a test:
 a test started after another (the web UI's Stop, then Start) starts from a fresh window and a
-fresh :class:`~loadtest.glue.users.TestState`.
+fresh :class:`~loadtest.glue.state.TestState`.
 
 Locust fires init/test_start/quitting/quit in the master *and* in every worker, so everything
 with a side effect (starting the server, writing files) happens only where the runner is not a
