@@ -5,9 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from loadtest.matrix.processes import ServerProcess
-from servers import DESIGNS as REGISTRY
-
-DESIGNS = list(REGISTRY)  # every registered design runs through the suites; listed nowhere else
+from tests.helpers import DESIGNS
 
 
 @pytest.fixture(params=DESIGNS)

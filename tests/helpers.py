@@ -1,12 +1,26 @@
-"""Small blocking helpers for tests: raw frames over real loopback sockets."""
+"""What several test files share, kept here so no test module imports another: raw frames over real
+loopback sockets, the registered designs, a headless Locust run checked for leftovers, and `socklab
+compare` run or started with its outputs read."""
 
 from __future__ import annotations
 
+import csv
+import json
 import socket
 import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import psutil
+
+from servers import DESIGNS as REGISTRY
 from servers.protocol import encode_request
 from servers.protocol import read_response as protocol_read_response
+
+DESIGNS = list(REGISTRY)  # every registered design runs through the suites; listed nowhere else
 
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
@@ -34,3 +48,91 @@ def closed_by_peer(sock: socket.socket) -> bool:
 
 def raw_header(length: int, op: int, arg: int = 0, reply_len: int = 0) -> bytes:
     return struct.pack("!IBII", length, op, arg, reply_len)
+
+
+# -- headless Locust runs ---------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+
+
+@dataclass
+class LocustRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    report_dir: Path
+
+    def latency(self) -> dict[tuple[str, str], dict[str, str]]:
+        with (self.report_dir / "socklab_latency.csv").open() as f:
+            return {(r["type"], r["name"]): r for r in csv.DictReader(f) if r["measure"] == "latency"}
+
+    def locust_stats(self) -> dict[tuple[str, str], dict[str, str]]:
+        with (self.report_dir / "locust_stats.csv").open() as f:
+            return {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.report_dir / "run.json").read_text())
+
+
+def run_locust(tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60) -> LocustRun:
+    report_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--report-dir",
+        str(report_dir),
+        "--csv",
+        str(report_dir / "locust"),
+        "--only-summary",
+        *args,
+    ]
+    before = {p.pid for p in psutil.process_iter()}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    leftover = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and _ours(p)]
+    assert not leftover, f"left running: {[p.info['cmdline'] for p in leftover]}"
+    return LocustRun(done.returncode, done.stdout, done.stderr, report_dir)
+
+
+def _ours(proc: psutil.Process) -> bool:
+    cmdline = " ".join(proc.info.get("cmdline") or [])
+    return "locust" in cmdline or "-m servers" in cmdline
+
+
+# -- socklab compare ---------------------------------------------------------------------------------
+def compare(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "compare", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_compare(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "compare", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def summary(out: Path) -> dict[tuple[str, str, str], dict[str, str]]:
+    with (out / "summary.csv").open() as f:
+        return {(r["scenario"], r["design"], r["users"]): r for r in csv.DictReader(f)}
+
+
+def ours_running() -> list[str]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if ("locust" in cmd and "loadtest/locustfile.py" in cmd) or " -m servers " in f"{cmd} ":
+            found.append(cmd)
+    return found

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,37 +12,9 @@ import pytest
 
 from loadtest.hosts.isolate import can_isolate
 from loadtest.report.rules.timeline import WINDOW_STAGES
+from tests.helpers import compare, ours_running, start_compare, summary
 
 ISOLATION, WHY_NOT = can_isolate()
-
-
-def compare(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadtest.cli", "compare", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def start_compare(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "compare", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def summary(out: Path) -> dict[tuple[str, str, str], dict[str, str]]:
-    with (out / "summary.csv").open() as f:
-        return {(r["scenario"], r["design"], r["users"]): r for r in csv.DictReader(f)}
-
-
-def ours_running() -> list[str]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info.get("cmdline") or [])
-        if ("locust" in cmd and "loadtest/locustfile.py" in cmd) or " -m servers " in f"{cmd} ":
-            found.append(cmd)
-    return found
 
 
 def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:

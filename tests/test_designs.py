@@ -17,9 +17,7 @@ from loadtest.matrix.processes import ServerProcess
 from loadtest.measure.monitor import Monitor
 from servers import DESIGNS, design_class
 from servers.protocol import Op, Status, encode_request
-from tests.helpers import call, connect
-from tests.test_compare import compare, ours_running
-from tests.test_locust import run_locust
+from tests.helpers import call, compare, connect, ours_running, run_locust
 
 PROCESS_DESIGNS = [v for v in DESIGNS if design_class(v).uses_processes]
 POOLED = [v for v in DESIGNS if design_class(v).pooled]

@@ -14,7 +14,7 @@ import pytest
 from loadtest.declare.experiments import EXPERIMENTS, unavailable
 from loadtest.declare.scenarios import Arm
 from loadtest.hosts.isolate import can_isolate
-from tests.test_locust import run_locust
+from tests.helpers import run_locust
 
 ISOLATION, WHY_NOT = can_isolate()
 STATES = ("holds here: ", "does not hold here: ", "differs: ", "not available here: ")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_locust import run_locust
+from tests.helpers import run_locust
 
 
 def summary(run_dir: Path) -> dict[str, str]:

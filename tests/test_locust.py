@@ -7,72 +7,14 @@ import json
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 from loadtest.client.latency import read_histograms
 from servers import design_class
-from tests.conftest import DESIGNS
-
-ROOT = Path(__file__).resolve().parent.parent
-LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
-
-
-@dataclass
-class LocustRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    report_dir: Path
-
-    def latency(self) -> dict[tuple[str, str], dict[str, str]]:
-        with (self.report_dir / "socklab_latency.csv").open() as f:
-            return {(r["type"], r["name"]): r for r in csv.DictReader(f) if r["measure"] == "latency"}
-
-    def locust_stats(self) -> dict[tuple[str, str], dict[str, str]]:
-        with (self.report_dir / "locust_stats.csv").open() as f:
-            return {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
-
-    def manifest(self) -> dict[str, Any]:
-        return json.loads((self.report_dir / "run.json").read_text())
-
-
-def run_locust(tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60) -> LocustRun:
-    report_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{seconds}s",
-        "--report-dir",
-        str(report_dir),
-        "--csv",
-        str(report_dir / "locust"),
-        "--only-summary",
-        *args,
-    ]
-    before = {p.pid for p in psutil.process_iter()}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
-    leftover = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and _ours(p)]
-    assert not leftover, f"left running: {[p.info['cmdline'] for p in leftover]}"
-    return LocustRun(done.returncode, done.stdout, done.stderr, report_dir)
-
-
-def _ours(proc: psutil.Process) -> bool:
-    cmdline = " ".join(proc.info.get("cmdline") or [])
-    return "locust" in cmdline or "-m servers" in cmdline
+from tests.helpers import DESIGNS, LOCUSTFILE, LocustRun, run_locust
 
 
 def free_port() -> int:

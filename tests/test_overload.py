@@ -21,7 +21,7 @@ import pytest
 
 from loadtest.hosts.isolate import can_isolate
 from loadtest.report import build_compare
-from tests.test_locust import LOCUSTFILE, run_locust
+from tests.helpers import LOCUSTFILE, run_locust
 
 ISOLATION, WHY_NOT = can_isolate()
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from servers import DESIGNS
-from tests.conftest import DESIGNS as SUITE_DESIGNS
+from tests.helpers import DESIGNS as SUITE_DESIGNS
 
 ROOT = Path(__file__).resolve().parent.parent
 # PYTHONPATH: the Locust tests run from a temporary folder, and the server process must import the probe.

@@ -28,10 +28,7 @@ from loadtest.measure.sockdiag import SockDiag
 from servers import design_class
 from servers.base import DEFAULT_MAX_CONNECTIONS
 from servers.protocol import Op, Status, encode_request
-from tests.conftest import DESIGNS
-from tests.helpers import call, connect
-from tests.test_compare import compare, ours_running, start_compare, summary
-from tests.test_locust import LOCUSTFILE, run_locust
+from tests.helpers import DESIGNS, LOCUSTFILE, call, compare, connect, ours_running, run_locust, start_compare, summary
 
 TCP_ESTABLISHED = 1
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.browser import chromium, render
-from tests.test_compare import ours_running
+from tests.helpers import ours_running
 
 
 def sweep(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -23,7 +23,7 @@ def sweep(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 
 def test_a_small_sweep_finds_the_one_at_a_time_knee(tmp_path: Path) -> None:
     out = tmp_path / "sw"
-    # One design: the rules (what gave out, a ladder with no knee) are unit-tested in test_units.py.
+    # One design: the rules (what gave out, a ladder with no knee) are unit-tested in test_knee.py.
     done = sweep(
         "--designs",
         "blocking",

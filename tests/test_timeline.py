@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from loadtest.report import build_run_report
-from tests.test_locust import run_locust
+from tests.helpers import run_locust
 
 
 def arrive_at_once(tmp_path: Path, server: str, users: int, *args: str) -> pd.DataFrame:
