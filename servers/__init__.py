@@ -10,27 +10,42 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from servers.base import BaseServer
 
-# The parts, imported only when a design is asked for.
-MODELS: dict[str, str] = {
-    "single": "servers.models.single:Single",
-    "thread-per-connection": "servers.models.threads:ThreadPerConnection",
-    "prethreaded": "servers.models.threads:Prethreaded",
-    "threadpool": "servers.models.threads:ThreadPool",
-    "fork-per-connection": "servers.models.forks:ForkPerConnection",
-    "preforked": "servers.models.forks:Preforked",
-    "preforked-reuseport": "servers.models.forks:PreforkedReuseport",
-}
-LOOPS: dict[str, str] = {
-    "blocking": "servers.loops.blocking:BlockingLoop",
-    "selectors": "servers.loops.selector_loop:SelectorLoop",
-    "asyncio": "servers.loops.asyncio_loop:AsyncioLoop",
-}
+
+# The parts, by name.  Imported when a design is first composed, not with the registry: a process that
+# only lists designs (the harness, Locust's) pays nothing for them (asyncio alone is ~20 ms).
+@cache
+def model_classes() -> dict[str, type]:
+    """The process models, by the name a design's "MODEL+LOOP" uses."""
+    from servers.models.forks import ForkPerConnection, Preforked, PreforkedReuseport
+    from servers.models.single import Single
+    from servers.models.threads import Prethreaded, ThreadPerConnection, ThreadPool
+
+    return {
+        "single": Single,
+        "thread-per-connection": ThreadPerConnection,
+        "prethreaded": Prethreaded,
+        "threadpool": ThreadPool,
+        "fork-per-connection": ForkPerConnection,
+        "preforked": Preforked,
+        "preforked-reuseport": PreforkedReuseport,
+    }
+
+
+@cache
+def loop_classes() -> dict[str, type]:
+    """The connection loops, by the name a design's "MODEL+LOOP" uses."""
+    from servers.loops.asyncio_loop import AsyncioLoop
+    from servers.loops.blocking import BlockingLoop
+    from servers.loops.selector_loop import SelectorLoop
+
+    return {"blocking": BlockingLoop, "selectors": SelectorLoop, "asyncio": AsyncioLoop}
 
 
 class Design(NamedTuple):
@@ -85,6 +100,7 @@ for _entry in filter(None, os.environ.get("SOCKLAB_DESIGNS", "").split(",")):
 
 
 def _load(target: str) -> type:
+    """An out-of-tree design's class, from SOCKLAB_DESIGNS's "package.module:Class"."""
     module, _, name = target.partition(":")
     return getattr(import_module(module), name)  # type: ignore[no-any-return]
 
@@ -92,15 +108,17 @@ def _load(target: str) -> type:
 def compose(name: str, parts: str, description: str = "") -> type[BaseServer]:
     """The server class of MODEL+LOOP: the model's mix-in over the loop's; ValueError says why not."""
     model_name, plus, loop_name = parts.partition("+")
-    if not plus or model_name not in MODELS or loop_name not in LOOPS:
-        raise ValueError(f"{parts!r} is not MODEL+LOOP; models: {', '.join(MODELS)}; loops: {', '.join(LOOPS)}")
-    model, loop = _load(MODELS[model_name]), _load(LOOPS[loop_name])
+    if not plus or model_name not in model_classes() or loop_name not in loop_classes():
+        raise ValueError(
+            f"{parts!r} is not MODEL+LOOP; models: {', '.join(model_classes())}; loops: {', '.join(loop_classes())}"
+        )
+    model, loop = model_classes()[model_name], loop_classes()[loop_name]
     if loop_name not in model.loops:
         raise ValueError(
             f"the {model_name} model runs with the {' or '.join(sorted(model.loops))} loop, not {loop_name}"
         )
-    attributes = {"design": name, "description": description or parts, **model.parts(loop_name)}
-    return type(_class_name(name), (model, loop), attributes)
+    # The traits come with the parts (servers.base: BaseServer.__init_subclass__ derives the joint ones).
+    return type(_class_name(name), (model, loop), {"design": name, "description": description or parts})
 
 
 def _class_name(name: str) -> str:

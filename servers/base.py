@@ -19,8 +19,11 @@ say how many connections it serves now (``open_connections()``), which :meth:`ad
 ``--max-connections``: the one place the cap is applied.
 
 Traits.  A design's traits (``serves_one_at_a_time``, ``uses_threads``, ``uses_processes``, ``pooled``,
-``one_accept_queue``, ``event_loop``) are class attributes the parts set; reports and findings key on
-those, never on a design's name.
+``one_accept_queue``, ``event_loop``) are class attributes, set one way: each part declares its own
+(a model ``uses_threads``, ``uses_processes``, ``has_workers``, ``one_accept_queue``, ``stevens``; a loop
+``event_loop``) and the ones that take both parts are derived as the class is made
+(:meth:`BaseServer.__init_subclass__`), for a composition and a class written by hand alike.  Reports
+and findings key on traits, never on a design's name.
 
 Counters.  Plain integers in one thread, locked ones for threads, shared memory across fork()
 (servers.counters), so the ``stopped`` line sums every process.
@@ -55,45 +58,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from servers.connlog import DEFAULT_CAP, REJECTED, open_log
+from servers.config import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS  # the tests' figure
+from servers.config import ServerConfig
+from servers.connlog import REJECTED, open_log
 from servers.counters import Counters, LockedCounters, SharedCounters, WorkerTally
-from servers.protocol import Limits
 from servers.sockets import open_listener
 
 RECV_SIZE = 65536
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 6666
-DEFAULT_BACKLOG = 128
-DEFAULT_READ_TIMEOUT = 10.0
-# Past ~4,000 threads the kernel's teardown of a thread-per-connection server can exceed the 2 s stop
-# bound (8,000 took up to 22 s); 2,048 stopped within ~1 s in every run measured.
-DEFAULT_MAX_CONNECTIONS = 2048
-DEFAULT_WORKERS = 4
+Accepted = tuple[float, Any]  # when accept() returned (monotonic), and the peer's address: for the connection log
 
 
 class ServerStopping(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT to unwind a blocking call."""
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    backlog: int = DEFAULT_BACKLOG
-    # Seconds a connection may be idle, a request may take to arrive from its first byte, and a
-    # reply may take to be taken from when it is ready; 0 = no bound.
-    read_timeout: float = DEFAULT_READ_TIMEOUT
-    limits: Limits = field(default_factory=Limits)
-    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open at once; more are accepted and closed at once
-    workers: int = DEFAULT_WORKERS  # processes or threads of a pooled model
-    conn_log: str = ""  # where to keep a record of every connection (servers.connlog); "" = none
-    conn_log_cap: int = DEFAULT_CAP
-    max_requests: int = 0  # the server closes a connection after this many requests (HTTP's keep-alive max); 0 = never
-    epoll_exclusive: bool = False  # event loops: watch a shared listener with EPOLLEXCLUSIVE (Linux 4.5)
-    retire_after: float = 0.0  # pre-forked designs: worker 1 exits this long after it starts, once (a restart)
 
 
 class ConnectionSet:
@@ -140,17 +118,26 @@ def emit(event: str, **fields: Any) -> None:
 class BaseServer:
     design: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    model: ClassVar[str] = ""  # the process model's name (servers.MODELS)
-    loop: ClassVar[str] = ""  # the connection loop's name (servers.LOOPS)
-    # Traits: what reports and findings key on (never the design's name); set by the parts.
-    serves_one_at_a_time: ClassVar[bool] = False
+    model: ClassVar[str] = ""  # the process model's name (servers.model_classes())
+    loop: ClassVar[str] = ""  # the connection loop's name (servers.loop_classes())
+    # Traits: what reports and findings key on (never the design's name).  Declared by the parts:
     uses_threads: ClassVar[bool] = False
     uses_processes: ClassVar[bool] = False
-    pooled: ClassVar[bool] = False  # a fixed pool of --workers, each serving one connection at a time
+    has_workers: ClassVar[bool] = False  # --workers means something to this design
     one_accept_queue: ClassVar[bool] = True  # False: a queue per worker, so two clients may hash to one
     event_loop: ClassVar[bool] = False  # one thread serves many connections and never blocks
-    has_workers: ClassVar[bool] = False  # --workers means something to this design
-    stevens: ClassVar[str] = ""  # the design of UNP vol. 1 chapter 30 this one is (serv00 …), if any
+    stevens: ClassVar[str] = ""  # the design of UNP vol. 1 chapter 30 this one is (serv00 …) with a blocking loop
+    # … and derived from theirs (__init_subclass__):
+    serves_one_at_a_time: ClassVar[bool] = False  # one thread, blocking: the iterative server
+    pooled: ClassVar[bool] = False  # a fixed pool of --workers, each serving one connection at a time
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """The traits that take both parts, derived once the class (model + loop) is made."""
+        super().__init_subclass__(**kwargs)
+        cls.serves_one_at_a_time = not (cls.uses_threads or cls.uses_processes or cls.event_loop)
+        cls.pooled = cls.has_workers and not cls.event_loop
+        if cls.event_loop:
+            cls.stevens = ""  # chapter 30's servers all block: an event loop is none of them
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -208,6 +195,15 @@ class BaseServer:
 
     def serve_listener(self, listener: socket.socket) -> None:
         raise NotImplementedError("a connection loop provides serve_listener")
+
+    def process_request(self, conn: socket.socket, info: Accepted | None = None) -> None:
+        """Where an accepted connection is served: the blocking loop serves it in place; a model that hands
+        it to a thread, a child or a pool overrides this.  `info`: for the connection log (None: no log)."""
+        raise NotImplementedError("the blocking loop or a process model provides process_request")
+
+    def serve_connection(self, conn: socket.socket, info: Accepted | None = None) -> None:
+        """Serve one connection, request after request, until it ends (a blocking loop's)."""
+        raise NotImplementedError("a blocking connection loop provides serve_connection")
 
     def close_connections(self) -> None:
         """Close every connection still open; called once, on the way out (each part calls super())."""

@@ -25,10 +25,16 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def die_with_parent() -> None:
-    """A child gets SIGTERM if its server dies — even by SIGKILL, which no clean-up sees."""
+def die_with_parent(parent: int = 0) -> None:
+    """A child gets SIGTERM if its parent dies — even by SIGKILL, which no clean-up sees.
+
+    The one helper for it: a server's forked workers, and (as ``preexec_fn``) every process the harness
+    starts.  `parent`: the pid the child was forked from; if it is no longer the parent, it died before
+    the prctl took effect, and the child leaves now.  (Comparing with it, not with 1: the parent may be
+    pid 1 of a container, or a subreaper may adopt the child.)
+    """
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before the prctl took effect
+    if parent and os.getppid() != parent:
         os._exit(0)
 
 
@@ -38,12 +44,13 @@ class Children:
 
     def fork(self, run: Callable[[], object]) -> int:
         """Fork a child that runs `run()` and exits; returns its pid in the parent."""
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                die_with_parent()
+                die_with_parent(parent)
                 run()
             except ServerStopping:
                 pass

@@ -4,7 +4,7 @@ From :data:`OPTIONS` come the Locust command-line/web-UI arguments
 (:func:`add_locust_arguments`), their validation (:func:`validate`), the option dump in
 ``run.json`` (:func:`option_values`), the options ``socklab compare`` lets a user override for
 every scenario (:func:`add_override_arguments`, :func:`overrides`), the command line of the server
-socklab starts (:func:`server_args`: an option that declares ``server_flag`` becomes that flag),
+socklab starts (:func:`server_args`: an option made from a server setting becomes its flag),
 the web UI's list of options that restart the server, and the docs' options table
 (``python -m loadtest.docs``).
 
@@ -31,6 +31,8 @@ from loadtest.declare.settings import (
     parse_sysctls,
 )
 from loadtest.declare.target import parse_target, split_named_command
+from servers.config import WILDCARDS
+from servers.config import flags as server_flags
 
 __all__ = ["ARRIVALS", "BY_NAME", "DEFAULT_DESIGN", "DEPRECATED", "OPTIONS", "SERVER_CHOICES", "USER_MODES", "Option"]
 
@@ -135,21 +137,13 @@ def over_server_caps(options: Any) -> str | None:
 
 
 def server_args(options: Any) -> list[str]:
-    """The command-line flags of the server socklab starts, from the options that declare one."""
-    args = []
-    for o in OPTIONS:
-        if o.server_flag:
-            value = getattr(options, o.dest, o.default)
-            if o.type is bool:  # a switch: the flag alone, when on
-                args += [o.server_flag] if value else []
-            else:
-                args += [o.server_flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return args
+    """The command-line flags of the server socklab starts, from the options made from its settings."""
+    return server_flags(**{o.server_setting: getattr(options, o.dest, o.default) for o in OPTIONS if o.server_setting})
 
 
 def restarting_options() -> list[Option]:
-    """The options whose change between two web-UI tests restarts the server."""
-    return [o for o in OPTIONS if o.restarts_server or o.server_flag]
+    """The options whose change between two web-UI tests restarts the server (each server setting's does)."""
+    return [o for o in OPTIONS if o.restarts_server]
 
 
 def starts_server(options: Any, host: str | None) -> bool:
@@ -201,9 +195,6 @@ def run_problem(options: Any, host: str | None) -> str | None:
     return None
 
 
-WILDCARDS = ("0.0.0.0", "::")
-
-
 def bind_problem(options: Any) -> str | None:
     """A --server-bind / --server-advertise the workers could not use, as one line; None if fine."""
     bind = str(getattr(options, "server_bind", "127.0.0.1") or "")
@@ -221,7 +212,7 @@ def bind_problem(options: Any) -> str | None:
             f"--server-bind {bind} listens on every interface and names none to connect to; bind the address "
             f"the load reaches, or add --server-advertise ADDR"
         )
-    if advertise in WILDCARDS:
+    if advertise and advertise in WILDCARDS:
         return f"--server-advertise {advertise} is a wildcard; give the address workers connect to"
     return None
 

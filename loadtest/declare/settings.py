@@ -1,7 +1,8 @@
 """Every socklab option, declared once: one :class:`Option` each in :data:`OPTIONS` (gunicorn's ``config.py``
 idea: one ``Setting`` per option).  What is made of them — the Locust arguments, validation, run.json,
 compare's overrides, the started server's flags, the web UI's restart list, the docs' table — is
-``loadtest.declare.options``'s.  The op names, design names and user modes are written here and nowhere else.
+``loadtest.declare.options``'s.  The options' choices come from their own declarations: op names from
+``servers.protocol`` (through ``loadtest.declare.kinds``), design names from ``servers.DESIGNS``.
 
 No locust, no gevent: ``socklab compare`` reads this in a plain process.
 """
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from loadtest.declare.kinds import OPS
 from servers import DESIGNS
-from servers.base import DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, DEFAULT_WORKERS
-from servers.connlog import DEFAULT_CAP as CONN_LOG_CAP
-from servers.protocol import Limits
+from servers.config import SETTINGS, checked
 
-USER_MODES: tuple[str, ...] = ("persistent", "connect-per-request", "idle")  # loadtest.glue.users binds each to a class
+# The entry point socklab runs Locust with (a cell, a test bed's hosts): loadtest/locustfile.py.
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"
+
+# The user modes, declared here only: loadtest.glue.users gives each User class its mode by these names.
+PERSISTENT, CONNECT_PER_REQUEST, IDLE = "persistent", "connect-per-request", "idle"
+USER_MODES: tuple[str, ...] = (PERSISTENT, CONNECT_PER_REQUEST, IDLE)
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
 DEFAULT_DESIGN = "selectors"
 SERVER_CHOICES: tuple[str, ...] = ("auto", *DESIGNS, "none")
@@ -40,8 +45,8 @@ class Option:
     # The server cap this value must not exceed, as (the option that sets the cap, offset): checked
     # whenever socklab starts the server, so no run sends only refused requests.
     cap: tuple[str, int] | None = None
-    server_flag: str | None = None  # the flag of `python -m servers` this option becomes
-    restarts_server: bool = False  # a change between two web-UI tests restarts the server (server flags do)
+    server_setting: str | None = None  # the ServerConfig field (servers.config) it sets on the started server
+    restarts_server: bool = False  # a change between two web-UI tests restarts the server (server settings do)
 
     @property
     def dest(self) -> str:
@@ -50,6 +55,11 @@ class Option:
     @property
     def flag(self) -> str:
         return f"--{self.name}"
+
+    @property
+    def server_flag(self) -> str | None:
+        """The flag of ``python -m servers`` this option becomes, as the server declares it."""
+        return SETTINGS[self.server_setting].flag if self.server_setting else None
 
     @property
     def parser_help(self) -> str:
@@ -68,17 +78,29 @@ class Option:
 
     def checked_type(self) -> Callable[[str], Any]:
         """An argparse type that converts and applies the rule (argparse then says one line)."""
-
-        def parse(text: str) -> Any:
-            value = self.type(text)
-            if self.problem(value):
-                raise ValueError
-            return value
-
         rule = ">" if self.exclusive_minimum else ">="
         name = self.type.__name__
-        parse.__name__ = f"{name} {rule} {self.minimum:g}" if self.minimum is not None else name
-        return parse
+        name = f"{name} {rule} {self.minimum:g}" if self.minimum is not None else name
+        return checked(self.type, lambda value: self.problem(value) is None, name)
+
+
+def server_option(setting: str, help: str, name: str = "", overridable: bool = True) -> Option:
+    """A setting of the server socklab starts, as a socklab option: its flag, type, default and rule are the
+    server's own (servers.config); socklab says what it means for a run, and names it after the flag
+    unless that word means something else here (socklab has workers of its own)."""
+    s = SETTINGS[setting]
+    minimum, exclusive = (s.check.minimum, s.check.exclusive) if s.check else (None, False)
+    return Option(
+        name or s.flag.removeprefix("--"),
+        s.type,
+        s.default,
+        help,
+        overridable=overridable,
+        minimum=minimum,
+        exclusive_minimum=exclusive,
+        server_setting=setting,
+        restarts_server=True,
+    )
 
 
 def _op(text: str) -> str:
@@ -87,13 +109,11 @@ def _op(text: str) -> str:
 
 _op.__name__ = "op"
 
-_LIMITS = Limits()
-
 OPTIONS: tuple[Option, ...] = (
     Option(
         "user-mode",
         str,
-        "persistent",
+        PERSISTENT,
         "which user class runs when none is named on the command line",
         choices=USER_MODES,
     ),
@@ -223,111 +243,48 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "the address workers are told to connect to, when it is not --server-bind (needed with a wildcard bind)",
     ),
-    Option(
-        "backlog",
-        int,
-        DEFAULT_BACKLOG,
-        "listen() backlog of the started server",
-        overridable=True,
-        minimum=0,
-        server_flag="--backlog",
-    ),
-    Option(
-        "server-workers",
-        int,
-        DEFAULT_WORKERS,
+    server_option("backlog", "listen() backlog of the started server"),
+    server_option(
+        "workers",
         "processes or threads of a design with workers socklab starts "
         "(preforked, preforked-reuseport, prethreaded, threadpool)",
-        overridable=True,
-        minimum=1,
-        server_flag="--workers",
+        name="server-workers",
     ),
-    Option(
-        "max-connections",
-        int,
-        DEFAULT_MAX_CONNECTIONS,
-        "connections the started server serves at once; more are accepted and closed at once",
-        overridable=True,
-        minimum=1,
-        server_flag="--max-connections",
+    server_option(
+        "max_connections", "connections the started server serves at once; more are accepted and closed at once"
     ),
-    Option(
-        "max-frame",
-        int,
-        _LIMITS.max_frame,
-        "the started server's largest request frame and reply_len, bytes",
-        overridable=True,
-        minimum=1,
-        server_flag="--max-frame",
-    ),
-    Option(
-        "max-sleep-ms",
-        int,
-        _LIMITS.max_sleep_ms,
-        "the started server's largest SLEEP argument",
-        overridable=True,
-        minimum=0,
-        server_flag="--max-sleep-ms",
-    ),
-    Option(
-        "max-work-us",
-        int,
-        _LIMITS.max_work_us,
-        "the started server's largest WORK argument",
-        overridable=True,
-        minimum=0,
-        server_flag="--max-work-us",
-    ),
-    Option(
-        "server-read-timeout",
-        float,
-        DEFAULT_READ_TIMEOUT,
+    server_option("max_frame", "the started server's largest request frame and reply_len, bytes"),
+    server_option("max_sleep_ms", "the started server's largest SLEEP argument"),
+    server_option("max_work_us", "the started server's largest WORK argument"),
+    server_option(
+        "read_timeout",
         "the started server closes a connection idle this "
         "long, or whose request or reply takes this long to cross; 0 = never",
-        overridable=True,
-        minimum=0,
-        server_flag="--read-timeout",
+        name="server-read-timeout",
     ),
-    Option(
-        "max-requests",
-        int,
-        0,
+    server_option(
+        "max_requests",
         "the started server closes a connection after this many requests, its FIN first "
         "(HTTP's keep-alive maximum): the server holds TIME_WAIT; 0 = never",
-        overridable=True,
-        minimum=0,
-        server_flag="--max-requests",
     ),
-    Option(
-        "epoll-exclusive",
-        bool,
-        False,
+    server_option(
+        "epoll_exclusive",
         "the started event-loop server watches its shared listener with "
         "EPOLLEXCLUSIVE (Linux 4.5; preforked-selectors): one worker woken per connection, not all",
-        overridable=True,
-        server_flag="--epoll-exclusive",
     ),
-    Option(
-        "retire-worker-after",
-        float,
-        0.0,
+    server_option(
+        "retire_after",
         "pre-forked designs socklab starts: worker 1 exits this many seconds "
         "after it starts, once, closing its listener (a rolling restart); 0 = never",
-        overridable=True,
-        minimum=0,
-        server_flag="--retire-worker-after",
     ),
     Option("arm", str, "", "an experiment's arm (socklab lab), recorded in run.json", web_ui=False),
-    Option(
-        "conn-log-cap",
-        int,
-        CONN_LOG_CAP,
+    server_option(
+        "conn_log_cap",
         "connections the started server records in full (accepted, service "
         "start, first request and reply, FIN, close) before a 1-in-100 sample, for the per-connection timeline; "
         "0 = no server log. It adds 1–5 µs of server CPU a connection (×1.14 at most, on the cheapest designs' "
         "connect-per-request: docs/performance.md); 0 for CPU figures without it",
-        minimum=0,
-        server_flag="--conn-log-cap",
+        overridable=False,
     ),
     Option(
         "server-cmd",

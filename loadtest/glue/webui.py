@@ -12,8 +12,8 @@ The guard runs before Locust's ``/swarm`` handler: it reads the form the way the
 command line would, answers a bad Host or a bad option with the command line's
 one-line message (Locust's page shows a swarm response's ``message``), and spawns
 nobody.  An empty Host means the server socklab started.  A change to an option that
-restarts the server (``--server``, ``--server-cmd`` and every option that declares a server
-flag: ``loadtest.declare.options.restarting_options``) restarts it — between tests; while a test
+restarts the server (``--server``, ``--server-cmd`` and every option made from a server
+setting: ``loadtest.declare.options.restarting_options``) restarts it — between tests; while a test
 runs, a change to any socklab option is refused with a message, never silently ignored.
 """
 
@@ -39,22 +39,8 @@ _plotly_js: list[str] = []  # plotly.min.js, read once
 def install(environment: Any, get_run: Callable[[], Any]) -> None:
     """Add the tab, the chart page and the swarm guard to this Locust's web UI."""
     web_ui = environment.web_ui
-    web_ui.template_args["extended_tabs"] = [{"title": "socklab", "key": TAB_KEY}]
-    web_ui.template_args["extended_tables"] = [
-        {
-            "key": TAB_KEY,
-            "structure": [
-                {"key": "figure", "title": "socklab figure"},
-                {"key": "value", "title": "now"},
-                {"key": "meaning", "title": "what it counts"},
-            ],
-        }
-    ]
-    web_ui.template_args["extended_csv_files"] = [
-        {"href": "./socklab", "title": "socklab live charts (accept queue, states, overflows, CPU, µs percentiles)"},
-    ]
+    _add_tab(web_ui)
     app = web_ui.app
-    guarded = web_ui.auth_required_if_enabled
 
     def empty_host(template_args: dict[str, Any]) -> None:
         """The form's Host starts empty when it would name socklab's own server: empty means that one."""
@@ -84,6 +70,32 @@ def install(environment: Any, get_run: Callable[[], Any]) -> None:
         if problem:
             return jsonify({"success": False, "message": problem, "host": environment.host})
         return None
+
+    _add_chart_page(environment, get_run)
+
+
+def _add_tab(web_ui: Any) -> None:
+    """The socklab tab (its rows come with /stats/requests) and the chart page's link among the downloads."""
+    web_ui.template_args["extended_tabs"] = [{"title": "socklab", "key": TAB_KEY}]
+    web_ui.template_args["extended_tables"] = [
+        {
+            "key": TAB_KEY,
+            "structure": [
+                {"key": "figure", "title": "socklab figure"},
+                {"key": "value", "title": "now"},
+                {"key": "meaning", "title": "what it counts"},
+            ],
+        }
+    ]
+    web_ui.template_args["extended_csv_files"] = [
+        {"href": "./socklab", "title": "socklab live charts (accept queue, states, overflows, CPU, µs percentiles)"},
+    ]
+
+
+def _add_chart_page(environment: Any, get_run: Callable[[], Any]) -> None:
+    """/socklab: the live charts, the data they poll, and the plotly.js they are drawn with."""
+    app = environment.web_ui.app
+    guarded = environment.web_ui.auth_required_if_enabled
 
     def page() -> Response:
         return Response(PAGE, mimetype="text/html")

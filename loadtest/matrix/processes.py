@@ -5,7 +5,8 @@ would turn the design's threads and selectors into greenlets and measure
 gevent instead; and a monitor scan inside Locust would stall every user.  So
 both are OS processes of their own, each in a session (and process group) of
 its own, tied to the harness's life (PR_SET_PDEATHSIG, so a ``kill -9`` of the
-harness does not orphan them).
+harness does not orphan them: ``servers.children.die_with_parent``, the one helper for it).  The
+server's flags are ``servers.config``'s, where each is declared.
 
 :class:`ServerProcess` announces its real port on its first stdout line and is
 stopped by signalling its whole process group — SIGTERM, then SIGKILL — so
@@ -16,7 +17,6 @@ place that builds the monitor's command line.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -31,17 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
+from servers.children import die_with_parent
+from servers.config import flags as server_flags
 
 
 class ServerStartError(RuntimeError):
     """The server process did not come up; the message says why in one line."""
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when its parent dies, so no harness crash leaves it running."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -79,9 +74,8 @@ class ServerProcess:
         timeout: float = 10.0,
     ) -> ServerProcess:
         """Launch ``python -m servers DESIGN`` and wait for its ``listening`` line."""
-        cmd = [sys.executable, "-m", "servers", design, "--host", host, "--port", str(port)]
-        if backlog is not None:
-            cmd += ["--backlog", str(backlog)]
+        given = {"backlog": backlog} if backlog is not None else {}
+        cmd = [sys.executable, "-m", "servers", design, *server_flags(host=host, port=port, **given)]
         return cls.launch([*wrapper, *cmd, *extra_args], design, timeout=timeout)
 
     @classmethod

@@ -37,6 +37,7 @@ from loadtest.matrix.processes import MonitorProcess, ServerProcess
 from loadtest.measure.live import LiveFeed, UserFigures
 from loadtest.measure.machine import sysctls, versions
 from loadtest.measure.monitor import read_kernel_counters
+from servers.config import flags as server_flags
 from servers.connlog import mark_window
 
 log = logging.getLogger("socklab")
@@ -125,7 +126,7 @@ class Run:
         if options.server_cmd:
             self.server = ServerProcess.start_command(split_named_command(options.server_cmd)[1], self.design)
         else:
-            conn_log = ["--conn-log", str(self.folder / SERVER_CONNECTIONS)] if options.conn_log_cap > 0 else []
+            conn_log = server_flags(conn_log=str(self.folder / SERVER_CONNECTIONS)) if options.conn_log_cap > 0 else []
             self.server = ServerProcess.start(
                 self.design, host=options.server_bind, extra_args=[*opts.server_args(options), *conn_log]
             )

@@ -25,7 +25,7 @@ from itertools import count
 from time import monotonic
 from typing import Any
 
-from servers.base import RECV_SIZE, BaseServer
+from servers.base import RECV_SIZE, BaseServer, ServerConfig
 from servers.connlog import ENDED_BADLY, client_fin
 from servers.protocol import Request, burn_cpu, reply_for
 from servers.session import OUT_HIGH_WATER, SLEEP, SWEEP_INTERVAL, WORK, Session
@@ -73,8 +73,8 @@ class SelectorLoop(BaseServer):
     event_loop = True
     # Counters are touched by the loop's one thread only: plain Counters, no lock (single process).
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
         self.selector: selectors.BaseSelector | None = None  # made by the process that runs the loop
         self.connections: dict[socket.socket, Connection] = {}
         self._timers: list[tuple[float, int, Connection, Request]] = []

@@ -45,9 +45,9 @@ import select
 import signal
 import socket
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from servers.base import BaseServer, ServerStopping
+from servers.base import Accepted, BaseServer, ServerConfig, ServerStopping
 from servers.children import Children
 from servers.sockets import open_listener
 
@@ -57,8 +57,8 @@ ANY_LOOP: frozenset[str] = frozenset({"blocking", "selectors", "asyncio"})
 class _Forks(BaseServer):
     uses_processes = True
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
         self.children = Children()
 
     def close_connections(self) -> None:
@@ -69,15 +69,16 @@ class _Forks(BaseServer):
 class ForkPerConnection(_Forks):
     model = "fork-per-connection"
     loops: ClassVar[frozenset[str]] = frozenset({"blocking"})
+    stevens = "serv01"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
         signal.signal(signal.SIGCHLD, lambda *_: self.children.reap())
 
-    def process_request(self, conn: socket.socket, info: Any = None) -> None:
+    def process_request(self, conn: socket.socket, info: Accepted | None = None) -> None:
         def child() -> None:
             self.listener.close()
-            self.serve_connection(conn, info)  # type: ignore[attr-defined]
+            self.serve_connection(conn, info)
 
         self.children.fork(child)
         conn.close()  # the child has its own copy
@@ -85,15 +86,12 @@ class ForkPerConnection(_Forks):
     def open_connections(self) -> int:
         return len(self.children)
 
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        return {"stevens": "serv01"}
-
 
 class Preforked(_Forks):
     model = "preforked"
     loops: ClassVar[frozenset[str]] = ANY_LOOP
     has_workers = True
+    stevens = "serv02"
 
     def start_workers(self) -> None:
         self._slots: dict[int, int] = {}  # child pid → its worker number (its slot in the tally)
@@ -127,15 +125,11 @@ class Preforked(_Forks):
                 if pid in self._slots:
                     self._fork_worker(self._slots.pop(pid))
 
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        one = loop == "blocking"  # each child serves one connection at a time: a pool of N
-        return {"pooled": one, "stevens": "serv02" if one else ""}
-
 
 class PreforkedReuseport(Preforked):
     model = "preforked-reuseport"
     one_accept_queue = False
+    stevens = ""  # not in the book (SO_REUSEPORT: Linux 3.9)
 
     _ready_w = -1
 
@@ -170,10 +164,6 @@ class PreforkedReuseport(Preforked):
             os.write(self._ready_w, b"r")  # this child listens now
             os.close(self._ready_w)
         super().worker()
-
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        return {"pooled": loop == "blocking", "stevens": ""}  # not in the book (SO_REUSEPORT: Linux 3.9)
 
 
 def _retire(signum: int, frame: object) -> None:

@@ -25,9 +25,5 @@ from servers.base import BaseServer
 class Single(BaseServer):
     model = "single"
     loops: ClassVar[frozenset[str]] = frozenset({"blocking", "selectors", "asyncio"})
+    stevens = "serv00"
     # BaseServer.serve_forever already runs the loop on the listener in this thread.
-
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        one = loop == "blocking"
-        return {"serves_one_at_a_time": one, "stevens": "serv00" if one else ""}

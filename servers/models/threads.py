@@ -40,9 +40,9 @@ import queue
 import socket
 import threading
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from servers.base import BaseServer, ConnectionSet
+from servers.base import Accepted, BaseServer, ConnectionSet, ServerConfig
 from servers.connlog import client_fin
 
 BLOCKING_ONLY: frozenset[str] = frozenset({"blocking"})
@@ -53,8 +53,8 @@ class _Threads(BaseServer):
     loops: ClassVar[frozenset[str]] = BLOCKING_ONLY
     close_held: ClassVar[bool] = False  # on stop, close the connections too (those no thread holds)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
         self.open = ConnectionSet()  # served now (or queued for a worker)
 
     def open_connections(self) -> int:
@@ -64,29 +64,26 @@ class _Threads(BaseServer):
         self.open.shut_down(close=self.close_held)
         super().close_connections()
 
-    def serve_tracked(self, conn: socket.socket, info: Any) -> None:
+    def serve_tracked(self, conn: socket.socket, info: Accepted | None) -> None:
         """Serve one connection to its end, in the set while it is served."""
         self.open.add(conn)
         try:
-            self.serve_connection(conn, info)  # type: ignore[attr-defined]
+            self.serve_connection(conn, info)
         finally:
             self.open.discard(conn)
-
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        return {}
 
 
 class ThreadPerConnection(_Threads):
     model = "thread-per-connection"
+    stevens = "serv06"
 
-    def process_request(self, conn: socket.socket, info: Any = None) -> None:
+    def process_request(self, conn: socket.socket, info: Accepted | None = None) -> None:
         self.open.add(conn)  # counted before its thread runs: the cap sees it at the next accept
         threading.Thread(target=self._connection_thread, args=(conn, info), daemon=True).start()
 
-    def _connection_thread(self, conn: socket.socket, info: Any) -> None:
+    def _connection_thread(self, conn: socket.socket, info: Accepted | None) -> None:
         try:
-            self.serve_connection(conn, info)  # type: ignore[attr-defined]
+            self.serve_connection(conn, info)
         finally:
             self.open.discard(conn)
             self.stop_if_signalled()
@@ -94,15 +91,11 @@ class ThreadPerConnection(_Threads):
     def connection_ending(self) -> None:
         self.stop_if_signalled()  # in a storm of ending threads, the first one to run stops us
 
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        return {"stevens": "serv06"}
-
 
 class Prethreaded(_Threads):
     model = "prethreaded"
-    pooled = True
     has_workers = True
+    stevens = "serv07"
 
     def start_workers(self) -> None:
         for index in range(1, self.config.workers + 1):
@@ -111,9 +104,9 @@ class Prethreaded(_Threads):
     def worker(self, index: int) -> None:
         self.worker_index = index
         with contextlib.suppress(OSError):  # the listener was shut down: we are stopping
-            self.serve_listener(self.listener)  # type: ignore[attr-defined]
+            self.serve_listener(self.listener)
 
-    def process_request(self, conn: socket.socket, info: Any = None) -> None:
+    def process_request(self, conn: socket.socket, info: Accepted | None = None) -> None:
         self.serve_tracked(conn, info)
 
     def open_connections(self) -> int:
@@ -128,26 +121,22 @@ class Prethreaded(_Threads):
             self.listener.shutdown(socket.SHUT_RDWR)
         super().close_connections()
 
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        return {"stevens": "serv07"}
-
 
 class ThreadPool(_Threads):
     model = "threadpool"
-    pooled = True
     has_workers = True
+    stevens = "serv08"
     close_held = True  # one still in the queue has no thread to close it
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self._queue: queue.SimpleQueue[tuple[socket.socket, Any]] = queue.SimpleQueue()
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self._queue: queue.SimpleQueue[tuple[socket.socket, Accepted | None]] = queue.SimpleQueue()
 
     def start_workers(self) -> None:
         for _ in range(self.config.workers):
             threading.Thread(target=self.worker, daemon=True).start()
 
-    def process_request(self, conn: socket.socket, info: Any = None) -> None:
+    def process_request(self, conn: socket.socket, info: Accepted | None = None) -> None:
         self.open.add(conn)  # queued or being served
         self._queue.put((conn, info))
 
@@ -167,10 +156,6 @@ class ThreadPool(_Threads):
         while True:
             conn, info = self._queue.get()  # when it comes out is its service start (serve_connection)
             try:
-                self.serve_connection(conn, info)  # type: ignore[attr-defined]
+                self.serve_connection(conn, info)
             finally:
                 self.open.discard(conn)
-
-    @classmethod
-    def parts(cls, loop: str) -> dict[str, object]:
-        return {"stevens": "serv08"}
