@@ -11,7 +11,7 @@ A generated table sits between two markers in a Markdown file::
     <!-- end generated -->
 
 and is rebuilt from the code: socklab's options from :data:`loadtest.declare.options.OPTIONS`, the
-commands' options from their argparse parsers, the files' columns from :mod:`loadtest.declare.columns`.
+commands' options from :mod:`loadtest.declare.commands`, the files' columns from :mod:`loadtest.declare.columns`.
 A documented default, choice, option or column can then not drift from the code:
 ``tests/test_docs.py`` fails when a file is not what this module writes.
 """
@@ -87,10 +87,10 @@ def server_options() -> str:
 
 
 def subcommand(name: str) -> Callable[[], str]:
-    """``socklab NAME``'s options."""
+    """``socklab NAME``'s options, from their declarations (the parser loadtest.declare.commands makes of them)."""
 
     def table() -> str:
-        from loadtest.cli import build_parser
+        from loadtest.declare.commands import build_parser
 
         sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
         return parser_table(sub.choices[name])
@@ -99,15 +99,17 @@ def subcommand(name: str) -> Callable[[], str]:
 
 
 def column_table(which: str, with_source: bool) -> Callable[[], str]:
-    """A file's columns, from loadtest.declare.columns."""
+    """A file's columns, from loadtest.declare.columns (summary.csv's beside their computations, in
+    loadtest.report.rules.summary_columns)."""
 
     def table() -> str:
         from loadtest.declare import columns
+        from loadtest.report.rules import summary_columns
 
         head = ("column", "unit", "meaning", "source")[: 4 if with_source else 3]
         rows = (
             [_cell(x) for x in (f"`{c.name}`", c.unit, c.meaning, c.source)[: len(head)]]
-            for c in getattr(columns, which)
+            for c in getattr(summary_columns if which == "SUMMARY" else columns, which)
         )
         return _table(head, rows)
 
@@ -133,6 +135,7 @@ def designs() -> str:
 def scenarios() -> str:
     """The scenarios of socklab compare."""
     from loadtest.declare.scenarios import DEFAULT_SCENARIOS, SCENARIOS
+    from loadtest.report.rules.judges import check_of
 
     rows = []
     for s in SCENARIOS.values():
@@ -143,7 +146,7 @@ def scenarios() -> str:
             for x in (
                 " (--full)" if s.name in DEFAULT_SCENARIOS else "",
                 f"; sweep from {s.sweep_start:g} req/s" if s.sweep_start else "",
-                "; checked" if s.check else "",
+                "; checked" if check_of(s) else "",
             )
             if x
         ]
@@ -173,7 +176,7 @@ def experiments() -> str:
         arms = "; ".join(
             f"{a.label} ({a.design}, {a.users})" if a.label != a.design else f"{a.label} ({a.users})" for a in e.arms
         )
-        rows.append((f"`{e.name}`", _cell(e.question), _cell(e.expect), _cell(e.source), _cell(arms)))
+        rows.append((f"`{e.name}`", _cell(e.question), _cell(e.claim), _cell(e.source), _cell(arms)))
     return _table(("experiment", "question", "claim", "source", "arms (design, users)"), rows)
 
 

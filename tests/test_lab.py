@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.declare.experiments import EXPERIMENTS, unavailable
-from loadtest.declare.scenarios import Arm
+from loadtest.declare.experiments import EXPERIMENTS, Arm, unavailable
 from loadtest.hosts.isolate import can_isolate
 from tests.helpers import run_locust
 

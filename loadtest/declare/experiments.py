@@ -3,11 +3,13 @@ and a check that lays the measurement beside the source's numbers and gives a ve
 
     socklab lab --list · socklab lab backlog · socklab lab all
 
-An experiment is a :class:`~loadtest.declare.scenarios.Scenario` with ``arms``: each arm is one cell — a design,
-a number of users and the options that make it differ (a backlog, a sysctl set in the cell's own
-network namespace, a server flag).  ``loadtest.matrix.lab`` runs them; the checks are
-``loadtest.report.rules.claims``'s.  Every arm is bounded (``seconds`` a cell) so that an experiment
-runs in under a minute on 2 cores.  No locust, no pandas at import.
+An :class:`Experiment` is its own declaration, beside :class:`~loadtest.declare.scenarios.Scenario` (they share
+what a cell runs, :class:`~loadtest.declare.scenarios.Workload`): its cells are its arms, not designs × loads —
+each arm a design, a number of users and the options that make it differ (a backlog, a sysctl set in the
+cell's own network namespace, a server flag) — and the figures its source published are declared here once
+(``reported``), for its check to set beside the measurement.  ``loadtest.matrix.lab`` runs them; each check
+registers itself on its experiment (``loadtest.report.rules.claims`` and ``workers``).  Every arm is bounded
+(``seconds`` a cell) so that an experiment runs in under a minute on 2 cores.  No locust, no pandas at import.
 """
 
 from __future__ import annotations
@@ -15,9 +17,67 @@ from __future__ import annotations
 import os
 import re
 import select
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from loadtest.declare.scenarios import Arm, Scenario
+from loadtest.declare.mix import parse
+from loadtest.declare.scenarios import Workload
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One cell of an experiment: a label, the design, the users and the options that make it differ."""
+
+    label: str
+    design: str
+    users: int
+    options: dict[str, Any] = field(default_factory=dict)
+    needs: str = ""  # a kernel feature it needs (see unavailable): "" none
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A measurement the source published: who, under which setup, and its figures (name → value)."""
+
+    who: str
+    setup: str
+    figures: dict[str, float]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Experiment(Workload):
+    """A claim from the literature, its source, and the arms that test it."""
+
+    claim: str
+    source: str
+    arms: tuple[Arm, ...]
+    reported: tuple[Reported, ...] = ()  # the source's own figures, which its check sets beside the measurement
+    seconds: float = 4.0  # measured seconds a cell
+    warmup: float = 0.0
+    # `socklab lab --quick` (and CI): the arms whose verdicts show without chance, for the least time that
+    # shows them; () = every arm
+    quick_arms: tuple[str, ...] = ()
+    quick_seconds: float = 1.0
+
+    @property
+    def design(self) -> str:
+        """The design every arm runs ('blocking'), or "" when the arms differ in it."""
+        designs = {arm.design for arm in self.arms}
+        return designs.pop() if len(designs) == 1 else ""
+
+    def users_in_words(self) -> str:
+        """'8 connect-per-request users': the arms' users, and their mode from the user class it declares."""
+        mode = re.sub(r"(?<!^)(?=[A-Z])", "-", self.user_class.removesuffix("User")).lower()
+        return f"{' or '.join(str(n) for n in sorted({arm.users for arm in self.arms}))} {mode} users"
+
+    def mix_in_words(self) -> str:
+        """'90 % ECHO and 10 % WORK 10 ms': the mix it declares (WORK's argument is µs, SLEEP's ms)."""
+        return " and ".join(
+            f"{e.weight} % {e.op}" + (f" {e.arg / 1000:g} ms" if e.op == "WORK" else f" {e.arg} ms" if e.arg else "")
+            for e in parse(str(self.options.get("mix", "")))
+        )
+
 
 HELD_MS = 10_000  # SLEEP that holds a one-at-a-time server for the whole window: nothing more is accepted
 BURST = 6  # clients beyond what the accept queue holds: they wait on the SYN retry schedule
@@ -48,151 +108,167 @@ def _overflowing_handshakes(sysctl: str) -> dict[str, object]:
     return {"backlog": 16, "server-read-timeout": 0.4, "idle-interval": 60, "monitor-interval": 0.25, "sysctl": sysctl}
 
 
-EXPERIMENTS: dict[str, Scenario] = {
+# What the sources measured, declared once: the experiments' sources cite them, their checks set them beside ours.
+SS_ACCEPTQ = Reported("Cloudflare", "ss", {"qmax": 1024, "acceptq": 1025})
+SHARED_QUEUE = Reported("Cloudflare", "shared queue", {"avg": 30.39, "max": 72.65, "stddev": 1.58})
+QUEUE_PER_WORKER = Reported("Cloudflare", "SO_REUSEPORT", {"avg": 31.37, "max": 144.55, "stddev": 25.27})
+SHARED_LISTENER = Reported("Herbert", "a shared listener", {"most ÷ fewest": 3})
+LOOP_UNBLOCKED = Reported("Cloudflare", "moving blocking work out of nginx's loop", {"p99 better ×": 6})
+NGINX_WORKER = "Cloudflare, 'Why does one NGINX worker take all the load?' (2017)"
+
+
+def _latency(reported: Reported, unit: str = "") -> str:
+    """'shared queue avg 30.39 ms, max 72.65, stddev 1.58': a latency the source reported, as it said it."""
+    avg, top, sd = (reported.figures[k] for k in ("avg", "max", "stddev"))
+    return f"{reported.setup} avg {avg}{unit}, max {top}, stddev {sd}"
+
+
+BACKLOG = Experiment(
+    "backlog",
+    "How many connections does listen(B) hold?",
+    claim="B + 1 complete handshakes wait in the accept queue; the rest of a burst waits on the SYN retry "
+    "schedule (about 1, 2, 3 s)",
+    user_class="ConnectPerRequestUser",
+    source="the kernel's sk_acceptq_is_full() compares with '>' (include/net/sock.h); Cloudflare, 'SYN "
+    f"packet handling in the wild' (2018): {SS_ACCEPTQ.setup} shows acceptq {SS_ACCEPTQ.figures['acceptq']} "
+    f"for qmax {SS_ACCEPTQ.figures['qmax']}",
+    reported=(SS_ACCEPTQ,),
+    arms=tuple(Arm(f"B={b}", "blocking", b + 2 + BURST, _held(b)) for b in (1, 4, 16, 128)),
+    # 10 ms apart: each SYN meets the queue as the ones before left it (a burst inside one round trip
+    # would get SYN-ACKs and have its final ACKs dropped instead — abort-on-overflow's case)
+    spawn_rate=100,
+    quick_arms=("B=1", "B=16"),
+    quick_seconds=1.5,
+)
+ABORT_ON_OVERFLOW = Experiment(
+    "abort-on-overflow",
+    "Drop silently or refuse?",
+    claim="with net.ipv4.tcp_abort_on_overflow=1 a full queue answers the final ACK with RST: those clients "
+    "fail fast instead of waiting on retries",
+    user_class="IdleUser",
+    source="ip-sysctl.rst (tcp_abort_on_overflow); Cloudflare, 'SYN packet handling in the wild' (2018)",
+    arms=tuple(Arm(f"abort={v}", "blocking", 50, _overflowing_handshakes(f"{ABORT}={v},{COOKIES}=0")) for v in (0, 1)),
+    quick_seconds=3.0,
+)
+SYN_COOKIES = Experiment(
+    "syn-cookies",
+    "What does a SYN burst beyond the half-open queue do?",
+    claim="with tcp_syncookies=1 the overflow gets cookies: connect() succeeds while the server holds nothing; "
+    "0 drops those SYNs; 2 sends cookies for every SYN",
+    user_class="IdleUser",
+    source="ip-sysctl.rst (tcp_syncookies); Linux commit 5ad37d5 (2008) on cookies with a full queue",
+    arms=tuple(Arm(f"syncookies={v}", "blocking", 50, _overflowing_handshakes(f"{COOKIES}={v}")) for v in (0, 1, 2)),
+    quick_arms=("syncookies=0", "syncookies=2"),
+    quick_seconds=2.0,  # the SYNs re-sent at ~1 s inside the window
+)
+TIME_WAIT = Experiment(
+    "time-wait",
+    "Who holds TIME_WAIT, and when do the ports run out?",
+    claim="the side that closes first holds TIME_WAIT (60 s); SO_LINGER 0 closes with a RST and holds none; "
+    "28,232 ephemeral ports last about 470 new connections/s to one server for 60 s",
+    user_class="ConnectPerRequestUser",
+    source="RFC 793 §3.5 (TIME-WAIT, 2 MSL); ip-sysctl.rst (ip_local_port_range, tcp_tw_reuse); k6 issue "
+    "#826 (port exhaustion under load)",
+    arms=(
+        Arm("client closes", "selectors", 10, {}),
+        Arm("server closes", "selectors", 10, {"max-requests": 1}),
+        Arm("SO_LINGER 0", "selectors", 10, {"linger0": True}),
+        Arm(
+            "1,000 ports",
+            "selectors",
+            10,
+            {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=0"},
+        ),
+        Arm(
+            "1,000 ports, tw_reuse",
+            "selectors",
+            10,
+            {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=1"},
+        ),
+    ),
+    seconds=3.0,
+)
+REUSEPORT_TAIL = Experiment(
+    "reuseport-tail",
+    "One shared accept queue, or one per worker?",
+    claim="per-worker queues (SO_REUSEPORT) inflate the tail when some requests are slow: a connection hashed "
+    "to a busy worker waits while another sits idle",
+    user_class="ConnectPerRequestUser",
+    options={"mix": "ECHO:90,WORK=10000:10", "server-workers": 4},
+    source=f"{NGINX_WORKER}: 12 workers, 200 connections — {_latency(SHARED_QUEUE, ' ms')}; "
+    f"{_latency(QUEUE_PER_WORKER)}",
+    reported=(SHARED_QUEUE, QUEUE_PER_WORKER),
+    arms=tuple(
+        Arm(d, d, 8)
+        for d in ("preforked", "preforked-reuseport", "preforked-selectors", "preforked-reuseport-selectors")
+    ),
+    quick_arms=("preforked", "preforked-reuseport"),
+    quick_seconds=1.5,
+)
+ACCEPT_BALANCE = Experiment(
+    "accept-balance",
+    "Which worker gets the next connection?",
+    claim="a blocking accept() hands connections out FIFO across the waiting workers; epoll wakes every waiter "
+    "(the herd) and EPOLLEXCLUSIVE wakes one, LIFO, so the busiest keeps winning; SO_REUSEPORT spreads by hash",
+    user_class="ConnectPerRequestUser",
+    # 500 connections/s, on a schedule: workers idle between them, waiting — where who is woken shows
+    options={"server-workers": 4, "arrival-rate": 500},
+    source=f"{NGINX_WORKER}; Linux 4.5 EPOLLEXCLUSIVE (commit df0108c); Tom Herbert's SO_REUSEPORT commit "
+    f"(2013): {SHARED_LISTENER.setup} up to {SHARED_LISTENER.figures['most ÷ fewest']}:1 unbalanced",
+    reported=(SHARED_LISTENER,),
+    arms=(
+        Arm("accept()", "preforked", 10),
+        Arm("epoll", "preforked-selectors", 10),
+        Arm("EPOLLEXCLUSIVE", "preforked-selectors", 10, {"epoll-exclusive": True}, needs="epollexclusive"),
+        Arm("SO_REUSEPORT", "preforked-reuseport-selectors", 10),
+    ),
+    seconds=3.0,
+)
+HEAD_OF_LINE = Experiment(
+    "head-of-line",
+    "What does one slow request do to the others?",
+    claim="in a one-loop design a compute-heavy request stops every connection; workers of their own keep the "
+    "fast requests fast",
+    user_class="PersistentUser",
+    # two users, two workers on two cores: a worker each, and no CPU shared between them
+    options={"mix": "ECHO:95,WORK=10000:5", "server-workers": 2},
+    source=f"Cloudflare, 'The problem with event loops' (2018): {LOOP_UNBLOCKED.setup} gave "
+    f"{LOOP_UNBLOCKED.figures['p99 better ×']}× better p99 time to first byte",
+    reported=(LOOP_UNBLOCKED,),
+    arms=tuple(Arm(d, d, 2) for d in ("selectors", "asyncio", "threaded", "preforked", "preforked-selectors")),
+    quick_arms=("selectors", "threaded", "preforked"),
+)
+ROLLING_RESTART = Experiment(
+    "rolling-restart",
+    "What happens to queued connections when a worker exits?",
+    claim="closing one SO_REUSEPORT listener resets the handshakes and connections in its queue; with "
+    "net.ipv4.tcp_migrate_req=1 (Linux 5.14) they move to another listener",
+    user_class="ConnectPerRequestUser",
+    options={"op": "SLEEP", "sleep-ms": 50, "backlog": 16, "server-workers": 4, "retire-worker-after": MID_WINDOW},
+    source="Linux 5.14 tcp_migrate_req (Kuniyuki Iwashima's series, 2021); ip-sysctl.rst",
+    arms=tuple(
+        Arm(
+            f"migrate={v}",
+            "preforked-reuseport",
+            60,
+            {"sysctl": f"net.ipv4.tcp_migrate_req={v}"},
+            needs="net.ipv4.tcp_migrate_req",
+        )
+        for v in (0, 1)
+    ),
+    quick_seconds=1.5,
+)
+EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
-        Scenario(
-            "backlog",
-            "How many connections does listen(B) hold?",
-            "B + 1 complete handshakes wait in the accept queue; the rest of a burst waits on the SYN retry "
-            "schedule (about 1, 2, 3 s)",
-            "ConnectPerRequestUser",
-            source="the kernel's sk_acceptq_is_full() compares with '>' (include/net/sock.h); Cloudflare, 'SYN "
-            "packet handling in the wild' (2018): ss shows acceptq 1025 for qmax 1024",
-            arms=tuple(Arm(f"B={b}", "blocking", b + 2 + BURST, _held(b)) for b in (1, 4, 16, 128)),
-            # 10 ms apart: each SYN meets the queue as the ones before left it (a burst inside one round trip
-            # would get SYN-ACKs and have its final ACKs dropped instead — abort-on-overflow's case)
-            spawn_rate=100,
-            quick_arms=("B=1", "B=16"),
-            quick_seconds=1.5,
-            check="loadtest.report.rules.claims:backlog",
-        ),
-        Scenario(
-            "abort-on-overflow",
-            "Drop silently or refuse?",
-            "with net.ipv4.tcp_abort_on_overflow=1 a full queue answers the final ACK with RST: those clients fail "
-            "fast instead of waiting on retries",
-            "IdleUser",
-            source="ip-sysctl.rst (tcp_abort_on_overflow); Cloudflare, 'SYN packet handling in the wild' (2018)",
-            arms=tuple(
-                Arm(f"abort={v}", "blocking", 50, _overflowing_handshakes(f"{ABORT}={v},{COOKIES}=0")) for v in (0, 1)
-            ),
-            quick_seconds=3.0,
-            check="loadtest.report.rules.claims:abort_on_overflow",
-        ),
-        Scenario(
-            "syn-cookies",
-            "What does a SYN burst beyond the half-open queue do?",
-            "with tcp_syncookies=1 the overflow gets cookies: connect() succeeds while the server holds nothing; "
-            "0 drops those SYNs; 2 sends cookies for every SYN",
-            "IdleUser",
-            source="ip-sysctl.rst (tcp_syncookies); Linux commit 5ad37d5 (2008) on cookies with a full queue",
-            arms=tuple(
-                Arm(f"syncookies={v}", "blocking", 50, _overflowing_handshakes(f"{COOKIES}={v}")) for v in (0, 1, 2)
-            ),
-            quick_arms=("syncookies=0", "syncookies=2"),
-            quick_seconds=2.0,  # the SYNs re-sent at ~1 s inside the window
-            check="loadtest.report.rules.claims:syn_cookies",
-        ),
-        Scenario(
-            "time-wait",
-            "Who holds TIME_WAIT, and when do the ports run out?",
-            "the side that closes first holds TIME_WAIT (60 s); SO_LINGER 0 closes with a RST and holds none; "
-            "28,232 ephemeral ports last about 470 new connections/s to one server for 60 s",
-            "ConnectPerRequestUser",
-            source="RFC 793 §3.5 (TIME-WAIT, 2 MSL); ip-sysctl.rst (ip_local_port_range, tcp_tw_reuse); k6 issue "
-            "#826 (port exhaustion under load)",
-            arms=(
-                Arm("client closes", "selectors", 10, {}),
-                Arm("server closes", "selectors", 10, {"max-requests": 1}),
-                Arm("SO_LINGER 0", "selectors", 10, {"linger0": True}),
-                Arm(
-                    "1,000 ports",
-                    "selectors",
-                    10,
-                    {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=0"},
-                ),
-                Arm(
-                    "1,000 ports, tw_reuse",
-                    "selectors",
-                    10,
-                    {"sysctl": "net.ipv4.ip_local_port_range=40000 40999,net.ipv4.tcp_tw_reuse=1"},
-                ),
-            ),
-            seconds=3.0,
-            check="loadtest.report.rules.claims:time_wait",
-        ),
-        Scenario(
-            "reuseport-tail",
-            "One shared accept queue, or one per worker?",
-            "per-worker queues (SO_REUSEPORT) inflate the tail when some requests are slow: a connection hashed to a "
-            "busy worker waits while another sits idle",
-            "ConnectPerRequestUser",
-            {"mix": "ECHO:90,WORK=10000:10", "server-workers": 4},
-            source="Cloudflare, 'Why does one NGINX worker take all the load?' (2017): 12 workers, 200 connections — "
-            "shared queue avg 30.39 ms, max 72.65, stddev 1.58; SO_REUSEPORT avg 31.37, max 144.55, stddev 25.27",
-            arms=tuple(
-                Arm(d, d, 8)
-                for d in ("preforked", "preforked-reuseport", "preforked-selectors", "preforked-reuseport-selectors")
-            ),
-            quick_arms=("preforked", "preforked-reuseport"),
-            quick_seconds=1.5,
-            check="loadtest.report.rules.workers:reuseport_tail",
-        ),
-        Scenario(
-            "accept-balance",
-            "Which worker gets the next connection?",
-            "a blocking accept() hands connections out FIFO across the waiting workers; epoll wakes every waiter (the "
-            "herd) and EPOLLEXCLUSIVE wakes one, LIFO, so the busiest keeps winning; SO_REUSEPORT spreads by hash",
-            "ConnectPerRequestUser",
-            # 500 connections/s, on a schedule: workers idle between them, waiting — where who is woken shows
-            {"server-workers": 4, "arrival-rate": 500},
-            source="Cloudflare, 'Why does one NGINX worker take all the load?' (2017); Linux 4.5 EPOLLEXCLUSIVE "
-            "(commit df0108c); Tom Herbert's SO_REUSEPORT commit (2013): a shared listener up to 3:1 unbalanced",
-            arms=(
-                Arm("accept()", "preforked", 10),
-                Arm("epoll", "preforked-selectors", 10),
-                Arm("EPOLLEXCLUSIVE", "preforked-selectors", 10, {"epoll-exclusive": True}, needs="epollexclusive"),
-                Arm("SO_REUSEPORT", "preforked-reuseport-selectors", 10),
-            ),
-            seconds=3.0,
-            check="loadtest.report.rules.workers:accept_balance",
-        ),
-        Scenario(
-            "head-of-line",
-            "What does one slow request do to the others?",
-            "in a one-loop design a compute-heavy request stops every connection; workers of their own keep the "
-            "fast requests fast",
-            "PersistentUser",
-            # two users, two workers on two cores: a worker each, and no CPU shared between them
-            {"mix": "ECHO:95,WORK=10000:5", "server-workers": 2},
-            source="Cloudflare, 'The problem with event loops' (2018): moving blocking work out of nginx's loop gave "
-            "6× better p99 time to first byte",
-            arms=tuple(Arm(d, d, 2) for d in ("selectors", "asyncio", "threaded", "preforked", "preforked-selectors")),
-            quick_arms=("selectors", "threaded", "preforked"),
-            check="loadtest.report.rules.workers:head_of_line",
-        ),
-        Scenario(
-            "rolling-restart",
-            "What happens to queued connections when a worker exits?",
-            "closing one SO_REUSEPORT listener resets the handshakes and connections in its queue; with "
-            "net.ipv4.tcp_migrate_req=1 (Linux 5.14) they move to another listener",
-            "ConnectPerRequestUser",
-            {"op": "SLEEP", "sleep-ms": 50, "backlog": 16, "server-workers": 4, "retire-worker-after": MID_WINDOW},
-            source="Linux 5.14 tcp_migrate_req (Kuniyuki Iwashima's series, 2021); ip-sysctl.rst",
-            arms=tuple(
-                Arm(
-                    f"migrate={v}",
-                    "preforked-reuseport",
-                    60,
-                    {"sysctl": f"net.ipv4.tcp_migrate_req={v}"},
-                    needs="net.ipv4.tcp_migrate_req",
-                )
-                for v in (0, 1)
-            ),
-            quick_seconds=1.5,
-            check="loadtest.report.rules.workers:rolling_restart",
-        ),
+        BACKLOG,
+        ABORT_ON_OVERFLOW,
+        SYN_COOKIES,
+        TIME_WAIT,
+        REUSEPORT_TAIL,
+        ACCEPT_BALANCE,
+        HEAD_OF_LINE,
+        ROLLING_RESTART,
     )
 }
 

@@ -1,19 +1,20 @@
-"""The scenarios: each a question, the Locust options that ask it, what the answer should look like,
-its default loads and, where it has one, a check of its result.  Declared once; ``socklab compare``
-runs them, ``socklab sweep`` climbs the ones with a ladder, and the compare page lays out each
-one's check (unp30's table and conclusions today).
+"""The scenarios: each a question, the Locust options that ask it, what the answer should look like and its
+default loads.  Declared once; ``socklab compare`` runs them, ``socklab sweep`` climbs the ones with a ladder,
+and the compare page lays out the check a scenario has (unp30's table and conclusions today).
 
-A check is a function of the scenario's finished runs and their summary rows; it returns a
-:class:`Check` — a title, a note, a table and one verdict per claim — or None when the cells do
-not allow one.  No locust, no pandas at import: the CLI reads this module in a plain process.
+A check is a function of the finished runs and their summary rows; it returns a :class:`Check` — a title, a
+note, a table and one verdict per claim — or None when the cells do not allow one.  It is attached by
+reference, from above: the rules module that judges a scenario or an experiment imports its declaration and
+registers on it (``@UNP30.check``), so a declaration never names its check and the link runs one way, rules →
+declare, where the import-circle test sees it (``loadtest.report.rules.judges`` looks them up).  No locust, no
+pandas at import: the CLI reads this module in a plain process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from dataclasses import KW_ONLY, dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,48 +32,58 @@ class Check:
     verdicts: list[str]
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One cell of an experiment: a label, the design, the users and the options that make it differ."""
-
-    label: str
-    design: str
-    users: int
-    options: dict[str, Any] = field(default_factory=dict)
-    needs: str = ""  # a kernel feature it needs (loadtest.matrix.lab.available): "" none
+CheckFunction = Callable[[list["RunData"], "pd.DataFrame"], "Check | None"]  # (runs, summary rows) → Check | None
+F = TypeVar("F", bound=CheckFunction)
 
 
-@dataclass(frozen=True)
-class Scenario:
+# eq=False: a declaration is itself, not its fields, so that it can key its check (each is declared once).
+@dataclass(frozen=True, eq=False)
+class Workload:
+    """What a scenario and an experiment share: a name and a question, what each of their cells runs — a Locust
+    user class, its options, how fast its users start, a count of connections instead of a timer — and the
+    check a rules module registers on it."""
+
     name: str
     question: str
-    expect: str
+    _: KW_ONLY
     user_class: str
     options: dict[str, Any] = field(default_factory=dict)
-    users: tuple[int, ...] = (10, 50)
-    connections: int = 0  # > 0: the cell ends after this many connections, not on a timer (no warm-up)
-    sweep_start: float | None = None  # req/s: the first step of `socklab sweep`'s ladder; None: no ladder
-    # "module:function" of its check: (runs, summary rows) → Check | None; read by the compare page only,
-    # so that this module imports nothing of the reports.
-    check: str = ""
-    # An experiment (loadtest.declare.experiments): its own cells instead of designs × loads, where its claim comes
-    # from, and its measured seconds and warm-up per cell.
-    arms: tuple[Arm, ...] = ()
-    source: str = ""
-    seconds: float = 4.0
-    warmup: float = 0.0
     spawn_rate: float = 0.0  # users started a second; 0: all at once
-    # `socklab lab --quick` (and CI): the arms whose verdicts show without chance, for the least time that
-    # shows them; () = every arm
-    quick_arms: tuple[str, ...] = ()
-    quick_seconds: float = 1.0
+    connections: int = 0  # > 0: the cell ends after this many connections, not on a timer (no warm-up)
 
-    def checker(self) -> Callable[[list[RunData], pd.DataFrame], Check | None] | None:
-        if not self.check:
-            return None
-        module, _, name = self.check.partition(":")
-        return getattr(import_module(module), name)  # type: ignore[no-any-return]
+    def check(self, function: F) -> F:
+        """Register `function` as this declaration's check: ``@UNP30.check`` in the rules module that judges it."""
+        if self in CHECKS:
+            raise ValueError(f"{self.name} has a check already: {CHECKS[self].__qualname__}")
+        CHECKS[self] = function
+        return function
 
+
+# Each declaration's check, filled as the rules modules that register them are imported.
+CHECKS: dict[Workload, CheckFunction] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario(Workload):
+    """A question ``socklab compare`` asks of designs × loads: what the answer should look like, its default
+    loads, and the first step of its ``socklab sweep`` ladder if it has one."""
+
+    expect: str
+    users: tuple[int, ...] = (10, 50)
+    sweep_start: float | None = None  # req/s: the first step of `socklab sweep`'s ladder; None: no ladder
+
+
+UNP30 = Scenario(
+    "unp30",
+    "Stevens' chapter 30: what does each design cost per connection?",
+    "his client: 10 users, each connecting, asking for 4,000 bytes, reading them and closing, 5,000 "
+    "connections per cell; server user and system CPU per connection, compared with the iterative "
+    "baseline — fork per client by far the dearest, pools cheaper, threads cheaper than processes",
+    user_class="ConnectPerRequestUser",
+    options={"op": "ECHO", "payload-bytes": 0, "reply-bytes": 4000},
+    users=(10,),
+    connections=5000,
+)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -81,24 +92,24 @@ SCENARIOS: dict[str, Scenario] = {
             "echo",
             "What does one request cost?",
             "persistent 64 B ECHO: the load generator is usually the bottleneck (client_bound), and the report says so",
-            "PersistentUser",
-            {"op": "ECHO", "payload-bytes": 64},
+            user_class="PersistentUser",
+            options={"op": "ECHO", "payload-bytes": 64},
         ),
         Scenario(
             "echo-pipelined",
             "What does one request cost when eight are in flight on each connection?",
             "persistent 64 B ECHO, --pipeline 8: server and client each handle several frames per system call, so "
             "per-request CPU falls on both sides — a different workload from echo, labelled as such",
-            "PersistentUser",
-            {"op": "ECHO", "payload-bytes": 64, "pipeline": 8},
+            user_class="PersistentUser",
+            options={"op": "ECHO", "payload-bytes": 64, "pipeline": 8},
         ),
         Scenario(
             "io-wait",
             "What happens when requests wait on I/O?",
             "SLEEP 20 ms: blocking serializes at about 50 req/s whatever the users; threaded and selectors scale "
             "with users",
-            "PersistentUser",
-            {"op": "SLEEP", "sleep-ms": 20},
+            user_class="PersistentUser",
+            options={"op": "SLEEP", "sleep-ms": 20},
             sweep_start=25.0,
         ),
         Scenario(
@@ -106,46 +117,35 @@ SCENARIOS: dict[str, Scenario] = {
             "What happens when clients connect faster than the server accepts?",
             "connect-per-request at backlog 10, users arriving at once: listen overflows on blocking, SYN-retry "
             "clusters at ~1, 2, 3 s in connect and first-reply time, TIME_WAIT on the client side",
-            "ConnectPerRequestUser",
-            {"op": "ECHO", "backlog": 10},
+            user_class="ConnectPerRequestUser",
+            options={"op": "ECHO", "backlog": 10},
         ),
         Scenario(
             "arrivals",
             "What happens when connections arrive on a schedule, whether or not the server keeps up?",
             "open loop, 2,000 connections/s at backlog 10: a design that accepts too slowly overflows its queue at "
             "the rate chosen, latency counts from each intended start, and late arrivals are counted",
-            "ConnectPerRequestUser",
-            {"op": "ECHO", "arrival-rate": 2000, "backlog": 10},
+            user_class="ConnectPerRequestUser",
+            options={"op": "ECHO", "arrival-rate": 2000, "backlog": 10},
             users=(10,),
             sweep_start=250.0,
         ),
-        Scenario(
-            "unp30",
-            "Stevens' chapter 30: what does each design cost per connection?",
-            "his client: 10 users, each connecting, asking for 4,000 bytes, reading them and closing, 5,000 "
-            "connections per cell; server user and system CPU per connection, compared with the iterative "
-            "baseline — fork per client by far the dearest, pools cheaper, threads cheaper than processes",
-            "ConnectPerRequestUser",
-            {"op": "ECHO", "payload-bytes": 0, "reply-bytes": 4000},
-            users=(10,),
-            connections=5000,
-            check="loadtest.report.rules.stevens:check",
-        ),
+        UNP30,
         Scenario(
             "cpu",
             "What happens when requests compute?",
             "WORK 2 ms: the GIL — threaded is no better than blocking; selectors stalls its loop",
-            "PersistentUser",
-            {"op": "WORK", "work-us": 2000},
+            user_class="PersistentUser",
+            options={"op": "WORK", "work-us": 2000},
             sweep_start=100.0,
         ),
         Scenario(
             "many-idle",
             "What does a connection cost when it mostly waits?",
             "IdleUser, thousands of connections: threads, RSS and fds per connection",
-            "IdleUser",
+            user_class="IdleUser",
             # The question is the cost, not the overflow or the cap: room for every user.
-            {"idle-interval": 5, "backlog": 4096, "max-connections": 4096},
+            options={"idle-interval": 5, "backlog": 4096, "max-connections": 4096},
             users=(1000, 3000),
         ),
     )

@@ -41,11 +41,12 @@ from locust import events
 from locust.runners import LocalRunner, WorkerRunner
 
 from loadtest.declare import options as opts
+from loadtest.declare.commands import DATE_TIME, output_folder
 from loadtest.declare.settings import parse_sysctls
 from loadtest.declare.target import parse_target
 from loadtest.glue import locust_private, webui
 from loadtest.glue.state import LoadState, TestState, quiet_gc
-from loadtest.glue.users import USER_MODES
+from loadtest.glue.users import USER_CLASSES
 from loadtest.hosts.isolate import set_sysctls
 from loadtest.matrix.processes import ServerStartError
 from loadtest.matrix.run import Run
@@ -166,7 +167,7 @@ class Socklab(LoadState):
         gevent.signal_handler(signal.SIGHUP, lambda: os.kill(os.getpid(), signal.SIGTERM))
         self.select_user_class()
         design = opts.design_of(options, env.host)
-        folder = Path(options.report_dir or f"reports/{time.strftime('%Y%m%d-%H%M%S')}-{design}")
+        folder = output_folder(options.report_dir, f"{DATE_TIME}-{design}")
         folder.mkdir(parents=True, exist_ok=True)
         self.run = run = Run(env, folder, design)
         self.outputs = FinalOutputs.route(env, folder)
@@ -201,7 +202,7 @@ class Socklab(LoadState):
         """Run the one class --user-mode names, not every class in the locustfile, unless classes were named."""
         options = self.environment.parsed_options
         if options is not None and not options.user_classes:
-            self.environment.user_classes = [USER_MODES[options.user_mode]]
+            self.environment.user_classes = [USER_CLASSES[options.user_mode]]
 
     def live_loop(self) -> None:
         """Every tick: the local runner's own µs counts and ledgers into the run, a latency point per

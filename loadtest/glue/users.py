@@ -38,8 +38,9 @@ from locust import User, constant, task
 from loadtest.client.accounting import Accounts, process_tag
 from loadtest.client.pipeline import pipeline
 from loadtest.client.socket_client import RequestFailure, SocklabClient
-from loadtest.declare import mix, options
+from loadtest.declare import mix
 from loadtest.declare.kinds import OP_NAMES
+from loadtest.declare.settings import CONNECT_PER_REQUEST, IDLE, PERSISTENT
 from loadtest.declare.target import parse_target
 from loadtest.glue.state import LoadState
 from servers.protocol import Op, encode_request
@@ -209,7 +210,7 @@ class SocklabUser(User):
 class PersistentUser(SocklabUser):
     """One connection, requests back to back (reconnects after an error); or on a schedule (open loop)."""
 
-    mode = "persistent"
+    mode = PERSISTENT
     wait_time = constant(0)
 
     @task
@@ -249,7 +250,7 @@ class ConnectPerRequestUser(SocklabUser):
     """connect → send → receive → close, for every request; in open loop, one connection per arrival,
     started on schedule whether or not the earlier ones have finished."""
 
-    mode = "connect-per-request"
+    mode = CONNECT_PER_REQUEST
     wait_time = constant(0)
 
     @task
@@ -332,7 +333,7 @@ class ConnectPerRequestUser(SocklabUser):
 class IdleUser(SocklabUser):
     """Holds one connection open; one small ECHO every --idle-interval seconds (always closed loop)."""
 
-    mode = "idle"
+    mode = IDLE
 
     def wait_time(self) -> float:  # type: ignore[override]
         return self.spec.idle_interval
@@ -346,6 +347,7 @@ class IdleUser(SocklabUser):
         self.client.request(Op.ECHO, name=self.mode, frame=encode_request(Op.ECHO, 0, b"i"))
 
 
-USER_MODES: dict[str, type[SocklabUser]] = {cls.mode: cls for cls in (PersistentUser, ConnectPerRequestUser, IdleUser)}
-# The mode names are declared once, in loadtest.declare.options (which must not import locust).
-assert tuple(USER_MODES) == options.USER_MODES, "loadtest.declare.options.USER_MODES and the user classes disagree"
+# Each mode's class; the modes themselves are declared in loadtest.declare.settings (which must not import locust).
+USER_CLASSES: dict[str, type[SocklabUser]] = {
+    cls.mode: cls for cls in (PersistentUser, ConnectPerRequestUser, IdleUser)
+}

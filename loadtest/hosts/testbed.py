@@ -44,6 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.declare.settings import LOCUSTFILE
 from loadtest.hosts.iproute import TestbedError, can_build, ip, netem_available, remove_stale_beds
 from loadtest.hosts.isolate import ENV_MARK
 from servers.cli import OneLineParser
@@ -51,8 +52,7 @@ from servers.cli import OneLineParser
 NETWORK = ipaddress.ip_network("198.51.100.0/24")  # TEST-NET-2 (RFC 5737): documentation only
 SERVER_ADDRESS = "198.51.100.1"
 MASTER_PORT = 5557
-ROOT = Path(__file__).resolve().parent.parent
-LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+ROOT = LOCUSTFILE.parents[1]  # the repository: the beds' processes run from it
 
 
 @dataclass

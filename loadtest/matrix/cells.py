@@ -28,14 +28,14 @@ from typing import Any
 from rich.console import Console
 
 from loadtest.declare import options as opts
-from loadtest.declare.scenarios import Scenario
+from loadtest.declare.scenarios import Workload
+from loadtest.declare.settings import LOCUSTFILE
 from loadtest.hosts.isolate import can_isolate
 from loadtest.report import build_run_report, load_bound, load_run, summarize
 from loadtest.report.load import RunData
 from loadtest.report.rules.findings import waiting
 from loadtest.report.rules.summary import shown
 
-LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 CELL_OVERHEAD_S = 2.5  # Locust start-up, server and monitor start, the cell's page: for the ETA (measured 2.3 s)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 COUNTED_CELL_LIMIT_S = 120  # a cell that ends on a count still stops by itself
@@ -43,7 +43,7 @@ COUNTED_CELL_LIMIT_S = 120  # a cell that ends on a count still stops by itself
 
 @dataclass
 class Cell:
-    scenario: Scenario
+    scenario: Workload  # a scenario, or the experiment whose arm this is
     design: str
     users: int
     folder: Path

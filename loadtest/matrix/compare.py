@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,13 +21,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from loadtest.declare import options as opts
+from loadtest.declare.commands import COMMANDS, output_folder
 from loadtest.declare.scenarios import QUICK, SCENARIOS
 from loadtest.matrix import expect
 from loadtest.matrix.cells import CELL_OVERHEAD_S, Cell, CellRunner, Outcome, result_line
 from loadtest.report import build_compare
 from loadtest.report.rules import answer as answers
 from loadtest.report.rules import checks
-from servers import DESIGNS
 
 
 def plan_quick(out: Path) -> list[Cell]:
@@ -81,10 +80,10 @@ def main(args: Any) -> int:
     quiet = bool(getattr(args, "quiet", False))
     # Piped or logged, rich would assume 80 columns and fold the ranked tables: give them room.
     console = Console(highlight=False, soft_wrap=True, quiet=quiet, width=None if sys.stdout.isatty() else 160)
-    out: Path = args.out or Path("reports") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = output_folder(args.out, COMMANDS["compare"].folder)
     cells = cells_of(args, out)
     per_cell = args.warmup + args.duration + CELL_OVERHEAD_S
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome] = []  # filled as the cells run: an interrupted matrix keeps those finished
     scenarios = list(dict.fromkeys(c.scenario.name for c in cells))
     designs = list(dict.fromkeys(c.design for c in cells))
     with CellRunner(out, args, console) as runner:
@@ -93,24 +92,7 @@ def main(args: Any) -> int:
             + (", the default lessons; --full for every design" if getattr(args, "quick", False) else "")
             + f"), ~{len(cells) * per_cell / 60:.1f} min; output in {out}"
         )
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=quiet,
-        ) as progress:
-            task = progress.add_task("starting", total=len(cells))
-            for cell in cells:
-                progress.update(task, description=cell.name)
-                outcome = runner.run(cell)
-                outcomes.append(outcome)
-                progress.console.print(result_line(outcome))
-                progress.advance(task)
+        run_cells(cells, runner, console, quiet, outcomes)
     finished = [o for o in outcomes if o.status == "done"]
     if not finished:
         console.print("no cell finished: nothing to compare")
@@ -147,6 +129,29 @@ def main(args: Any) -> int:
         console.print(f"cells that did not run cleanly: {', '.join(troubled)}")
         return 1
     return 0
+
+
+def run_cells(cells: list[Cell], runner: CellRunner, console: Console, quiet: bool, outcomes: list[Outcome]) -> None:
+    """Each cell in turn, a line each, under a progress bar, its outcome added to `outcomes` as it ends (a stop
+    signal raises out of here, and the caller keeps what was added)."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("starting", total=len(cells))
+        for cell in cells:
+            progress.update(task, description=cell.name)
+            outcome = runner.run(cell)
+            outcomes.append(outcome)
+            progress.console.print(result_line(outcome))
+            progress.advance(task)
 
 
 EXPECTATIONS_FAILED = 3
@@ -213,59 +218,3 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
         for line in a.headlines:
             console.print(f"  • {line}")
         console.print()
-
-
-def parse_duration(text: str) -> float:
-    """'10s', '2m', '1.5' (seconds) → seconds."""
-    text = text.strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
-    value = float(text[:-1] if scale else text)
-    if value < 0:
-        raise ValueError
-    return value * (scale or 1)
-
-
-parse_duration.__name__ = "duration (e.g. 10s, 1m)"
-
-
-def positive_duration(text: str) -> float:
-    """A measured window: 0 would reach Locust as `-t 0s`, which means no time limit at all."""
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError
-    return value
-
-
-positive_duration.__name__ = "duration > 0 (e.g. 10s, 1m)"
-
-
-def named_command(text: str) -> tuple[str, str]:
-    """--server-cmd NAME='COMMAND … {port} …' → (NAME, COMMAND)."""
-    name, sep, command = text.partition("=")
-    if not sep or not name or " " in name or "{port}" not in command or name in DESIGNS:
-        raise ValueError
-    return name, command.strip()
-
-
-named_command.__name__ = "NAME='COMMAND … {port} …' (a name that is not a registered design)"
-
-
-def design_list(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in names if v not in DESIGNS]
-    if unknown or not names:
-        raise ValueError
-    return names
-
-
-design_list.__name__ = f"design list (from {', '.join(DESIGNS)})"
-
-
-def users_list(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if not values or min(values) < 1:
-        raise ValueError
-    return values
-
-
-users_list.__name__ = "users list (e.g. 1,10,100)"

@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from loadtest.declare.experiments import EXPERIMENTS, MID_WINDOW, STARTUP_S, unavailable
-from loadtest.declare.scenarios import Arm
+from loadtest.declare.commands import COMMANDS, output_folder
+from loadtest.declare.experiments import EXPERIMENTS, MID_WINDOW, STARTUP_S, Arm, Experiment, unavailable
 from loadtest.matrix.cells import Cell, CellRunner, Outcome, result_line
-from servers.cli import positive_number
 
 CELL_OVERHEAD_S = 2.0
 
@@ -61,6 +59,11 @@ def plan(names: list[str], out: Path, isolated: bool, quick: bool = False) -> tu
     return cells, skipped
 
 
+def experiment_of(cell: Cell) -> Experiment:
+    """The experiment a cell of the lab is an arm of."""
+    return EXPERIMENTS[cell.scenario.name]
+
+
 def listing() -> str:
     width = max(map(len, EXPERIMENTS))
     return "\n".join(f"{e.name:{width}}  {e.question}\n{'':{width}}  source: {e.source}" for e in EXPERIMENTS.values())
@@ -75,21 +78,22 @@ def main(args: Any) -> int:
         console.print(listing())
         return 0
     names = list(EXPERIMENTS) if "all" in args.names else list(dict.fromkeys(args.names))
-    out: Path = args.out or Path("reports") / f"lab-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = output_folder(args.out, COMMANDS["lab"].folder)
     outcomes: list[Outcome] = []
     settings = argparse.Namespace(no_isolate=False, processes=0, warmup=0.0, duration=0.0)
     with CellRunner(out, settings, console) as runner:
         cells, skipped = plan(names, out, runner.isolate, args.quick)
 
         def window(cell: Cell) -> float:
-            return args.seconds or (cell.scenario.quick_seconds if args.quick else cell.scenario.seconds)
+            experiment = experiment_of(cell)
+            return args.seconds or (experiment.quick_seconds if args.quick else experiment.seconds)
 
-        seconds = sum(window(c) + c.scenario.warmup + CELL_OVERHEAD_S for c in cells)
+        seconds = sum(window(c) + experiment_of(c).warmup + CELL_OVERHEAD_S for c in cells)
         console.print(f"socklab lab: {', '.join(names)} — {len(cells)} cells, ~{seconds / 60:.1f} min; output in {out}")
         for (name, label), why in skipped.items():
             console.print(f"{name}/{label:28} not available here: {why}")
         for cell in cells:
-            settings.warmup, settings.duration = cell.scenario.warmup, window(cell)
+            settings.warmup, settings.duration = experiment_of(cell).warmup, window(cell)
             middle = STARTUP_S + settings.warmup + settings.duration / 2  # from the server's start
             for name, value in {**cell.scenario.options, **cell.options}.items():
                 if value == MID_WINDOW:
@@ -110,32 +114,12 @@ def main(args: Any) -> int:
     judged = json.loads((out / "verdicts.json").read_text()) if (out / "verdicts.json").exists() else {}
     for name in names:
         console.print(f"\n[bold]{name}[/bold]: {EXPERIMENTS[name].question}")
-        for line in (judged.get(name) or {}).get("verdicts") or missing(name, {})[0]:
+        for line in (judged.get(name) or {}).get("verdicts") or missing(EXPERIMENTS[name], {})[0]:
             console.print(f"  • {line}")
     console.print(f"\nlab report: {page.resolve()}")
     if runner.interrupted:
         return runner.stopped_by
     return 0 if all(o.clean or o.status == "done" for o in outcomes) else 1
-
-
-def add_parser(sub: Any) -> None:
-    lab = sub.add_parser(
-        "lab",
-        help="experiments from the literature, each with its claim, its source's numbers and "
-        "a verdict (socklab lab --list)",
-    )
-    lab.add_argument("names", nargs="*", metavar="NAME", help=f"experiments, or all: {', '.join(EXPERIMENTS)}")
-    lab.add_argument("--list", action="store_true", help="list the experiments: name, question, source")
-    lab.add_argument(
-        "--seconds", type=positive_number, default=None, help="measured seconds per cell (default: the experiment's)"
-    )
-    lab.add_argument(
-        "--quick",
-        action="store_true",
-        help="each experiment at its shortest: the arms whose verdicts "
-        "show without chance, for the least time that shows them (what CI runs)",
-    )
-    lab.add_argument("--out", type=Path, default=None, help="output folder (default reports/lab-<date-time>)")
 
 
 def check_names(names: list[str]) -> str | None:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from loadtest.declare.scenarios import DEFAULT_SWEEP, SCENARIOS
+from loadtest.declare.commands import COMMANDS, SWEEP_DESIGNS, output_folder
+from loadtest.declare.scenarios import DEFAULT_SWEEP, SCENARIOS, Scenario
 from loadtest.matrix.cells import Cell, CellRunner, result_line
 from loadtest.matrix.compare import over_caps
 from loadtest.report.load import traits_of
@@ -34,13 +34,12 @@ from loadtest.report.rules.knee import Ladder, Step, judge, knee_line, ladder_ra
 from loadtest.report.rules.summary import load_bound
 from loadtest.report.sweep_page import build_sweep
 
-DEFAULT_DESIGNS = ("blocking", "threaded", "selectors")  # the lesson's three; --designs for the rest
 SWEEP_USERS = 10
 
 
 def main(args: Any) -> int:
     console = Console(highlight=False, soft_wrap=True)
-    out: Path = args.out or Path("reports") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = output_folder(args.out, COMMANDS["sweep"].folder)
     ladders: list[Ladder] = []
     cpus = os.cpu_count() or 1
     with CellRunner(out, args, console) as runner:
@@ -78,7 +77,7 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
     bad: Step | None = None
 
     def step(rate: float) -> Step:
-        s = run_step(rate)
+        s = run_step(ladder, scenario, rate, args, out, runner, console)
         if more_processes_would_help(s, ladder, args, cpus):
             # One Locust process gave out before the server: a connection costs it ~70 µs of CPU, nearly all
             # in the kernel's connect() and close() (benchmarks.loadgen_cost: 0.9 of a minimal loop), so one
@@ -90,27 +89,7 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
                 f"{(s.row or {}).get('rps', 0):,.0f} req/s; again with --processes {ladder.processes}"
             )
             ladder.steps.remove(s)
-            s = run_step(rate)
-        return s
-
-    def run_step(rate: float) -> Step:
-        many = f"-p{ladder.processes}" if ladder.processes else ""
-        folder = out / f"{ladder.scenario}-{ladder.design}-r{rate:g}{many}"
-        options = {"arrival-rate": rate, **({"processes": ladder.processes} if ladder.processes else {})}
-        cell = Cell(scenario, ladder.design, args.users or SWEEP_USERS, folder, options=options)
-        s = Step(cell, rate)
-        ladder.steps.append(s)
-        outcome = runner.run(cell)
-        s.outcome_clean = outcome.clean
-        if outcome.row is not None and outcome.run is not None:
-            s.row, s.traits = outcome.row, traits_of(outcome.run)
-            s.workers = (outcome.run.info.get("server") or {}).get("workers")
-            s.verdict = "server died" if outcome.server_died else judge(s.row, rate, args.slo_p99_ms)
-            s.server_died = outcome.server_died
-            console.print(f"{result_line(outcome)} · offered {rate:,.0f} · {s.verdict}")
-        else:
-            s.verdict = outcome.note or outcome.status
-            console.print(f"{cell.name} {outcome.status.upper()}: {outcome.note}")
+            s = run_step(ladder, scenario, rate, args, out, runner, console)
         return s
 
     for rate in rates:
@@ -131,9 +110,38 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
                 bad, high = s, mid
             else:
                 break
+    settle(ladder, good, bad, rates[-1], cpus)
+
+
+def run_step(
+    ladder: Ladder, scenario: Scenario, rate: float, args: Any, out: Path, runner: CellRunner, console: Console
+) -> Step:
+    """One rung: a cell at this offered rate, added to the ladder, judged against the bound."""
+    many = f"-p{ladder.processes}" if ladder.processes else ""
+    folder = out / f"{ladder.scenario}-{ladder.design}-r{rate:g}{many}"
+    options = {"arrival-rate": rate, **({"processes": ladder.processes} if ladder.processes else {})}
+    cell = Cell(scenario, ladder.design, args.users or SWEEP_USERS, folder, options=options)
+    s = Step(cell, rate)
+    ladder.steps.append(s)
+    outcome = runner.run(cell)
+    s.outcome_clean = outcome.clean
+    if outcome.row is not None and outcome.run is not None:
+        s.row, s.traits = outcome.row, traits_of(outcome.run)
+        s.workers = (outcome.run.info.get("server") or {}).get("workers")
+        s.verdict = "server died" if outcome.server_died else judge(s.row, rate, args.slo_p99_ms)
+        s.server_died = outcome.server_died
+        console.print(f"{result_line(outcome)} · offered {rate:,.0f} · {s.verdict}")
+    else:
+        s.verdict = outcome.note or outcome.status
+        console.print(f"{cell.name} {outcome.status.upper()}: {outcome.note}")
+    return s
+
+
+def settle(ladder: Ladder, good: Step | None, bad: Step | None, top: float, cpus: int) -> None:
+    """The ladder's knee (its last good rate) and what gave out at the first bad step."""
     ladder.knee = good.rate if good else None
     if bad is None:
-        ladder.gave_out = f"nothing within the ladder (up to {rates[-1]:,.0f} req/s)"
+        ladder.gave_out = f"nothing within the ladder (up to {top:,.0f} req/s)"
     elif bad.server_died or bad.row is None:
         ladder.gave_out = f"the server: {bad.verdict}"
     else:
@@ -155,19 +163,9 @@ def more_processes_would_help(s: Step, ladder: Ladder, args: Any, cpus: int) -> 
     )
 
 
-def rates_list(text: str) -> list[float]:
-    values = [float(v) for v in text.split(",") if v.strip()]
-    if not values or min(values) <= 0 or values != sorted(values):
-        raise ValueError
-    return values
-
-
-rates_list.__name__ = "rates list (increasing, > 0, e.g. 100,200,400)"
-
-
 def validate(args: Any) -> str | None:
     if args.designs is None:
-        args.designs = list(DEFAULT_DESIGNS)
+        args.designs = list(SWEEP_DESIGNS)
     if not args.scenario:
         args.scenario = list(DEFAULT_SWEEP)
     return over_caps(args)

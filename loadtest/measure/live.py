@@ -27,7 +27,7 @@ from typing import Any
 
 from loadtest.client.accounting import waiting_words
 from loadtest.client.latency import LatencyStore
-from loadtest.declare.columns import BY_NAME, CHART_COLUMNS, CHARTS, LIVE_DELTAS, MONITOR, Column
+from loadtest.declare.columns import CHART_COLUMNS, CHARTS, LIVE_DELTAS, MONITOR, MONITOR_BY_NAME, Column
 from loadtest.declare.kinds import CONNECT, OPS
 
 TICK_S = 2.0  # how often latency points are taken and the local recorder drained (Locust polls every 2 s)
@@ -266,7 +266,7 @@ def figures(
     for column in MONITOR:
         if column.live == "now":
             if column.live_with:
-                other = BY_NAME[column.live_with]
+                other = MONITOR_BY_NAME[column.live_with]
                 out.add(
                     f"{column.shown} / {other.shown}",
                     f"{shown_value(column, row)} / {shown_value(other, row)}",

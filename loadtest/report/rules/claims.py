@@ -1,6 +1,8 @@
 """The experiments' checks (loadtest.declare.experiments): each lays its arms' figures beside its source's numbers and
 gives a verdict per claim — holds here, does not hold here, differs, or not available here — with the
-numbers that decide it.  A check reads only the run folders (RunData) and their summary rows."""
+numbers that decide it.  A check reads only the run folders (RunData) and their summary rows, and registers
+itself on the experiment it judges (``@check(BACKLOG)``); the setups it describes and the source's figures it
+sets beside the measurement are read from that declaration, never restated here."""
 
 from __future__ import annotations
 
@@ -10,13 +12,22 @@ from typing import Any
 
 import pandas as pd
 
-from loadtest.declare.experiments import EXPERIMENTS, unavailable
-from loadtest.declare.scenarios import Check
+from loadtest.declare.experiments import (
+    ABORT_ON_OVERFLOW,
+    BACKLOG,
+    HELD_MS,
+    SYN_COOKIES,
+    TIME_WAIT,
+    Experiment,
+    unavailable,
+)
+from loadtest.declare.scenarios import Check, CheckFunction
 from loadtest.report.load import RunData
 
 HOLDS, FAILS, DIFFERS, NOT_HERE = "holds here", "does not hold here", "differs", "not available here"
 SYN_SCHEDULE_S = (1, 2, 3, 4, 5, 7, 11, 19)  # when a dropped SYN goes again on this kernel (tcp_syn_linear_timeouts=4)
 Arms = dict[str, tuple[RunData, dict[str, Any]]]
+Body = Callable[[Arms], tuple[pd.DataFrame, list[str], str]]  # the arms → the table, the verdicts, a note
 
 
 def say(state: str, claim: str, evidence: str) -> str:
@@ -30,13 +41,13 @@ def arms_of(runs: list[RunData], summary: pd.DataFrame) -> Arms:
     }
 
 
-def missing(name: str, arms: Arms) -> tuple[list[str], str]:
+def missing(experiment: Experiment, arms: Arms) -> tuple[list[str], str]:
     """A 'not available here' verdict for each arm of the experiment this machine cannot run, with why; and
     a note naming the arms that simply were not among the cells run (socklab lab --quick runs fewer)."""
     from loadtest.hosts.isolate import can_isolate
 
     verdicts, absent = [], []
-    unrun = [arm for arm in EXPERIMENTS[name].arms if arm.label not in arms]
+    unrun = [arm for arm in experiment.arms if arm.label not in arms]
     isolated = can_isolate()[0] if unrun else True  # a probe fork: only when an arm is missing
     for arm in unrun:
         why = unavailable(arm, isolated)
@@ -60,33 +71,40 @@ def failures(row: dict[str, Any], kind: str) -> int:
     return 0
 
 
-def check(name: str) -> Callable[[Callable[[Arms], tuple[pd.DataFrame, list[str], str]]], Any]:
-    """A check function from a body over the arms: the title, the note and the arms that could not run."""
+def check(experiment: Experiment) -> Callable[[Body], CheckFunction]:
+    """Register on `experiment` a check made from a body over its arms: the title, the claim and source, and the
+    arms that could not run are the same for every experiment."""
 
-    def wrap(body: Callable[[Arms], tuple[pd.DataFrame, list[str], str]]) -> Any:
+    def wrap(body: Body) -> CheckFunction:
         def run(runs: list[RunData], summary: pd.DataFrame) -> Check | None:
             arms = arms_of(runs, summary)
-            e = EXPERIMENTS[name]
-            unrun, absent = missing(name, arms)
+            unrun, absent = missing(experiment, arms)
+            title = f"{experiment.name}: {experiment.question}"
+            said = f"claim: {experiment.claim}. Source: {experiment.source}."
             if not arms:
-                return Check(
-                    f"{name}: {e.question}", f"claim: {e.expect}. Source: {e.source}. {absent}".strip(), None, unrun
-                )
+                return Check(title, f"{said} {absent}".strip(), None, unrun)
             table, verdicts, note = body(arms)
-            return Check(
-                f"{name}: {e.question}",
-                f"claim: {e.expect}. Source: {e.source}. {note} {absent}".strip(),
-                table,
-                verdicts + unrun,
-            )
+            return Check(title, f"{said} {note} {absent}".strip(), table, verdicts + unrun)
 
         run.__name__ = body.__name__
-        return run
+        return experiment.check(run)
 
     return wrap
 
 
-@check("backlog")
+def syn_retries(run: RunData) -> tuple[pd.Series, int]:
+    """The SYNs each client re-sent that was still connecting in the window, and how many of them re-sent as
+    often as their wait allows on the kernel's schedule."""
+    conns = run.connections
+    on_retry = conns[(conns["connected"] != 1) & conns["in_window"]] if conns is not None else pd.DataFrame()
+    if not len(on_retry):
+        return pd.Series(dtype=float), 0
+    ages = on_retry["closed"] - on_retry["connect_start"]
+    expected = ages.map(lambda a: sum(t < a - 0.05 for t in SYN_SCHEDULE_S))
+    return on_retry["syn_retrans"], int((on_retry["syn_retrans"] == expected).sum())
+
+
+@check(BACKLOG)
 def backlog(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows, queue_ok, syn_ok, retry_ok = [], True, True, True
     for label, (run, row) in arms.items():
@@ -94,14 +112,10 @@ def backlog(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
         users = int(run.info.get("users") or 0)
         waiting = max(users - b - 2, 0)  # one served, B + 1 queued
         got_queue, got_syn = peak(run, "accept_queue"), peak(run, "client_SYN_SENT")
-        conns = run.connections
-        on_retry = conns[(conns["connected"] != 1) & conns["in_window"]] if conns is not None else pd.DataFrame()
-        ages = (on_retry["closed"] - on_retry["connect_start"]) if len(on_retry) else pd.Series(dtype=float)
-        expected = ages.map(lambda a: sum(t < a - 0.05 for t in SYN_SCHEDULE_S))
-        matched = int((on_retry["syn_retrans"] == expected).sum()) if len(on_retry) else 0
+        re_sent, matched = syn_retries(run)
         queue_ok &= got_queue == b + 1
         syn_ok &= abs(got_syn - waiting) <= 1
-        retry_ok &= matched >= 0.8 * len(on_retry)
+        retry_ok &= matched >= 0.8 * len(re_sent)
         rows.append(
             {
                 "arm": label,
@@ -111,16 +125,20 @@ def backlog(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                 "B + 1": b + 1,
                 "clients in SYN_SENT (peak)": got_syn,
                 "expected": waiting,
-                "SYNs re-sent per waiting client": round(float(on_retry["syn_retrans"].mean()), 2)
-                if len(on_retry)
-                else math.nan,
-                "on the 1, 2, 3 s schedule": f"{matched}/{len(on_retry)}",
+                "SYNs re-sent per waiting client": round(float(re_sent.mean()), 2) if len(re_sent) else math.nan,
+                "on the 1, 2, 3 s schedule": f"{matched}/{len(re_sent)}",
                 "ListenOverflows": row["listen_overflows"],
             }
         )
-    table = pd.DataFrame(
-        [*rows, {"arm": "Cloudflare (ss)", "backlog B": 1024, "peak accept queue": 1025, "B + 1": 1025}]
-    )
+    ss = [
+        {
+            "arm": f"{r.who} ({r.setup})",
+            "backlog B": r.figures["qmax"],
+            "peak accept queue": r.figures["acceptq"],
+            "B + 1": r.figures["qmax"] + 1,
+        }
+        for r in BACKLOG.reported  # the source's own count, beside the arms
+    ]
     verdicts = [
         say(
             HOLDS if queue_ok else DIFFERS,
@@ -141,7 +159,8 @@ def backlog(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
             ),
         ),
     ]
-    return table, verdicts, "Each arm: blocking, its first client held by a 10 s SLEEP, everyone arriving at once."
+    held = f"Each arm: {BACKLOG.design}, its first client held by a {HELD_MS / 1000:g} s SLEEP"
+    return pd.DataFrame([*rows, *ss]), verdicts, f"{held}, everyone arriving at once."
 
 
 def overflowed_handshakes(run: RunData) -> tuple[int, int, float]:
@@ -163,7 +182,16 @@ def overflowed_handshakes(run: RunData) -> tuple[int, int, float]:
 DROPPED = "requests dropped after connect()"
 
 
-@check("abort-on-overflow")
+def overflowing(experiment: Experiment) -> str:
+    """The setup of the arms that overflow the accept queue with idle users, as each arm declares it."""
+    options = experiment.arms[0].options
+    return (
+        f"{experiment.design} at backlog {options['backlog']}, {experiment.users_in_words()} at once, each idle "
+        f"connection closed after {options['server-read-timeout']} s"
+    )
+
+
+@check(ABORT_ON_OVERFLOW)
 def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
@@ -208,14 +236,11 @@ def abort_on_overflow(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     return (
         pd.DataFrame(rows),
         verdicts,
-        (
-            "blocking at backlog 16, 50 idle users at once, each idle connection "
-            "closed after 0.4 s; SYN cookies off in both arms"
-        ),
+        f"{overflowing(ABORT_ON_OVERFLOW)}; SYN cookies off in both arms",
     )
 
 
-@check("syn-cookies")
+@check(SYN_COOKIES)
 def syn_cookies(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
@@ -270,11 +295,11 @@ def syn_cookies(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     return (
         pd.DataFrame(rows),
         verdicts,
-        ("blocking at backlog 16, 50 idle users at once, each idle connection closed after 0.4 s"),
+        overflowing(SYN_COOKIES),
     )
 
 
-@check("time-wait")
+@check(TIME_WAIT)
 def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
@@ -290,6 +315,15 @@ def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
             }
         )
     by = {r["arm"]: r for r in rows}
+    return (
+        pd.DataFrame(rows),
+        time_wait_held(by) + ports_ran_out(by),
+        f"{TIME_WAIT.design}, {TIME_WAIT.users_in_words()}; sysctls set in each cell's namespace.",
+    )
+
+
+def time_wait_held(by: dict[str, dict[str, Any]]) -> list[str]:
+    """Who held TIME_WAIT: the side that closed first, and no one under SO_LINGER 0."""
     verdicts = []
     client, server, linger = by.get("client closes"), by.get("server closes"), by.get("SO_LINGER 0")
     if client and server:
@@ -313,6 +347,12 @@ def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                 f"{held} TIME_WAIT sockets at peak over {linger['requests']:,} connections",
             )
         )
+    return verdicts
+
+
+def ports_ran_out(by: dict[str, dict[str, Any]]) -> list[str]:
+    """A short port range runs out, and tcp_tw_reuse lets it last."""
+    verdicts = []
     short, reuse = by.get("1,000 ports"), by.get("1,000 ports, tw_reuse")
     if short:
         lasted = short["requests"]
@@ -335,8 +375,4 @@ def time_wait(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                 f"second, not 60 ({reuse['address not available']:,} still failed between)",
             )
         )
-    return (
-        pd.DataFrame(rows),
-        verdicts,
-        ("selectors, 10 connect-per-request users; sysctls set in each cell's namespace."),
-    )
+    return verdicts

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from loadtest.declare.scenarios import Check
+from loadtest.declare.scenarios import UNP30, Check
 from loadtest.report.load import RunData, traits_of
 
 MUCH = 1.5  # "much faster": at least this ratio
@@ -56,6 +56,7 @@ def stevens_of(run: RunData) -> str:
     return design_class(design).stevens if design in DESIGNS else ""
 
 
+@UNP30.check
 def check(runs: list[RunData], summary: pd.DataFrame) -> Check | None:
     """The unp30 scenario's check: the book's table measured here, and its conclusions held against it."""
     book = table(runs, summary)
@@ -129,25 +130,10 @@ def conclusions(t: pd.DataFrame) -> list[str]:
             "2 CPU ticks in the window (run more connections, --connections)."
         )
     if fork is not None and fork["total_us"] == fork["total_us"] and measured.sum() > 1:
-        others = t[(t["design"] != fork["design"]) & measured]
-        dearest = others.loc[others["total_us"].idxmax()]
-        ratio = fork["total_us"] / dearest["total_us"] if dearest["total_us"] else float("inf")
-        verdict = "holds" if ratio >= 2 else "does not hold"
-        out.append(
-            f'"Fork per client is by far the most expensive": {verdict} here — {fork["design"]} '
-            f"{fork['total_us']:,.0f} µs per connection, ×{ratio:.1f} the next dearest ({dearest['design']}, "
-            f"{dearest['total_us']:,.0f} µs)."
-        )
+        out.append(fork_dearest(t[(t["design"] != fork["design"]) & measured], fork))
     pool = by_design.get("serv02")
     if fork is not None and pool is not None:
-        f_delta, p_delta = fork["delta_us"], pool["delta_us"]
-        factor = f_delta / p_delta if p_delta and p_delta > 0 else float("inf")
-        verdict = "holds" if factor >= 10 else "does not hold"
-        out.append(
-            f'"Pools cut process-control CPU by a factor of 10 or more": {verdict} here — Δ from the iterative '
-            f"server {f_delta:,.0f} µs per connection for {fork['design']} against {p_delta:,.0f} µs for "
-            f"{pool['design']}" + (f" (×{factor:.0f})." if factor != float("inf") else " (no more than iterative).")
-        )
+        out.append(pools_cut(fork, pool))
     each, handoff = by_design.get("serv07"), by_design.get("serv08")
     if each is not None and handoff is not None:
         diff = handoff["total_us"] - each["total_us"]
@@ -157,25 +143,54 @@ def conclusions(t: pd.DataFrame) -> list[str]:
             f"here — {each['design']} {each['total_us']:,.0f} µs against {handoff['design']} "
             f"{handoff['total_us']:,.0f} µs per connection ({diff:+,.0f} µs for the hand-off)."
         )
-    pairs = [(by_design.get("serv06"), fork), (each, pool)]
+    threads = threads_faster([(by_design.get("serv06"), fork), (each, pool)])
+    return out + ([threads] if threads else [])
+
+
+Row = dict[str, Any]
+
+
+def fork_dearest(others: pd.DataFrame, fork: Row) -> str:
+    dearest = others.loc[others["total_us"].idxmax()]
+    ratio = fork["total_us"] / dearest["total_us"] if dearest["total_us"] else float("inf")
+    verdict = "holds" if ratio >= 2 else "does not hold"
+    return (
+        f'"Fork per client is by far the most expensive": {verdict} here — {fork["design"]} '
+        f"{fork['total_us']:,.0f} µs per connection, ×{ratio:.1f} the next dearest ({dearest['design']}, "
+        f"{dearest['total_us']:,.0f} µs)."
+    )
+
+
+def pools_cut(fork: Row, pool: Row) -> str:
+    f_delta, p_delta = fork["delta_us"], pool["delta_us"]
+    factor = f_delta / p_delta if p_delta and p_delta > 0 else float("inf")
+    verdict = "holds" if factor >= 10 else "does not hold"
+    return (
+        f'"Pools cut process-control CPU by a factor of 10 or more": {verdict} here — Δ from the iterative '
+        f"server {f_delta:,.0f} µs per connection for {fork['design']} against {p_delta:,.0f} µs for "
+        f"{pool['design']}" + (f" (×{factor:.0f})." if factor != float("inf") else " (no more than iterative).")
+    )
+
+
+def threads_faster(pairs: list[tuple[Row | None, Row | None]]) -> str:
+    """Threads against processes, pair by pair (thread per client against fork per client, pre-threaded
+    against pre-forked); "" when no pair was measured."""
     said = [
         f"{t_['design']} {t_['total_us']:,.0f} µs vs {p['design']} {p['total_us']:,.0f} µs "
         f"(×{p['total_us'] / t_['total_us']:.1f})"
         for t_, p in pairs
         if t_ is not None and p is not None and t_["total_us"]
     ]
-    if said:
-        ratios = [
-            p["total_us"] / t_["total_us"] for t_, p in pairs if t_ is not None and p is not None and t_["total_us"]
-        ]
-        if all(r >= MUCH for r in ratios):
-            verdict = "holds"
-        elif any(r >= MUCH for r in ratios):
-            verdict = f"holds in part (×{MUCH:g} or more only where marked)"
-        elif all(r > 1 for r in ratios):
-            verdict = f"threads are faster, but not by ×{MUCH:g}"
-        else:
-            verdict = "does not hold"
-        marked = [f"{text}{' ✓' if r >= MUCH else ''}" for text, r in zip(said, ratios, strict=True)]
-        out.append(f'"Threads are normally much faster than processes": {verdict} here — ' + "; ".join(marked) + ".")
-    return out
+    if not said:
+        return ""
+    ratios = [p["total_us"] / t_["total_us"] for t_, p in pairs if t_ is not None and p is not None and t_["total_us"]]
+    if all(r >= MUCH for r in ratios):
+        verdict = "holds"
+    elif any(r >= MUCH for r in ratios):
+        verdict = f"holds in part (×{MUCH:g} or more only where marked)"
+    elif all(r > 1 for r in ratios):
+        verdict = f"threads are faster, but not by ×{MUCH:g}"
+    else:
+        verdict = "does not hold"
+    marked = [f"{text}{' ✓' if r >= MUCH else ''}" for text, r in zip(said, ratios, strict=True)]
+    return f'"Threads are normally much faster than processes": {verdict} here — ' + "; ".join(marked) + "."

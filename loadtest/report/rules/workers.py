@@ -1,16 +1,24 @@
 """The worker experiments' checks (loadtest.declare.experiments): which worker takes a connection, and what a slow
-request, a per-worker queue or a worker's exit does to the rest.  The helpers are
-``loadtest.report.rules.claims``'s."""
+request, a per-worker queue or a worker's exit does to the rest.  Each verdict picks its arms by what they declare —
+their design's traits (an event loop, a queue per worker, threads, processes) and their options — never by a
+design's name, and the setups and the source's figures are read from the experiment's declaration.  The helpers
+are ``loadtest.report.rules.claims``'s."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
-from loadtest.report.load import RunData, merged_histogram
+from loadtest.declare.experiments import ACCEPT_BALANCE, HEAD_OF_LINE, REUSEPORT_TAIL, ROLLING_RESTART, Experiment
+from loadtest.declare.mix import parse
+from loadtest.report.load import RunData, merged_histogram, traits_of
 from loadtest.report.rules.claims import DIFFERS, FAILS, HOLDS, Arms, check, peak, say
 from loadtest.report.rules.summary import jain
+
+Traits = dict[str, bool]
 
 
 def _latency(run: RunData, kinds: tuple[str, ...]) -> tuple[float, float, float]:
@@ -20,7 +28,23 @@ def _latency(run: RunData, kinds: tuple[str, ...]) -> tuple[float, float, float]
     return hist.get_mean_value() / 1000, hist.get_max_value() / 1000, hist.get_stddev() / 1000
 
 
-@check("reuseport-tail")
+def _traits(arms: Arms, experiment: Experiment) -> dict[str, Traits]:
+    """Each arm's design traits, as its server announced them, in the order the experiment declares its arms."""
+    order = [arm.label for arm in experiment.arms]
+    labels = sorted(arms, key=lambda label: order.index(label) if label in order else len(order))
+    return {label: traits_of(arms[label][0]) for label in labels}
+
+
+def _first(traits: dict[str, Traits], wanted: Callable[[Traits], bool]) -> str | None:
+    """The first arm whose traits are these."""
+    return next((label for label, t in traits.items() if wanted(t)), None)
+
+
+def _workers(experiment: Experiment) -> int:
+    return int(experiment.options["server-workers"])
+
+
+@check(REUSEPORT_TAIL)
 def reuseport_tail(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = [
         {
@@ -36,58 +60,85 @@ def reuseport_tail(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
         for avg, top, sd in [_latency(run, ("ECHO",))]
     ]
     rows += [
-        {"design": "Cloudflare: shared queue", "ECHO avg ms": 30.39, "ECHO max ms": 72.65, "ECHO stddev ms": 1.58},
-        {"design": "Cloudflare: SO_REUSEPORT", "ECHO avg ms": 31.37, "ECHO max ms": 144.55, "ECHO stddev ms": 25.27},
+        {"design": f"{r.who}: {r.setup}", **{f"ECHO {k} ms": v for k, v in r.figures.items()}}
+        for r in REUSEPORT_TAIL.reported
     ]
     by = {r["design"]: r for r in rows}
-    verdicts = []
-    for shared, own in (("preforked", "preforked-reuseport"), ("preforked-selectors", "preforked-reuseport-selectors")):
-        if shared in by and own in by:
-            s, o = by[shared], by[own]
-            worse = o["ECHO stddev ms"] >= 1.5 * s["ECHO stddev ms"] and o["ECHO max ms"] >= 1.5 * s["ECHO max ms"]
-            evidence = (
-                f"stddev {s['ECHO stddev ms']:.2f} → {o['ECHO stddev ms']:.2f} ms, max {s['ECHO max ms']:.1f} "
-                f"→ {o['ECHO max ms']:.1f} ms (Cloudflare: stddev 1.58 → 25.27, max 72.65 → 144.55)"
-            )
-            verdicts.append(
-                say(
-                    HOLDS if worse else FAILS,
-                    f"a queue per worker inflates the tail ({shared} against {own})",
-                    evidence,
-                )
-            )
-    return (
-        pd.DataFrame(rows),
-        verdicts,
-        ("4 workers, 8 connect-per-request users, 90 % ECHO and 10 % WORK 10 ms: the fast requests' latency."),
+    shared_fig, own_fig = (r.figures for r in REUSEPORT_TAIL.reported)
+    source = (
+        f"{REUSEPORT_TAIL.reported[0].who}: stddev {shared_fig['stddev']} → {own_fig['stddev']}, "
+        f"max {shared_fig['max']} → {own_fig['max']}"
     )
-
-
-@check("accept-balance")
-def accept_balance(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
-    rows = []
-    for label, (run, row) in arms.items():
-        n = int((run.info.get("server") or {}).get("workers") or 0)
-        seen = {w["worker"]: w for w in ((run.info.get("server_stopped") or {}).get("workers") or [])}
-        accepts = [int(seen.get(i, {}).get("accepts", 0)) for i in range(1, n + 1)]
-        wakeups = sum(int(seen.get(i, {}).get("wakeups", 0)) for i in range(1, n + 1))
-        empty = sum(int(seen.get(i, {}).get("empty_wakeups", 0)) for i in range(1, n + 1))
-        total = sum(accepts)
-        rows.append(
-            {
-                "arm": label,
-                "design": row["design"],
-                "accepts per worker": " / ".join(map(str, accepts)),
-                "fairness": round(jain(accepts), 3),
-                "most ÷ fewest": round(max(accepts) / max(min(accepts), 1), 2) if accepts else math.nan,
-                "wake-ups per accept": round(wakeups / total, 2) if total else math.nan,
-                "empty wake-ups per accept": round(empty / total, 3) if total else math.nan,
-            }
-        )
-    by = {r["arm"]: r for r in rows}
     verdicts = []
-    if "accept()" in by:
-        a = by["accept()"]
+    for shared, own in _queue_pairs(_traits(arms, REUSEPORT_TAIL)):
+        s, o = by[shared], by[own]
+        worse = o["ECHO stddev ms"] >= 1.5 * s["ECHO stddev ms"] and o["ECHO max ms"] >= 1.5 * s["ECHO max ms"]
+        evidence = (
+            f"stddev {s['ECHO stddev ms']:.2f} → {o['ECHO stddev ms']:.2f} ms, max {s['ECHO max ms']:.1f} "
+            f"→ {o['ECHO max ms']:.1f} ms ({source})"
+        )
+        verdicts.append(
+            say(HOLDS if worse else FAILS, f"a queue per worker inflates the tail ({shared} against {own})", evidence)
+        )
+    setup = f"{_workers(REUSEPORT_TAIL)} workers, {REUSEPORT_TAIL.users_in_words()}, {REUSEPORT_TAIL.mix_in_words()}"
+    return pd.DataFrame(rows), verdicts, f"{setup}: the fast requests' latency."
+
+
+def _queue_pairs(traits: dict[str, Traits]) -> list[tuple[str, str]]:
+    """Each arm with one shared accept queue, beside the arm with a queue per worker and the same loop."""
+    return [
+        (shared, own)
+        for shared, t in traits.items()
+        if t.get("one_accept_queue", True)
+        for own, u in traits.items()
+        if not u.get("one_accept_queue", True) and u.get("event_loop") == t.get("event_loop")
+    ]
+
+
+def _accept_row(label: str, run: RunData, row: dict[str, Any]) -> dict[str, Any]:
+    """One arm's accepts per worker, their fairness and its wake-ups, from the server's stop line."""
+    n = int((run.info.get("server") or {}).get("workers") or 0)
+    seen = {w["worker"]: w for w in ((run.info.get("server_stopped") or {}).get("workers") or [])}
+    accepts = [int(seen.get(i, {}).get("accepts", 0)) for i in range(1, n + 1)]
+    wakeups = sum(int(seen.get(i, {}).get("wakeups", 0)) for i in range(1, n + 1))
+    empty = sum(int(seen.get(i, {}).get("empty_wakeups", 0)) for i in range(1, n + 1))
+    total = sum(accepts)
+    return {
+        "arm": label,
+        "design": row["design"],
+        "accepts per worker": " / ".join(map(str, accepts)),
+        "fairness": round(jain(accepts), 3),
+        "most ÷ fewest": round(max(accepts) / max(min(accepts), 1), 2) if accepts else math.nan,
+        "wake-ups per accept": round(wakeups / total, 2) if total else math.nan,
+        "empty wake-ups per accept": round(empty / total, 3) if total else math.nan,
+    }
+
+
+def _waiting(arms: Arms) -> dict[str, str]:
+    """How each arm's workers wait for a connection, from what it declares: a blocking accept(), epoll on the
+    shared listener (with EPOLLEXCLUSIVE or not), or a listener of their own (SO_REUSEPORT) — role → arm."""
+    declared = {arm.label: arm for arm in ACCEPT_BALANCE.arms}
+    roles: dict[str, str] = {}
+    for label, t in _traits(arms, ACCEPT_BALANCE).items():
+        if not t.get("one_accept_queue", True):
+            role = "reuseport"
+        elif not t.get("event_loop"):
+            role = "accept"
+        else:
+            exclusive = label in declared and declared[label].options.get("epoll-exclusive")
+            role = "exclusive" if exclusive else "epoll"
+        roles.setdefault(role, label)
+    return roles
+
+
+@check(ACCEPT_BALANCE)
+def accept_balance(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
+    rows = [_accept_row(label, run, row) for label, (run, row) in arms.items()]
+    by_arm = {r["arm"]: r for r in rows}
+    by = {role: by_arm[label] for role, label in _waiting(arms).items()}
+    verdicts = []
+    if "accept" in by:
+        a = by["accept"]
         verdicts.append(
             say(
                 HOLDS if a["fairness"] >= 0.9 else DIFFERS,
@@ -96,21 +147,10 @@ def accept_balance(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
             )
         )
     if "epoll" in by:
-        e = by["epoll"]
-        herd = e["empty wake-ups per accept"]
-        exclusive = by.get("EPOLLEXCLUSIVE", {}).get("empty wake-ups per accept", 0.0)
-        verdicts.append(
-            say(
-                HOLDS if herd > 0 and herd >= 3 * exclusive else DIFFERS,
-                "epoll on a shared listener wakes every waiting worker (the thundering herd)",
-                f"{herd} empty wake-ups per accept "
-                f"(woken for a connection another worker took) against {exclusive} with EPOLLEXCLUSIVE; "
-                f"most ÷ fewest {e['most ÷ fewest']} (Herbert: up to 3:1)",
-            )
-        )
-    if "EPOLLEXCLUSIVE" in by:
-        x = by["EPOLLEXCLUSIVE"]
-        fair = by.get("accept()", {}).get("fairness", 1.0)
+        verdicts.append(_herd(by["epoll"], by.get("exclusive", {}).get("empty wake-ups per accept", 0.0)))
+    if "exclusive" in by:
+        x = by["exclusive"]
+        fair = by.get("accept", {}).get("fairness", 1.0)
         verdicts.append(
             say(
                 HOLDS if x["fairness"] < fair else DIFFERS,
@@ -119,8 +159,8 @@ def accept_balance(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                 f"most ÷ fewest {x['most ÷ fewest']}",
             )
         )
-    if "SO_REUSEPORT" in by:
-        r = by["SO_REUSEPORT"]
+    if "reuseport" in by:
+        r = by["reuseport"]
         verdicts.append(
             say(
                 HOLDS if r["empty wake-ups per accept"] <= 0.01 and r["fairness"] >= 0.8 else DIFFERS,
@@ -130,17 +170,26 @@ def accept_balance(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
             )
         )
     table = pd.DataFrame(rows).rename(columns={"fairness": "Jain's index"})
-    return (
-        table,
-        verdicts,
-        (
-            "4 workers, 500 connections/s on a schedule (ECHO), so workers wait between them; "
-            "counts from each server's stop line."
-        ),
+    e = ACCEPT_BALANCE
+    rate = f"{e.options['arrival-rate']} connections/s on a schedule ({e.options.get('op', 'ECHO')})"
+    note = f"{_workers(e)} workers, {rate}, so workers wait between them; counts from each server's stop line."
+    return table, verdicts, note
+
+
+def _herd(e: dict[str, Any], exclusive: float) -> str:
+    """epoll's thundering herd: empty wake-ups, against EPOLLEXCLUSIVE's and the source's imbalance."""
+    herd = e["empty wake-ups per accept"]
+    imbalance = ACCEPT_BALANCE.reported[0]
+    return say(
+        HOLDS if herd > 0 and herd >= 3 * exclusive else DIFFERS,
+        "epoll on a shared listener wakes every waiting worker (the thundering herd)",
+        f"{herd} empty wake-ups per accept "
+        f"(woken for a connection another worker took) against {exclusive} with EPOLLEXCLUSIVE; "
+        f"most ÷ fewest {e['most ÷ fewest']} ({imbalance.who}: up to {imbalance.figures['most ÷ fewest']}:1)",
     )
 
 
-@check("head-of-line")
+@check(HEAD_OF_LINE)
 def head_of_line(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = []
     for label, (run, row) in arms.items():
@@ -156,56 +205,86 @@ def head_of_line(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                 "connections per worker": " / ".join(str(w["accepts"]) for w in workers),
             }
         )
-    by = {r["design"]: r for r in rows}
-    verdicts = []
-    loops = [by[d] for d in ("selectors", "asyncio") if d in by]
-    if loops:
-        verdicts.append(
-            say(
-                HOLDS if all(r["ECHO p99 ms"] >= 8 for r in loops) else DIFFERS,
-                "in one loop a 10 ms computation stops every connection",
-                ", ".join(f"{r['design']} ECHO p99 {r['ECHO p99 ms']:.2f} ms" for r in loops),
-            )
-        )
-    if loops and "preforked" in by:
-        ratio = min(r["ECHO p99 ms"] for r in loops) / max(by["preforked"]["ECHO p99 ms"], 0.001)
-        verdicts.append(
-            say(
-                HOLDS if ratio >= 2 else DIFFERS,
-                "a worker of its own per connection keeps the fast requests fast",
-                f"preforked ECHO p99 {by['preforked']['ECHO p99 ms']:.3f} ms: one loop's "
-                f"is ×{ratio:,.0f} of it (Cloudflare: 6× better p99 once blocking work left the loop)",
-            )
-        )
-    if "threaded" in by and loops:
-        t = by["threaded"]["ECHO p99 ms"]
+    by, traits = {r["design"]: r for r in rows}, _traits(arms, HEAD_OF_LINE)
+    # one thread for every connection (an event loop in one process); a process per connection (a pool of
+    # blocking workers); threads; event loops in several processes
+    loops = [by[label] for label, t in traits.items() if t.get("event_loop") and not t.get("uses_processes")]
+    own = _first(traits, lambda t: bool(t.get("pooled") and t.get("uses_processes") and not t.get("event_loop")))
+    threaded = _first(traits, lambda t: bool(t.get("uses_threads")))
+    forked_loops = _first(traits, lambda t: bool(t.get("event_loop") and t.get("uses_processes")))
+    verdicts = _one_loop(loops, by[own] if own else None)
+    if threaded and loops:
+        t = by[threaded]["ECHO p99 ms"]
         verdicts.append(
             say(
                 HOLDS if t < min(r["ECHO p99 ms"] for r in loops) else DIFFERS,
                 "threads are in between: the GIL is handed over every 5 ms",
-                f"threaded ECHO p99 {t:.2f} ms",
+                f"{threaded} ECHO p99 {t:.2f} ms",
             )
         )
-    if "preforked-selectors" in by:
-        p = by["preforked-selectors"]
-        spread = p["connections per worker"].count("/") >= 1
+    if forked_loops:
+        verdicts.append(_forked_loops(by[forked_loops]))
+    e = HEAD_OF_LINE
+    return (
+        pd.DataFrame(rows),
+        verdicts,
+        f"{e.users_in_words()}, {e.mix_in_words()}; {_workers(e)} workers for the pools.",
+    )
+
+
+def _work_ms() -> float:
+    """How long head-of-line's slow request computes (ms), as its mix declares it."""
+    return max(e.arg for e in parse(str(HEAD_OF_LINE.options["mix"])) if e.op == "WORK") / 1000
+
+
+def _one_loop(loops: list[dict[str, Any]], own: dict[str, Any] | None) -> list[str]:
+    """One loop stalls every connection for the slow request; a worker of its own per connection does not."""
+    verdicts = []
+    if loops:
         verdicts.append(
             say(
-                HOLDS if spread == (p["ECHO p99 ms"] < 2) else DIFFERS,
-                "pre-forked event loops help only when the connections land on different workers",
-                f"connections per worker "
-                f"{p['connections per worker']}, ECHO p99 {p['ECHO p99 ms']:.2f} ms"
-                + ("" if spread else " — both on one worker: a shared listener does not balance (accept-balance)"),
+                HOLDS if all(r["ECHO p99 ms"] >= 0.8 * _work_ms() for r in loops) else DIFFERS,
+                f"in one loop a {_work_ms():g} ms computation stops every connection",
+                ", ".join(f"{r['design']} ECHO p99 {r['ECHO p99 ms']:.2f} ms" for r in loops),
             )
         )
-    return pd.DataFrame(rows), verdicts, "2 persistent users, 95 % ECHO and 5 % WORK 10 ms; 2 workers for the pools."
+    if loops and own:
+        ratio = min(r["ECHO p99 ms"] for r in loops) / max(own["ECHO p99 ms"], 0.001)
+        unblocked = HEAD_OF_LINE.reported[0]
+        verdicts.append(
+            say(
+                HOLDS if ratio >= 2 else DIFFERS,
+                "a worker of its own per connection keeps the fast requests fast",
+                f"{own['design']} ECHO p99 {own['ECHO p99 ms']:.3f} ms: one loop's is ×{ratio:,.0f} of it "
+                f"({unblocked.who}: {unblocked.figures['p99 better ×']}× better p99 once blocking work left the loop)",
+            )
+        )
+    return verdicts
+
+
+def _forked_loops(p: dict[str, Any]) -> str:
+    spread = p["connections per worker"].count("/") >= 1
+    return say(
+        HOLDS if spread == (p["ECHO p99 ms"] < 2) else DIFFERS,
+        "pre-forked event loops help only when the connections land on different workers",
+        f"connections per worker "
+        f"{p['connections per worker']}, ECHO p99 {p['ECHO p99 ms']:.2f} ms"
+        + ("" if spread else " — both on one worker: a shared listener does not balance (accept-balance)"),
+    )
 
 
 def _failures(n: int) -> str:
     return f"{n:,} failure" + ("" if n == 1 else "s")
 
 
-@check("rolling-restart")
+def _migrate(label: str) -> str:
+    """The tcp_migrate_req an arm of rolling-restart sets in its namespace ("0", "1"; "" when none)."""
+    declared = {arm.label: arm for arm in ROLLING_RESTART.arms}
+    sysctls = str(declared[label].options.get("sysctl", "")) if label in declared else ""
+    return dict(s.split("=", 1) for s in sysctls.split(",") if "=" in s).get("net.ipv4.tcp_migrate_req", "")
+
+
+@check(ROLLING_RESTART)
 def rolling_restart(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = [
         {
@@ -217,9 +296,9 @@ def rolling_restart(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
         }
         for label, (_, row) in arms.items()
     ]
-    by = {r["arm"]: r for r in rows}
+    by = {_migrate(r["arm"]): r for r in rows}
     verdicts = []
-    off, on = by.get("migrate=0"), by.get("migrate=1")
+    off, on = by.get("0"), by.get("1")
     if off:
         verdicts.append(
             say(
@@ -237,11 +316,8 @@ def rolling_restart(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
                 f"{off['failures']}; the one being served when it exited may fail either way",
             )
         )
-    return (
-        pd.DataFrame(rows),
-        verdicts,
-        (
-            "preforked-reuseport, 4 workers, backlog 16, 60 connect-per-request users "
-            "(SLEEP 50 ms); worker 1 exits in the middle of the window."
-        ),
-    )
+    e = ROLLING_RESTART
+    o = e.options
+    setup = f"{e.design}, {_workers(e)} workers, backlog {o['backlog']}, {e.users_in_words()}"
+    setup += f" ({o['op']} {o['sleep-ms']} ms)"
+    return pd.DataFrame(rows), verdicts, f"{setup}; worker 1 exits in the middle of the window."
