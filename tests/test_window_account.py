@@ -140,7 +140,7 @@ def test_without_a_server_log_later_requests_stay_one_stage() -> None:
 
 
 def test_the_account_is_declared_once_and_summarised_whole() -> None:
-    from loadtest.declare.columns import SUMMARY_NAMES
+    from loadtest.report.rules.summary_columns import SUMMARY_NAMES
 
     assert timeline.WINDOW_STAGES[: len(timeline.STAGES)] == timeline.STAGES
     assert [c for c in SUMMARY_NAMES if c.startswith("window_share_")] == [

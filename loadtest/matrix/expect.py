@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.declare.columns import SUMMARY_NAMES
+from loadtest.report.rules.summary_columns import SUMMARY_NAMES
 
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,

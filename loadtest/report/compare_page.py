@@ -26,7 +26,8 @@ from loadtest.report.load import RunData, load_run
 from loadtest.report.page import ensure_plotlyjs, figure_html, page_html, table_html
 from loadtest.report.rules import checks
 from loadtest.report.rules.answer import NO_ESTIMATE, RULE, STAGE_WORDS, Cell, ScenarioAnswer, answer, scenario_findings
-from loadtest.report.rules.summary import SUMMARY_COLUMNS, summarize
+from loadtest.report.rules.judges import check_of
+from loadtest.report.rules.summary_columns import SUMMARY_COLUMNS, summarize
 
 STAGE_COLOURS = timeline_charts.COLORS  # one colour per stage of the window's account
 ANSWER_STYLE = """
@@ -65,32 +66,58 @@ def build_compare(
     summary.to_csv(summary_path, index=False)
     groups = scenario_groups(runs, rows)
     cpus = max((int(r.info.get("cpus") or 0) for r in runs), default=0) or None
-    trials = {
-        name: EXPERIMENTS[name].checker()([c.run for c in cells], pd.DataFrame([c.row for c in cells]))
-        for name, cells in groups.items()
-        if name in EXPERIMENTS
-    }  # type: ignore[misc]
+    trials = experiment_trials(groups)
     answers = [answer(name, cells, cpus) for name, cells in groups.items() if name not in EXPERIMENTS]
     standings_frame(answers).to_csv(out_dir / "standings.csv", index=False)
-    judged = [check_section(t, "answer") for t in trials.values() if t is not None]
     if trials:
-        (out_dir / "verdicts.json").write_text(
-            json.dumps(
-                {
-                    name: {"title": t.title, "note": t.note, "verdicts": t.verdicts}
-                    for name, t in trials.items()
-                    if t is not None
-                },
-                indent=1,
-            )
-        )
+        write_verdicts(out_dir, trials)
     failed = [
         line
         for r, row in zip(runs, rows, strict=True)
         for line in checks.failed_lines(checks.evaluate(r, row), r.run_id)
     ]
-    sections = [checks.box_html(failed), intro(runs, answers, len(trials)), *judged, *(answer_html(a) for a in answers)]
-    sections.append("<h2>Charts</h2>")
+    sections = [
+        checks.box_html(failed),
+        intro(runs, answers, len(trials)),
+        *(check_section(t, "answer") for t in trials.values() if t is not None),
+        *(answer_html(a) for a in answers),
+        *chart_sections(groups, summary),
+        *scenario_checks(runs, summary),
+        *findings_sections(groups, cpus),
+        *figure_sections(runs, summary),
+    ]
+    ensure_plotlyjs(out_dir)
+    page = out_dir / "compare.html"
+    page.write_text(page_html(title, sections, ANSWER_STYLE), encoding="utf-8")
+    return summary_path, page
+
+
+def experiment_trials(groups: dict[str, list[Cell]]) -> dict[str, Check | None]:
+    """Each experiment's cells judged by its check: the claim, the source's numbers beside these, verdicts."""
+    return {
+        name: check([c.run for c in cells], pd.DataFrame([c.row for c in cells]))
+        for name, cells in groups.items()
+        if name in EXPERIMENTS and (check := check_of(EXPERIMENTS[name]))
+    }
+
+
+def write_verdicts(out_dir: Path, trials: dict[str, Check | None]) -> None:
+    """verdicts.json: each experiment's title, note and verdicts, for the lab's terminal and CI."""
+    (out_dir / "verdicts.json").write_text(
+        json.dumps(
+            {
+                name: {"title": t.title, "note": t.note, "verdicts": t.verdicts}
+                for name, t in trials.items()
+                if t is not None
+            },
+            indent=1,
+        )
+    )
+
+
+def chart_sections(groups: dict[str, list[Cell]], summary: pd.DataFrame) -> list[str]:
+    """Each scenario's rates and latencies, its median connections stacked by stage; then every design's costs."""
+    sections = ["<h2>Charts</h2>"]
     for i, (name, cells) in enumerate(groups.items()):
         sections.append(f"<h3>{html.escape(name)}</h3>")
         sections.append(figure_html(scenario_chart(name, pd.DataFrame([c.row for c in cells])), f"s{i}-rates"))
@@ -105,13 +132,24 @@ def build_compare(
             sections.append(figure_html(breakdown, f"s{i}-breakdown"))
     top = summary.sort_values("users").groupby(["scenario", "design"], sort=False).tail(1)
     sections.append(figure_html(cost_chart(top), "costs"))
-    for name, scenario in SCENARIOS.items():  # a scenario that carries a check: its table and verdicts
+    return sections
+
+
+def scenario_checks(runs: list[RunData], summary: pd.DataFrame) -> list[str]:
+    """A scenario that carries a check: its table and verdicts."""
+    sections = []
+    for name, scenario in SCENARIOS.items():
         mine = [i for i, value in enumerate(summary["scenario"]) if value == name]
-        check = scenario.checker()
+        check = check_of(scenario)
         result = check([runs[i] for i in mine], summary.iloc[mine]) if check and mine else None
         if result is not None:
             sections.append(check_section(result))
-    sections.append("<h2>Every finding</h2>")
+    return sections
+
+
+def findings_sections(groups: dict[str, list[Cell]], cpus: int | None) -> list[str]:
+    """Every finding, folded by scenario."""
+    sections = ["<h2>Every finding</h2>"]
     for name, cells in groups.items():
         said = scenario_findings(name, cells, cpus)
         body = "".join(
@@ -125,23 +163,22 @@ def build_compare(
             f"<details><summary>{html.escape(name)}: {sum(len(ls) for _, ls in said)} findings"
             f"</summary>{body}</details>"
         )
-    sections.append(
+    return sections
+
+
+def figure_sections(runs: list[RunData], summary: pd.DataFrame) -> list[str]:
+    """Every figure of every cell, folded, and a link to each run's own page."""
+    return [
         "<h2>Every figure</h2><details><summary>summary.csv: every cell, every column</summary>"
         + table_html(summary)
-        + "</details>"
-    )
-    sections.append(
+        + "</details>",
         "<p class='note'>Per-run pages: "
         + " · ".join(
             f"<a href='{html.escape(str(Path(r.path).resolve()))}/report.html'>{html.escape(r.run_id)}</a>"
             for r in runs
         )
-        + "</p>"
-    )
-    ensure_plotlyjs(out_dir)
-    page = out_dir / "compare.html"
-    page.write_text(page_html(title, sections, ANSWER_STYLE), encoding="utf-8")
-    return summary_path, page
+        + "</p>",
+    ]
 
 
 def scenario_groups(runs: list[RunData], rows: list[dict]) -> dict[str, list[Cell]]:  # type: ignore[type-arg]

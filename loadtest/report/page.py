@@ -14,7 +14,8 @@ from loadtest.report import charts, timeline_charts
 from loadtest.report.load import RunData, load_run
 from loadtest.report.rules import account, checks
 from loadtest.report.rules.findings import findings, timeline_findings
-from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT, SUMMARY_COLUMNS, summarize
+from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
+from loadtest.report.rules.summary_columns import SUMMARY_COLUMNS, summarize
 from loadtest.report.rules.timeline import CONNECTIONS_FILE
 
 _STYLE = """
@@ -82,6 +83,26 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
     summary = pd.DataFrame([row], columns=SUMMARY_COLUMNS)
     summary_path = run_dir / "summary.csv"
     summary.to_csv(summary_path, index=False)
+    said = findings(run, row) + timeline_findings(run, row["design"], row)
+    verdicts = checks.evaluate(run, row)
+    checks.write(run_dir, verdicts)
+    sections = [
+        checks.box_html(checks.failed_lines(verdicts)),
+        about(run, row),
+        "<h2>Findings</h2><ul class='findings'>" + "".join(f"<li>{html.escape(s)}</li>" for s in said) + "</ul>",
+        *timeline_section(run),
+        *chart_sections(run),
+        "<h2>Summary</h2>" + table_html(summary.T.reset_index().set_axis(["column", "value"], axis=1)),
+        *table_sections(run),
+    ]
+    ensure_plotlyjs(run_dir)
+    report_path = run_dir / "report.html"
+    report_path.write_text(page_html(f"socklab run {run.run_id}", sections), encoding="utf-8")
+    return summary_path, report_path
+
+
+def about(run: RunData, row: dict[str, Any]) -> str:
+    """One line of what ran: the design, its users and window, the counters, when, and the versions."""
     info = run.info
     v = info.get("versions") or {}
     facts = [
@@ -93,15 +114,11 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
         f"started {info.get('started_at', '')}",
         f"socklab {v.get('socklab', '')}, Locust {v.get('locust', '')}, kernel {v.get('kernel', '')}",
     ]
-    about = "<p class='note'>" + " · ".join(html.escape(str(f)) for f in facts) + "</p>"
-    said = findings(run, row) + timeline_findings(run, row["design"], row)
-    verdicts = checks.evaluate(run, row)
-    checks.write(run_dir, verdicts)
-    sections = [
-        checks.box_html(checks.failed_lines(verdicts)),
-        about,
-        "<h2>Findings</h2><ul class='findings'>" + "".join(f"<li>{html.escape(s)}</li>" for s in said) + "</ul>",
-    ]
+    return "<p class='note'>" + " · ".join(html.escape(str(f)) for f in facts) + "</p>"
+
+
+def chart_sections(run: RunData) -> list[str]:
+    """The run's charts: rate, latency, users, the monitor's, connect times."""
     figures = [
         ("throughput", charts.throughput_chart(run)),
         ("latency", charts.latency_chart(run)),
@@ -109,17 +126,19 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
         *charts.monitor_charts(run),
         ("connect-time", charts.connect_histogram_chart(run)),
     ]
-    sections.extend(timeline_section(run))
-    sections.append("<h2>Charts</h2>")
-    for div_id, fig in figures:
-        if fig is not None:
-            sections.append(figure_html(fig, div_id))
+    sections = ["<h2>Charts</h2>"]
+    sections.extend(figure_html(fig, div_id) for div_id, fig in figures if fig is not None)
     if run.monitor is None:
         sections.append(
             "<p class='note'>No monitor.csv in this run: connection, queue and cost charts are absent "
             "(the monitor runs when socklab started the server).</p>"
         )
-    sections.append("<h2>Summary</h2>" + table_html(summary.T.reset_index().set_axis(["column", "value"], axis=1)))
+    return sections
+
+
+def table_sections(run: RunData) -> list[str]:
+    """The latency table and each load process's own figures."""
+    sections = []
     if not run.latency.empty:
         sections.append("<h2>Latency (µs)</h2>" + table_html(run.latency))
     load_processes = run.path / "socklab_load_processes.csv"
@@ -132,7 +151,4 @@ def build_run_report(run_dir: Path, loaded: tuple[RunData, dict[str, Any]] | Non
                 f"requests in the window and its CPU; at ≥ {CLIENT_BOUND_PERCENT:g} % of a core a process "
                 "measures itself, not the server.</p>" + table_html(per_process)
             )
-    ensure_plotlyjs(run_dir)
-    report_path = run_dir / "report.html"
-    report_path.write_text(page_html(f"socklab run {run.run_id}", sections), encoding="utf-8")
-    return summary_path, report_path
+    return sections

@@ -118,84 +118,23 @@ def accept_queue_chart(frame: pd.DataFrame | None) -> go.Figure | None:
     return layout(fig, "Accept-queue waits of the window's connections")
 
 
+Event = tuple[str, int, float | None, str]  # (key, side 0 client / 1 server, ms since connect(), what happens)
+MESSAGES = (  # (from event, to event, label): the segments drawn between the two sides
+    ("syn", "synack", "SYN"),
+    ("synack", "connected", "SYN-ACK"),
+    ("connected", "queued", "ACK"),
+    ("sent", "read", "request"),
+    ("written", "last", "reply"),
+)
+
+
 def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     """One connection, drawn as the tutorial's figures draw it: the client on the left, the server on the
     right, its events top to bottom in the order they happened (one row each: sub-ms handshakes and
     seconds in a queue on one page), each with its real time since connect() started."""
-    t0 = float(row["connect_start"])
-
-    def at(column: str) -> float | None:
-        value = row.get(column)
-        return None if value is None or value != value or value <= 0 else (float(value) - t0) * 1000
-
-    rtt = float(row.get("rtt_us") or 0) / 1000
-    connected = at("connect_end") or 0.0
-    retries = int(row.get("syn_retrans") or 0)
-    server_first = "server closed first" in str(row.get("teardown", ""))
-    queue, pool, service = (float(row.get(k) or 0) for k in ("accept_queue", "pool_queue", "service"))
-    queue += float(row.get("half_open") or 0)
-    events: list[tuple[str, int, float, str]] = [  # (key, side 0 client / 1 server, ms, what happens there)
-        ("call", 0, 0.0, "connect() called"),
-        # The SYN that got through left a round trip before its SYN-ACK came back; earlier ones were dropped.
-        (
-            "syn",
-            0,
-            max(connected - rtt, 0.0),
-            "SYN sent"
-            + (
-                " (sent twice: the first dropped, retried on the kernel's schedule)"
-                if retries == 1
-                else f" (sent {retries + 1} times: the first {retries} dropped, retried on the kernel's schedule)"
-                if retries
-                else ""
-            ),
-        ),
-        ("synack", 1, connected - rtt / 2, "SYN arrives: SYN-ACK sent"),
-        ("connected", 0, connected, "SYN-ACK arrives: connect() returns, ACK sent"),
-        ("queued", 1, connected + rtt / 2, "ACK arrives: into the accept queue (a full queue drops it)"),
-        ("sent", 0, at("sent"), "request sent"),
-        ("accepted", 1, at("server_accepted"), f"accept() returns, after {queue:,.2f} ms in the accept queue"),
-        ("worker", 1, at("server_service_start"), f"a worker starts, after {pool:,.2f} ms in the pool's queue"),
-        (
-            "read",
-            1,
-            at("server_first_read"),
-            "request read"
-            + (
-                f" (the client sent it {int(row['data_retrans']) + 1} times: the server's side held no connection to "
-                "take it — dropped at the full accept queue)"
-                if int(row.get("data_retrans") or 0)
-                else ""
-            ),
-        ),
-        ("written", 1, at("server_first_written"), f"reply written, {service:,.2f} ms after the request was read"),
-        ("last", 0, at("last_byte"), "the reply's last byte arrives"),
-    ]
-    if pool < 0.05:
-        events = [e for e in events if e[0] != "worker"]
-    if server_first:
-        events += [
-            ("fin", 1, at("server_closed"), "close(): FIN sent — this side holds TIME_WAIT"),
-            ("closed", 0, at("closed"), "FIN arrives: ACK; close(): FIN"),
-        ]
-    else:
-        events += [
-            ("fin", 0, at("closed"), "close(): FIN sent — this side holds TIME_WAIT"),
-            ("eof", 1, at("server_eof"), "FIN arrives (recv() returns 0): ACK"),
-            ("closed", 1, at("server_closed"), "close(): FIN sent; the client's ACK ends it"),
-        ]
-    events = sorted((e for e in events if e[2] is not None), key=lambda e: e[2])
+    events = sorted((e for e in sequence_events(row) if e[2] is not None), key=lambda e: e[2] or 0.0)
     y = {key: i for i, (key, *_rest) in enumerate(events)}
     side = {key: s for key, s, *_rest in events}
-    messages = [
-        ("syn", "synack", "SYN"),
-        ("synack", "connected", "SYN-ACK"),
-        ("connected", "queued", "ACK"),
-        ("sent", "read", "request"),
-        ("written", "last", "reply"),
-        ("fin", "eof" if "eof" in y else "closed", "FIN"),
-        ("eof", "closed", ""),
-    ]
     fig = go.Figure()
     for x, name in ((0, "client"), (1, "server")):
         fig.add_scatter(
@@ -207,30 +146,10 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
             hoverinfo="skip",
         )
         fig.add_annotation(x=x, y=-0.9, text=f"<b>{name}</b>", showarrow=False)
-    for start_key, end_key, label in messages:
+    teardown = (("fin", "eof" if "eof" in y else "closed", "FIN"), ("eof", "closed", ""))
+    for start_key, end_key, label in (*MESSAGES, *teardown):
         if start_key in y and end_key in y and side[start_key] != side[end_key]:
-            fig.add_annotation(
-                x=side[end_key],
-                y=y[end_key],
-                ax=side[start_key],
-                ay=y[start_key],
-                xref="x",
-                yref="y",
-                axref="x",
-                ayref="y",
-                showarrow=True,
-                arrowhead=2,
-                arrowwidth=1.5,
-                text="",
-            )
-            fig.add_annotation(
-                x=0.5,
-                y=(y[start_key] + y[end_key]) / 2,
-                text=label,
-                showarrow=False,
-                font={"size": 11},
-                bgcolor="rgba(255,255,255,0.85)",
-            )
+            arrow(fig, (side[start_key], y[start_key]), (side[end_key], y[end_key]), label)
     for key, s, ms, text in events:
         placement = {"xanchor": "right", "xshift": -8} if s == 0 else {"xanchor": "left", "xshift": 8}
         fig.add_annotation(
@@ -244,6 +163,97 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     fig.update_xaxes(visible=False, range=[-1.6, 2.6])
     fig.update_yaxes(visible=False, range=[len(events) - 0.3, -1.3])
     return layout(fig, title, 140 + 34 * len(events))
+
+
+def arrow(fig: go.Figure, start: tuple[int, int], end: tuple[int, int], label: str) -> None:
+    """A segment from one side to the other, its name written halfway."""
+    fig.add_annotation(
+        x=end[0],
+        y=end[1],
+        ax=start[0],
+        ay=start[1],
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=2,
+        arrowwidth=1.5,
+        text="",
+    )
+    fig.add_annotation(
+        x=0.5,
+        y=(start[1] + end[1]) / 2,
+        text=label,
+        showarrow=False,
+        font={"size": 11},
+        bgcolor="rgba(255,255,255,0.85)",
+    )
+
+
+def sequence_events(row: pd.Series) -> list[Event]:
+    """The connection's events, client and server, each with its ms since connect() started (None: it did
+    not happen, or was not stamped)."""
+    t0 = float(row["connect_start"])
+
+    def at(column: str) -> float | None:
+        value = row.get(column)
+        return None if value is None or value != value or value <= 0 else (float(value) - t0) * 1000
+
+    rtt = float(row.get("rtt_us") or 0) / 1000
+    connected = at("connect_end") or 0.0
+    retries = int(row.get("syn_retrans") or 0)
+    queue, pool, service = (float(row.get(k) or 0) for k in ("accept_queue", "pool_queue", "service"))
+    queue += float(row.get("half_open") or 0)
+    resent = int(row.get("data_retrans") or 0)
+    events: list[Event] = [
+        ("call", 0, 0.0, "connect() called"),
+        # The SYN that got through left a round trip before its SYN-ACK came back; earlier ones were dropped.
+        ("syn", 0, max(connected - rtt, 0.0), "SYN sent" + syn_retries(retries)),
+        ("synack", 1, connected - rtt / 2, "SYN arrives: SYN-ACK sent"),
+        ("connected", 0, connected, "SYN-ACK arrives: connect() returns, ACK sent"),
+        ("queued", 1, connected + rtt / 2, "ACK arrives: into the accept queue (a full queue drops it)"),
+        ("sent", 0, at("sent"), "request sent"),
+        ("accepted", 1, at("server_accepted"), f"accept() returns, after {queue:,.2f} ms in the accept queue"),
+        ("worker", 1, at("server_service_start"), f"a worker starts, after {pool:,.2f} ms in the pool's queue"),
+        (
+            "read",
+            1,
+            at("server_first_read"),
+            "request read"
+            + (
+                f" (the client sent it {resent + 1} times: the server's side held no connection to "
+                "take it — dropped at the full accept queue)"
+                if resent
+                else ""
+            ),
+        ),
+        ("written", 1, at("server_first_written"), f"reply written, {service:,.2f} ms after the request was read"),
+        ("last", 0, at("last_byte"), "the reply's last byte arrives"),
+    ]
+    if pool < 0.05:
+        events = [e for e in events if e[0] != "worker"]
+    if "server closed first" in str(row.get("teardown", "")):
+        return [
+            *events,
+            ("fin", 1, at("server_closed"), "close(): FIN sent — this side holds TIME_WAIT"),
+            ("closed", 0, at("closed"), "FIN arrives: ACK; close(): FIN"),
+        ]
+    return [
+        *events,
+        ("fin", 0, at("closed"), "close(): FIN sent — this side holds TIME_WAIT"),
+        ("eof", 1, at("server_eof"), "FIN arrives (recv() returns 0): ACK"),
+        ("closed", 1, at("server_closed"), "close(): FIN sent; the client's ACK ends it"),
+    ]
+
+
+def syn_retries(retries: int) -> str:
+    """How many times the SYN went, in words ('' for once)."""
+    if retries == 1:
+        return " (sent twice: the first dropped, retried on the kernel's schedule)"
+    if retries:
+        return f" (sent {retries + 1} times: the first {retries} dropped, retried on the kernel's schedule)"
+    return ""
 
 
 def sequence_charts(frame: pd.DataFrame | None) -> list[tuple[str, go.Figure]]:

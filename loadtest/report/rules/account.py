@@ -15,6 +15,8 @@ import pandas as pd
 
 from loadtest.report.rules.timeline import STAGES, WINDOW_LABELS, WINDOW_STAGES
 
+WAITS = ("accept_queue_wait", "pool_queue_wait", "server_service")  # their p50 and p99: columns of the summary
+
 
 def figures(
     frame: pd.DataFrame | None, note: str, *, users: int = 0, window_s: float = 0.0, request_s: float = float("nan")
@@ -25,7 +27,8 @@ def figures(
     ``request_s`` is the time requests were in flight inside the window (the clients' latencies of what
     finished, the ages of what had not, less what was spent before the window opened): after each
     connection's first reply, that is "later requests"; the rest of every user's window is the load
-    generator's own time between requests."""
+    generator's own time between requests.  ``timeline_lower_bounds`` names the waits still going at the
+    close that could yet pass their figure (no column of its own: the summary's lower bounds)."""
     nan = float("nan")
     out: dict[str, Any] = {
         "connections_recorded": nan,
@@ -34,24 +37,42 @@ def figures(
         "connections_half_open": nan,
         "timeline": note or "measured",
         "window_user_s": nan,
+        **{f"{wait}_p{p}_ms": nan for p in (50, 99) for wait in WAITS},
+        **{f"window_share_{stage}": nan for stage in WINDOW_STAGES},
+        "timeline_lower_bounds": "",
     }
-    for stage in WINDOW_STAGES:
-        out[f"window_share_{stage}"] = nan
     if frame is None:
         return out
     mine = frame[frame["in_window"]]
     joined = mine[mine["join"] == "joined"]
-    # Joined and accepted by the window's close (a shutdown's late accepts are not the window's).
-    out["connections_recorded"], out["connections_joined"] = len(mine), int(joined["e3_known"].sum())
+    out.update(at_close(mine, joined))
+    out.update(waits(mine, joined))
+    out.update(window_account(mine, joined, users * window_s, request_s))
+    return out
+
+
+def at_close(mine: pd.DataFrame, joined: pd.DataFrame) -> dict[str, Any]:
+    """The window's connections: recorded, joined and accepted by its close, and those connect() had returned
+    for that the server had not accepted (of them, half-open)."""
     unaccepted = mine[mine["unaccepted_at_close"]]
-    out["connections_never_accepted"] = len(unaccepted)
-    out["connections_half_open"] = int((unaccepted["stage_at_stop"] == "half_open").sum())
+    return {
+        "connections_recorded": len(mine),
+        # Joined and accepted by the window's close (a shutdown's late accepts are not the window's).
+        "connections_joined": int(joined["e3_known"].sum()),
+        "connections_never_accepted": len(unaccepted),
+        "connections_half_open": int((unaccepted["stage_at_stop"] == "half_open").sum()),
+    }
+
+
+def waits(mine: pd.DataFrame, joined: pd.DataFrame) -> dict[str, Any]:
+    """p50 and p99 of the accept queue's waits (those still going at the close as lower bounds), the pool
+    queue's and the server's service of first requests, each of the window's own."""
     lower: list[str] = []
 
     def pct(series: pd.Series, p: float, name: str, censored: pd.Series | None = None) -> float:
         values = series.dropna()
         if values.empty:
-            return nan
+            return float("nan")
         value = round(float(np.percentile(values, p)), 3)
         if censored is not None and (censored & (series <= value)).any():
             lower.append(name)  # a wait still running when the window closed, not above it yet: it may still pass it
@@ -60,16 +81,23 @@ def figures(
     # Waits that ended in the window, or were still going at its close: a persistent connection accepted in
     # the warm-up is the warm-up's.
     waiting = mine["stage_at_stop"].isin(["accept_queue", "half_open"])
-    waits = (mine["accept_queue"] + mine["half_open"]).where((mine["e3_known"] & mine["accepted_in_window"]) | waiting)
+    queued = (mine["accept_queue"] + mine["half_open"]).where((mine["e3_known"] & mine["accepted_in_window"]) | waiting)
+    picked = joined["e4_known"] & joined["picked_in_window"]
+    served = joined["e7_known"] & joined["served_in_window"]
+    out: dict[str, Any] = {}
     for p in (50, 99):
         name = f"accept_queue_wait_p{p}_ms"
-        out[name] = pct(waits, p, name, waiting)
-        picked = joined["e4_known"] & joined["picked_in_window"]
+        out[name] = pct(queued, p, name, waiting)
         out[f"pool_queue_wait_p{p}_ms"] = pct(joined["pool_queue"].where(picked), p, "")
-        served = joined["e7_known"] & joined["served_in_window"]
         out[f"server_service_p{p}_ms"] = pct(joined["service"].where(served), p, "")
-    # The window's account.  Connection stages come from the records, each cut to the window; requests after
-    # a connection's first are what the clients had in flight, less the first requests' own part.
+    out["timeline_lower_bounds"] = ";".join(lower)
+    return out
+
+
+def window_account(mine: pd.DataFrame, joined: pd.DataFrame, whole: float, request_s: float) -> dict[str, Any]:
+    """Every user's time in the window (``whole``: users × window) by stage: the connections' stages from
+    their records, each cut to the window; requests after a connection's first are what the clients had in
+    flight, less the first requests' own part; the rest is the load generator's."""
     parts = {stage: float(mine[f"in_window_{stage}"].sum()) for stage in STAGES}
     first_in_flight = float(mine["first_request_in_flight_s"].sum())
     after_first = float(mine["in_window_after_first"].sum())
@@ -87,14 +115,12 @@ def figures(
         parts["later_service"] = parts["later_waiting"] = 0.0
         parts["later_requests"] = later
     accounted = sum(parts.values())
-    whole = users * window_s
     parts["load_generator"] = max(whole - accounted, 0.0)
     total = sum(parts.values())
-    out["window_user_s"] = round(total, 3)
+    out: dict[str, Any] = {"window_user_s": round(total, 3)}
     if total > 0:
         for stage, seconds in parts.items():
             out[f"window_share_{stage}"] = round(seconds / total, 4)
-    out["timeline_lower_bounds"] = ";".join(lower)
     return out
 
 

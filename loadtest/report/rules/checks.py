@@ -39,24 +39,27 @@ class Check:
         return self.status == "fail"
 
 
-Rule = Callable[[RunData, dict[str, Any]], Check]
+Outcome = tuple[str, str]  # (pass | fail | n/a, the figures compared or why none were)
+Rule = Callable[[RunData, dict[str, Any]], Outcome]
 RULES: list[tuple[str, str, Rule]] = []  # (name, what must hold, rule): declared once, below
 
 
-def rule(name: str, holds: str) -> Callable[[Rule], Rule]:
+def rule(holds: str) -> Callable[[Rule], Rule]:
+    """Register a check: its name is the function's, ``holds`` says what must hold."""
+
     def add(fn: Rule) -> Rule:
-        RULES.append((name, holds, fn))
+        RULES.append((fn.__name__, holds, fn))
         return fn
 
     return add
 
 
-def verdict(name: str, ok: bool, figures: str) -> Check:
-    return Check(name, "pass" if ok else "fail", figures)
+def verdict(ok: bool, figures: str) -> Outcome:
+    return ("pass" if ok else "fail", figures)
 
 
-def na(name: str, why: str) -> Check:
-    return Check(name, "n/a", why)
+def na(why: str) -> Outcome:
+    return ("n/a", why)
 
 
 def number(row: dict[str, Any], column: str) -> float | None:
@@ -66,12 +69,11 @@ def number(row: dict[str, Any], column: str) -> float | None:
     return float(value)
 
 
-@rule("requests_agree", "ops counted = Locust's ops = the load processes' ledgers; their successes = the users'")
-def requests_agree(run: RunData, row: dict[str, Any]) -> Check:
-    name = "requests_agree"
+@rule("ops counted = Locust's ops = the load processes' ledgers; their successes = the users'")
+def requests_agree(run: RunData, row: dict[str, Any]) -> Outcome:
     counted = number(row, "requests")
     if counted is None:
-        return na(name, "no requests counted")
+        return na("no requests counted")
     sources = {"histograms": counted}
     per_second = run.per_second
     if len(per_second):
@@ -87,92 +89,83 @@ def requests_agree(run: RunData, row: dict[str, Any]) -> Check:
         users = float(run.users["requests"].sum())
         ok = ok and users == succeeded
         figures += f"; successes: users {users:,.0f}, load processes {succeeded:,.0f}"
-    return verdict(name, ok, figures)
+    return verdict(ok, figures)
 
 
-@rule("users_add_up", "served + starved = the users the run had")
-def users_add_up(run: RunData, row: dict[str, Any]) -> Check:
-    name = "users_add_up"
+@rule("served + starved = the users the run had")
+def users_add_up(run: RunData, row: dict[str, Any]) -> Outcome:
     served, starved = number(row, "users_served"), number(row, "users_starved")
     users = number(row, "users")
     if served is None or starved is None or users is None:
-        return na(name, "no per-user ledgers")
-    return verdict(name, served + starved == users, f"served {served:.0f} + starved {starved:.0f} vs users {users:.0f}")
+        return na("no per-user ledgers")
+    return verdict(served + starved == users, f"served {served:.0f} + starved {starved:.0f} vs users {users:.0f}")
 
 
-@rule("shares_add_to_1", "the window's account: every stage's share adds up to 1")
-def shares_add_to_1(run: RunData, row: dict[str, Any]) -> Check:
-    name = "shares_add_to_1"
+@rule("the window's account: every stage's share adds up to 1")
+def shares_add_to_1(run: RunData, row: dict[str, Any]) -> Outcome:
     shares = [number(row, f"window_share_{s}") for s in WINDOW_STAGES]
     if all(v is None for v in shares):
-        return na(name, "no window account (no connection records)")
+        return na("no window account (no connection records)")
     total = sum(v for v in shares if v is not None)
-    return verdict(name, abs(total - 1) <= 0.002, f"Σ window shares {total:.4f}")
+    return verdict(abs(total - 1) <= 0.002, f"Σ window shares {total:.4f}")
 
 
-@rule("no_time_counted_twice", "the window's account holds no more than every user's window: users × seconds")
-def no_time_counted_twice(run: RunData, row: dict[str, Any]) -> Check:
-    name = "no_time_counted_twice"
+@rule("the window's account holds no more than every user's window: users × seconds")
+def no_time_counted_twice(run: RunData, row: dict[str, Any]) -> Outcome:
     accounted, users, seconds = (number(row, c) for c in ("window_user_s", "users", "duration_s"))
     if accounted is None or not users or not seconds:
-        return na(name, "no window account")
+        return na("no window account")
     if number(row, "server_died_at_s") is not None:  # its log was cut with it: the joins of its last are not whole
-        return na(name, "the server died during the run: its connection records end with it")
+        return na("the server died during the run: its connection records end with it")
     # Two stages of one user overlapping (a late stamp extending one past the next) would pass users × window.
     return verdict(
-        name,
         accounted <= users * seconds * 1.002 + 0.01,
         f"accounted {accounted:,.3f} user-s vs {users:.0f} users × {seconds:,.3f} s",
     )
 
 
-@rule("no_stage_negative", "no connection stage and no share is negative")
-def no_stage_negative(run: RunData, row: dict[str, Any]) -> Check:
-    name = "no_stage_negative"
+@rule("no connection stage and no share is negative")
+def no_stage_negative(run: RunData, row: dict[str, Any]) -> Outcome:
     frame = run.connections
     shares = [v for s in WINDOW_STAGES if (v := number(row, f"window_share_{s}")) is not None]
     if frame is None and not shares:
-        return na(name, "no connection records")
+        return na("no connection records")
     worst = min(shares, default=0.0)
     stages = [s for s in STAGES if frame is not None and s in frame]
     if stages:
         worst = min(worst, float(frame[stages].min(skipna=True).min(skipna=True)))
     # Stages are in ms from float seconds: allow the rounding of a µs.
-    return verdict(name, not worst < -0.001, f"smallest stage or share {worst:,.4f}")
+    return verdict(not worst < -0.001, f"smallest stage or share {worst:,.4f}")
 
 
-@rule("accept_queue_within_backlog", "the deepest accept queue ≤ backlog + 1")
-def accept_queue_within_backlog(run: RunData, row: dict[str, Any]) -> Check:
-    name = "accept_queue_within_backlog"
+@rule("the deepest accept queue ≤ backlog + 1")
+def accept_queue_within_backlog(run: RunData, row: dict[str, Any]) -> Outcome:
     peak, backlog = number(row, "peak_accept_queue"), number(row, "backlog")
     if peak is None or not backlog:
-        return na(name, "no listener seen by the monitor")
-    return verdict(name, peak <= backlog + 1, f"peak accept queue {peak:.0f} vs backlog {backlog:.0f} + 1")
+        return na("no listener seen by the monitor")
+    return verdict(peak <= backlog + 1, f"peak accept queue {peak:.0f} vs backlog {backlog:.0f} + 1")
 
 
-@rule("unaccepted_fit_the_queue", "connections in the accept queue at the close ≤ backlog + 1 (the rest half-open)")
-def unaccepted_fit_the_queue(run: RunData, row: dict[str, Any]) -> Check:
-    name = "unaccepted_fit_the_queue"
+@rule("connections in the accept queue at the close ≤ backlog + 1 (the rest half-open)")
+def unaccepted_fit_the_queue(run: RunData, row: dict[str, Any]) -> Outcome:
     never, half, backlog = (number(row, c) for c in ("connections_never_accepted", "connections_half_open", "backlog"))
     if never is None or half is None or not backlog:
-        return na(name, "no joined connection records, or no listener seen")
+        return na("no joined connection records, or no listener seen")
     queued = never - half
     return verdict(
-        name,
         queued <= backlog + 1 and half >= 0,
         f"not accepted at the close {never:.0f} = {queued:.0f} queued + {half:.0f} half-open; "
         f"backlog {backlog:.0f} + 1",
     )
 
 
-@rule("p99_not_an_in_flight_age", "a fully served run's p99 is not the age of work in flight at the close")
-def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Check:
-    name = "p99_not_an_in_flight_age"
+@rule("a fully served run's p99 is not the age of work in flight at the close")
+def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Outcome:
     p99, starved = number(row, "latency_p99_ms"), number(row, "users_starved")
     if p99 is None or starved is None:
-        return na(name, "no latency")
+        return na("no latency")
     if starved:
-        return na(name, f"{starved:.0f} users starved: their waits are rightly in the tail")
+        return na(f"{starved:.0f} users starved: their waits are rightly in the tail")
     ages = [a / 1000 for a in unfinished_ages(run, OPS)]
     near = [a for a in ages if abs(a - p99) <= 0.002 * p99]
     finished = merged_histogram(run, OPS)
@@ -181,19 +174,17 @@ def p99_not_an_in_flight_age(run: RunData, row: dict[str, Any]) -> Check:
     # at the close was held up (the harness stalled), and that hold-up is the tail the run prints.
     set_by_the_close = bool(near) and p99 > 1.1 * alone
     return verdict(
-        name,
         not set_by_the_close,
         f"p99 {p99:,.3f} ms (finished only {alone:,.3f} ms); "
         f"{len(ages)} in flight at the close, {len(near)} of them {p99:,.3f} ms old",
     )
 
 
-@rule("listen_drops_split", "ListenDrops = ListenOverflows + TCPReqQFullDrop, inside the window")
-def listen_drops_split(run: RunData, row: dict[str, Any]) -> Check:
-    name = "listen_drops_split"
+@rule("ListenDrops = ListenOverflows + TCPReqQFullDrop, inside the window")
+def listen_drops_split(run: RunData, row: dict[str, Any]) -> Outcome:
     drops, overflows = number(row, "listen_drops"), number(row, "listen_overflows")
     if drops is None or overflows is None:
-        return na(name, "no kernel counters")
+        return na("no kernel counters")
     edges = (run.info.get("window") or {}).get("counters")
     if edges:  # the window's, read at its edges, like the two above
         full = float(edges["close"].get("TCPReqQFullDrop", 0) - edges["open"].get("TCPReqQFullDrop", 0))
@@ -202,33 +193,29 @@ def listen_drops_split(run: RunData, row: dict[str, Any]) -> Check:
     else:
         full = 0.0
     return verdict(
-        name,
         drops == overflows + full,
         f"ListenDrops {drops:,.0f} vs ListenOverflows {overflows:,.0f} + TCPReqQFullDrop {full:,.0f}",
     )
 
 
-@rule("synack_split_not_negative", "TCPSynRetrans less the clients' own SYN re-sends leaves ≥ 0 for the server")
-def synack_split_not_negative(run: RunData, row: dict[str, Any]) -> Check:
-    name = "synack_split_not_negative"
+@rule("TCPSynRetrans less the clients' own SYN re-sends leaves ≥ 0 for the server")
+def synack_split_not_negative(run: RunData, row: dict[str, Any]) -> Outcome:
     server = number(row, "server_synack_retrans")
     if server is None:
-        return na(name, "counters not the run's own (not isolated)")
+        return na("counters not the run's own (not isolated)")
     return verdict(
-        name,
         server >= 0,
         f"TCPSynRetrans {number(row, 'tcp_syn_retrans') or 0:,.0f} less clients' "
         f"{number(row, 'client_syn_retrans') or 0:,.0f} = {server:,.0f} SYN-ACKs",
     )
 
 
-@rule("cpu_adds_up", "server CPU per request × rate = the server's CPU share over the window")
-def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Check:
-    name = "cpu_adds_up"
+@rule("server CPU per request × rate = the server's CPU share over the window")
+def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Outcome:
     per_request, rps, seconds = (number(row, c) for c in ("server_cpu_us_per_request", "rps", "duration_s"))
     win = window_rows(run)
     if per_request is None or not rps or not seconds or win is None or len(win) < 4:
-        return na(name, "no server CPU per request, or too few monitor samples")
+        return na("no server CPU per request, or too few monitor samples")
     busy = per_request * rps / 1e4  # % of one core
     sampled = float(win["server_cpu_percent"].iloc[1:].mean())  # each sample's % covers the interval before it
     # The samples count 10 ms ticks at ~2 Hz and leave the window's edges out: at low CPU the two readings may
@@ -237,7 +224,6 @@ def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Check:
     # never more than 10 points.
     tolerance = max(min(0.35 * sampled, 10.0), 100 * 5 * 0.01 / seconds)
     return verdict(
-        name,
         abs(busy - sampled) <= tolerance,
         f"{per_request:,.2f} µs × {rps:,.1f}/s = {busy:,.1f} % vs the monitor's mean {sampled:,.1f} %",
     )
@@ -247,9 +233,10 @@ def evaluate(run: RunData, row: dict[str, Any]) -> list[Check]:
     out = []
     for name, _holds, fn in RULES:
         try:
-            out.append(fn(run, row))
+            status, figures = fn(run, row)
         except Exception as exc:  # a check that cannot be evaluated is said so, never a crash of the report
-            out.append(Check(name, "n/a", f"could not be evaluated: {exc}"))
+            status, figures = "n/a", f"could not be evaluated: {exc}"
+        out.append(Check(name, status, figures))
     return out
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from loadtest.client.accounting import waiting_words
 from loadtest.declare.kinds import CONNECT, OPS
 from loadtest.report.load import RunData, merged_histogram, traits_of, unfinished_ages
@@ -12,21 +14,37 @@ from loadtest.report.rules.summary import load_bound, shown
 
 
 def findings(run: RunData, row: dict[str, Any]) -> list[str]:
-    """Plain sentences read off the data."""
-    out = []
+    """Plain sentences read off the data: the rate and who was served, the pace of an open loop, the queues,
+    what the connections cost, and what bounds the figures."""
     name = row["design"] or "server"
-    traits = traits_of(run)
-    one_at_a_time = bool(traits.get("serves_one_at_a_time"))
-    if row["requests"]:
-        offered = num(row, "offered_rps")
-        load = f"offered {offered:,.0f} req/s (open loop), achieved" if offered else "="
-        out.append(
-            f"{name}: {row['requests']:,} {row['op'] or 'requests'} in {row['duration_s']:g} s {load} "
-            f"{row['rps']:,} req/s with {row['users']} users{served_note(row)}; latency p50 "
-            f"{shown(row, 'latency_p50_ms')}, p99 {shown(row, 'latency_p99_ms')}"
-            + (f" (from the intended start; service p99 {shown(row, 'service_p99_ms')})." if offered else ".")
-        )
-    out.extend(user_findings(row, one_at_a_time, oldest_unfinished(run)))
+    one_at_a_time = bool(traits_of(run).get("serves_one_at_a_time"))
+    return [
+        *rate_findings(row, name),
+        *user_findings(row, one_at_a_time, oldest_unfinished(run)),
+        *pace_findings(run, row, name, one_at_a_time),
+        *queue_findings(row, name, one_at_a_time),
+        *cost_findings(row, name),
+        *bound_findings(run, row, name),
+    ]
+
+
+def rate_findings(row: dict[str, Any], name: str) -> list[str]:
+    """What was done, at what rate and latency."""
+    if not row["requests"]:
+        return []
+    offered = num(row, "offered_rps")
+    load = f"offered {offered:,.0f} req/s (open loop), achieved" if offered else "="
+    return [
+        f"{name}: {row['requests']:,} {row['op'] or 'requests'} in {row['duration_s']:g} s {load} "
+        f"{row['rps']:,} req/s with {row['users']} users{served_note(row)}; latency p50 "
+        f"{shown(row, 'latency_p50_ms')}, p99 {shown(row, 'latency_p99_ms')}"
+        + (f" (from the intended start; service p99 {shown(row, 'service_p99_ms')})." if offered else ".")
+    ]
+
+
+def pace_findings(run: RunData, row: dict[str, Any], name: str, one_at_a_time: bool) -> list[str]:
+    """Arrivals sent late (open loop), and the ceiling of a one-at-a-time server on SLEEP."""
+    out = []
     if num(row, "late_arrivals"):
         out.append(
             f"{int(row['late_arrivals']):,} arrivals were sent late (≥ 1 ms after their intended start), "
@@ -39,20 +57,32 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
                 f"{name} serves one client at a time: {row['rps']} req/s against 1 / {sleep_ms} ms = "
                 f"{1000 / sleep_ms:g} req/s, whatever the number of users."
             )
+    return out
+
+
+def overflow_finding(row: dict[str, Any], name: str) -> str:
+    """The accept queue overflowing: the packets dropped, the SYN retransmissions, the connect times."""
+    text = (
+        f"{name}: {row['listen_overflows']:,} packets dropped at a full accept queue at backlog {row['backlog']} "
+        f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
+        f"not a count of SYNs); the accept queue peaked at {row['peak_accept_queue']}"
+    )
+    text += syn_retrans_note(row)
+    p99 = num(row, "connect_p99_ms")
+    if p99 is not None and p99 >= 900:
+        text += f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule (about 1, 2, 3 s)"
+    return text + "."
+
+
+def queue_findings(row: dict[str, Any], name: str, one_at_a_time: bool) -> list[str]:
+    """The accept queue (overflowing, or holding connections), SYNs unanswered, SYN cookies, shared counters."""
+    out = []
     overflows = row.get("listen_overflows")
-    if isinstance(overflows, int) and overflows > 0:
-        text = (
-            f"{name}: {overflows:,} packets dropped at a full accept queue at backlog {row['backlog']} "
-            f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
-            f"not a count of SYNs); the accept queue peaked at {row['peak_accept_queue']}"
-        )
-        text += syn_retrans_note(row)
-        p99 = num(row, "connect_p99_ms")
-        if p99 is not None and p99 >= 900:
-            text += f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule (about 1, 2, 3 s)"
-        out.append(text + ".")
+    overflowed = isinstance(overflows, int) and overflows > 0
+    if overflowed:
+        out.append(overflow_finding(row, name))
     queued = row.get("peak_accept_queue")
-    if isinstance(queued, int) and queued > 0 and not (isinstance(overflows, int) and overflows > 0):
+    if isinstance(queued, int) and queued > 0 and not overflowed:
         out.append(
             f"up to {queued} connections waited in the accept queue, handshake done but not yet accepted"
             + (f": {name} serves one connection at a time." if one_at_a_time else ".")
@@ -76,6 +106,12 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
             "kernel counters are shared with the rest of the machine (no private network namespace): "
             "treat the overflow and retransmit figures as upper bounds."
         )
+    return out
+
+
+def cost_findings(row: dict[str, Any], name: str) -> list[str]:
+    """TIME_WAIT at peak, and what each connection held cost the server."""
+    out = []
     tw = row.get("peak_time_wait")
     if isinstance(tw, int) and tw > 0:
         out.append(f"{tw:,} sockets in TIME_WAIT at peak: the side that closes first holds TIME_WAIT for 60 s.")
@@ -87,6 +123,12 @@ def findings(run: RunData, row: dict[str, Any]) -> list[str]:
             f"{row['rss_per_connection_bytes'] / 1024:,.1f} KiB of RSS growth and {row['peak_fds'] / est:.2f} fds "
             "per connection."
         )
+    return out
+
+
+def bound_findings(run: RunData, row: dict[str, Any], name: str) -> list[str]:
+    """What makes the figures not the server's: the load generator's or the machine's CPU, failures, a death."""
+    out = []
     bound = load_bound(row, run.info.get("cpus"))
     if bound == "client-bound":
         out.append(
@@ -210,36 +252,56 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
     frame = run.connections
     if frame is None:
         return []
-    out = []
     mine = frame[frame["in_window"]]
     # A first request whose reply came back inside the window (a persistent cell's were the warm-up's).
     joined = mine[(mine["join"] == "joined") & (mine["stage_at_stop"] == "") & mine["replied_in_window"]].dropna(
         subset=["first_request"]
     )
-    if run.timeline_note:
-        out.append(f"where the time went: {run.timeline_note}.")
-    if row is not None and (words := account.share_words(row, 3)):
-        users = len(run.users) if run.users is not None else 0
-        out.append(
-            f"{name}: of every user's time in the window ({plural(users, 'user')}, "
-            f"{float(row['window_user_s']):,.1f} user-seconds), "
-            + ", ".join(f"{share:.0%} {label}" for label, share in words)
-            + "."
-        )
+    return [
+        *([f"where the time went: {run.timeline_note}."] if run.timeline_note else []),
+        *account_finding(run, name, row),
+        *first_request_finding(mine, joined),
+        *handshake_findings(mine),
+        *unaccepted_finding(mine),
+        *teardown_finding(joined),
+    ]
+
+
+def account_finding(run: RunData, name: str, row: dict[str, Any] | None) -> list[str]:
+    """The window's account: the largest shares of every user's time."""
+    if row is None or not (words := account.share_words(row, 3)):
+        return []
+    users = len(run.users) if run.users is not None else 0
+    return [
+        f"{name}: of every user's time in the window ({plural(users, 'user')}, "
+        f"{float(row['window_user_s']):,.1f} user-seconds), "
+        + ", ".join(f"{share:.0%} {label}" for label, share in words)
+        + "."
+    ]
+
+
+def first_request_finding(mine: pd.DataFrame, joined: pd.DataFrame) -> list[str]:
+    """The median connection's first request, split into its two largest stages."""
     if len(joined):
         median = joined.sort_values("first_request").iloc[(len(joined) - 1) // 2]
         parts = sorted(((float(median[s]), s) for s in timeline.STAGES), reverse=True)
         said = [f"{ms:,.3f} ms {timeline.STAGE_LABELS[s]}" for ms, s in parts[:2] if ms > 0]
-        out.append(
+        return [
             f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
             f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
             "the reply's last byte, of it " + " and ".join(said) + "."
-        )
-    elif (mine["join"] == "joined").any():
-        out.append(
+        ]
+    if (mine["join"] == "joined").any():
+        return [
             "no connection had its first reply in the window: each was opened in the warm-up and carried "
             "the window's requests (the window's account above says where their time went)."
-        )
+        ]
+    return []
+
+
+def handshake_findings(mine: pd.DataFrame) -> list[str]:
+    """Connections through SYN retries, and connections half-open for a while (their data sent again)."""
+    out = []
     retried = mine[mine["syn_retrans"] > 0]
     if len(retried):
         out.append(
@@ -256,23 +318,33 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
             f"(ListenOverflows), so the client sent its data again ({int(resent['data_retrans'].sum()):,} "
             "segments) until one got in while the queue had room."
         )
+    return out
+
+
+def unaccepted_finding(mine: pd.DataFrame) -> list[str]:
+    """Connections connect() had returned for but the server had not accepted at the window's close."""
     unaccepted = mine[mine["unaccepted_at_close"]]
-    if len(unaccepted):
-        half = int((unaccepted["stage_at_stop"] == "half_open").sum())
-        queued = len(unaccepted) - half
-        waited = (unaccepted["half_open"] + unaccepted["accept_queue"]).max() / 1000
-        bits = []
-        if queued:
-            bits.append(f"{queued:,} in the accept queue")
-        if half:
-            bits.append(
-                f"{half:,} half-open (their final ACK dropped: not in the queue, the server holds a "
-                "request socket or, after a SYN cookie, nothing)"
-            )
-        out.append(
-            f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
-            f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s."
+    if not len(unaccepted):
+        return []
+    half = int((unaccepted["stage_at_stop"] == "half_open").sum())
+    queued = len(unaccepted) - half
+    waited = (unaccepted["half_open"] + unaccepted["accept_queue"]).max() / 1000
+    bits = []
+    if queued:
+        bits.append(f"{queued:,} in the accept queue")
+    if half:
+        bits.append(
+            f"{half:,} half-open (their final ACK dropped: not in the queue, the server holds a "
+            "request socket or, after a SYN cookie, nothing)"
         )
+    return [
+        f"{plural(len(unaccepted), 'connection')} had connect() return but were not accepted when the "
+        f"window closed: {' and '.join(bits)}; the longest had waited {waited:,.2f} s."
+    ]
+
+
+def teardown_finding(joined: pd.DataFrame) -> list[str]:
+    """Who closed first, of the connections that closed in the window (not those the run's stop closed)."""
     stopped = joined["teardown"] == timeline.STOPPED_BY_THE_RUN
     closed = joined[~stopped]
     teardown = closed["teardown"].value_counts()
@@ -281,16 +353,16 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
     )
     if len(teardown):
         top, n = str(teardown.index[0]), int(teardown.iloc[0])
-        out.append(
+        return [
             f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'joined connection')} that "
             "closed in the window" + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + f"{later}."
-        )
-    elif stopped.any():
-        out.append(
+        ]
+    if stopped.any():
+        return [
             f"teardown: none closed in the window; {plural(int(stopped.sum()), 'connection')} closed by the "
             "run's stop, after it (their FIN or reset is the harness's, not the design's)."
-        )
-    return out
+        ]
+    return []
 
 
 def waiting(run: RunData) -> str:

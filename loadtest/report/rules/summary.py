@@ -1,18 +1,25 @@
-"""The summary row of one run: every figure of summary.csv, and the rules read off it."""
+"""The summary's arithmetic and the rules read off a row: what a run's figures are computed from
+(:class:`Reading`), CPU per request to the digits its ticks allow, percentiles with their lower bounds, and the
+client-/machine-bound rule.  Every column of summary.csv, each with its computation, is declared in
+:mod:`loadtest.report.rules.summary_columns`, which makes the row (``summarize``)."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from loadtest.client.latency import recorded
-from loadtest.declare.columns import MONITOR_SUMMARIES, SUMMARY_NAMES
-from loadtest.declare.kinds import CONNECT, FIRST_REPLY, OPS
-from loadtest.report.load import RunData, merged_histogram, server_died_at, unfinished_ages, window_rows
+from loadtest.declare.columns import MONITOR_NAMES, Column
+from loadtest.declare.kinds import OPS
+from loadtest.report.load import RunData, merged_histogram, unfinished_ages, window_rows
 from loadtest.report.rules import account
 
 CLIENT_BOUND_PERCENT = 90.0
@@ -20,7 +27,6 @@ CLIENT_BOUND_PERCENT = 90.0
 # SYN-ACKs with the clients' own counts, which cover the whole run (a retry cluster falls on the window's
 # open, 1 s after the start-up burst, too close to call per segment).
 WHOLE_RUN_COUNTERS = ("TCPSynRetrans",)
-SUMMARY_COLUMNS = SUMMARY_NAMES  # declared, with units and meanings, in loadtest.declare.columns
 # The kernel counts a process's CPU time in clock ticks (/proc/PID/stat, which psutil reads): 10 ms on
 # every Linux there is, and the monitor writes it to 0.01 s.
 CPU_TICK_S = max(1 / os.sysconf("SC_CLK_TCK"), 0.01)
@@ -46,7 +52,7 @@ def tick_rounded(cpu_seconds: float, requests: int, *, per_core: bool = False) -
     return float(round(value, decimals))
 
 
-def _ms(hist: HdrHistogram | None, percentile: float | None) -> float:
+def ms_at(hist: HdrHistogram | None, percentile: float | None) -> float:
     """A percentile (None = max) in ms with µs precision; NaN without data."""
     if hist is None or hist.get_total_count() == 0:
         return math.nan
@@ -60,146 +66,189 @@ def lowest_ms(hist: HdrHistogram, value_ms: float) -> float:
     return round(hist.get_lowest_equivalent_value(int(value_ms * 1000)) / 1000, 3)
 
 
-def summarize(run: RunData) -> dict[str, Any]:
-    info = run.info
-    options = info.get("options") or {}
-    lat = run.latency
-    ops = lat[lat["type"].isin(OPS) & (lat["measure"] == "latency")] if len(lat) else lat
-    successes = int(ops["count"].sum()) if len(ops) else 0
-    failed_ops = int(ops["failures"].sum()) if len(ops) else 0
-    failures = info.get("failures") or []
-    classes: dict[str, int] = {}
-    for f in failures:
-        classes[f["class"]] = classes.get(f["class"], 0) + int(f["occurrences"])
-    seconds = float((info.get("window") or {}).get("seconds") or 0.0)
-    # Percentiles over what finished and what was still in flight at the window's close (its age
-    # a lower bound): a value that an unfinished operation could still move is marked a lower bound.
-    lower_bounds: list[str] = []
+def bounded(hist: HdrHistogram | None, percentile: float | None, ages: list[int]) -> tuple[float, bool]:
+    """A percentile in ms (None: the maximum) over what finished and what was in flight at the window's close
+    (``ages`` in µs, already in ``hist`` as lower bounds), and whether that unfinished work makes it a lower
+    bound: then its value is the lowest of its bucket."""
+    value = ms_at(hist, percentile)
+    if not ages or value != value or hist is None:
+        return value, False
+    if percentile is None:  # the maximum: an unfinished operation may take any time yet
+        return lowest_ms(hist, value), True
+    # Unfinished operations younger than the value may still end above it, each moving the percentile up by at
+    # most one rank: if the percentile that many ranks higher is larger, the value is only a lower bound.
+    below = sum(1 for age in ages if age / 1000 < value)
+    shifted = min(100.0, percentile + 100.0 * below / hist.get_total_count())
+    # The value is itself an unfinished operation's age (to the histogram's 0.1 % precision) …
+    is_an_age = any(abs(age / 1000 - value) <= 0.002 * value for age in ages)
+    # … or unfinished operations below it, rising, would move it up.
+    if is_an_age or (below and ms_at(hist, shifted) > value):
+        return lowest_ms(hist, value), True
+    return value, False
 
-    def pct(types: tuple[str, ...], column: str, percentile: float | None, hist: HdrHistogram | None) -> float:
-        value = _ms(hist, percentile)
-        ages = unfinished_ages(run, types)
-        if not ages or value != value or hist is None:
-            return value
-        if percentile is None:  # the maximum: an unfinished operation may take any time yet
-            lower_bounds.append(column)
-            return lowest_ms(hist, value)
-        # Unfinished operations younger than the value may still end above it, each moving the
-        # percentile up by at most one rank: if the percentile that many ranks higher is larger,
-        # the value is only a lower bound.
-        below = sum(1 for age in ages if age / 1000 < value)
-        shifted = min(100.0, percentile + 100.0 * below / hist.get_total_count())
-        # The value is itself an unfinished operation's age (to the histogram's 0.1 % precision) …
-        is_an_age = any(abs(age / 1000 - value) <= 0.002 * value for age in ages)
-        # … or unfinished operations below it, rising, would move it up.
-        if is_an_age or (below and _ms(hist, shifted) > value):
-            lower_bounds.append(column)
-            return lowest_ms(hist, value)
-        return value
 
-    op_hist = merged_histogram(run, OPS, with_unfinished=True)
-    connect = merged_histogram(run, (CONNECT,), with_unfinished=True)
-    first_reply = merged_histogram(run, (FIRST_REPLY,), with_unfinished=True)
-    service = merged_histogram(run, OPS, service=True) or merged_histogram(run, OPS)
-    open_loop = info.get("open_loop") or {}
-    times = account.figures(
-        run.connections,
-        run.timeline_note,
-        users=len(run.users) if run.users is not None else 0,
-        window_s=seconds,
-        request_s=request_seconds(run),
-    )
-    timeline_lower = times.pop("timeline_lower_bounds", "")
-    row: dict[str, Any] = {
-        "run_id": run.run_id,
-        "scenario": info.get("scenario", ""),
-        "design": info.get("design", ""),
-        "variant": info.get("design", ""),
-        "user_class": ",".join(info.get("user_classes") or []),
-        "op": options.get("op", ""),
-        "pipeline": int(options.get("pipeline") or 1),
-        "users": info.get("users"),
-        "duration_s": round(seconds, 3),
-        "requests": successes + failed_ops,
-        "failures": sum(classes.values()),
-        "failure_classes": "; ".join(f"{k}={v}" for k, v in sorted(classes.items())),
-        "rps": round(successes / seconds, 1) if seconds > 0 else math.nan,
-        "offered_rps": open_loop.get("arrival_rate", math.nan),
-        "late_arrivals": open_loop.get("late_arrivals", math.nan),
-        "late_lag_s": open_loop.get("late_lag_s", math.nan),
-        **user_figures(run),
-        "unfinished_connects": len(unfinished_ages(run, (CONNECT,))),
-        "unfinished_requests": len(unfinished_ages(run, OPS)),
-        "latency_p50_ms": pct(OPS, "latency_p50_ms", 50, op_hist),
-        "latency_p90_ms": pct(OPS, "latency_p90_ms", 90, op_hist),
-        "latency_p99_ms": pct(OPS, "latency_p99_ms", 99, op_hist),
-        "latency_p99.9_ms": pct(OPS, "latency_p99.9_ms", 99.9, op_hist),
-        "latency_max_ms": pct(OPS, "latency_max_ms", None, op_hist),
-        "service_p50_ms": _ms(service, 50),
-        "service_p99_ms": _ms(service, 99),
-        "connect_p50_ms": pct((CONNECT,), "connect_p50_ms", 50, connect),
-        "connect_p99_ms": pct((CONNECT,), "connect_p99_ms", 99, connect),
-        "first_reply_p50_ms": pct((FIRST_REPLY,), "first_reply_p50_ms", 50, first_reply),
-        "first_reply_p99_ms": pct((FIRST_REPLY,), "first_reply_p99_ms", 99, first_reply),
-        "first_reply_max_ms": pct((FIRST_REPLY,), "first_reply_max_ms", None, first_reply),
-        **times,
-        "lower_bound_columns": ";".join(lower_bounds + [c for c in timeline_lower.split(";") if c]),
-        "counters_scope": info.get("counters_scope", ""),
-        "server_died_at_s": (
-            round(died - float((info.get("window") or {}).get("start") or died), 3)
-            if (died := server_died_at(run)) is not None
-            else math.nan
-        ),
-    }
-    mon = run.monitor
-    win = window_rows(run)
-    if mon is not None and win is not None:
-        last = mon.iloc[-1]
-        window = info.get("window") or {}
+class Reading:
+    """One run as its summary's computations read it, each part read once and shared: the run's facts, its
+    ops and percentiles, the window's account, and the monitor over the window.  ``monitored``: the monitor
+    sampled the run (without it, the server's cost and the kernel's counters are NaN)."""
 
-        def spent(column: str) -> float:
-            """The server's CPU over the window, read off its cumulative samples at the window's edges."""
-            cumulative = mon[column]
-            if window.get("start") and window.get("stop"):
-                start, stop = np.interp([window["start"], window["stop"]], mon["timestamp"], cumulative)
-            else:
-                start, stop = cumulative.iloc[0], cumulative.iloc[-1]
-            return float(stop - start)
+    def __init__(self, run: RunData) -> None:
+        self.run, self.info = run, run.info
+        self.options: dict[str, Any] = self.info.get("options") or {}
+        self.open_loop: dict[str, Any] = self.info.get("open_loop") or {}
+        self.window: dict[str, Any] = self.info.get("window") or {}
+        self.seconds = float(self.window.get("seconds") or 0.0)
+        self.monitor, self.in_window = run.monitor, window_rows(run)
+        self.monitored = self.monitor is not None and self.in_window is not None
+        self._percentiles: dict[tuple[tuple[str, ...], float | None], tuple[float, bool]] = {}
+        self._once: dict[Callable[[Reading], dict[str, Any]], dict[str, Any]] = {}
 
-        user_s, system_s = spent("server_cpu_user_s"), spent("server_cpu_system_s")
-        edges = window.get("counters") or {}
-        for name, column, how in MONITOR_SUMMARIES:  # a peak or a last value, as loadtest.declare.columns declares
-            if column not in mon:  # a run recorded before the column existed
-                row[name] = math.nan
-                continue
-            counter = column.removeprefix("TcpExt_")
-            if how == "max":  # a peak of the window, not of the warm-up's burst or the shutdown
-                value = win[column].max()
-            elif edges and counter in edges["open"] and counter not in WHOLE_RUN_COUNTERS:
-                value = edges["close"][counter] - edges["open"][counter]  # the window's own, read at its edges
-            else:
-                value = last[column]
-            row[name] = value if isinstance(value, str) else int(value)
-        row.update(
-            peak_time_wait=int((mon["server_TIME_WAIT"] + mon["client_TIME_WAIT"]).max()),
-            # Only the digits the CPU clock's ticks allow: 4 ticks over 195 requests is 210 µs, not 205.13.
-            server_cpu_us_per_request=tick_rounded(user_s + system_s, successes),
-            server_user_us_per_request=tick_rounded(user_s, successes),
-            server_sys_us_per_request=tick_rounded(system_s, successes),
-            server_capacity_rps_per_core=tick_rounded(user_s + system_s, successes, per_core=True),
-            rss_per_connection_bytes=memory_per_connection(mon),
-            loadgen_peak_cpu_percent=float(win["loadgen_cpu_percent_max"].max()),
-            loadgen_median_cpu_percent=float(win["loadgen_cpu_percent_max"].median()),
+    def once(self, compute: Callable[[Reading], dict[str, Any]]) -> dict[str, Any]:
+        """What a computation of several figures together returns, computed once for the run."""
+        if compute not in self._once:
+            self._once[compute] = compute(self)
+        return self._once[compute]
+
+    @cached_property
+    def ops(self) -> pd.DataFrame:
+        """The latency table's ops (the protocol's requests), measured from their intended start."""
+        lat = self.run.latency
+        return lat[lat["type"].isin(OPS) & (lat["measure"] == "latency")] if len(lat) else lat
+
+    @cached_property
+    def successes(self) -> int:
+        return int(self.ops["count"].sum()) if len(self.ops) else 0
+
+    @cached_property
+    def failed_ops(self) -> int:
+        return int(self.ops["failures"].sum()) if len(self.ops) else 0
+
+    @cached_property
+    def failure_classes(self) -> dict[str, int]:
+        classes: dict[str, int] = {}
+        for f in self.info.get("failures") or []:
+            classes[f["class"]] = classes.get(f["class"], 0) + int(f["occurrences"])
+        return classes
+
+    def percentile(self, kinds: tuple[str, ...], percentile: float | None) -> tuple[float, bool]:
+        """``bounded`` over these kinds, finished and unfinished: (ms, a lower bound)."""
+        key = (kinds, percentile)
+        if key not in self._percentiles:
+            hist = merged_histogram(self.run, kinds, with_unfinished=True)
+            self._percentiles[key] = bounded(hist, percentile, unfinished_ages(self.run, kinds))
+        return self._percentiles[key]
+
+    @cached_property
+    def service(self) -> HdrHistogram | None:
+        """The ops from their actual send (open loop; the latencies themselves in closed loop)."""
+        return merged_histogram(self.run, OPS, service=True) or merged_histogram(self.run, OPS)
+
+    def window_account(self) -> dict[str, Any]:
+        """The window's account and the connections at its close (loadtest.report.rules.account)."""
+        run = self.run
+        users = len(run.users) if run.users is not None else 0
+        return account.figures(
+            run.connections, run.timeline_note, users=users, window_s=self.seconds, request_s=request_seconds(run)
         )
-        row.update(syn_figures(run, row["tcp_syn_retrans"], row["counters_scope"]))
-        row["client_bound"] = bool(row["loadgen_median_cpu_percent"] >= CLIENT_BOUND_PERCENT)
-        # Server and load generator together, median over the window, % of one core.
-        row["machine_cpu_percent"] = float((win["server_cpu_percent"] + win["loadgen_cpu_percent_total"]).median())
-    else:
-        for col in SUMMARY_COLUMNS:
-            row.setdefault(col, math.nan)
-        row["client_bound"] = ""
-    return {col: row.get(col, math.nan) for col in SUMMARY_COLUMNS}
+
+    def user_figures(self) -> dict[str, Any]:
+        return user_figures(self.run)
+
+    def monitor_value(self, column: str, how: str) -> Any:
+        """A monitor column's peak over the window ("max": not the warm-up's burst nor the shutdown), else its
+        last value — a kernel counter's change over the window where the run read the counters at its edges."""
+        mon, win = self.monitor, self.in_window
+        if mon is None or win is None or column not in mon:  # not monitored, or recorded before the column
+            return math.nan
+        counter, edges = column.removeprefix("TcpExt_"), self.window.get("counters") or {}
+        if how == "max":
+            value = win[column].max()
+        elif edges and counter in edges["open"] and counter not in WHOLE_RUN_COUNTERS:
+            value = edges["close"][counter] - edges["open"][counter]  # the window's own, read at its edges
+        else:
+            value = mon.iloc[-1][column]
+        return value if isinstance(value, str) else int(value)
+
+    def counters_scope(self) -> Any:
+        """isolated or shared: the monitor's, else what run.json says."""
+        if self.monitored:
+            return self.monitor_value("counters_scope", "last")
+        return self.info.get("counters_scope", "")
+
+    def cpu_spent(self, column: str) -> float:
+        """The server's CPU over the window, read off its cumulative samples at the window's edges."""
+        assert self.monitor is not None
+        mon, window = self.monitor, self.window
+        cumulative = mon[column]
+        if window.get("start") and window.get("stop"):
+            start, stop = np.interp([window["start"], window["stop"]], mon["timestamp"], cumulative)
+        else:
+            start, stop = cumulative.iloc[0], cumulative.iloc[-1]
+        return float(stop - start)
+
+    def cpu_per_request(self, *columns: str, per_core: bool = False) -> float:
+        """The server's CPU of these columns over the window per successful op, ``tick_rounded``."""
+        return tick_rounded(sum(self.cpu_spent(c) for c in columns), self.successes, per_core=per_core)
+
+
+Computation = Callable[[Reading], Any]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Columns computed together, in one pass (the window's account, the users' ledgers, the SYN split): each
+    column that declares the family is its own name's entry of what ``compute`` returns, and nothing else is
+    (but ``also``: entries read by other columns)."""
+
+    compute: Callable[[Reading], dict[str, Any]]
+    also: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """A percentile in ms (None: the maximum) of these kinds, finished and unfinished: a lower bound where
+    unfinished work could still raise it (then listed in ``lower_bound_columns``)."""
+
+    kinds: tuple[str, ...]
+    at: float | None
+
+    def __call__(self, r: Reading) -> float:
+        return r.percentile(self.kinds, self.at)[0]
+
+    def lower_bound(self, r: Reading) -> bool:
+        return r.percentile(self.kinds, self.at)[1]
+
+
+@dataclass(frozen=True)
+class FromMonitor:
+    """A monitor column's peak over the window ("max") or its last value ("last": a counter's change)."""
+
+    column: str
+    how: str
+
+    def __post_init__(self) -> None:
+        if self.column not in MONITOR_NAMES or self.how not in ("max", "last"):  # a typo fails at import
+            raise ValueError(f"no monitor column {self.column!r} to read as {self.how!r}")
+
+    def __call__(self, r: Reading) -> Any:
+        return r.monitor_value(self.column, self.how)
+
+
+@dataclass(frozen=True)
+class Summary(Column):
+    """A column of summary.csv: a :class:`Column` that carries its computation."""
+
+    value: Computation | Family = field(kw_only=True)
+
+    def of(self, r: Reading) -> Any:
+        if isinstance(self.value, Family):
+            return r.once(self.value.compute)[self.name]
+        return self.value(r)
+
+
+def monitored(compute: Computation, otherwise: Any = math.nan) -> Computation:
+    """A figure of the monitor's samples: ``otherwise`` for a run the monitor did not sample."""
+    return lambda r: compute(r) if r.monitored else otherwise
 
 
 def request_seconds(run: RunData) -> float:
@@ -228,54 +277,13 @@ def memory_per_connection(mon: Any) -> float:
     return round((memory.max() - memory.iloc[0]) / peak) if peak and len(memory) else math.nan
 
 
-def syn_figures(run: RunData, counter: int, scope: str) -> dict[str, Any]:
-    """TCPSynRetrans split into the clients' SYN retransmissions and the server's SYN-ACK retransmissions.
-
-    The kernel adds to the one counter for both: a client re-sending its SYN, and a listener re-sending
-    a SYN-ACK (``tcp_rtx_synack``: after the client's final ACK was dropped at a full accept queue, or
-    to a repeated SYN).  The clients count their own: each connecting socket's TCP_INFO
-    ``tcpi_total_retrans`` when its connect() ended (loadtest.client.socket_client).  What is left of the counter,
-    less the clients that live in the counter's own namespace, is the server's — exact only when the
-    counters are the run's alone (``isolated``)."""
-    processes = run.info.get("load_processes") or []
-    if not any("syn_retrans" in p for p in processes):
-        return {}
-    clients = sum(int(p.get("syn_retrans", 0)) for p in processes)
-    where = run.info.get("counters_from") or {}
-    here = [p for p in processes if p.get("netns") == where.get("netns") and p.get("host") == where.get("host")]
-    in_namespace = sum(int(p.get("syn_retrans", 0)) for p in here)
-    return {
-        "client_syn_retrans": clients,
-        "connections_syn_retried": syn_retried_in_window(run, sum(int(p.get("syn_retried", 0)) for p in processes)),
-        "server_synack_retrans": counter - in_namespace if scope == "isolated" else math.nan,
-    }
-
-
-def syn_retried_in_window(run: RunData, whole_run: int) -> int:
-    """Connects that re-sent a SYN and ended (connect() returned or failed) after the window opened, or were
-    still going when it closed; the whole run's count when there are no connection records."""
-    frame, window = run.connections, run.info.get("window") or {}
-    if frame is None or not window.get("monotonic_start"):
-        return whole_run
-    ended = frame["connect_end"].where(frame["connect_end"] > 0, frame["closed"]).fillna(0)
-    close = float(window.get("monotonic_stop") or np.inf)
-    inside = ((ended <= 0) | (ended >= float(window["monotonic_start"]))) & (ended <= close)
-    still = frame["stage_at_stop"].isin(["syn_retry_wait", "handshake"])  # connecting when the window closed
-    return int((frame["in_window"] & (inside | still) & (frame["syn_retrans"] > 0)).sum())
-
-
 def user_figures(run: RunData) -> dict[str, Any]:
     """users_served (≥ 1 successful request in the window), users_starved (none), Jain's fairness
     index over per-user completed requests (1.0 = equal shares, 1/n = one user got all), and the
     longest stretch any user went without a success (ms)."""
     users = run.users
     if users is None or users.empty:
-        return {
-            "users_served": math.nan,
-            "users_starved": math.nan,
-            "fairness": math.nan,
-            "longest_user_wait_ms": math.nan,
-        }
+        return dict.fromkeys(("users_served", "users_starved", "fairness", "longest_user_wait_ms"), math.nan)
     x = users["requests"].astype(float)
     return {
         "users_served": int((x > 0).sum()),

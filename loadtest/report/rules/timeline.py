@@ -27,8 +27,6 @@ both clocks are not measured, the others stand).
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from loadtest.declare.columns import WINDOW_SHARES
-from servers.connlog import ENDED_BADLY, HEADER, HEADER_SIZE, IPV6, MAGIC, RECORD, REJECTED, SERVER_CLOSED, TIMES
+from loadtest.report.rules.server_log import ServerLog, read_server_log, teardown_of
+from servers.connlog import TIMES
 
 # A connection's consecutive stages, each between two events that happened in this order on one clock
 # (CLOCK_MONOTONIC, client and server alike), so they add up to connect start → the first reply's last byte.
@@ -78,71 +77,6 @@ CONNECTIONS_FILE = "connections.csv"
 # for the kernel's retry (1 s after the SYN), not for a handshake; below it, the client may just not have run.
 SYN_DROPPED_S = 0.2
 STOPPED_BY_THE_RUN = "closed by the run's stop, after the window"
-
-
-@dataclass
-class ServerLog:
-    records: pd.DataFrame
-    cap: int
-    recorded: int
-    unrecorded: int
-    boot_id: str
-    complete: bool  # False: the file was cut short, or records were still open (the server was killed)
-
-
-RECORD_DTYPE = np.dtype(
-    [
-        *((t, "<f8") for t in TIMES),
-        ("in_window_service", "<f8"),
-        ("peer_port", "<u2"),
-        ("local_port", "<u2"),
-        ("requests", "<u4"),
-        ("worker_flags", "<u4"),
-        ("peer", "V16"),
-        ("pad", "V4"),
-    ]
-)
-assert RECORD_DTYPE.itemsize == RECORD.size
-
-
-def read_server_log(path: Path) -> tuple[ServerLog | None, str]:
-    """The server's connection records, or None and why not, in words (never a crash)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None, "no server log (a server socklab did not start, or --conn-log-cap 0)"
-    if len(data) < HEADER_SIZE or data[:8] != MAGIC:
-        return None, "the server log is not a socklab connection log of this version"
-    _magic, _version, cap, tail, _stride, _taken, recorded, unrecorded, boot = HEADER.unpack_from(data)
-    need = HEADER_SIZE + (cap + tail) * RECORD.size
-    if len(data) < need:
-        return None, f"the server log is cut short ({len(data):,} of {need:,} bytes)"
-    records = np.frombuffer(data, dtype=RECORD_DTYPE, count=cap + tail, offset=HEADER_SIZE)
-    records = records[records["closed"] > 0]
-    frame = pd.DataFrame({t: records[t] for t in (*TIMES, "in_window_service")})
-    for name in ("peer_port", "local_port", "requests"):
-        frame[name] = records[name].astype(np.int64)
-    frame["worker"] = (records["worker_flags"] >> 8).astype(np.int64)
-    frame["flags"] = (records["worker_flags"] & 0xFF).astype(np.int64)
-    frame["peer_ip"] = [
-        socket.inet_ntop(socket.AF_INET6, bytes(p)) if f & IPV6 else socket.inet_ntop(socket.AF_INET, bytes(p)[:4])
-        for p, f in zip(records["peer"], frame["flags"], strict=True)
-    ]
-    # The header's counts are written as the records are (several processes) or at the stop (one): fewer
-    # records than it says, or a header with none said though records are there, is a server that was killed.
-    complete = int(recorded) == len(frame)
-    return ServerLog(frame, cap, max(int(recorded), len(frame)), int(unrecorded), boot.hex(), complete), ""
-
-
-def teardown_of(row: Any) -> str:
-    flags = int(row.flags)
-    if flags & REJECTED:
-        return "rejected (over --max-connections)"
-    if flags & ENDED_BADLY:
-        return "ended badly (reset, timeout or bad frame)"
-    if flags & SERVER_CLOSED:
-        return "server closed first: the server holds TIME_WAIT"
-    return "client closed first: the client holds TIME_WAIT"
 
 
 def join(client: pd.DataFrame, log: ServerLog | None, server_port: int, boots: dict[str, str]) -> pd.DataFrame:
@@ -259,12 +193,15 @@ def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Ser
     return until.where(~still, np.nan)
 
 
+MS = 1000.0
+Span = tuple[pd.Series, pd.Series]  # (begin, end) per connection, s
+
+
 def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | None = None) -> pd.DataFrame:
     """The stages of each connection (ms, ``STAGES``), consecutive by construction: stage i runs from event i to
     event i+1; the stage in progress when the window closed (or the connection ended) runs to that moment,
     and is marked a lower bound; the stages after it are 0.  Also each stage's part inside the window
     (``in_window_<stage>``, s) — the window's account — and the state at the close."""
-    ms = 1000.0
     close = float(close) if close else float("inf")
     ev = events(out, close)
     ended = out["closed"].astype(float).where(out["closed"] > 0)
@@ -272,6 +209,28 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     stop = np.fmin(ended.fillna(close), close)
     if not np.isfinite(close):  # no window: up to the client's close, or its last event
         stop = ended.fillna(ev.max(axis=1))
+    # No server record to join (no log, another machine's clock, past the log's cap): after connect() returned,
+    # one stage up to the first reply's last byte, named for what it is.
+    unknown = ~out["join"].isin(["joined", "never connected"]) & ~out["join"].str.startswith("not accepted")
+    spans, running = consecutive(stage_bounds(out, ev, close, unknown), stop)
+    spans, running = young_connects(spans, running, stop - ev["e0"])
+    set_stages(out, spans, unknown, open_, close)
+    out["stage_at_stop"] = running  # "" when the first reply came back
+    mark_events(out, ev, unknown, open_)
+    out["first_request"] = sum(out[s].fillna(0.0) for s in STAGES).where(running == "")
+    out["first_reply"] = (out["first_byte"].where(out["first_byte"] > 0) - out["connect_start"]) * MS
+    # Open and not accepted when the window closed, though connect() had returned: half-open or queued.
+    connected = ev["e2"].notna() & ev["e3"].isna() & ~unknown & (ended.isna() | (ended > close))
+    out["unaccepted_at_close"] = connected & bool(np.isfinite(close))
+    out["accept_queue_lower_bound"] = running.isin(["accept_queue", "half_open"])
+    after_first_reply(out, ev, stop, open_, close)
+    mark_teardown(out, close)
+    return out
+
+
+def stage_bounds(out: pd.DataFrame, ev: pd.DataFrame, close: float, unknown: pd.Series) -> list[pd.Series]:
+    """Where each stage begins (stage i between bound i and bound i+1): the events in order, the end of being
+    half-open inserted; without a server record every bound after connect()'s return is that return."""
     bounds = [
         ev["e0"],
         ev["e1"],
@@ -285,15 +244,18 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
         ev["e8"],
         ev["e8"],
     ]
-    # No server record to join (no log, another machine's clock, past the log's cap): after connect() returned,
-    # one stage up to the first reply's last byte, named for what it is.
-    unknown = ~out["join"].isin(["joined", "never connected"]) & ~out["join"].str.startswith("not accepted")
     for i in range(3, 10):
         bounds[i] = bounds[i].where(~unknown, ev["e2"])
-    cur = ev["e0"]
-    running = pd.Series("", index=out.index)
-    done = pd.Series(False, index=out.index)
-    spans: dict[str, tuple[pd.Series, pd.Series]] = {}
+    return bounds
+
+
+def consecutive(bounds: list[pd.Series], stop: pd.Series) -> tuple[dict[str, Span], pd.Series]:
+    """Each stage's span, one after the other: a stage whose next bound had not come runs to the ``stop`` and is
+    the one in progress (``running``; "" where every stage came), and those after it are empty."""
+    cur = bounds[0]
+    running = pd.Series("", index=cur.index)
+    done = pd.Series(False, index=cur.index)
+    spans: dict[str, Span] = {}
     for i, stage in enumerate(STAGES):
         nxt = bounds[i + 1]
         arrived = nxt.notna() & ~done
@@ -303,17 +265,28 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
         running = running.where(~stops_here, stage)
         done = done | stops_here
         cur = end
-    # A connect still going (or failed) after less than SYN_DROPPED_S was in its handshake (or its client not
-    # yet scheduled); on loopback a handshake takes tens of µs, so one going longer had its SYN dropped and
-    # waits for the retry.
-    young = (running == "syn_retry_wait") & ((stop - ev["e0"]) < SYN_DROPPED_S)
+    return spans, running
+
+
+def young_connects(spans: dict[str, Span], running: pd.Series, age: pd.Series) -> tuple[dict[str, Span], pd.Series]:
+    """A connect still going (or failed) after less than SYN_DROPPED_S was in its handshake (or its client not
+    yet scheduled); on loopback a handshake takes tens of µs, so one going longer had its SYN dropped and
+    waits for the retry."""
+    young = (running == "syn_retry_wait") & (age < SYN_DROPPED_S)
     if young.any():
         b0, e0 = spans["syn_retry_wait"]
         spans["syn_retry_wait"] = (b0, e0.where(~young, b0))
         spans["handshake"] = (spans["handshake"][0].where(~young, b0), spans["handshake"][1].where(~young, e0))
         running = running.where(~young, "handshake")
+    return spans, running
+
+
+def set_stages(
+    out: pd.DataFrame, spans: dict[str, Span], unknown: pd.Series, open_: float | None, close: float
+) -> None:
+    """Each stage in ms, and its part inside the window in s (``in_window_<stage>``)."""
     for stage, (b, e) in spans.items():
-        out[stage] = (e - b) * ms
+        out[stage] = (e - b) * MS
         if open_ is not None:
             lo, hi = np.fmax(b, open_), np.fmin(e, close)
             out[f"in_window_{stage}"] = (hi - lo).clip(lower=0).fillna(0.0)
@@ -323,32 +296,40 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     reached = ~unknown & (out["connected"] == 1)
     for stage in server_side:
         out[stage] = out[stage].where(reached)
-    out["stage_at_stop"] = running  # "" when the first reply came back
+
+
+def mark_events(out: pd.DataFrame, ev: pd.DataFrame, unknown: pd.Series, open_: float | None) -> None:
+    """Whether a connection was accepted, picked by a worker and served by the window's close (``e<i>_known``),
+    and whether inside it (``<event>_in_window``)."""
     for i in (3, 4, 7):  # accepted, a worker on it, its first reply written: by the window's close
         out[f"e{i}_known"] = ev[f"e{i}"].notna() & ~unknown
     # … and inside the window: a persistent connection's first request was the warm-up's, not the window's.
     since = open_ if open_ is not None else -np.inf
     for i, name in ((3, "accepted"), (4, "picked"), (7, "served"), (8, "replied")):
         out[f"{name}_in_window"] = (ev[f"e{i}"] >= since) & ~unknown
-    out["first_request"] = sum(out[s].fillna(0.0) for s in STAGES).where(running == "")
-    out["first_reply"] = (out["first_byte"].where(out["first_byte"] > 0) - out["connect_start"]) * ms
-    # Open and not accepted when the window closed, though connect() had returned: half-open or queued.
-    connected = ev["e2"].notna() & ev["e3"].isna() & ~unknown & (ended.isna() | (ended > close))
-    out["unaccepted_at_close"] = connected & bool(np.isfinite(close))
-    out["accept_queue_lower_bound"] = running.isin(["accept_queue", "half_open"])
+
+
+def after_first_reply(out: pd.DataFrame, ev: pd.DataFrame, stop: pd.Series, open_: float | None, close: float) -> None:
+    """Inside the window, each connection's time after its first reply (``in_window_after_first``) and its
+    first request's own time in flight (``first_request_in_flight_s``), s."""
     last = ev["e8"]
     out["in_window_after_first"] = 0.0
     out["first_request_in_flight_s"] = 0.0
-    if open_ is not None:
-        # After the first reply: a persistent connection's later requests, and the load generator between them.
-        after = (np.fmin(stop, close) - np.maximum(last, open_)).clip(lower=0)
-        out["in_window_after_first"] = after.where(last.notna(), 0.0)
-        # The first request's own time in flight inside the window (from its send, or from connect()'s return
-        # where the send was not stamped, to its last reply byte or the stop): the clients' request time
-        # counts it too, so the window's "later requests" are what is left after it.
-        sent = out["sent"].astype(float).where(out["sent"] > 0).fillna(ev["e2"])
-        lo, hi = np.maximum(sent, open_), np.minimum(last.fillna(stop), close)
-        out["first_request_in_flight_s"] = (hi - lo).clip(lower=0).where(sent.notna(), 0.0)
+    if open_ is None:
+        return
+    # After the first reply: a persistent connection's later requests, and the load generator between them.
+    after = (np.fmin(stop, close) - np.maximum(last, open_)).clip(lower=0)
+    out["in_window_after_first"] = after.where(last.notna(), 0.0)
+    # The first request's own time in flight inside the window (from its send, or from connect()'s return
+    # where the send was not stamped, to its last reply byte or the stop): the clients' request time
+    # counts it too, so the window's "later requests" are what is left after it.
+    sent = out["sent"].astype(float).where(out["sent"] > 0).fillna(ev["e2"])
+    lo, hi = np.maximum(sent, open_), np.minimum(last.fillna(stop), close)
+    out["first_request_in_flight_s"] = (hi - lo).clip(lower=0).where(sent.notna(), 0.0)
+
+
+def mark_teardown(out: pd.DataFrame, close: float) -> None:
+    """How each joined connection ended (``teardown``): its server record's flags, or the run's stop."""
     joined = out["join"] == "joined"
     out["teardown"] = ""
     if joined.any():
@@ -358,7 +339,6 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     first_close = np.fmin(out["closed"].astype(float).where(out["closed"] > 0), out["server_closed"].astype(float))
     stopped = joined & (first_close > close)
     out.loc[stopped, "teardown"] = STOPPED_BY_THE_RUN
-    return out
 
 
 def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:
