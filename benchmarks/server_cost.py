@@ -1,6 +1,7 @@
 """Server cost: requests/s and server CPU µs per request, designs beside stdlib references.
 
     python -m benchmarks.server_cost [--seconds 3] [--repeat 3] [--csv benchmarks/results/server_cost.csv]
+    python -m benchmarks.server_cost --against /tmp/before [--designs blocking,threaded] [--loads persistent]
 
 For each server and load, a fresh server process and a separate bare-gevent load
 process (benchmarks.loadgen; no locust).  Server CPU per request = Δ(user+sys
@@ -63,8 +64,10 @@ GOALS: list[tuple[str, str, float | None]] = [  # (design, reference, max ratio 
 ]
 
 
-def measure(name: str, mode: str, seconds: float, conn_log: str = "") -> dict[str, float]:
+def measure(name: str, mode: str, seconds: float, conn_log: str = "", tree: Path | None = None) -> dict[str, float]:
     cmd, one_at_a_time = SERVERS[name]
+    if tree is not None:  # the same design from another checkout: run from there, so its code is imported
+        cmd = ["sh", "-c", 'cd "$0" && exec "$@"', str(tree), *cmd]
     connections = (1 if one_at_a_time else 50) if mode == "persistent" else 10
     env = PINNED_MALLOC if name.endswith("+pinned-malloc") else None
     if conn_log:
@@ -133,15 +136,46 @@ def conn_log_ab(seconds: float, repeat: int, designs: list[str], loads: list[str
     return 0 if ok else 1
 
 
+def tree_ab(seconds: float, repeat: int, designs: list[str], loads: list[str], other: Path) -> int:
+    """Each design from this checkout and from ``other`` (e.g. a worktree of the revision before a
+    refactor), interleaved in one run: whether a change of code changed what a request costs the server."""
+    runs: dict[tuple[str, str, str], list[float]] = {}
+    trees = {"this": None, "other": other}
+    for round_no in range(repeat):
+        for mode in loads:
+            for name in designs:
+                for label in ("this", "other") if round_no % 2 == 0 else ("other", "this"):
+                    r = measure(name, mode, seconds, tree=trees[label])
+                    runs.setdefault((name, mode, label), []).append(r["server_cpu_us_per_request"])
+                    print(
+                        f"round {round_no + 1} {mode:10} {name:28} {label:5} "
+                        f"{r['server_cpu_us_per_request']:7.1f} µs/req",
+                        file=sys.stderr,
+                    )
+    print(f"| design | load | {other} µs/req | this µs/req | this ÷ other |")
+    print("|---|---|---|---|---|")
+    for mode in loads:
+        for name in designs:
+            before = statistics.median(runs[(name, mode, "other")])
+            after = statistics.median(runs[(name, mode, "this")])
+            print(f"| {name} | {mode} | {before:.1f} | {after:.1f} | {after / before:.3f} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "server_cost.csv")
     ap.add_argument("--conn-log-ab", action="store_true", help="each design with its connection log off and on")
-    ap.add_argument("--designs", default=",".join(DESIGNS), help="with --conn-log-ab: which designs")
-    ap.add_argument("--loads", default="persistent,connect", help="with --conn-log-ab: persistent, connect or both")
+    ap.add_argument("--designs", default=",".join(DESIGNS), help="with --conn-log-ab or --against: which designs")
+    ap.add_argument(
+        "--loads", default="persistent,connect", help="with --conn-log-ab or --against: persistent, connect or both"
+    )
+    ap.add_argument("--against", type=Path, help="a checkout of another revision: each design from both, interleaved")
     args = ap.parse_args()
+    if args.against:
+        return tree_ab(args.seconds, args.repeat, args.designs.split(","), args.loads.split(","), args.against)
     if args.conn_log_ab:
         return conn_log_ab(args.seconds, args.repeat, args.designs.split(","), args.loads.split(","))
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}

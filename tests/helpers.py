@@ -74,28 +74,30 @@ class LocustRun:
         return json.loads((self.report_dir / "run.json").read_text())
 
 
-def run_locust(tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60) -> LocustRun:
+def locust_command(users: int, seconds: int, *args: str) -> list[str]:
+    """A headless Locust run of the real locustfile: USERS spawned at once, for SECONDS."""
+    head = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
+    return [*head, "-u", str(users), "-r", str(users), "-t", f"{seconds}s", *args]
+
+
+def run_locust(
+    tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60, page: bool = False
+) -> LocustRun:
+    """A headless run of the real locustfile, left-over processes checked.  Without ``page`` it ends with its
+    data files only (``--report data``, as a compare cell does): the page costs ~1.3 s a run of the suite's
+    time, and the tests that read summary.csv or report.html ask for it."""
     report_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{seconds}s",
+    cmd = locust_command(
+        users,
+        seconds,
         "--report-dir",
         str(report_dir),
         "--csv",
         str(report_dir / "locust"),
         "--only-summary",
+        *([] if page or "--report" in args else ["--report", "data"]),
         *args,
-    ]
+    )
     before = {p.pid for p in psutil.process_iter()}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
     leftover = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and _ours(p)]

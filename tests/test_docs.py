@@ -43,3 +43,34 @@ def test_every_parser_prints_its_help() -> None:
     sample = argparse.ArgumentParser()
     sample.add_argument("--share", help=Option("share", int, 50, "50 % of it").parser_help)
     assert "50 % of it" in sample.format_help()  # as written, not a crash
+
+
+def test_the_readmes_map_is_the_tree() -> None:
+    # Every module is on the map, under its own folder, and the map names no module that is gone.
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    block = readme.split("## The map", 1)[1].split("```", 2)[1]
+    folders: list[tuple[int, str]] = []  # (indent, folder) of the folders open at this line
+    on_map: set[str] = set()
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        names = re.split(r"\s{2,}", line.strip())[0].split()  # the names, before the description's gap
+        folders = [(i, f) for i, f in folders if i < indent]
+        if names and names[0].endswith("/"):
+            folders.append((indent, names[0]))
+            continue
+        here = "".join(f for _, f in folders)
+        on_map |= {here + name for name in names if name.endswith(".py") and not name.startswith("__")}
+    in_tree = {
+        str(p.relative_to(root))
+        for package in ("loadtest", "servers")
+        for p in (root / package).rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py") and p.parent.name not in ("models", "loops")
+    }
+    assert in_tree - on_map == set(), "modules missing from the README's map"
+    assert {m for m in on_map if m.startswith(("loadtest/", "servers/"))} - in_tree == set(), (
+        "the map names gone modules"
+    )

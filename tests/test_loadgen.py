@@ -40,9 +40,8 @@ def test_locusts_statistics_are_socklabs_counts(tmp_path: Path, events: list[str
 def test_a_pipeline_keeps_n_in_flight_and_each_waits_behind_those_ahead(tmp_path: Path) -> None:
     # One connection, SLEEP 10 ms served one after another: with 4 in flight each request's own latency,
     # send → last reply byte, is the 3 ahead of it plus its own: 40 ms; the rate is the server's, 100/s.
-    run = run_locust(
-        tmp_path, "--server", "threaded", "--op", "SLEEP", "--sleep-ms", "10", "--pipeline", "4", users=1, seconds=3
-    )
+    pipelined = ("--server", "threaded", "--op", "SLEEP", "--sleep-ms", "10", "--pipeline", "4")
+    run = run_locust(tmp_path, *pipelined, users=1, seconds=3, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     row = summary(run.report_dir)
     assert row["pipeline"] == "4" and run.manifest()["options"]["pipeline"] == 4
@@ -59,7 +58,9 @@ def test_a_pipeline_with_an_open_loop_is_refused(tmp_path: Path) -> None:
 def test_the_capacity_estimate_meets_the_measure_where_the_server_is_cpu_bound(tmp_path: Path) -> None:
     # WORK 2 ms on one event loop: one core, all of it the server's work — the estimate from its CPU per
     # request is what it achieved.
-    run = run_locust(tmp_path, "--server", "selectors", "--op", "WORK", "--work-us", "2000", users=10, seconds=3)
+    run = run_locust(
+        tmp_path, "--server", "selectors", "--op", "WORK", "--work-us", "2000", users=10, seconds=3, page=True
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     row = summary(run.report_dir)
     estimate, measured = float(row["server_capacity_rps_per_core"]), float(row["rps"])

@@ -21,7 +21,7 @@ import pytest
 
 from loadtest.hosts.isolate import can_isolate
 from loadtest.report import build_compare
-from tests.helpers import LOCUSTFILE, run_locust
+from tests.helpers import LOCUSTFILE, locust_command, run_locust
 
 ISOLATION, WHY_NOT = can_isolate()
 
@@ -38,7 +38,7 @@ def page_text(report_dir: Path) -> str:
 def test_one_at_a_time_server_starves_all_but_one_persistent_user(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "t").mkdir()
-    blocking = run_locust(tmp_path / "b", "--server", "blocking", users=10, seconds=3)
+    blocking = run_locust(tmp_path / "b", "--server", "blocking", users=10, seconds=3, page=True)
     assert blocking.returncode == 0, blocking.stderr[-2000:]
     row = summary_row(blocking.report_dir)
     assert (int(row["users_served"]), int(row["users_starved"])) == (1, 9)
@@ -51,7 +51,7 @@ def test_one_at_a_time_server_starves_all_but_one_persistent_user(tmp_path: Path
         users = list(csv.DictReader(f))
     assert len(users) == 10 and sorted(int(u["requests"]) > 0 for u in users) == [False] * 9 + [True]
 
-    threaded = run_locust(tmp_path / "t", "--server", "threaded", users=10, seconds=3)
+    threaded = run_locust(tmp_path / "t", "--server", "threaded", users=10, seconds=3, page=True)
     assert threaded.returncode == 0, threaded.stderr[-2000:]
     row = summary_row(threaded.report_dir)
     assert (int(row["users_served"]), int(row["users_starved"])) == (10, 0)
@@ -129,19 +129,9 @@ def test_connection_storm_unfinished_connects_match_the_kernels_syn_sent(tmp_pat
 def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> None:
     report = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
-            "--headless",
-            "-u",
-            "10",
-            "-r",
-            "10",
-            "-t",
-            "6s",
+        locust_command(
+            10,
+            6,
             "--server",
             "threaded",
             "--op",
@@ -153,7 +143,7 @@ def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> Non
             "--report-dir",
             str(report),
             "--only-summary",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -187,23 +177,13 @@ def test_open_loop_counts_latency_from_the_intended_start(tmp_path: Path) -> Non
 )
 def test_plain_unshare_net_is_labelled_isolated(tmp_path: Path) -> None:
     report = tmp_path / "run"
-    locust = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "2s",
+    locust = locust_command(
+        2,
+        2,
         "--report-dir",
         str(report),
         "--only-summary",
-    ]
+    )
     done = subprocess.run(
         ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *locust],
         capture_output=True,
@@ -218,7 +198,7 @@ def test_plain_unshare_net_is_labelled_isolated(tmp_path: Path) -> None:
 
 
 def test_final_locust_csv_agrees_with_the_final_counts(tmp_path: Path) -> None:
-    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", users=5, seconds=3)
+    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", users=5, seconds=3, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     stats = run.locust_stats()
     latency = run.latency()
@@ -246,7 +226,7 @@ def _users_csv(report_dir: Path) -> list[dict[str, str]]:
 def test_every_user_is_counted_once_across_forked_workers(tmp_path: Path) -> None:
     # blocking serves one persistent connection for the whole window: 1 served, 5 starved, and the
     # six users live in two forked workers, whose ids once collided (the pid taken before the fork).
-    run = run_locust(tmp_path, "--processes", "2", "--server", "blocking", users=6, seconds=3, timeout=90)
+    run = run_locust(tmp_path, "--processes", "2", "--server", "blocking", users=6, seconds=3, timeout=90, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     users = _users_csv(run.report_dir)
     assert len(users) == len({u["user_id"] for u in users}) == 6, users

@@ -28,7 +28,17 @@ from loadtest.measure.sockdiag import SockDiag
 from servers import design_class
 from servers.base import DEFAULT_MAX_CONNECTIONS
 from servers.protocol import Op, Status, encode_request
-from tests.helpers import DESIGNS, LOCUSTFILE, call, compare, connect, ours_running, run_locust, start_compare, summary
+from tests.helpers import (
+    DESIGNS,
+    call,
+    compare,
+    connect,
+    locust_command,
+    ours_running,
+    run_locust,
+    start_compare,
+    summary,
+)
 
 TCP_ESTABLISHED = 1
 
@@ -95,24 +105,14 @@ def test_compare_stops_cleanly_on_sigint_sigterm_and_sighup(tmp_path: Path, sig:
 def test_locust_stopped_at_a_random_point_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> None:
     report = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
-            "--headless",
-            "-u",
-            "5",
-            "-r",
-            "5",
-            "-t",
-            "30s",
+        locust_command(
+            5,
+            30,
             "--report-dir",
             str(report),
             "--only-summary",
             "ConnectPerRequestUser",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -335,19 +335,9 @@ def test_a_wildcard_bind_warns() -> None:
 def test_flags_of_a_run_whose_server_died_cover_only_its_life(tmp_path: Path) -> None:
     report = tmp_path / "run"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
-            "--headless",
-            "-u",
-            "5",
-            "-r",
-            "5",
-            "-t",
-            "6s",
+        locust_command(
+            5,
+            6,
             "--server",
             "threaded",
             "--report-dir",
@@ -355,7 +345,7 @@ def test_flags_of_a_run_whose_server_died_cover_only_its_life(tmp_path: Path) ->
             "--only-summary",
             "--monitor-interval",
             "0.25",
-        ],
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

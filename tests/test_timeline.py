@@ -36,6 +36,7 @@ def arrive_at_once(tmp_path: Path, server: str, users: int, *args: str) -> pd.Da
         *args,
         users=users,
         seconds=10,
+        page=True,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
