@@ -109,7 +109,7 @@ def test_a_pool_fed_by_an_accepting_thread_moves_the_wait_into_its_queue(tmp_pat
 
 @pytest.mark.parametrize("option", [["--conn-log-cap", "0"]])
 def test_without_a_server_log_the_client_side_stands_alone(tmp_path: Path, option: list[str]) -> None:
-    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", *option, users=2, seconds=1)
+    run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", *option, users=2, seconds=1, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
     # Every connection that connected has no server log to join; one whose connect() the run's end cut short
