@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, NamedTuple
@@ -19,10 +20,10 @@ if TYPE_CHECKING:
 
 
 # The parts, by name.  Imported when a design is first composed, not with the registry: a process that
-# only lists designs (the harness, Locust's) pays nothing for them (asyncio alone is ~20 ms).
+# only lists designs (the harness, Locust's) pays nothing for them.
 @cache
 def model_classes() -> dict[str, type]:
-    """The process models, by the name a design's "MODEL+LOOP" uses."""
+    """The process models, by the name a design's "MODEL+LOOP" uses (light modules: imported together)."""
     from servers.models.forks import ForkPerConnection, Preforked, PreforkedReuseport
     from servers.models.single import Single
     from servers.models.threads import Prethreaded, ThreadPerConnection, ThreadPool
@@ -38,14 +39,31 @@ def model_classes() -> dict[str, type]:
     }
 
 
-@cache
-def loop_classes() -> dict[str, type]:
-    """The connection loops, by the name a design's "MODEL+LOOP" uses."""
-    from servers.loops.asyncio_loop import AsyncioLoop
+def _blocking_loop() -> type:
     from servers.loops.blocking import BlockingLoop
+
+    return BlockingLoop
+
+
+def _selector_loop() -> type:
     from servers.loops.selector_loop import SelectorLoop
 
-    return {"blocking": BlockingLoop, "selectors": SelectorLoop, "asyncio": AsyncioLoop}
+    return SelectorLoop
+
+
+def _asyncio_loop() -> type:
+    from servers.loops.asyncio_loop import AsyncioLoop
+
+    return AsyncioLoop
+
+
+# The connection loops, each imported only by a server that runs it: asyncio's module brings asyncio and
+# ssl, ~7 MB of a server's RSS that a blocking or selectors design must not carry into its memory figures.
+LOOPS: dict[str, Callable[[], type]] = {
+    "blocking": _blocking_loop,
+    "selectors": _selector_loop,
+    "asyncio": _asyncio_loop,
+}
 
 
 class Design(NamedTuple):
@@ -108,11 +126,11 @@ def _load(target: str) -> type:
 def compose(name: str, parts: str, description: str = "") -> type[BaseServer]:
     """The server class of MODEL+LOOP: the model's mix-in over the loop's; ValueError says why not."""
     model_name, plus, loop_name = parts.partition("+")
-    if not plus or model_name not in model_classes() or loop_name not in loop_classes():
+    if not plus or model_name not in model_classes() or loop_name not in LOOPS:
         raise ValueError(
-            f"{parts!r} is not MODEL+LOOP; models: {', '.join(model_classes())}; loops: {', '.join(loop_classes())}"
+            f"{parts!r} is not MODEL+LOOP; models: {', '.join(model_classes())}; loops: {', '.join(LOOPS)}"
         )
-    model, loop = model_classes()[model_name], loop_classes()[loop_name]
+    model, loop = model_classes()[model_name], LOOPS[loop_name]()
     if loop_name not in model.loops:
         raise ValueError(
             f"the {model_name} model runs with the {' or '.join(sorted(model.loops))} loop, not {loop_name}"

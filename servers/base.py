@@ -119,7 +119,7 @@ class BaseServer:
     design: ClassVar[str] = ""
     description: ClassVar[str] = ""
     model: ClassVar[str] = ""  # the process model's name (servers.model_classes())
-    loop: ClassVar[str] = ""  # the connection loop's name (servers.loop_classes())
+    loop: ClassVar[str] = ""  # the connection loop's name (servers.LOOPS)
     # Traits: what reports and findings key on (never the design's name).  Declared by the parts:
     uses_threads: ClassVar[bool] = False
     uses_processes: ClassVar[bool] = False
@@ -265,6 +265,8 @@ class BaseServer:
             return
         if not self._stop_emitted:
             self._stop_emitted = True
+            if self.connlog is not None:  # its header's counts: without them the log reads as a killed server's
+                self.connlog.finish()
             line = (
                 json.dumps({"event": "stopped", **self.stats.snapshot(), "workers": self.tally.snapshot()}) + "\n"
             ).encode()

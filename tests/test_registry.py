@@ -119,3 +119,14 @@ def test_a_model_and_loop_that_do_not_compose_are_refused_in_one_line() -> None:
         compose("nope", "thread-per-connection+selectors")
     with pytest.raises(ValueError, match="is not MODEL\\+LOOP"):
         compose("nope", "single+epoll")
+
+
+def test_a_design_imports_only_the_loop_it_runs() -> None:
+    # asyncio's loop brings asyncio and ssl (~7 MB of RSS): a blocking or selectors server must not carry
+    # them into its memory figures (an audit saw every server's peak RSS rise from 17.3 to 25.2 MB).
+    code = (
+        "import sys; from servers import design_class; design_class('blocking'); design_class('selectors');"
+        "print('asyncio' in sys.modules, 'ssl' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr

@@ -337,6 +337,27 @@ def test_no_server_left_behind() -> None:
     assert os.getpid() != pid
 
 
+def test_a_threaded_server_stopped_with_connections_open_writes_its_logs_counts(tmp_path: Path) -> None:
+    # At a SIGTERM the first connection thread to end stops the process at once (a thread storm's stop):
+    # the log's header must still say what it holds, or the report calls the server killed.  An audit saw
+    # "the server log is incomplete (the server was killed)" for a clean stop with 7 connections open.
+    from loadtest.report.rules.timeline import read_server_log
+
+    path = tmp_path / "conns.bin"
+    with ServerProcess.start("threaded", extra_args=["--conn-log", str(path)]) as server:
+        socks = [connect(server.port) for _ in range(20)]
+        for sock in socks:
+            assert call(sock, Op.ECHO, 0, b"a") == (Status.OK, b"a")
+        for sock in socks[:10]:
+            sock.close()
+        time.sleep(0.2)  # ten records closed; ten connections open at the stop
+    for sock in socks[10:]:
+        sock.close()
+    log, why = read_server_log(path)
+    assert log is not None, why
+    assert len(log.records) >= 10 and log.recorded == len(log.records) and log.complete, (log.recorded, why)
+
+
 def test_every_design_records_each_connection_in_its_log(design: str, tmp_path: Path) -> None:
     # The connection log is written in place by whichever process or thread served the connection:
     # the records of every design, forked children's included, are all there after the stop.
