@@ -31,6 +31,8 @@ def test_syn_retrans_are_split_by_side() -> None:
     note = syn_retrans_note(
         {"tcp_syn_retrans": 62, "client_syn_retrans": 51, "server_synack_retrans": 11, "connections_syn_retried": 49}
     )
-    assert note.startswith("; TCPSynRetrans 62: the clients re-sent 51 SYNs (49 connections")
+    # The counters cover the whole run, the retried connections the window: the sentence says which is which.
+    assert note.startswith("; over the whole run, TCPSynRetrans 62: the clients re-sent 51 SYNs (")
+    assert "49 connections of the window went through the SYN retry schedule" in note
     assert "the server re-sent 11 SYN-ACKs" in note
     assert syn_retrans_note({"tcp_syn_retrans": 0, "client_syn_retrans": 0}) == ""

@@ -338,6 +338,7 @@ class Run:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": sys.argv,
             "design": self.design,
+            "variant": self.design,  # its name before "design" was the one word: kept for one release
             "server": None if self.server is None else self.server.describe(),
             "host": env.host,
             "user_classes": [cls.__name__ for cls in env.user_classes],

@@ -182,9 +182,9 @@ def answer(scenario: str, cells: list[Cell], cpus: int | None) -> ScenarioAnswer
         declared.question if declared else "",
         users,
         table,
-        headlines(scenario, cells, table, cpus),
+        headlines(scenario, cells, table, cpus, connects := all(from_connect(c) for c in cells)),
         ranking=ranking(table),
-        from_connect=all(from_connect(c) for c in cells),
+        from_connect=connects,
     )
 
 

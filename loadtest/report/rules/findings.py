@@ -162,15 +162,17 @@ def syn_retrans_note(row: dict[str, Any]) -> str:
     parts = []
     if clients is not None:
         parts.append(
-            f"the clients re-sent {int(clients):,} SYNs ({int(retried or 0):,} connections went through the "
-            "SYN retry schedule; measured by each connecting socket)"
+            f"the clients re-sent {int(clients):,} SYNs (measured by each connecting socket; "
+            f"{int(retried or 0):,} connections of the window went through the SYN retry schedule)"
         )
     if server is not None:
         parts.append(
             f"the server re-sent {int(server):,} SYN-ACKs (to clients whose final ACK was dropped at the "
             "full accept queue, or whose SYN came again)"
         )
-    text = f"; TCPSynRetrans {int(counter or 0):,}"
+    # The counter and the sockets' re-sends cover the whole run, warm-up included: a SYN re-sent at the
+    # window's open belongs to a connect that began before it.
+    text = f"; over the whole run, TCPSynRetrans {int(counter or 0):,}"
     return text + (": " + ", ".join(parts) if parts else " (client SYNs and server SYN-ACKs together)")
 
 

@@ -84,13 +84,16 @@ def by_design(cells: list[Cell]) -> dict[str, list[Cell]]:
     return out
 
 
-def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int | None) -> list[str]:
-    """At most HEADLINES sentences, in the module docstring's order of weight."""
+def headlines(
+    scenario: str, cells: list[Cell], table: list[Standing], cpus: int | None, from_connect: bool = False
+) -> list[str]:
+    """At most HEADLINES sentences, in the module docstring's order of weight; ``from_connect``: the p99s are
+    connect() start → first reply (connect-per-request), as the table's heads say."""
     designs = by_design(cells)
     top = {d: cs[-1] for d, cs in designs.items()}
     trends = {d: trend_sentence(scenario, d, cs[0], cs[-1], cpus) for d, cs in designs.items() if len(cs) > 1}
     out = [
-        leader(scenario, table),
+        leader(scenario, table, from_connect),
         *(
             starved(s, top[s.design].run)
             for s in [s for s in table if any(b.startswith("starved") for b in s.badges)][:2]
@@ -105,17 +108,18 @@ def headlines(scenario: str, cells: list[Cell], table: list[Standing], cpus: int
     return out[:HEADLINES]
 
 
-def leader(scenario: str, table: list[Standing]) -> str:
+def leader(scenario: str, table: list[Standing], from_connect: bool = False) -> str:
     """Who leads, at what, and who is last and why."""
     lead, last = table[0], table[-1]
-    text = f"{lead.design} leads {scenario} with {lead.figure} req/s at {lead.users} users (p99 {lead.p99})"
+    p99 = "p99 from connect" if from_connect else "p99"
+    text = f"{lead.design} leads {scenario} with {lead.figure} req/s at {lead.users} users ({p99} {lead.p99})"
     if lead.estimate is not None:
         text += ": not every measured rate is the server's, so every design is ranked by its server-CPU estimate"
     elif "client-bound" in lead.badges:
         text += ": a rate the load generator set (client-bound), not the server's"
     if len(table) > 1:
         why = f" — {', '.join(last.badges)}" if last.badges else ""
-        text += f"; {last.design} is last with {last.figure} (p99 {last.p99}){why}"
+        text += f"; {last.design} is last with {last.figure} ({p99} {last.p99}){why}"
     return text + "."
 
 
@@ -125,7 +129,7 @@ def starved(s: Standing, run: RunData) -> str:
     how = (
         " serves one connection at a time"
         if traits.get("serves_one_at_a_time")
-        else " has a fixed pool of workers, all busy"
+        else " has a fixed pool of workers, each held by one connection until it closes"
         if traits.get("pooled")
         else ""
     )
@@ -175,14 +179,25 @@ def busy_servers(top: dict[str, Cell]) -> list[str]:
     busy = {d: cpu for d, c in top.items() if (cpu := server_cpu_percent(c.row)) is not None and cpu >= SERVER_CPU_FULL}
     if not busy:
         return []
-    one = [f"{d} {cpu:.0f}%" for d, cpu in busy.items() if not traits_of(top[d].run).get("uses_processes")]
-    many = [f"{d} {cpu:.0f}%" for d, cpu in busy.items() if traits_of(top[d].run).get("uses_processes")]
-    text = f"Server CPU, % of one core: {', '.join(one + many)}"
-    if one:
-        text += f" — {', '.join(d.split()[0] for d in one)} cannot pass one core: one interpreter, one GIL"
-    if many:
-        text += f"; {', '.join(d.split()[0] for d in many)} runs processes, a core each"
-    return [text + "."]
+
+    def kind(design: str) -> str:
+        traits = traits_of(top[design].run)
+        return "processes" if traits.get("uses_processes") else "threads" if traits.get("uses_threads") else "one"
+
+    # Why each cannot go further: one thread cannot pass a core; threads of one interpreter take turns at
+    # its GIL; processes can use every core (each of them up to one).
+    why = {
+        "one": "cannot pass one core: one thread",
+        "threads": "cannot pass one core: one interpreter, one GIL",
+        "processes": "runs processes: it can use every core",
+    }
+    text = "Server CPU, % of one core: " + ", ".join(f"{d} {cpu:.0f}%" for d, cpu in busy.items())
+    said = [
+        f"{', '.join(d for d in busy if kind(d) == k)} {because}"
+        for k, because in why.items()
+        if any(kind(d) == k for d in busy)
+    ]
+    return [f"{text} — {'; '.join(said)}."]
 
 
 def bounds(table: list[Standing]) -> list[str]:
@@ -234,6 +249,6 @@ def queued(table: list[Standing]) -> list[str]:
     if waited(slowest) < 0.5:
         return []
     return [
-        f"{slowest.design}: {waited(slowest):.0%} of every user's time in the window was spent waiting "
+        f"{slowest.design}: {waited(slowest):.0%} of all its users' time in the window, together, was spent waiting "
         "to be accepted or picked up (half-open, accept queue, pool queue), not being served."
     ]
