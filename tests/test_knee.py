@@ -50,6 +50,8 @@ def test_judge(given: dict[str, Any], rate: float, verdict: str) -> None:
         ({"client_bound": True, "loadgen_median_cpu_percent": 97.0}, {}, "the load generator (the busiest"),
         ({"listen_overflows": 40}, {}, "the accept queue: 40 packets dropped"),
         ({"rps": 500.0, "server_cpu_us_per_request": 1900.0}, {}, "one interpreter, one GIL"),
+        ({"rps": 500.0, "server_cpu_us_per_request": 1900.0}, {"uses_threads": True}, "one interpreter, one GIL"),
+        ({"rps": 500.0, "server_cpu_us_per_request": 1900.0}, {"uses_threads": False}, "of one core: one thread"),
         ({"rps": 900.0, "server_cpu_us_per_request": 2000.0}, {"uses_processes": True}, "server CPU on every core"),
         ({}, {"serves_one_at_a_time": True}, "serving one connection at a time"),
         ({}, {"pooled": True}, "its pool of 4 workers"),

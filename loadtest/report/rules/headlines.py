@@ -19,11 +19,10 @@ from loadtest.report.rules.account import unaccepted_of
 from loadtest.report.rules.estimates import server_cpu_percent
 from loadtest.report.rules.findings import num
 from loadtest.report.rules.ranked import Cell, Standing
-from loadtest.report.rules.summary import load_bound, shown
+from loadtest.report.rules.summary import SERVER_CPU_FULL, load_bound, shown
 
 FLAT = 0.15  # a change within ±15 % is flat
 HEADLINES = 5
-SERVER_CPU_FULL = 85.0  # % of a core
 QUEUED = ("half_open", "accept_queue", "pool_queue")  # waiting to be accepted or picked up, not served
 
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loadtest.report.rules.summary import load_bound
+from loadtest.report.rules.summary import SERVER_CPU_FULL, load_bound
 
 if TYPE_CHECKING:
     from loadtest.matrix.cells import Cell
 
 ACHIEVED_FRACTION = 0.95
 EDGE_REQUESTS = 2
-SERVER_CPU_FULL = 85.0  # % of a core: a server at this much is out of CPU
 
 
 @dataclass
@@ -79,7 +78,11 @@ def what_gave_out(row: dict[str, Any], traits: dict[str, bool], workers: int | N
     if traits.get("uses_processes") and server_cpu >= SERVER_CPU_FULL * cpus:
         return f"server CPU on every core ({server_cpu:.0f}% of one core over {cpus} cores)"
     if not traits.get("uses_processes") and server_cpu >= SERVER_CPU_FULL:
-        return f"server CPU at {server_cpu:.0f}% of one core: one interpreter, one GIL"
+        # one thread cannot pass a core; threads of one interpreter take turns at its GIL (unknown: as threads)
+        single = traits and not traits.get("uses_threads")
+        return f"server CPU at {server_cpu:.0f}% of one core: " + (
+            "one thread" if single else "one interpreter, one GIL"
+        )
     if bound == "machine-bound":
         return f"the machine's CPU: server and load generator together at {row['machine_cpu_percent']:.0f}%"
     if traits.get("serves_one_at_a_time"):

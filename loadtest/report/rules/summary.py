@@ -23,6 +23,7 @@ from loadtest.report.load import RunData, merged_histogram, unfinished_ages, win
 from loadtest.report.rules import account
 
 CLIENT_BOUND_PERCENT = 90.0
+SERVER_CPU_FULL = 85.0  # % of a core: a server at this much is out of CPU (the knee, the headlines)
 # Counted over the whole run, warm-up included: TCPSynRetrans is split into the clients' SYNs and the server's
 # SYN-ACKs with the clients' own counts, which cover the whole run (a retry cluster falls on the window's
 # open, 1 s after the start-up burst, too close to call per segment).
