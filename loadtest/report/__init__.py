@@ -16,6 +16,7 @@ The rules (``loadtest.report.rules``: what the figures are and mean, no renderin
   server's log (:mod:`~loadtest.report.rules.server_log`); :mod:`~loadtest.report.rules.account` — the
   window's account of every user's time;
 - :mod:`~loadtest.report.rules.findings` — sentences read off the data, keyed on the server's traits;
+- :mod:`~loadtest.report.rules.timeline_findings` — sentences read off the joined connections;
 - :mod:`~loadtest.report.rules.answer` — the standings and their rule (:mod:`~loadtest.report.rules.ranked`'s
   types, :mod:`~loadtest.report.rules.estimates`' server-CPU estimates), with
   :mod:`~loadtest.report.rules.headlines`;

@@ -13,10 +13,11 @@ from plotly.offline import get_plotlyjs
 from loadtest.report import charts, timeline_charts
 from loadtest.report.load import RunData, load_run
 from loadtest.report.rules import account, checks
-from loadtest.report.rules.findings import findings, timeline_findings
+from loadtest.report.rules.findings import findings
 from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
 from loadtest.report.rules.summary_columns import SUMMARY_COLUMNS, summarize
 from loadtest.report.rules.timeline import CONNECTIONS_FILE
+from loadtest.report.rules.timeline_findings import timeline_findings
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}

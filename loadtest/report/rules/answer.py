@@ -35,11 +35,12 @@ from __future__ import annotations
 from loadtest.declare.scenarios import SCENARIOS
 from loadtest.report.load import traits_of
 from loadtest.report.rules.estimates import ESTIMATE_CPU_SHARE, NO_ESTIMATE, bounds, cpu_share, estimate_of
-from loadtest.report.rules.findings import findings, num, timeline_findings, waiting
+from loadtest.report.rules.findings import findings, num, waiting
 from loadtest.report.rules.headlines import HEADLINES, by_design, headlines, trend, trend_sentence
 from loadtest.report.rules.ranked import Cell, ScenarioAnswer, Standing
 from loadtest.report.rules.summary import shown
 from loadtest.report.rules.timeline import WINDOW_LABELS, WINDOW_STAGES
+from loadtest.report.rules.timeline_findings import timeline_findings
 
 __all__ = [  # what the compare page, the terminal and the tests read of the answer
     "HEADLINES",
