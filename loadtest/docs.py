@@ -103,13 +103,14 @@ def column_table(which: str, with_source: bool) -> Callable[[], str]:
     loadtest.report.rules.summary_columns)."""
 
     def table() -> str:
-        from loadtest.declare import columns
+        from loadtest.declare import columns, kernel
         from loadtest.report.rules import summary_columns
 
         head = ("column", "unit", "meaning", "source")[: 4 if with_source else 3]
+        module = summary_columns if which == "SUMMARY" else kernel if which == "KERNEL_COLUMNS" else columns
         rows = (
             [_cell(x) for x in (f"`{c.name}`", c.unit, c.meaning, c.source)[: len(head)]]
-            for c in getattr(summary_columns if which == "SUMMARY" else columns, which)
+            for c in getattr(module, which)
         )
         return _table(head, rows)
 
@@ -194,6 +195,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "summary-columns": column_table("SUMMARY", with_source=False),
     "users-columns": column_table("USERS", with_source=False),
     "load-process-columns": column_table("LOAD_PROCESSES", with_source=False),
+    "kernel-columns": column_table("KERNEL_COLUMNS", with_source=True),
 }
 
 

@@ -107,7 +107,7 @@ def run_locust(
 
 def _ours(proc: psutil.Process) -> bool:
     cmdline = " ".join(proc.info.get("cmdline") or [])
-    return "locust" in cmdline or "-m servers" in cmdline
+    return "locust" in cmdline or "-m servers" in cmdline or "socklab-tracer" in cmdline
 
 
 # -- socklab compare ---------------------------------------------------------------------------------

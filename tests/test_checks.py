@@ -52,6 +52,7 @@ def good_row(**kw: Any) -> dict[str, Any]:
         "listen_drops": 336,
         "listen_overflows": 336,
         "server_synack_retrans": 15,
+        "kernel_synack_retrans": 15,
         "tcp_syn_retrans": 70,
         "client_syn_retrans": 55,
         "server_cpu_us_per_request": 100.0,
@@ -93,6 +94,7 @@ BROKEN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("p99_not_an_in_flight_age", {"unfinished": {("ECHO", "p"): [20_010]}}, {}),  # p99 = a stalled request's age
     ("listen_drops_split", {}, {"listen_drops": 300}),
     ("synack_split_not_negative", {}, {"server_synack_retrans": -3}),
+    ("kernel_synacks_add_up", {}, {"kernel_synack_retrans": 14}),  # one re-send traced to no connection
     ("cpu_adds_up", {"monitor": monitor(30.0)}, {}),  # 100 µs × 1,000/s is 10 %, not 30 %
 ]
 

@@ -64,8 +64,10 @@ def test_a_one_at_a_time_server_makes_a_staircase_in_the_accept_queue(tmp_path: 
     page = (tmp_path / "run" / "report.html").read_text()
     assert "in the accept queue" in page and 'id="sequence-median"' in page and 'id="breakdown"' in page
 
-    # A missing or truncated server log: a report that says what was not measured; never a crash.
-    for damage, words in (("truncate", "cut short"), ("remove", "no server log")):
+    # A missing or truncated server log: a report that says what was not measured; never a crash.  The
+    # kernel's trace still measures the accept queue; without it too, the wait is not measured.
+    kernel = json.loads((tmp_path / "run" / "run.json").read_text())["kernel_trace"]["status"] == "measured"
+    for damage, words in (("truncate", "cut short"), ("remove", "no server log"), ("no kernel", "no server log")):
         copy = tmp_path / damage
         shutil.copytree(tmp_path / "run", copy)
         log = copy / "server_connections.bin"
@@ -73,11 +75,17 @@ def test_a_one_at_a_time_server_makes_a_staircase_in_the_accept_queue(tmp_path: 
             log.write_bytes(log.read_bytes()[:5000])
         else:
             log.unlink()
+        if damage == "no kernel":
+            (copy / "kernel_connections.csv").unlink(missing_ok=True)
         build_run_report(copy)
         with (copy / "summary.csv").open() as f:
             row = next(csv.DictReader(f))
         assert words in row["timeline"] and int(row["connections_joined"]) == 0, row["timeline"]
-        assert row["accept_queue_wait_p50_ms"] == ""  # not measured, not a wrong number
+        if kernel and damage != "no kernel":
+            assert 180 <= float(row["accept_queue_wait_p50_ms"]) <= 220  # the kernel's: no server log needed
+            assert row["server_service_p50_ms"] == ""  # the server's own stages need its log
+        else:
+            assert row["accept_queue_wait_p50_ms"] == ""  # not measured, not a wrong number
         assert words in (copy / "report.html").read_text()
 
 
@@ -107,8 +115,10 @@ def test_a_pool_fed_by_an_accepting_thread_moves_the_wait_into_its_queue(tmp_pat
     assert workers == 2, frame["worker"].tolist()  # the log says which of the two served each
 
 
-@pytest.mark.parametrize("option", [["--conn-log-cap", "0"]])
+@pytest.mark.parametrize("option", [["--conn-log-cap", "0"], ["--conn-log-cap", "0", "--kernel-trace", "off"]])
 def test_without_a_server_log_the_client_side_stands_alone(tmp_path: Path, option: list[str]) -> None:
+    """Without a server log the kernel still measures up to accept(); without the kernel too, the client's
+    stages stand alone and the rest is not measured (the run says why)."""
     run = run_locust(tmp_path, "ConnectPerRequestUser", "--server", "selectors", *option, users=2, seconds=1, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
@@ -118,6 +128,45 @@ def test_without_a_server_log_the_client_side_stands_alone(tmp_path: Path, optio
     assert len(connected) > 10 and (connected["join"] == "no server log").all(), frame["join"].value_counts()
     never = frame[frame["connected"] != 1]
     assert (never["join"] == "never connected").all() and (never["outcome"] == "unfinished").all(), never
-    assert connected["handshake"].notna().all() and frame["accept_queue"].isna().all()  # not measured, not guessed
     info = json.loads((run.report_dir / "run.json").read_text())
+    kernel = connected["stages_from"] == "kernel"
+    if "off" in option:
+        assert info["kernel_trace"]["status"] == "unavailable: turned off (--kernel-trace off)"
+        assert not kernel.any() and not (run.report_dir / "kernel_connections.csv").exists()
+    elif info["kernel_trace"]["status"] == "measured":
+        assert kernel.mean() > 0.9, connected["stages_from"].value_counts()  # a connect the stop cut short: none
+        assert info["kernel_trace"]["lost_events"] == 0
+    assert connected["handshake"].notna().all()
+    assert connected["accept_queue"].notna().eq(kernel).all()  # the kernel's, or not measured: never guessed
+    assert connected["service"].isna().all()  # the server's own stages need its log
     assert info["connections"]["server_log"] is None and info["connections"]["client"]["recorded"] == len(frame)
+
+
+def test_a_foreign_blocking_server_shows_its_staircase_from_the_kernel_alone(tmp_path: Path) -> None:
+    """The standard library's socketserver.TCPServer, started by --server-cmd, keeps no log of its own: the
+    kernel's trace alone gives each connection's accept-queue wait.  With SLEEP 100 ms and 5 connect-per-
+    request users arriving at once, the first five wait 0, 100, 200, 300, 400 ms; after that each new
+    connection queues behind the other four: about 400 ms."""
+    from loadtest.measure.tracer import unavailable_reason
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    script = Path(__file__).parent.parent / "benchmarks" / "reference_servers.py"
+    command = f"stdlib-tcpserver={sys.executable} {script} tcpserver --port {{port}}"
+    args = ("ConnectPerRequestUser", "--server-cmd", command, "--op", "SLEEP", "--sleep-ms", "100")
+    run = run_locust(tmp_path, *args, users=5, seconds=3, page=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    info = json.loads((run.report_dir / "run.json").read_text())
+    assert info["kernel_trace"]["status"] == "measured" and info["kernel_trace"]["lost_events"] == 0
+    frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
+    frame = frame[frame["connected"] == 1].sort_values("connect_start").reset_index(drop=True)
+    assert (frame["join"] == "no server log").all() and (frame["stages_from"] == "kernel").all()
+    first = frame["accept_queue"].head(5).sort_values().reset_index(drop=True)
+    assert max(staircase(first, 100)) <= 20, first.tolist()
+    steady = frame["accept_queue"].iloc[10:].dropna()  # accepted by the window's close
+    assert len(steady) >= 10 and abs(steady.median() - 400) <= 30, steady.tolist()
+    assert frame["service"].isna().all() and frame["server_unknown"].notna().any()  # no log: not measured
+    with (run.report_dir / "summary.csv").open() as f:
+        row = next(csv.DictReader(f))
+    assert row["kernel_trace"].startswith("measured: stages up to accept() from the kernel"), row["kernel_trace"]
+    assert abs(float(row["accept_queue_wait_p50_ms"]) - 400) <= 30, row["accept_queue_wait_p50_ms"]

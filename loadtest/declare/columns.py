@@ -116,6 +116,12 @@ MONITOR: tuple[Column, ...] = (
     Column("timestamp", "Unix s", "wall clock at the sample", "time.time()"),
     Column("elapsed_s", "s", "since the monitor started", "monotonic clock"),
     Column(
+        "counters_read_at",
+        "s",
+        "CLOCK_MONOTONIC as this sample read the kernel counters: what sets them beside the kernel trace",
+        "time.monotonic()",
+    ),
+    Column(
         "server_cpu_user_s",
         "s, cumulative",
         "user CPU of the server's process tree, reaped children included",

@@ -310,6 +310,14 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     Option(
+        "kernel-trace",
+        str,
+        "auto",
+        "auto: trace the server's port in the kernel (eBPF on tracepoints: each connection's handshake, accept-queue "
+        "wait and teardown, from the kernel) when this host can; off: the clients' and server's own stamps only",
+        choices=("auto", "off"),
+    ),
+    Option(
         "live-interval",
         float,
         5.0,

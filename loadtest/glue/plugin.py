@@ -177,7 +177,7 @@ class Socklab(LoadState):
                 run.start_server()
             except ServerStartError as exc:
                 fail(f"could not start the {design} server: {exc}")
-            run.start_monitor()
+        run.start_watchers()
         run.write_manifest()
         if env.web_ui is not None:
             webui.install(env, lambda: self.run)

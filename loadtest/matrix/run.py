@@ -12,6 +12,7 @@ class, so the order of a run reads top to bottom here.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -30,17 +31,19 @@ from loadtest.declare import options as opts
 from loadtest.declare.columns import LOAD_PROCESSES, USERS
 from loadtest.declare.kinds import OP_NAMES
 from loadtest.declare.settings import parse_sysctls
-from loadtest.declare.target import format_target, split_named_command
+from loadtest.declare.target import format_target, parse_target, split_named_command
 from loadtest.hosts.isolate import in_private_netns, netns_label
 from loadtest.matrix.processes import MonitorProcess, ServerProcess
 from loadtest.matrix.window import Window
 from loadtest.measure.live import LiveFeed, UserFigures
 from loadtest.measure.machine import sysctls, versions
+from loadtest.measure.tracer import KernelTracer, netns_inode
 from servers.config import flags as server_flags
 from servers.connlog import mark_window
 
 log = logging.getLogger("socklab")
 
+LOCAL_HOSTS = ("localhost", "::1", "0.0.0.0", "::")
 USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.declare.columns
 CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client saw it (loadtest.client.connections)
 SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
@@ -59,6 +62,8 @@ class Run:
         self.accounts = AccountsStore()
         self.server: ServerProcess | None = None
         self.monitor: MonitorProcess | None = None
+        self.tracer: KernelTracer | None = None
+        self.kernel_trace: dict[str, Any] = {"status": "unavailable: not started"}  # run.json's kernel_trace
         self.manifest: dict[str, Any] = {}
         self.loadgen: dict[str, Any] | None = None
         self.load_processes: dict[str, dict[str, Any]] = {}  # each load process's own figures, by worker id
@@ -92,6 +97,45 @@ class Run:
             log.warning("socklab: the monitor did not start (exit status %s); no monitor.csv", self.monitor.proc.poll())
         self.feed.attach_monitor(out)
 
+    def start_watchers(self) -> None:
+        """The kernel tracer and the monitor, the tracer's compile (about a second) overlapping the monitor's
+        first sample; both watching before any load starts."""
+        self.start_tracer()
+        self.start_monitor()
+        tracer = self.tracer
+        if tracer is not None and tracer.proc is not None and not tracer.wait_attached():
+            log.warning("socklab: the kernel tracer did not start: %s", tracer.status)
+        if tracer is not None:
+            self.kernel_trace = {"status": tracer.status}
+
+    def start_tracer(self) -> None:
+        """Trace the server's port in its namespace (and this one's, where the clients are): a server socklab
+        started, or one on this host it did not."""
+        port, why = self.traced_port()
+        if port is None:
+            self.kernel_trace = {"status": f"unavailable: {why}"}
+            return
+        spaces = {netns_inode()}
+        if self.server is not None:
+            with contextlib.suppress(OSError):  # gone already: the run fails on its own
+                spaces.add(netns_inode(self.server.pid))
+        self.tracer = KernelTracer.start(port, sorted(spaces), self.folder)
+        self.kernel_trace = {"status": self.tracer.status}
+
+    def traced_port(self) -> tuple[int | None, str]:
+        """The port to trace, or None and why not."""
+        if getattr(self.options, "kernel_trace", "auto") == "off":
+            return None, "turned off (--kernel-trace off)"
+        if self.server is not None:
+            return self.server.port, ""
+        try:
+            host, port = parse_target(self.environment.host or "")
+        except ValueError:
+            return None, "no server address"
+        if host not in LOCAL_HOSTS and not host.startswith("127."):
+            return None, f"the server is on another host ({host}): its kernel is not this one"
+        return port, ""
+
     @property
     def target(self) -> str | None:
         """The tcp://HOST:PORT of the server this run started, if it started one."""
@@ -108,7 +152,7 @@ class Run:
         self.design = design
         self.manifest.pop("server_stopped", None)
         self.start_server()
-        self.start_monitor()
+        self.start_watchers()
         self.write_manifest()
 
     def drop_server(self) -> None:
@@ -223,13 +267,17 @@ class Run:
         self.manifest["load_processes"] = rows
 
     def stop_processes(self) -> None:
-        """Monitor first (its last row sees the server), then the server.  Safe to call twice."""
+        """Monitor first (its last row sees the server), then the server, then the kernel tracer (it sees the
+        server's last closes), which writes what it saw.  Safe to call twice."""
         monitor, self.monitor = self.monitor, None
         if monitor is not None:
             monitor.stop()
         server, self.server = self.server, None
         if server is not None:
             self.manifest["server_stopped"] = server.stop()
+        tracer, self.tracer = self.tracer, None
+        if tracer is not None:
+            self.kernel_trace = self.manifest["kernel_trace"] = tracer.stop()
 
     def _finish_manifest(self) -> None:
         info = self.manifest
@@ -302,6 +350,7 @@ class Run:
             "versions": versions(),
             "sysctl": sysctls(),
             "sysctl_set": parse_sysctls(getattr(options, "sysctl", "") or ""),  # by --sysctl, in this namespace
+            "kernel_trace": self.kernel_trace,  # the tracer's status; its figures when it stops
         }
 
 

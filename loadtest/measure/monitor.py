@@ -164,10 +164,7 @@ class Monitor:
         row["deepest_accept_queue"] = sockets.deepest_queue
         row["listeners"] = sockets.listeners
         row["backlog"] = sockets.backlog
-        counters = read_kernel_counters()
-        for name in (*(f"TcpExt_{c}" for c in TCPEXT_COUNTERS), *(f"Tcp_{c}" for c in TCP_COUNTERS)):
-            row[name] = counters.get(name, 0) - self.baseline.get(name, 0)
-        row["counters_scope"] = self.scope
+        row.update(self.counters())
         loads = []
         for p in self._loadgen_processes(tree):
             try:
@@ -178,6 +175,16 @@ class Monitor:
         row["loadgen_cpu_percent_max"] = f"{max(loads, default=0.0):.1f}"
         row["loadgen_cpu_percent_total"] = f"{sum(loads):.1f}"
         row["sample_cost_ms"] = f"{(time.perf_counter() - t0) * 1000:.2f}"
+        return row
+
+    def counters(self) -> dict[str, object]:
+        """The kernel counters since the monitor started, and when they were read (CLOCK_MONOTONIC: the
+        kernel trace's SYN-ACK re-sends are cut at this moment to cover the same span)."""
+        row: dict[str, object] = {"counters_read_at": f"{time.monotonic():.6f}"}
+        counters = read_kernel_counters()
+        for name in (*(f"TcpExt_{c}" for c in TCPEXT_COUNTERS), *(f"Tcp_{c}" for c in TCP_COUNTERS)):
+            row[name] = counters.get(name, 0) - self.baseline.get(name, 0)
+        row["counters_scope"] = self.scope
         return row
 
     def server_alive(self) -> bool:

@@ -14,6 +14,7 @@ from loadtest.report import charts, timeline_charts
 from loadtest.report.load import RunData, load_run
 from loadtest.report.rules import account, checks
 from loadtest.report.rules.findings import findings
+from loadtest.report.rules.kernel_times import kernel_summary
 from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
 from loadtest.report.rules.summary_columns import SUMMARY_COLUMNS, summarize
 from loadtest.report.rules.timeline import CONNECTIONS_FILE
@@ -64,6 +65,7 @@ def timeline_section(run: RunData) -> list[str]:
     ]
     if run.timeline_note:
         out.append(f"<p class='note'>Not all measured: {html.escape(run.timeline_note)}.</p>")
+    out.append(f"<p class='note'>The kernel's account: {html.escape(kernel_summary(run.info, frame))}.</p>")
     out.append(table_html(counts))
     for div_id, fig in [
         ("breakdown", timeline_charts.run_breakdown(frame)),

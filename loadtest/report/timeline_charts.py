@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from loadtest.report.charts import layout
+from loadtest.report.kernel_sequence import kernel_sequence
 from loadtest.report.rules.timeline import STAGE_LABELS, STAGES
 
 COLORS = {
@@ -34,9 +35,10 @@ COLORS = {
 def joined_in_window(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None:
         return pd.DataFrame()
-    return frame[
-        frame["in_window"] & (frame["join"] == "joined") & (frame["stage_at_stop"] == "") & frame["replied_in_window"]
-    ].dropna(subset=["first_request"])
+    traced = (frame["join"] == "joined") | (frame.get("stages_from", "") == "kernel")
+    return frame[frame["in_window"] & traced & (frame["stage_at_stop"] == "") & frame["replied_in_window"]].dropna(
+        subset=["first_request"]
+    )
 
 
 def picks(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
@@ -132,7 +134,12 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     """One connection, drawn as the tutorial's figures draw it: the client on the left, the server on the
     right, its events top to bottom in the order they happened (one row each: sub-ms handshakes and
     seconds in a queue on one page), each with its real time since connect() started."""
-    events = sorted((e for e in sequence_events(row) if e[2] is not None), key=lambda e: e[2] or 0.0)
+    untimed: tuple[str, ...] = ()
+    if row.get("stages_from") == "kernel":
+        events, messages, untimed = kernel_sequence(row)
+    else:
+        events = sorted((e for e in sequence_events(row) if e[2] is not None), key=lambda e: e[2] or 0.0)
+        messages = legacy_messages(events)
     y = {key: i for i, (key, *_rest) in enumerate(events)}
     side = {key: s for key, s, *_rest in events}
     fig = go.Figure()
@@ -146,16 +153,16 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
             hoverinfo="skip",
         )
         fig.add_annotation(x=x, y=-0.9, text=f"<b>{name}</b>", showarrow=False)
-    teardown = (("fin", "eof" if "eof" in y else "closed", "FIN"), ("eof", "closed", ""))
-    for start_key, end_key, label in (*MESSAGES, *teardown):
+    for start_key, end_key, label in messages:
         if start_key in y and end_key in y and side[start_key] != side[end_key]:
             arrow(fig, (side[start_key], y[start_key]), (side[end_key], y[end_key]), label)
     for key, s, ms, text in events:
         placement = {"xanchor": "right", "xshift": -8} if s == 0 else {"xanchor": "left", "xshift": 8}
+        stamp = "" if key in untimed else f"{ms:,.3f} ms"
         fig.add_annotation(
             x=s,
             y=y[key],
-            text=f"{ms:,.3f} ms · {text}" if s == 0 else f"{text} · {ms:,.3f} ms",
+            text=" · ".join(filter(None, (stamp, text) if s == 0 else (text, stamp))),
             showarrow=False,
             font={"size": 11, "color": "#1f5fa8"},
             **placement,
@@ -163,6 +170,12 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     fig.update_xaxes(visible=False, range=[-1.6, 2.6])
     fig.update_yaxes(visible=False, range=[len(events) - 0.3, -1.3])
     return layout(fig, title, 140 + 34 * len(events))
+
+
+def legacy_messages(events: list[Event]) -> list[tuple[str, str, str]]:
+    """The arrows of a connection drawn from the clients' and server's stamps (no kernel trace)."""
+    keys = {key for key, *_ in events}
+    return [*MESSAGES, ("fin", "eof" if "eof" in keys else "closed", "FIN"), ("eof", "closed", "")]
 
 
 def arrow(fig: go.Figure, start: tuple[int, int], end: tuple[int, int], label: str) -> None:

@@ -210,6 +210,14 @@ def synack_split_not_negative(run: RunData, row: dict[str, Any]) -> Outcome:
     )
 
 
+@rule("the kernel trace's SYN-ACK re-sends, connection by connection, add up to the counters' server share")
+def kernel_synacks_add_up(run: RunData, row: dict[str, Any]) -> Outcome:
+    traced, server = number(row, "kernel_synack_retrans"), number(row, "server_synack_retrans")
+    if traced is None or server is None:
+        return na("no whole kernel trace, or counters not the run's own (not isolated)")
+    return verdict(traced == server, f"{traced:,.0f} traced vs {server:,.0f} from TCPSynRetrans less the clients'")
+
+
 @rule("server CPU per request × rate = the server's CPU share over the window")
 def cpu_adds_up(run: RunData, row: dict[str, Any]) -> Outcome:
     per_request, rps, seconds = (number(row, c) for c in ("server_cpu_us_per_request", "rps", "duration_s"))

@@ -18,6 +18,7 @@ from typing import Any
 from loadtest.declare.columns import WINDOW_SHARES
 from loadtest.declare.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.report.load import RunData, unfinished_ages
+from loadtest.report.rules.kernel_times import kernel_summary, synacks_in_counters_span
 from loadtest.report.rules.server_columns import SERVER_COLUMNS
 from loadtest.report.rules.summary import Computation, Family, Percentile, Reading, Summary, ms_at
 
@@ -178,6 +179,20 @@ SUMMARY: tuple[Summary, ...] = (
         "final ACK and request were dropped at the full accept queue (it had to send its data again), so the "
         "server holds a request socket (SYN_RECV) or, after a SYN cookie, nothing — not in the accept queue",
         value=ACCOUNT,
+    ),
+    Summary(
+        "kernel_trace",
+        "",
+        "where the stages up to accept() came from: the kernel's tracepoints (for how many connections, "
+        "and the events the tracer lost), or why not",
+        value=lambda r: kernel_summary(r.info, r.run.connections),
+    ),
+    Summary(
+        "kernel_synack_retrans",
+        "segments",
+        "the SYN-ACKs the server re-sent, from the kernel trace, connection by connection, up to the monitor's last "
+        "read of the counters: server_synack_retrans counted one by one (every client connection's own)",
+        value=lambda r: synacks_in_counters_span(r.run.connections, r.info),
     ),
     Summary(
         "timeline",

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from loadtest.declare.columns import WINDOW_SHARES
+from loadtest.report.rules.kernel_times import attach_kernel, kernel_rows
 from loadtest.report.rules.server_log import ServerLog, read_server_log, teardown_of
 from servers.connlog import TIMES
 
@@ -54,14 +55,14 @@ STAGES = (
 STAGE_LABELS = {
     "syn_retry_wait": "SYN retries",
     "handshake": "handshake",
-    "half_open": "half-open (final ACK dropped)",
+    "half_open": "half-open (the final ACK on its way, or dropped at the full accept queue)",
     "accept_queue": "accept queue",
     "pool_queue": "pool queue",
     "client_late": "load generator late to send",
     "request_wait": "request waiting to be read",
     "service": "service",
     "transfer": "reply to the client's read (a late load generator shows here)",
-    "server_unknown": "after connect(), server side not measured",
+    "server_unknown": "the server's own stages, not measured (no server log)",
 }
 # The window's whole account: every user's time in the measured window, in the stage it was in.
 WINDOW_STAGES = tuple(stage for stage, _ in WINDOW_SHARES)  # declared, with meanings, in loadtest.declare.columns
@@ -143,14 +144,17 @@ def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
     until = np.fmin(closed.where(closed > 0), close).fillna(close)
 
     def at(column: str) -> pd.Series:
-        values = out[column].astype(float)
+        values = out[column].astype(float) if column in out else pd.Series(np.nan, index=out.index)
         return values.where((values > 0) & (values <= until))  # 0: did not happen (client and server alike)
 
     start = out["connect_start"].astype(float)
-    accepted = at("server_accepted")
+    kernel = kernel_rows(out)
+    # The kernel's times where it traced the connection (loadtest.report.rules.kernel_times), else the stamps.
+    accepted = at("kernel_accepted").where(kernel, at("server_accepted"))
     # The client is ESTABLISHED (SYN-ACK back) before the server's child is, which is before accept() returns.
     connect_end = at("connect_end").where(out["connected"] == 1)  # a failed connect's end is no handshake
     established = np.fmin(connect_end, accepted).where(connect_end.notna())
+    established = np.fmin(at("kernel_client_established"), established).where(kernel, established)
     rtt = (out["rtt_us"].astype(float) / 1e6).clip(lower=0)
     through = (established - np.fmin(rtt, established - start)).where(out["syn_retrans"] > 0, start)
     sent = at("sent")
@@ -183,6 +187,9 @@ def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Ser
     still waiting is acknowledged, and when (``unacked_at_close``, ``acked_at``); a connection accepted before
     the close is counted half-open up to its accept, its queue wait after the ACK got in not told apart."""
     column = out.get
+    kernel = kernel_rows(out)
+    if len(kernel) and kernel.all():  # the kernel saw the server's child ESTABLISHED: into the accept queue
+        return kernel_half_open_until(out, ev, close)
     resent = column("data_retrans", pd.Series(0, index=out.index)).fillna(0) > 0
     unacked = column("unacked_at_close", pd.Series(-1, index=out.index)).fillna(-1)
     acked_at = column("acked_at", pd.Series(0.0, index=out.index)).fillna(0.0).astype(float)
@@ -190,7 +197,18 @@ def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Ser
     entered = resent & (unacked == 0) & (acked_at > 0)  # half-open, then into the queue: when its data was ACKed
     until = ev["e3"].where(resent, ev["e2"])
     until = until.where(~entered, np.fmin(np.fmax(acked_at, ev["e2"]), close))
-    return until.where(~still, np.nan)
+    until = until.where(~still, np.nan)
+    return kernel_half_open_until(out, ev, close).where(kernel, until)
+
+
+def kernel_half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
+    """The server's child ESTABLISHED (the final ACK got in), between the client's and accept(); NaN when
+    it had not by the window's close (or the client's own close): half-open then."""
+    closed = out["closed"].astype(float)
+    until = np.fmin(closed.where(closed > 0), close)
+    child = out.get("kernel_server_established", pd.Series(np.nan, index=out.index)).astype(float)
+    child = child.where(child <= until.fillna(close))  # NaN stays NaN: still half-open
+    return child.clip(lower=ev["e2"]).clip(upper=ev["e3"].fillna(np.inf)).where(ev["e2"].notna())
 
 
 MS = 1000.0
@@ -220,7 +238,8 @@ def with_stages(out: pd.DataFrame, open_: float | None = None, close: float | No
     out["first_request"] = sum(out[s].fillna(0.0) for s in STAGES).where(running == "")
     out["first_reply"] = (out["first_byte"].where(out["first_byte"] > 0) - out["connect_start"]) * MS
     # Open and not accepted when the window closed, though connect() had returned: half-open or queued.
-    connected = ev["e2"].notna() & ev["e3"].isna() & ~unknown & (ended.isna() | (ended > close))
+    known = ~unknown | kernel_rows(out)
+    connected = ev["e2"].notna() & ev["e3"].isna() & known & (ended.isna() | (ended > close))
     out["unaccepted_at_close"] = connected & bool(np.isfinite(close))
     out["accept_queue_lower_bound"] = running.isin(["accept_queue", "half_open"])
     after_first_reply(out, ev, stop, open_, close)
@@ -244,8 +263,11 @@ def stage_bounds(out: pd.DataFrame, ev: pd.DataFrame, close: float, unknown: pd.
         ev["e8"],
         ev["e8"],
     ]
+    # The kernel still knows half-open and the accept queue; after accept() the server's stages are unknown.
+    kernel = kernel_rows(out) & unknown
     for i in range(3, 10):
-        bounds[i] = bounds[i].where(~unknown, ev["e2"])
+        last_known = ev["e3"].where(kernel, ev["e2"]) if i >= 5 else ev["e2"]
+        bounds[i] = bounds[i].where(~unknown | (kernel & (i < 5)), last_known)
     return bounds
 
 
@@ -294,19 +316,21 @@ def set_stages(
     # never reached them: NaN, not a guessed 0.
     server_side = ("half_open", "accept_queue", "pool_queue", "client_late", "request_wait", "service", "transfer")
     reached = ~unknown & (out["connected"] == 1)
+    by_kernel = kernel_rows(out) & (out["connected"] == 1)
     for stage in server_side:
-        out[stage] = out[stage].where(reached)
+        out[stage] = out[stage].where(reached | (by_kernel & (stage in ("half_open", "accept_queue"))))
 
 
 def mark_events(out: pd.DataFrame, ev: pd.DataFrame, unknown: pd.Series, open_: float | None) -> None:
     """Whether a connection was accepted, picked by a worker and served by the window's close (``e<i>_known``),
     and whether inside it (``<event>_in_window``)."""
+    kernel = kernel_rows(out)
     for i in (3, 4, 7):  # accepted, a worker on it, its first reply written: by the window's close
-        out[f"e{i}_known"] = ev[f"e{i}"].notna() & ~unknown
+        out[f"e{i}_known"] = ev[f"e{i}"].notna() & (~unknown | (kernel & (i == 3)))
     # … and inside the window: a persistent connection's first request was the warm-up's, not the window's.
     since = open_ if open_ is not None else -np.inf
     for i, name in ((3, "accepted"), (4, "picked"), (7, "served"), (8, "replied")):
-        out[f"{name}_in_window"] = (ev[f"e{i}"] >= since) & ~unknown
+        out[f"{name}_in_window"] = (ev[f"e{i}"] >= since) & (~unknown | (kernel & (i in (3, 8))))
 
 
 def after_first_reply(out: pd.DataFrame, ev: pd.DataFrame, stop: pd.Series, open_: float | None, close: float) -> None:
@@ -350,11 +374,11 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
     client = pd.read_csv(path, dtype={"worker": str, "user_id": str, "local_ip": str, "outcome": str})
     if client.empty:
         return None, "no connection records"
-    client = client.rename(columns={"worker": "worker_id"})
+    client = attach_kernel(client.rename(columns={"worker": "worker_id"}), run_dir)
     server = info.get("server") or {}
     log, why = read_server_log(run_dir / "server_connections.bin")
     if log is None and server.get("command"):
-        why = "no server log: the server is a --server-cmd of yours, which keeps none; client-side stages only"
+        why = "no server log: the server is a --server-cmd of yours, which keeps none; its own stages not measured"
     boots = {str(p.get("worker_id", "local")): str(p.get("boot_id", "")) for p in info.get("load_processes") or []}
     joined = join(client, log, int(server.get("port") or 0), boots)
     window = info.get("window") or {}
@@ -367,6 +391,7 @@ def join_run(run_dir: Path, info: dict[str, Any]) -> tuple[pd.DataFrame | None, 
     else:
         joined = with_stages(joined)
         joined["in_window"] = True
+    joined["stages_from"] = np.where(kernel_rows(joined), "kernel", "stamps")
     if log is not None and not log.complete:
         why = why or "the server log is incomplete (the server was killed, or records were still open)"
     if log is not None and (joined["join"] == "another machine: its clock is not the server's").any():
