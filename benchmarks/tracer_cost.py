@@ -11,8 +11,9 @@ attached before the load).  For each side, the machine's busy CPU (/proc/stat, e
 run in the kernel, in whichever process's context the event happens) over the load ÷ connections; for
 the tracer, the kernel's own count of the time its BPF programs ran (``kernel.bpf_stats_enabled``,
 switched on for the run: ``run_time_ns`` of each program, exact where the machine's busy time is noisy),
-its process's CPU during the load, the events it recorded and lost, and what reading its maps out costs
-when it stops.  Goal: ≤ 3 µs of machine CPU a connection, no lost event at the rate reached.
+its loader's CPU during the load (draining the ring buffer into a file), the events it recorded and lost,
+and what stopping it costs: the last drain and pairing the records into connections.  Goal: ≤ 3 µs of
+machine CPU a connection, no lost event at the rate reached.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import psutil
 
 from loadtest.matrix.processes import ServerProcess
+from loadtest.measure.kernel_pairs import read_records, to_connections
 from loadtest.measure.tracer import KernelTracer, netns_inode
 
 GOAL_US = 3.0
@@ -70,6 +72,11 @@ def bpf_run_ns(pid: int) -> tuple[int, int]:
     return total, runs
 
 
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -95,9 +102,13 @@ def one_side(traced: bool, connections: int, clients: int, folder: Path) -> dict
             probes_ns, runs = bpf_run_ns(proc.pid)
             so_far = sum(proc.cpu_times()[:2])  # compiling and attaching, and the load
             during = so_far - tracer_before
-            before_stop, stop0 = children_cpu(), time.perf_counter()
+            before_stop, mine, stop0 = children_cpu(), own_cpu(), time.perf_counter()
             info = tracer.stop()
-            readout = children_cpu() - before_stop - so_far  # reaped in stop(): its whole CPU, less the above
+            # Draining what is left (the loader, reaped in stop(): its whole CPU less the above), then pairing
+            # the records into connections (as the report does, here in this process).
+            paired = to_connections(read_records(tracer.raw), server.port, whole=not info.get("lost_events"))
+            info["connections"] = len(paired)
+            readout = children_cpu() - before_stop - so_far + own_cpu() - mine
             out.update(
                 probes_us=probes_ns / 1e3 / (each * clients),
                 probe_runs=runs / (each * clients),
@@ -143,7 +154,7 @@ def run_rounds(args: argparse.Namespace) -> list[dict[str, float]]:
                 f"{on['machine_us']:.1f} µs/conn ({on['rate']:,.0f}/s) · added {row['added_us']:+.1f} µs "
                 f"(×{row['ratio']:.3f}) · BPF programs {on['probes_us']:.2f} µs/conn ({on['probe_runs']:.1f} runs) · "
                 f"its loader during the load {on['tracer_us_during']:.2f} µs/conn · "
-                f"{on['events']:,} events, {on['lost']:,} lost, {on['traced']:,} connections · read out in "
+                f"{on['events']:,} events, {on['lost']:,} lost, {on['traced']:,} connections · stopped and paired in "
                 f"{on['readout_s']:.2f} s ({on['readout_cpu_s'] / max(on['traced'], 1) * 1e6:.1f} µs CPU/conn)",
                 file=sys.stderr,
             )

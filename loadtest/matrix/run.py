@@ -267,15 +267,17 @@ class Run:
         self.manifest["load_processes"] = rows
 
     def stop_processes(self) -> None:
-        """Monitor first (its last row sees the server), then the server, then the kernel tracer (it sees the
-        server's last closes), which writes what it saw.  Safe to call twice."""
+        """Monitor first (its last row sees the server), then the kernel tracer (its SYN-ACK re-sends are
+        counted up to the monitor's last read), then the server.  Safe to call twice."""
         monitor, self.monitor = self.monitor, None
         if monitor is not None:
             monitor.stop()
+        tracer, self.tracer = self.tracer, None
+        if tracer is not None:
+            tracer.interrupt()  # after the monitor's last read of the counters; it exits as the server stops
         server, self.server = self.server, None
         if server is not None:
             self.manifest["server_stopped"] = server.stop()
-        tracer, self.tracer = self.tracer, None
         if tracer is not None:
             self.kernel_trace = self.manifest["kernel_trace"] = tracer.stop()
 

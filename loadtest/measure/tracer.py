@@ -14,12 +14,13 @@ compile its script at every run's start; a ``printf`` per event, ~150 µs a conn
 tracepoints' BTF arguments directly and writes a 40-byte record per event into a ring buffer that wakes
 nobody; its loader drains it every 50 ms into ``kernel_trace.bin``: ~3 µs a connection in the kernel,
 ~1 µs in the loader, 30 ms to attach (``benchmarks/tracer_cost.py``).  The records are paired into
-connections after the run (:mod:`loadtest.measure.kernel_pairs`).
+connections when the run's report is built (:mod:`loadtest.measure.kernel_pairs`), a process that has
+pandas loaded anyway (the Locust process does not).
 
 Bounded: the ring buffer is 16 MB; a record that finds it full is dropped and counted, so
 ``lost_events`` is exact, and the connections it cut short say so (``kernel_complete``).  The raw file
-(40 bytes an event, ~12 a connection) is read and removed when the tracer stops: ``kernel_connections.csv``
-is the record.
+(40 bytes an event, ~12 a connection) becomes ``kernel_connections.csv`` when the report is built, and
+is removed then.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.declare.kernel import KERNEL_FILE, KERNEL_RAW
-from loadtest.measure.kernel_pairs import read_records, to_connections
+from loadtest.declare.kernel import KERNEL_RAW
 from servers.children import die_with_parent
 
 BPF_DIR = Path(__file__).resolve().parent / "bpf"
 TRACER = BPF_DIR / "build" / "socklab-tracer"
 MAX_NETNS = 4  # as tracer.h
+RECORD_BYTES = 40  # struct record, tracer.h (loadtest.measure.kernel_pairs.RECORD reads it)
 ATTACHED = "attached"
 
 
@@ -108,9 +109,16 @@ class KernelTracer:
         self.stop()
         return False
 
+    def interrupt(self) -> None:
+        """Ask it to stop: it drains its ring buffer, writes its last line and exits (detaching the probes
+        takes it ~150 ms: stop the server meanwhile, then ``stop``)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
+
     def stop(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Stop it (it drains its ring buffer), pair its records into ``kernel_connections.csv``; run.json's
-        ``kernel_trace``."""
+        """Stop it; run.json's ``kernel_trace``: its status, the events it recorded and those it lost.  The
+        records are paired into connections when the run's report is built (loadtest.measure.kernel_pairs)."""
         proc, self.proc = self.proc, None
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -123,14 +131,10 @@ class KernelTracer:
                 proc.wait()
                 self.status = "unavailable: the tracer did not exit on SIGINT (killed)"
         info: dict[str, Any] = {"status": self.status, "mechanism": "libbpf ring buffer (loadtest/measure/bpf)"}
-        if self.status != "measured":
-            return info
-        lost = self._lost()
-        records = read_records(self.raw)
-        frame = to_connections(records, self.port, whole=lost == 0)
-        frame.to_csv(self.folder / KERNEL_FILE, index=False)
-        self.raw.unlink(missing_ok=True)
-        info.update(events=len(records) + lost, lost_events=lost, connections=len(frame))
+        if self.status == "measured":
+            lost = self._lost()
+            recorded = self.raw.stat().st_size // RECORD_BYTES if self.raw.exists() else 0
+            info.update(events=recorded + lost, lost_events=lost, port=self.port)
         return info
 
     def _text(self) -> str:

@@ -1,13 +1,14 @@
 // The loader of socklab's kernel tracer (tracer.bpf.c):
 //   socklab-tracer PORT OUT NETNS...
 // Loads and attaches the probes for PORT in those network namespaces, prints "attached", writes every
-// record to OUT as it drains the ring buffer (every 50 ms: no wakeup per event), and on SIGINT or
+// record to OUT as it drains the ring buffer (every 20 ms: no wakeup per event), and on SIGINT or
 // SIGTERM drains what is left and prints one JSON line: the events the ring buffer could not take.
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <bpf/libbpf.h>
 #include <linux/types.h>
@@ -15,6 +16,8 @@
 #include "tracer.h"
 
 #include "tracer.skel.h"
+
+#define DRAIN_US 20000  // 20 ms: at 10,000 connections a second, ~5 MB of the 16 MB buffer at most
 
 static volatile sig_atomic_t stopping;
 
@@ -68,9 +71,11 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	printf("attached\n");
 	fflush(stdout);
+	// The probes write without a wakeup (BPF_RB_NO_WAKEUP): epoll would never report the buffer ready, so
+	// it is drained on a timer instead.
 	while (!stopping && ring) {
-		err = ring_buffer__poll(ring, 50);
-		if (err < 0 && err != -EINTR)
+		usleep(DRAIN_US);
+		if (ring_buffer__consume(ring) < 0)
 			break;
 	}
 	if (ring)

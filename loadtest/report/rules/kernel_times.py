@@ -12,6 +12,7 @@ says so (``stages_from``).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loadtest.declare.kernel import KERNEL_FILE, KERNEL_FILE_NAMES, KERNEL_NAMES
+from loadtest.declare.kernel import KERNEL_FILE, KERNEL_FILE_NAMES, KERNEL_NAMES, KERNEL_RAW
+from loadtest.measure.kernel_pairs import read_records, to_connections
 
 ANY_ADDRESS = "*"  # IPv6 connections: the tracer keeps no address, so they are matched on the port
 TEXT = ("kernel_ip", "kernel_first_fin", "kernel_synack_at")
@@ -29,12 +31,7 @@ MATCH_WITHIN_S = 1.0  # a client stamps connect() start just before the call: it
 def attach_kernel(client: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
     """The client's records with the kernel's columns (NaN where the kernel has no record of it)."""
     out = client.copy()
-    path = run_dir / KERNEL_FILE
-    kernel = (
-        pd.read_csv(path, dtype=dict.fromkeys(TEXT, str), keep_default_na=False, na_values=[""])
-        if path.exists()
-        else None
-    )
+    kernel = kernel_connections(run_dir)
     for name in KERNEL_NAMES:
         out[name] = "" if name in TEXT else np.nan
     out["kernel_complete"] = False
@@ -64,6 +61,19 @@ def attach_kernel(client: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
             out.loc[rows, name] = kernel[name].to_numpy()[records]
     split_synacks(out, counters_read_at(run_dir))
     return out
+
+
+def kernel_connections(run_dir: Path) -> pd.DataFrame | None:
+    """``kernel_connections.csv``, made first from the tracer's records if this is the run's first report."""
+    path, raw = run_dir / KERNEL_FILE, run_dir / KERNEL_RAW
+    if not path.exists() and raw.exists():
+        trace = json.loads((run_dir / "run.json").read_text()).get("kernel_trace") or {}
+        frame = to_connections(read_records(raw), int(trace.get("port") or 0), whole=not trace.get("lost_events"))
+        frame.to_csv(path, index=False)
+        raw.unlink()
+    if not path.exists():
+        return None
+    return pd.read_csv(path, dtype=dict.fromkeys(TEXT, str), keep_default_na=False, na_values=[""])
 
 
 def counters_read_at(run_dir: Path) -> float | None:
