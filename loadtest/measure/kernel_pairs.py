@@ -149,6 +149,7 @@ def build(clients: pd.DataFrame, children: pd.DataFrame, synacks: pd.DataFrame, 
             "kernel_synack_retrans": resent.size().reindex(clients.index).fillna(0).astype(int),
             "kernel_synack_at": resent.agg(lambda t: " ".join(f"{v:.9f}" for v in sorted(t)[:SYNACK_TIMES]))
             .reindex(clients.index)
+            .astype(object)
             .fillna(""),
             "kernel_first_fin": pd.Series("", index=c.index).mask(client_first, "client").mask(server_first, "server"),
             "kernel_fin_sent": closer(client_fin, server_fin),
