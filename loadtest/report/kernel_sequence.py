@@ -87,9 +87,11 @@ def resent(row: pd.Series) -> str:
 def application(row: pd.Series, at: Clock) -> list[Event]:
     """The request read and the reply written: the server's log, or one untimed row when it keeps none."""
     read, written = at("server_first_read"), at("server_first_written")
+    resent = int(row.get("data_retrans") or 0)  # TCP_INFO at the client's close
+    again = f", the client had sent it {resent + 1} times (TCP_INFO: dropped while half-open)" if resent else ""
     if read is not None and written is not None:
         return [
-            ("read", 1, read, f"request read ({SERVER_LOG})"),
+            ("read", 1, read, f"request read ({SERVER_LOG}){again}"),
             ("written", 1, written, f"reply written ({SERVER_LOG})"),
         ]
     sent, accepted, first = at("sent"), at("kernel_accepted"), at("first_byte")
