@@ -135,6 +135,10 @@ def ours_running() -> list[str]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info.get("cmdline") or [])
-        if ("locust" in cmd and "loadtest/locustfile.py" in cmd) or " -m servers " in f"{cmd} ":
+        if (
+            ("locust" in cmd and "loadtest/locustfile.py" in cmd)
+            or " -m servers " in f"{cmd} "
+            or "socklab-tracer" in cmd
+        ):
             found.append(cmd)
     return found

@@ -12,5 +12,5 @@ esac
 bpftool btf dump file /sys/kernel/btf/vmlinux format c > build/vmlinux.h
 clang -O2 -g -target bpf -D__TARGET_ARCH_"$arch" -Ibuild -I. -c tracer.bpf.c -o build/tracer.bpf.o
 bpftool gen skeleton build/tracer.bpf.o > build/tracer.skel.h
-cc -O2 -Wall -Ibuild -I. tracer.c -lbpf -o build/socklab-tracer.new
+cc -O2 -Wall -Ibuild -I. tracer.c -lbpf -lpthread -o build/socklab-tracer.new
 mv build/socklab-tracer.new build/socklab-tracer

@@ -4,6 +4,7 @@
 // record to OUT as it drains the ring buffer (every 20 ms: no wakeup per event), and on SIGINT or
 // SIGTERM drains what is left and prints one JSON line: the events the ring buffer could not take.
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,12 @@
 static volatile sig_atomic_t stopping;
 
 static void on_signal(int sig) { (void)sig; stopping = 1; }
+
+static void *detach(void *link)
+{
+	bpf_link__destroy(link);
+	return NULL;
+}
 
 static int write_record(void *ctx, void *data, size_t size)
 {
@@ -84,6 +91,15 @@ int main(int argc, char **argv)
 	printf("{\"lost_events\": %llu}\n", (unsigned long long)skel->bss->lost);
 	fflush(stdout);
 	ring_buffer__free(ring);
+	// Each probe's detach waits for an RCU grace period (~40 ms): detach them side by side, not in turn.
+	struct bpf_link *links[] = {skel->links.state, skel->links.synack, skel->links.accept4_exit,
+				    skel->links.accept_exit};
+	pthread_t threads[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&threads[i], NULL, detach, links[i]);
+	for (int i = 0; i < 4; i++)
+		pthread_join(threads[i], NULL);
+	skel->links.state = skel->links.synack = skel->links.accept4_exit = skel->links.accept_exit = NULL;
 	tracer_bpf__destroy(skel);
 	return 0;
 }
