@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -170,3 +171,30 @@ def test_a_foreign_blocking_server_shows_its_staircase_from_the_kernel_alone(tmp
         row = next(csv.DictReader(f))
     assert row["kernel_trace"].startswith("measured: stages up to accept() from the kernel"), row["kernel_trace"]
     assert abs(float(row["accept_queue_wait_p50_ms"]) - 400) <= 30, row["accept_queue_wait_p50_ms"]
+
+
+def test_a_listener_socklab_did_not_start_gets_the_kernels_stages_too(tmp_path: Path) -> None:
+    """--host tcp://127.0.0.1:P, a blocking server started by someone else: 3 connect-per-request users and
+    SLEEP 50 ms; each connection waits for the other two in the accept queue, about 100 ms, and the kernel
+    alone says so."""
+    from loadtest.measure.tracer import unavailable_reason
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    script = Path(__file__).parent.parent / "benchmarks" / "reference_servers.py"
+    server = subprocess.Popen(
+        [sys.executable, str(script), "tcpserver", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = json.loads(server.stdout.readline())["port"]
+        args = ("ConnectPerRequestUser", "--host", f"tcp://127.0.0.1:{port}", "--op", "SLEEP", "--sleep-ms", "50")
+        run = run_locust(tmp_path, *args, users=3, seconds=2, page=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with (run.report_dir / "summary.csv").open() as f:
+        row = next(csv.DictReader(f))
+    assert row["kernel_trace"].startswith("measured: stages up to accept() from the kernel"), row["kernel_trace"]
+    assert abs(float(row["accept_queue_wait_p50_ms"]) - 100) <= 15, row["accept_queue_wait_p50_ms"]
