@@ -23,7 +23,13 @@ KERNEL_COLUMNS: tuple[Column, ...] = (
         "the client's socket became ESTABLISHED: the SYN-ACK arrived, connect() returns, the final ACK leaves",
         "state",
     ),
-    Column("kernel_connect_failed", "s", "the client's socket went from SYN_SENT to CLOSE: connect() failed", "state"),
+    Column(
+        "kernel_connect_failed",
+        "s",
+        "the client's socket went from SYN_SENT to CLOSE: connect() failed, or was abandoned (a run's stop closes "
+        "the connects still going)",
+        "state",
+    ),
     Column(
         "kernel_server_established",
         "s",
@@ -56,14 +62,21 @@ KERNEL_COLUMNS: tuple[Column, ...] = (
     Column("kernel_fin_arrived", "s", "that FIN arrived at the other side (ESTABLISHED → CLOSE_WAIT)", "state"),
     Column("kernel_fin_acked", "s", "the closer's FIN was acknowledged (FIN_WAIT1 → FIN_WAIT2)", "state"),
     Column("kernel_second_fin", "s", "the other side's FIN left (CLOSE_WAIT → LAST_ACK)", "state"),
-    Column("kernel_time_wait", "s", "the closer got that FIN and acknowledged it: into TIME_WAIT", "state"),
+    Column(
+        "kernel_time_wait",
+        "s",
+        "the closer got that FIN and acknowledged it: into TIME_WAIT (NaN when the closer's socket was closed in "
+        "FIN_WAIT2 before the FIN came: a timewait mini-socket, which no tracepoint sees, took it over)",
+        "state",
+    ),
     Column("kernel_closed", "s", "the last ACK arrived at the other side: the connection is gone", "state"),
     Column("kernel_client_closed", "s", "the client's socket reached CLOSE (by FIN, reset or failure)", "state"),
     Column("kernel_server_closed", "s", "the server's child socket reached CLOSE", "state"),
     Column(
         "kernel_complete",
         "",
-        "True when both sides' sockets reached CLOSE in the trace, or the tracer lost no event: the account is whole",
+        "True when the tracer lost no event (a socket still open when it stopped is whole so far), or, when it "
+        "lost some, when both sides' sockets reached CLOSE in the trace",
         "",
     ),
 )

@@ -156,7 +156,11 @@ def build(clients: pd.DataFrame, children: pd.DataFrame, synacks: pd.DataFrame, 
             "kernel_fin_arrived": other(at(c, ESTABLISHED, CLOSE_WAIT), at(s, ESTABLISHED, CLOSE_WAIT)),
             "kernel_fin_acked": closer(at(c, FIN_WAIT1, FIN_WAIT2), at(s, FIN_WAIT1, FIN_WAIT2)),
             "kernel_second_fin": other(at(c, CLOSE_WAIT, LAST_ACK), at(s, CLOSE_WAIT, LAST_ACK)),
-            "kernel_time_wait": closer(closes["client"], closes["server"]),
+            # The closer's socket goes to CLOSE as it enters TIME_WAIT, after the other side's FIN; closed by its
+            # application in FIN_WAIT2 before that FIN, it is handed to a timewait mini-socket at once: no TIME_WAIT.
+            "kernel_time_wait": closer(closes["client"], closes["server"]).where(
+                lambda t: t >= other(at(c, CLOSE_WAIT, LAST_ACK), at(s, CLOSE_WAIT, LAST_ACK))
+            ),
             "kernel_closed": other(at(c, LAST_ACK, CLOSE), at(s, LAST_ACK, CLOSE)),
             "kernel_client_closed": closes["client"],
             "kernel_server_closed": closes["server"],

@@ -12,7 +12,7 @@ Why a libbpf program of our own (``loadtest/measure/bpf/``, built by ``.ci/setup
 bpftrace 0.17 spent ~1 µs a probe (its map updates), 10–13 µs a connection, and a second of CPU to
 compile its script at every run's start; a ``printf`` per event, ~150 µs a connection.  Ours reads the
 tracepoints' BTF arguments directly and writes a 40-byte record per event into a ring buffer that wakes
-nobody; its loader drains it every 50 ms into ``kernel_trace.bin``: ~3 µs a connection in the kernel,
+nobody; its loader drains it every 20 ms into ``kernel_trace.bin``: ~3 µs a connection in the kernel,
 ~1 µs in the loader, 30 ms to attach (``benchmarks/tracer_cost.py``).  The records are paired into
 connections when the run's report is built (:mod:`loadtest.measure.kernel_pairs`), a process that has
 pandas loaded anyway (the Locust process does not).

@@ -20,6 +20,7 @@ Message = tuple[str, str, str]  # (from event, to event, label)
 Clock = Callable[[str], float | None]  # a column's time, ms since connect() started (None: not stamped)
 
 KERNEL = "kernel"
+HALF_OPEN_MS = 1.0  # longer than the final ACK's flight on loopback (µs): it was dropped
 CLIENT_CLOCK = "client"
 SERVER_LOG = "server log"
 
@@ -38,7 +39,12 @@ def kernel_sequence(row: pd.Series) -> tuple[list[Event], list[Message], tuple[s
     events: list[Event] = [
         ("call", 0, 0.0, f"connect() called ({CLIENT_CLOCK})"),
         ("syn", 0, sent, f"SYN_SENT: the SYN leaves{retried(retries)} ({KERNEL})"),
-        ("synack", 1, between(sent, established), "SYN arrives, SYN-ACK leaves (untimed: no socket changes state)"),
+        (
+            "synack",
+            1,
+            between(sent, established),
+            "the SYN that got through arrives, SYN-ACK leaves (untimed: no socket changes state)",
+        ),
         ("established", 0, established, f"ESTABLISHED: the SYN-ACK arrived, the ACK leaves ({KERNEL})"),
         ("connected", 0, at("connect_end"), f"connect() returns ({CLIENT_CLOCK})"),
         (
@@ -52,11 +58,15 @@ def kernel_sequence(row: pd.Series) -> tuple[list[Event], list[Message], tuple[s
         *application(row, at),
         ("last", 0, at("last_byte"), f"the reply's last byte arrives ({CLIENT_CLOCK})"),
     ]
+    half_open = (at("kernel_server_established") or 0.0) - (established or 0.0)
+    ack = "ACK" if half_open < HALF_OPEN_MS else "ACK dropped at the full queue: a later segment got in"
+    syn = "SYN" if not retries else f"SYN (this one dropped: sent {retries + 1} times)"
     messages: list[Message] = [
-        ("syn", "synack", "SYN"),
+        ("syn", "synack", syn),
         ("synack", "established", "SYN-ACK"),
-        ("established", "queued", "ACK"),
+        ("established", "queued", ack),
     ]
+
     logged = any(key == "written" for key, *_ in events)
     messages += [("sent", "read", "request"), ("written" if logged else "read", "last", "reply")]
     teardown_events, teardown_messages = teardown(row, at)
@@ -100,7 +110,7 @@ def application(row: pd.Series, at: Clock) -> list[Event]:
 
 
 def teardown(row: pd.Series, at: Clock) -> tuple[list[Event], list[Message]]:
-    """FIN, ACK, FIN, ACK: each end of each from the kernel's state changes."""
+    """FIN, ACK, FIN, ACK: each arrow drawn where the kernel's state changes time both its ends."""
     closer = str(row.get("kernel_first_fin") or "")
     if closer not in ("client", "server"):
         return [], []
@@ -116,15 +126,16 @@ def teardown(row: pd.Series, at: Clock) -> tuple[list[Event], list[Message]]:
         ("time_wait", c, time_wait, f"FIN arrives: its ACK leaves, TIME_WAIT ({KERNEL})"),
         ("closed", o, closed, f"the ACK arrives: CLOSED ({KERNEL})"),
     ]
-    messages: list[Message] = [
-        ("fin", "fin_arrived", "FIN"),
-        ("second_fin", "time_wait", "FIN"),
-        ("time_wait", "closed", "ACK"),
-    ]
-    if acked is not None and second is not None and acked < second:  # the first FIN's ACK went on its own
-        events.append(("fin_acked", c, acked, f"its FIN acknowledged: FIN_WAIT2 ({KERNEL})"))
+    messages: list[Message] = [("fin", "fin_arrived", "FIN"), ("second_fin", "time_wait", "FIN")]
+    if closed is not None and time_wait is not None and closed >= time_wait:  # else its ACK left before the state
+        messages.append(("time_wait", "closed", "ACK"))
+    # Closed in FIN_WAIT2 before the other side's FIN, the socket is handed to a timewait mini-socket, which no
+    # tracepoint sees: the FIN that follows is not traced arriving.
+    handed = " — handed to a timewait mini-socket: what it receives next is not traced" if time_wait is None else ""
+    if acked is not None and (second is None or acked < second):  # the first FIN's ACK went on its own
+        events.append(("fin_acked", c, acked, f"its FIN acknowledged: FIN_WAIT2{handed} ({KERNEL})"))
         messages.append(("fin_arrived", "fin_acked", "ACK"))
-    else:  # acknowledged by the other side's FIN itself (a delayed ACK rode on it)
+    elif acked is not None:  # acknowledged by the other side's FIN itself (a delayed ACK rode on it)
         messages[1] = ("second_fin", "time_wait", "FIN, ACK")
     return events, messages
 

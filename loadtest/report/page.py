@@ -59,8 +59,9 @@ def timeline_section(run: RunData) -> list[str]:
     mine = frame[frame["in_window"]]
     counts = account.state_at_close(mine).value_counts().rename_axis("connections of the window").reset_index()
     out = [
-        "<h2>Where the time went</h2><p class='note'>Each connection's client record joined to the server's on "
-        "the 4-tuple (both on CLOCK_MONOTONIC); its first request split into stages that add up to connect start "
+        "<h2>Where the time went</h2><p class='note'>Each connection's client record joined to the server's log "
+        "on the 4-tuple where there is one, and to the kernel's trace where it ran (all on CLOCK_MONOTONIC); its "
+        "first request split into stages that add up to connect start "
         f"→ the reply's last byte. Every connection: {CONNECTIONS_FILE}.</p>"
     ]
     if run.timeline_note:

@@ -1,6 +1,6 @@
 // socklab's kernel tracer: every TCP state change, accept() and SYN-ACK re-send of one server port,
-// as fixed-size records in a ring buffer (no wakeup per record: the loader drains it every 50 ms).
-// The pairing into connections is done afterwards, in Python (loadtest/measure/tracer.py).
+// as fixed-size records in a ring buffer (no wakeup per record: the loader drains it every 20 ms).
+// The pairing into connections is done afterwards, in Python (loadtest/measure/kernel_pairs.py).
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>

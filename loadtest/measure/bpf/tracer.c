@@ -85,13 +85,9 @@ int main(int argc, char **argv)
 		if (ring_buffer__consume(ring) < 0)
 			break;
 	}
-	if (ring)
-		ring_buffer__consume(ring);
-	fclose(out);
-	printf("{\"lost_events\": %llu}\n", (unsigned long long)skel->bss->lost);
-	fflush(stdout);
-	ring_buffer__free(ring);
-	// Each probe's detach waits for an RCU grace period (~40 ms): detach them side by side, not in turn.
+	// Detach first, then the last drain and the count: a record the probes wrote while they were being
+	// detached is written or counted lost, never neither.  Each detach waits for an RCU grace period
+	// (~40 ms): side by side, not in turn.
 	struct bpf_link *links[] = {skel->links.state, skel->links.synack, skel->links.accept4_exit,
 				    skel->links.accept_exit};
 	pthread_t threads[4];
@@ -100,6 +96,12 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 4; i++)
 		pthread_join(threads[i], NULL);
 	skel->links.state = skel->links.synack = skel->links.accept4_exit = skel->links.accept_exit = NULL;
+	if (ring)
+		ring_buffer__consume(ring);
+	fclose(out);
+	printf("{\"lost_events\": %llu}\n", (unsigned long long)skel->bss->lost);
+	fflush(stdout);
+	ring_buffer__free(ring);
 	tracer_bpf__destroy(skel);
 	return 0;
 }

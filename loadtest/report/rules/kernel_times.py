@@ -123,9 +123,13 @@ def kernel_summary(info: dict[str, Any], frame: pd.DataFrame | None) -> str:
     events = f"{int(trace.get('events') or 0):,} events, {lost:,} lost"
     if frame is None or frame.empty:
         return f"measured ({events}); no connection records to set them beside"
-    connected = frame[frame["connected"] == 1]
+    connected = frame[(frame["connected"] == 1) & frame["in_window"]]  # the window's, as connections_recorded
     traced = int(kernel_rows(connected).sum())
-    words = f"measured: stages up to accept() from the kernel for {traced:,} of {len(connected):,} connections"
+    words = (
+        f"measured: stages up to accept() from the kernel for {traced:,} of the window's {len(connected):,} "
+        "connected connections (a retried connect's split between SYN retries and its last round trip is "
+        "TCP_INFO's round trip)"
+    )
     if traced < len(connected):
         why = "an event lost" if lost else "another host's, or begun before the tracer"
         words += f" (the rest, {why}: from the stamps, stages_from = stamps)"

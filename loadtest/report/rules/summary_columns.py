@@ -202,8 +202,9 @@ SUMMARY: tuple[Summary, ...] = (
     ),
     *p50_and_p99(
         "accept_queue_wait",
-        "connect() return → the server's accept() return, joined connections "
-        "and those still not accepted when the run ended (their wait so far: a lower bound)",
+        "the client's ESTABLISHED (the kernel's; else connect() returning) → accept() returning it, half-open "
+        "time included, of the connections accepted in the window and those still not accepted at its close "
+        "(their wait so far, since their connect, possibly in the warm-up: a lower bound)",
         lambda _: ACCOUNT,
     ),
     *p50_and_p99(

@@ -150,7 +150,7 @@ def events(out: pd.DataFrame, close: float) -> pd.DataFrame:
     start = out["connect_start"].astype(float)
     kernel = kernel_rows(out)
     # The kernel's times where it traced the connection (loadtest.report.rules.kernel_times), else the stamps.
-    accepted = at("kernel_accepted").where(kernel, at("server_accepted"))
+    accepted = at("kernel_accepted").where(kernel, np.nan).fillna(at("server_accepted"))  # a lost record: the log's
     # The client is ESTABLISHED (SYN-ACK back) before the server's child is, which is before accept() returns.
     connect_end = at("connect_end").where(out["connected"] == 1)  # a failed connect's end is no handshake
     established = np.fmin(connect_end, accepted).where(connect_end.notna())
@@ -207,7 +207,8 @@ def kernel_half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) ->
     closed = out["closed"].astype(float)
     until = np.fmin(closed.where(closed > 0), close)
     child = out.get("kernel_server_established", pd.Series(np.nan, index=out.index)).astype(float)
-    child = child.where(child <= until.fillna(close))  # NaN stays NaN: still half-open
+    child = child.where(child <= until.fillna(close))  # NaN stays NaN: still half-open …
+    child = child.fillna(ev["e3"])  # … unless accepted by then (its record lost): established before that
     return child.clip(lower=ev["e2"]).clip(upper=ev["e3"].fillna(np.inf)).where(ev["e2"].notna())
 
 

@@ -77,7 +77,29 @@ def handshake_findings(mine: pd.DataFrame) -> list[str]:
             f"{(retried['syn_retry_wait'] + retried['handshake']).median() / 1000:,.2f} s at the median, the "
             "kernel's retry schedule of about 1, 2, 3 s)."
         )
-    resent = mine[mine["data_retrans"] > 0] if "data_retrans" in mine else mine.iloc[:0]
+    out += half_open_finding(mine)
+    return out
+
+
+HALF_OPEN_MS = 1.0  # longer than the final ACK's flight on loopback (µs): it was dropped
+
+
+def half_open_finding(mine: pd.DataFrame) -> list[str]:
+    """Connections half-open for a while: from the kernel where it traced them (the client's ESTABLISHED →
+    the server's child ESTABLISHED, or still not by the close), else from the clients' re-sent data."""
+    out = []
+    traced = mine["stages_from"] == "kernel" if "stages_from" in mine else pd.Series(False, index=mine.index)
+    if traced.any():
+        long = traced & ((mine["half_open"] > HALF_OPEN_MS) | (mine["stage_at_stop"] == "half_open"))
+        still = long & (mine["stage_at_stop"] == "half_open")
+        if long.any():
+            out.append(
+                f"{plural(int(long.sum()), 'connection')} were half-open for more than {HALF_OPEN_MS:g} ms (the "
+                "kernel: the client ESTABLISHED, the server's child not yet — the final ACK and the request dropped "
+                f"at the full accept queue, ListenOverflows); {int((long & ~still).sum()):,} got in later, when a "
+                f"re-sent segment found room, and {int(still.sum()):,} were still half-open when the window closed."
+            )
+    resent = mine[(mine["data_retrans"] > 0) & ~traced] if "data_retrans" in mine else mine.iloc[:0]
     if len(resent):
         out.append(
             f"{plural(len(resent), 'connection')} were half-open for a while: connect() had returned (the "
