@@ -231,3 +231,30 @@ def test_locust_run_in_private_namespace_has_isolated_counters(tmp_path: Path) -
     assert opens >= connects * 0.8  # samples every 0.25 s of a 2 s window
     # The load generator's CPU while it ran (the last sample may come after it stopped: 0 % there).
     assert max(float(r["loadgen_cpu_percent_max"]) for r in rows) > 10
+
+
+def test_the_kernel_tracer_says_when_it_measured_and_when_it_died(tmp_path: Path) -> None:
+    """Stopped normally, it reports its events and the lost ones (0 here: no traffic); killed during the run,
+    its trace is not a measurement: the status says so and no event count is given."""
+    import os
+    import signal
+
+    from loadtest.measure.tracer import KernelTracer, netns_inode, unavailable_reason
+
+    if unavailable_reason():
+        pytest.skip(unavailable_reason())
+    quiet = KernelTracer.start(1, [netns_inode()], tmp_path / "quiet")
+    assert quiet.wait_attached(), quiet.status
+    assert quiet.stop() == {
+        "status": "measured",
+        "mechanism": "libbpf ring buffer (loadtest/measure/bpf)",
+        "events": 0,
+        "lost_events": 0,
+        "port": 1,
+    }
+    dying = KernelTracer.start(1, [netns_inode()], tmp_path / "dying")
+    assert dying.wait_attached() and dying.proc is not None
+    os.kill(dying.proc.pid, signal.SIGKILL)
+    dying.proc.wait()
+    info = dying.stop()
+    assert info["status"].startswith("unavailable: the tracer exited during the run") and "lost_events" not in info

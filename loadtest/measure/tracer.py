@@ -120,6 +120,8 @@ class KernelTracer:
         """Stop it; run.json's ``kernel_trace``: its status, the events it recorded and those it lost.  The
         records are paired into connections when the run's report is built (loadtest.measure.kernel_pairs)."""
         proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is not None and self.status == "measured" and self._lost() is None:
+            self.status = f"unavailable: the tracer exited during the run ({self._error() or proc.returncode})"
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
@@ -131,8 +133,10 @@ class KernelTracer:
                 proc.wait()
                 self.status = "unavailable: the tracer did not exit on SIGINT (killed)"
         info: dict[str, Any] = {"status": self.status, "mechanism": "libbpf ring buffer (loadtest/measure/bpf)"}
-        if self.status == "measured":
-            lost = self._lost()
+        lost = self._lost()
+        if self.status == "measured" and lost is None:
+            self.status = "unavailable: the tracer did not say how many events it lost"
+        if self.status == "measured" and lost is not None:
             recorded = self.raw.stat().st_size // RECORD_BYTES if self.raw.exists() else 0
             info.update(events=recorded + lost, lost_events=lost, port=self.port)
         return info
@@ -147,9 +151,10 @@ class KernelTracer:
         lines = [ln for ln in self._text().splitlines() if ln.strip() and not ln.startswith("libbpf: prog")]
         return lines[-1][:200] if lines else ""
 
-    def _lost(self) -> int:
+    def _lost(self) -> int | None:
+        """The events the ring buffer could not take, from the loader's last line (None: it wrote none)."""
         for line in reversed(self._text().splitlines()):
             if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    return int(json.loads(line).get("lost_events", 0))
-        return 0
+                with contextlib.suppress(ValueError, TypeError):
+                    return int(json.loads(line)["lost_events"])
+        return None
