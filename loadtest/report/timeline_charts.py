@@ -143,6 +143,9 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
     y = {key: i for i, (key, *_rest) in enumerate(events)}
     side = {key: s for key, s, *_rest in events}
     fig = go.Figure()
+    # Annotations gathered as plain dicts and set once: plotly validates each add_annotation (~10 ms each, a
+    # third of a second a diagram).
+    notes: list[dict[str, Any]] = []
     for x, name in ((0, "client"), (1, "server")):
         fig.add_scatter(
             x=[x, x],
@@ -152,21 +155,24 @@ def sequence_chart(row: pd.Series, title: str) -> go.Figure:
             showlegend=False,
             hoverinfo="skip",
         )
-        fig.add_annotation(x=x, y=-0.9, text=f"<b>{name}</b>", showarrow=False)
+        notes.append({"x": x, "y": -0.9, "text": f"<b>{name}</b>", "showarrow": False})
     for start_key, end_key, label in messages:
         if start_key in y and end_key in y and side[start_key] != side[end_key]:
-            arrow(fig, (side[start_key], y[start_key]), (side[end_key], y[end_key]), label)
+            notes += arrow((side[start_key], y[start_key]), (side[end_key], y[end_key]), label)
     for key, s, ms, text in events:
         placement = {"xanchor": "right", "xshift": -8} if s == 0 else {"xanchor": "left", "xshift": 8}
         stamp = "" if key in untimed else f"{ms:,.3f} ms"
-        fig.add_annotation(
-            x=s,
-            y=y[key],
-            text=" · ".join(filter(None, (stamp, text) if s == 0 else (text, stamp))),
-            showarrow=False,
-            font={"size": 11, "color": "#1f5fa8"},
-            **placement,
+        notes.append(
+            {
+                "x": s,
+                "y": y[key],
+                "text": " · ".join(filter(None, (stamp, text) if s == 0 else (text, stamp))),
+                "showarrow": False,
+                "font": {"size": 11, "color": "#1f5fa8"},
+                **placement,
+            }
         )
+    fig.update_layout(annotations=notes)
     fig.update_xaxes(visible=False, range=[-1.6, 2.6])
     fig.update_yaxes(visible=False, range=[len(events) - 0.3, -1.3])
     return layout(fig, title, 140 + 34 * len(events))
@@ -178,30 +184,32 @@ def legacy_messages(events: list[Event]) -> list[tuple[str, str, str]]:
     return [*MESSAGES, ("fin", "eof" if "eof" in keys else "closed", "FIN"), ("eof", "closed", "")]
 
 
-def arrow(fig: go.Figure, start: tuple[int, int], end: tuple[int, int], label: str) -> None:
+def arrow(start: tuple[int, int], end: tuple[int, int], label: str) -> list[dict[str, Any]]:
     """A segment from one side to the other, its name written halfway."""
-    fig.add_annotation(
-        x=end[0],
-        y=end[1],
-        ax=start[0],
-        ay=start[1],
-        xref="x",
-        yref="y",
-        axref="x",
-        ayref="y",
-        showarrow=True,
-        arrowhead=2,
-        arrowwidth=1.5,
-        text="",
-    )
-    fig.add_annotation(
-        x=0.5,
-        y=(start[1] + end[1]) / 2,
-        text=label,
-        showarrow=False,
-        font={"size": 11},
-        bgcolor="rgba(255,255,255,0.85)",
-    )
+    return [
+        {
+            "x": end[0],
+            "y": end[1],
+            "ax": start[0],
+            "ay": start[1],
+            "xref": "x",
+            "yref": "y",
+            "axref": "x",
+            "ayref": "y",
+            "showarrow": True,
+            "arrowhead": 2,
+            "arrowwidth": 1.5,
+            "text": "",
+        },
+        {
+            "x": 0.5,
+            "y": (start[1] + end[1]) / 2,
+            "text": label,
+            "showarrow": False,
+            "font": {"size": 11},
+            "bgcolor": "rgba(255,255,255,0.85)",
+        },
+    ]
 
 
 def sequence_events(row: pd.Series) -> list[Event]:
