@@ -25,6 +25,20 @@ def parse_target(host: str) -> tuple[str, int]:
     return addr, int(port_text)
 
 
+LOCAL_HOSTS = ("localhost", "::1", "0.0.0.0", "::")
+
+
+def local_port(host: str) -> tuple[int | None, str]:
+    """``tcp://HOST:PORT`` → PORT when HOST is this machine (its kernel can be traced), else None and why."""
+    try:
+        addr, port = parse_target(host)
+    except ValueError:
+        return None, "no server address"
+    if addr not in LOCAL_HOSTS and not addr.startswith("127."):
+        return None, f"the server is on another host ({addr}): its kernel is not this one"
+    return port, ""
+
+
 def format_target(host: str, port: int) -> str:
     return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 

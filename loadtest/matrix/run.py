@@ -31,7 +31,7 @@ from loadtest.declare import options as opts
 from loadtest.declare.columns import LOAD_PROCESSES, USERS
 from loadtest.declare.kinds import OP_NAMES
 from loadtest.declare.settings import parse_sysctls
-from loadtest.declare.target import format_target, parse_target, split_named_command
+from loadtest.declare.target import format_target, local_port, split_named_command
 from loadtest.hosts.isolate import in_private_netns, netns_label
 from loadtest.matrix.processes import MonitorProcess, ServerProcess
 from loadtest.matrix.window import Window
@@ -43,7 +43,6 @@ from servers.connlog import mark_window
 
 log = logging.getLogger("socklab")
 
-LOCAL_HOSTS = ("localhost", "::1", "0.0.0.0", "::")
 USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.declare.columns
 CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client saw it (loadtest.client.connections)
 SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
@@ -128,13 +127,7 @@ class Run:
             return None, "turned off (--kernel-trace off)"
         if self.server is not None:
             return self.server.port, ""
-        try:
-            host, port = parse_target(self.environment.host or "")
-        except ValueError:
-            return None, "no server address"
-        if host not in LOCAL_HOSTS and not host.startswith("127."):
-            return None, f"the server is on another host ({host}): its kernel is not this one"
-        return port, ""
+        return local_port(self.environment.host or "")
 
     @property
     def target(self) -> str | None:

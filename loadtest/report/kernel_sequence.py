@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from loadtest.report.rules.kernel_times import HALF_OPEN_MS
+
 Event = tuple[str, int, float | None, str]  # (key, side 0 client / 1 server, ms since connect(), what happens)
 Message = tuple[str, str, str]  # (from event, to event, label)
 Clock = Callable[[str], float | None]  # a column's time, ms since connect() started (None: not stamped)
 
 KERNEL = "kernel"
-HALF_OPEN_MS = 1.0  # longer than the final ACK's flight on loopback (µs): it was dropped
 CLIENT_CLOCK = "client"
 SERVER_LOG = "server log"
 

@@ -24,6 +24,7 @@ from loadtest.declare.kernel import KERNEL_FILE, KERNEL_FILE_NAMES, KERNEL_NAMES
 from loadtest.measure.kernel_pairs import read_records, to_connections
 
 ANY_ADDRESS = "*"  # IPv6 connections: the tracer keeps no address, so they are matched on the port
+HALF_OPEN_MS = 1.0  # longer than the final ACK's flight on loopback (µs): it was dropped
 TEXT = ("kernel_ip", "kernel_first_fin", "kernel_synack_at")
 MATCH_WITHIN_S = 1.0  # a client stamps connect() start just before the call: its SYN follows within µs
 
@@ -103,6 +104,17 @@ def synacks_in_counters_span(frame: pd.DataFrame | None, info: dict[str, Any]) -
     if frame is None or trace.get("status") != "measured" or int(trace.get("lost_events") or 0):
         return float("nan")
     return float(frame["kernel_synack_retrans"].sum())
+
+
+def kernel_half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
+    """The server's child ESTABLISHED (the final ACK got in), between the client's and accept(); NaN when
+    it had not by the window's close (or the client's own close): half-open then."""
+    closed = out["closed"].astype(float)
+    until = np.fmin(closed.where(closed > 0), close)
+    child = out.get("kernel_server_established", pd.Series(np.nan, index=out.index)).astype(float)
+    child = child.where(child <= until.fillna(close))  # NaN stays NaN: still half-open …
+    child = child.fillna(ev["e3"])  # … unless accepted by then (its record lost): established before that
+    return child.clip(lower=ev["e2"]).clip(upper=ev["e3"].fillna(np.inf)).where(ev["e2"].notna())
 
 
 def kernel_rows(out: pd.DataFrame) -> pd.Series:

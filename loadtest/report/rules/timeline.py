@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from loadtest.declare.columns import WINDOW_SHARES
-from loadtest.report.rules.kernel_times import attach_kernel, kernel_rows
+from loadtest.report.rules.kernel_times import attach_kernel, kernel_half_open_until, kernel_rows
 from loadtest.report.rules.server_log import ServerLog, read_server_log, teardown_of
 from servers.connlog import TIMES
 
@@ -199,17 +199,6 @@ def half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Ser
     until = until.where(~entered, np.fmin(np.fmax(acked_at, ev["e2"]), close))
     until = until.where(~still, np.nan)
     return kernel_half_open_until(out, ev, close).where(kernel, until)
-
-
-def kernel_half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
-    """The server's child ESTABLISHED (the final ACK got in), between the client's and accept(); NaN when
-    it had not by the window's close (or the client's own close): half-open then."""
-    closed = out["closed"].astype(float)
-    until = np.fmin(closed.where(closed > 0), close)
-    child = out.get("kernel_server_established", pd.Series(np.nan, index=out.index)).astype(float)
-    child = child.where(child <= until.fillna(close))  # NaN stays NaN: still half-open …
-    child = child.fillna(ev["e3"])  # … unless accepted by then (its record lost): established before that
-    return child.clip(lower=ev["e2"]).clip(upper=ev["e3"].fillna(np.inf)).where(ev["e2"].notna())
 
 
 MS = 1000.0

@@ -11,6 +11,7 @@ import pandas as pd
 from loadtest.report.load import RunData
 from loadtest.report.rules import account, timeline
 from loadtest.report.rules.findings import plural
+from loadtest.report.rules.kernel_times import HALF_OPEN_MS
 
 
 def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None) -> list[str]:
@@ -79,9 +80,6 @@ def handshake_findings(mine: pd.DataFrame) -> list[str]:
         )
     out += half_open_finding(mine)
     return out
-
-
-HALF_OPEN_MS = 1.0  # longer than the final ACK's flight on loopback (µs): it was dropped
 
 
 def half_open_finding(mine: pd.DataFrame) -> list[str]:
