@@ -51,6 +51,12 @@ def _selector_loop() -> type:
     return SelectorLoop
 
 
+def _one_shot_loop() -> type:
+    from servers.loops.one_shot import OneShotLoop
+
+    return OneShotLoop
+
+
 def _asyncio_loop() -> type:
     from servers.loops.asyncio_loop import AsyncioLoop
 
@@ -63,12 +69,14 @@ LOOPS: dict[str, Callable[[], type]] = {
     "blocking": _blocking_loop,
     "selectors": _selector_loop,
     "asyncio": _asyncio_loop,
+    "one-shot": _one_shot_loop,
 }
 
 
 class Design(NamedTuple):
     parts: str  # "MODEL+LOOP", or "module:Class" for a class written by hand
     description: str
+    defaults: tuple[tuple[str, object], ...] = ()  # its own defaults of ServerConfig fields, run alone
 
 
 # The registry: a design is a line here.  The CLI, the harness, `socklab compare`, the benchmarks and
@@ -104,6 +112,12 @@ DESIGNS: dict[str, Design] = {
     "preforked-reuseport-selectors": Design(
         "preforked-reuseport+selectors",
         "nginx with reuseport: N processes, each a selectors loop on its own SO_REUSEPORT listener",
+    ),
+    "seed": Design(
+        "single+one-shot",
+        "the lesson's own server: listen(10), then accept() → one recv(4096) → close(), no reply (port 6666 "
+        "run alone; servers/c/seed.c is its twin in C)",
+        (("port", 6666), ("backlog", 10)),
     ),
 }
 # Out of tree: SOCKLAB_DESIGNS="name=MODEL+LOOP,name=package.module:Class,..." (inherited by children).

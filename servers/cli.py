@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         cls = design_class(args.design)
     except KeyError as exc:
         parser.error(exc.args[0])
+    if DESIGNS[args.design].defaults:  # its own defaults (the seed's port 6666, listen(10)); a flag still wins
+        parser.set_defaults(**dict(DESIGNS[args.design].defaults))
+        args = parser.parse_args(argv)
     config = ServerConfig(**{name: getattr(args, name) for name in SETTINGS})
     server = listen(parser, cls, config)
     code = server.run()

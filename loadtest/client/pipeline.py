@@ -26,7 +26,7 @@ MAX_REPLY = (1 << 30) + 1
 def pipeline(client: SocklabClient, op: int, name: str, frame: bytes, depth: int) -> None:
     """Keep `depth` requests in flight on the client's connection until something fails (reported,
     and the connection closed); returns then, so the caller can pause and start over."""
-    request_type = OP_NAMES.get(op, str(op))
+    request_type = OP_NAMES.get(op, str(op)) if client.protocol is None else client.protocol.kind
     try:
         sock = client.sock or client.connect()
     except RequestFailure:
@@ -75,6 +75,8 @@ def _take_replies(
     client: SocklabClient, buf: bytearray, now: float, sent: deque[float], request_type: str, name: str
 ) -> int:
     """Take every whole reply off the front of ``buf`` (in order), report each, and return how many."""
+    if client.protocol is not None:
+        return _take_protocol_replies(client, buf, now, sent, request_type, name)
     done = pos = 0
     end = len(buf)
     on_request = client.on_request
@@ -90,6 +92,30 @@ def _take_replies(
         client.done_at = now
         on_request(request_type, name, now - sent.popleft(), length - 1, None)
         done += 1
+    if pos:
+        del buf[:pos]
+    return done
+
+
+def _take_protocol_replies(
+    client: SocklabClient, buf: bytearray, now: float, sent: deque[float], request_type: str, name: str
+) -> int:
+    """Another protocol's whole replies off the front of ``buf``, in order (loadtest.client.protocols)."""
+    protocol = client.protocol
+    assert protocol is not None
+    done = pos = 0
+    while sent:
+        reply = protocol.reply_end(buf, pos)
+        if reply is None:
+            break
+        end, closing = reply
+        if closing:
+            raise RequestFailure(
+                "closed", "the server closes after this reply: pipelining needs a kept-alive connection"
+            )
+        client.done_at = now
+        client.on_request(request_type, name, now - sent.popleft(), end - pos, None)
+        pos, done = end, done + 1
     if pos:
         del buf[:pos]
     return done

@@ -37,6 +37,7 @@ from loadtest.client import deadlines
 from loadtest.client.accounting import Pending
 from loadtest.client.connections import RETRANSMIT_FLOOR_S, ConnectionRecord, connect_info
 from loadtest.client.failures import RequestFailure, classify
+from loadtest.client.protocols import Protocol
 from loadtest.declare.kinds import CONNECT, FIRST_REPLY
 from servers.protocol import (
     REQUEST_HEADER_SIZE,
@@ -72,10 +73,12 @@ class SocklabClient:
         on_first_reply: Callable[[str, float], Any] | None = None,
         on_connection: Callable[[ConnectionRecord], Any] | None = None,
         linger0: bool = False,
+        protocol: Protocol | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.linger0 = linger0  # close with SO_LINGER 0: a RST, no TIME_WAIT
+        self.protocol = protocol  # another protocol's requests and replies (loadtest.client.protocols); None: socklab's
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
         self.on_request = on_request or _ignore
@@ -83,7 +86,7 @@ class SocklabClient:
         self.on_connection = on_connection or _ignore  # each connection's record, once it has ended
         self.record: ConnectionRecord | None = None  # the connection open now (or being opened)
         self.sock: socket.socket | None = None
-        self._connect_started = 0.0
+        self.connect_started = 0.0
         self.pending: Pending | None = None  # what is in flight now (loadtest.client.accounting)
         self.in_flight: Any = None  # pipelined: the send times of every request in flight (the oldest is pending)
         self.service = 0.0  # the last request's actual send → last reply byte, s
@@ -103,7 +106,7 @@ class SocklabClient:
         self.close()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        started = self._connect_started = time.perf_counter()
+        started = self.connect_started = time.perf_counter()
         self.pending = (CONNECT, name, started, (first_reply, started) if first_reply else None)
         record = self.record = ConnectionRecord(started)
         # No socket timeout (a timer per connect under gevent, a tenth of a loopback connection's cost):
@@ -163,7 +166,7 @@ class SocklabClient:
     # -- requests --------------------------------------------------------------------------
     def request(
         self,
-        op: int,
+        op: int | str,
         arg: int = 0,
         payload: bytes = b"",
         reply_len: int = 0,
@@ -173,14 +176,10 @@ class SocklabClient:
         first_reply: bool = False,
         intended: float | None = None,
     ) -> bytes | None:
-        """Send one request and read its reply; fires one request event.
-
-        Returns the reply body, or None after a failure (already reported; the
-        connection is closed so the next call reconnects).  ``frame`` may carry
-        the pre-encoded request to skip encoding on a hot path.  ``intended``
-        (a ``perf_counter`` time) is the open-loop schedule's start for it: the
-        latency reported then runs from there.
-        """
+        """Send one request and read its reply; fires one request event.  Returns the reply body, or None after a
+        failure (already reported; the connection is closed so the next call reconnects).  ``frame`` may carry the
+        encoded request (a hot path, or another protocol's).  ``intended`` (``perf_counter``) is the open-loop
+        schedule's start for it, or the one-shot user's connect start: the latency reported then runs from there."""
         request_type = OP_NAMES.get(op, str(op))
         sock = self.sock
         if sock is None:
@@ -189,10 +188,10 @@ class SocklabClient:
             except RequestFailure:
                 return None
         if frame is None:
-            frame = encode_request(op, arg, payload, reply_len)
+            frame = self.protocol.request() if self.protocol else encode_request(int(op), arg, payload, reply_len)
         started = time.perf_counter()
         basis = started if intended is None else intended
-        self.pending = (request_type, name, basis, (name, self._connect_started) if first_reply else None)
+        self.pending = (request_type, name, basis, (name, self.connect_started) if first_reply else None)
         record = self.record
         first = record is not None and not record.requests  # the connection's first request: timed in full
         if first:
@@ -202,7 +201,7 @@ class SocklabClient:
             sent = sock.send(frame)  # not sendall(): see repeat()
             if sent < len(frame):
                 sock.sendall(frame[sent:])
-            body = self._read_reply(sock, first_reply, first)
+            body, closing = self._read_any_reply(sock, first_reply, first)
         except Exception as exc:
             self._request_failed(exc, request_type, name, started, basis)
             return None
@@ -220,7 +219,15 @@ class SocklabClient:
                 record.last_byte = now
             record.requests += 1
         self.on_request(request_type, name, now - basis, len(body), None)
+        if closing:  # the server closes after this reply (HTTP/1.0, Connection: close): the next one reconnects
+            self.close()
         return body
+
+    def _read_any_reply(self, sock: socket.socket, first_reply: bool, first: bool) -> tuple[bytes, bool]:
+        """The reply, socklab's or another protocol's, and whether the server closes after it."""
+        if self.protocol is None:
+            return self._read_reply(sock, first_reply, first), False
+        return self._read_protocol_reply(sock, first_reply, first)
 
     def _request_failed(self, exc: Exception, request_type: str, name: str, started: float, basis: float) -> None:
         """Report a failed request (classified, timed to now) and close its connection: the next one reconnects."""
@@ -320,12 +327,39 @@ class SocklabClient:
         if first and data:
             self.record.first_byte = time.perf_counter()  # type: ignore[union-attr]
         if first_reply and data:
-            self.on_first_reply(FIRST_REPLY, time.perf_counter() - self._connect_started)
+            self.on_first_reply(FIRST_REPLY, time.perf_counter() - self.connect_started)
         if len(data) >= 5:
             length, status = RESPONSE_HEADER.unpack_from(data)
             if length + 4 == len(data) and status == 0:
                 return data[5:]  # the whole reply in one read: the usual case
         return self._read_reply_rest(sock, data)  # split across reads, or not OK
+
+    def _read_protocol_reply(self, sock: socket.socket, first_reply: bool, first: bool) -> tuple[bytes, bool]:
+        """Another protocol's reply, read until the protocol finds its end (or the server's close ends it);
+        the reply, and whether the server closes after it."""
+        protocol = self.protocol
+        assert protocol is not None
+        data = sock.recv(RECV_SIZE)
+        if data or protocol.reply_is_close:  # the one-shot user waits for the close: its first "reply"
+            now = time.perf_counter()
+            if first:
+                self.record.first_byte = now  # type: ignore[union-attr]
+            if first_reply:
+                self.on_first_reply(FIRST_REPLY, now - self.connect_started)
+        buf = bytearray(data)
+        while True:
+            if data:
+                reply = protocol.reply_end(buf)
+                if reply is None:
+                    data = sock.recv(RECV_SIZE)
+                    buf += data
+                    continue
+                end, closing = reply
+            else:
+                end, closing = protocol.at_close(buf), True
+            if end != len(buf):
+                raise RequestFailure("protocol error", f"{len(buf) - end} bytes after the reply")
+            return bytes(buf), closing
 
 
 def _ignore(*args: Any) -> None:

@@ -1,16 +1,20 @@
-"""The kinds of timed operation socklab records, named once: the protocol's ops, and the harness's own.
+"""The kinds of timed operation socklab records, named once: the requests, and the harness's own.
 
-An op is a request of the wire protocol (``servers.protocol.Op``: ECHO, SLEEP, WORK); a success of
-one serves its user.  ``CONNECT`` is the connect() of a connection (a Locust request event of its
-own); ``FIRST_REPLY`` is connect start → first reply byte of a connect-per-request connection, kept
-in socklab's histograms only (no Locust event, so no Locust counterpart to check against).
+A request is an op of socklab's wire protocol (``servers.protocol.Op``: ECHO, SLEEP, WORK) or the one
+request of another protocol (loadtest.client.protocols: RAW bytes, an HTTP GET, a RESP command, the
+one-shot user's MESSAGE); a success of one serves its user.  ``CONNECT`` is the connect() of a
+connection (a Locust request event of its own); ``FIRST_REPLY`` is connect start → first reply byte of a
+connect-per-request connection, kept in socklab's histograms only (no Locust event, so no Locust
+counterpart to check against).
 """
 
 from __future__ import annotations
 
 from servers.protocol import Op
 
-OPS: tuple[str, ...] = tuple(op.name for op in Op)
+SOCKLAB_OPS: tuple[str, ...] = tuple(op.name for op in Op)
+RAW, GET, RESP, MESSAGE = "RAW", "GET", "RESP", "MESSAGE"
+OPS: tuple[str, ...] = (*SOCKLAB_OPS, RAW, GET, RESP, MESSAGE)  # every kind of request
 OP_NAMES: frozenset[str] = frozenset(OPS)
 CONNECT = "CONNECT"
 FIRST_REPLY = "FIRST_REPLY"

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from loadtest.declare.kinds import OPS
+from loadtest.declare.kinds import SOCKLAB_OPS
 from servers.protocol import Op, encode_request
 
 ENTRY = re.compile(r"^\s*([A-Za-z]+)(?:=(\d+))?(?:/(\d+)(?:/(\d+))?)?\s*:\s*(\d+)\s*$")
@@ -48,8 +48,8 @@ def parse(text: str, payload: int = 64) -> list[Entry]:
                 "'ECHO:90,WORK=20000:10'"
             )
         op, arg, size, reply, weight = m.groups()
-        if op.upper() not in OPS:
-            raise ValueError(f"--mix {text!r}: {op!r} is not an op ({', '.join(OPS)})")
+        if op.upper() not in SOCKLAB_OPS:
+            raise ValueError(f"--mix {text!r}: {op!r} is not an op ({', '.join(SOCKLAB_OPS)})")
         entries.append(
             Entry(op.upper(), int(arg or 0), int(size) if size is not None else payload, int(reply or 0), int(weight))
         )

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from loadtest.declare import mix
+from loadtest.declare.protocols import protocol_problem
 from loadtest.declare.settings import (
     ARRIVALS,
     BY_NAME,
@@ -31,6 +33,7 @@ from loadtest.declare.settings import (
     parse_sysctls,
 )
 from loadtest.declare.target import parse_target, split_named_command
+from servers import DESIGNS
 from servers.config import WILDCARDS
 from servers.config import flags as server_flags
 
@@ -136,9 +139,18 @@ def over_server_caps(options: Any) -> str | None:
     return None
 
 
-def server_args(options: Any) -> list[str]:
-    """The command-line flags of the server socklab starts, from the options made from its settings."""
-    return server_flags(**{o.server_setting: getattr(options, o.dest, o.default) for o in OPTIONS if o.server_setting})
+def server_args(options: Any, design: str = "") -> list[str]:
+    """The command-line flags of the server socklab starts, from the options made from its settings.  A setting
+    left at its default takes the design's own, if it has one (the seed's listen(10))."""
+    own = dict(DESIGNS[design].defaults) if design in DESIGNS else {}
+    values = {o.server_setting: getattr(options, o.dest, o.default) for o in OPTIONS if o.server_setting}
+    for name, value in values.items():
+        if name in own and value == BY_NAME_SETTING[name].default:
+            values[name] = own[name]
+    return server_flags(**values)
+
+
+BY_NAME_SETTING = {o.server_setting: o for o in OPTIONS if o.server_setting}
 
 
 def restarting_options() -> list[Option]:
@@ -187,7 +199,12 @@ def run_problem(options: Any, host: str | None) -> str | None:
         return (
             "--pipeline and --arrival-rate: a pipeline keeps N in flight, an open loop sends on a schedule; choose one"
         )
-    problem = validate(options) or bind_problem(options)
+    pid = getattr(options, "server_pid", 0)
+    if pid and starts_server(options, host):
+        return "--server-pid names a server socklab did not start; use it with --server none --host tcp://HOST:PORT"
+    if pid and not os.path.exists(f"/proc/{pid}"):
+        return f"--server-pid {pid}: no such process on this host; give the pid of the server at --host"
+    problem = validate(options) or bind_problem(options) or protocol_problem(options)
     if problem:
         return problem
     if starts_server(options, host) and not options.server_cmd:

@@ -132,6 +132,16 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         UNP30,
         Scenario(
+            "seed",
+            "What does the lesson's own server do when more clients come than its backlog holds?",
+            "the seed's client against listen(10): 50 one-shot users (connect, one message, wait for the server's "
+            "close) arriving at once; the accept queue holds 11, the rest of the SYNs and final ACKs are dropped "
+            "(ListenOverflows) and those clients wait on the SYN schedule: ~1 s at p99.9, starved users counted",
+            user_class="OneShotUser",
+            options={"backlog": 10},
+            users=(50,),
+        ),
+        Scenario(
             "cpu",
             "What happens when requests compute?",
             "WORK 2 ms: the GIL — threaded is no better than blocking; selectors stalls its loop",
@@ -184,6 +194,12 @@ QUICK: tuple[Lesson, ...] = (
         ("blocking", "threaded", "selectors"),
         (50,),
         "the accept queue overflowing: packets dropped, SYN retries, clients starved",
+    ),
+    Lesson(
+        "seed",
+        ("seed",),
+        (50,),
+        "the lesson's own server: one message read, then close(); 50 clients against listen(10)",
     ),
     Lesson(
         "echo",

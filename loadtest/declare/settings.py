@@ -9,98 +9,23 @@ No locust, no gevent: ``socklab compare`` reads this in a plain process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from loadtest.declare.kinds import OPS
+from loadtest.declare.kinds import SOCKLAB_OPS
+from loadtest.declare.option import Option as Option
+from loadtest.declare.option import server_option
+from loadtest.declare.protocols import PROTOCOL_OPTIONS
 from servers import DESIGNS
-from servers.config import SETTINGS, checked
 
 # The entry point socklab runs Locust with (a cell, a test bed's hosts): loadtest/locustfile.py.
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"
 
 # The user modes, declared here only: loadtest.glue.users gives each User class its mode by these names.
-PERSISTENT, CONNECT_PER_REQUEST, IDLE = "persistent", "connect-per-request", "idle"
-USER_MODES: tuple[str, ...] = (PERSISTENT, CONNECT_PER_REQUEST, IDLE)
+PERSISTENT, CONNECT_PER_REQUEST, IDLE, ONE_SHOT = "persistent", "connect-per-request", "idle", "one-shot"
+USER_MODES: tuple[str, ...] = (PERSISTENT, CONNECT_PER_REQUEST, IDLE, ONE_SHOT)
 ARRIVALS: tuple[str, ...] = ("constant", "poisson")
 DEFAULT_DESIGN = "selectors"
 SERVER_CHOICES: tuple[str, ...] = ("auto", *DESIGNS, "none")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One socklab option: its parser argument, its rule, and where it appears."""
-
-    name: str  # as on the command line, without the dashes
-    type: Callable[[str], Any]
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-    web_ui: bool = True  # shown in Locust's web UI (choices become a dropdown)
-    overridable: bool = False  # `socklab compare --NAME` overrides every scenario's preset
-    minimum: float | None = None  # the smallest value allowed
-    exclusive_minimum: bool = False  # the value must be > minimum, not >=
-    # The server cap this value must not exceed, as (the option that sets the cap, offset): checked
-    # whenever socklab starts the server, so no run sends only refused requests.
-    cap: tuple[str, int] | None = None
-    server_setting: str | None = None  # the ServerConfig field (servers.config) it sets on the started server
-    restarts_server: bool = False  # a change between two web-UI tests restarts the server (server settings do)
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def flag(self) -> str:
-        return f"--{self.name}"
-
-    @property
-    def server_flag(self) -> str | None:
-        """The flag of ``python -m servers`` this option becomes, as the server declares it."""
-        return SETTINGS[self.server_setting].flag if self.server_setting else None
-
-    @property
-    def parser_help(self) -> str:
-        """The help as argparse wants it: argparse %-formats help, so a literal "%" is written "%%"."""
-        return self.help.replace("%", "%%")
-
-    def problem(self, value: Any) -> str | None:
-        """Why `value` is not allowed, in words; None if it is."""
-        if self.minimum is None or value is None:
-            return None
-        if self.exclusive_minimum and not value > self.minimum:
-            return f"{self.flag} must be > {self.minimum:g}"
-        if not self.exclusive_minimum and not value >= self.minimum:
-            return f"{self.flag} must be >= {self.minimum:g}"
-        return None
-
-    def checked_type(self) -> Callable[[str], Any]:
-        """An argparse type that converts and applies the rule (argparse then says one line)."""
-        rule = ">" if self.exclusive_minimum else ">="
-        name = self.type.__name__
-        name = f"{name} {rule} {self.minimum:g}" if self.minimum is not None else name
-        return checked(self.type, lambda value: self.problem(value) is None, name)
-
-
-def server_option(setting: str, help: str, name: str = "", overridable: bool = True) -> Option:
-    """A setting of the server socklab starts, as a socklab option: its flag, type, default and rule are the
-    server's own (servers.config); socklab says what it means for a run, and names it after the flag
-    unless that word means something else here (socklab has workers of its own)."""
-    s = SETTINGS[setting]
-    minimum, exclusive = (s.check.minimum, s.check.exclusive) if s.check else (None, False)
-    return Option(
-        name or s.flag.removeprefix("--"),
-        s.type,
-        s.default,
-        help,
-        overridable=overridable,
-        minimum=minimum,
-        exclusive_minimum=exclusive,
-        server_setting=setting,
-        restarts_server=True,
-    )
 
 
 def _op(text: str) -> str:
@@ -117,7 +42,7 @@ OPTIONS: tuple[Option, ...] = (
         "which user class runs when none is named on the command line",
         choices=USER_MODES,
     ),
-    Option("op", _op, "ECHO", "request op", choices=OPS, overridable=True),
+    Option("op", _op, "ECHO", "request op", choices=SOCKLAB_OPS, overridable=True),
     Option("payload-bytes", int, 64, "request payload size", overridable=True, minimum=0, cap=("max-frame", -9)),
     Option(
         "reply-bytes",
@@ -195,6 +120,7 @@ OPTIONS: tuple[Option, ...] = (
         "reported apart",
         overridable=True,
     ),
+    *PROTOCOL_OPTIONS,
     Option(
         "linger0",
         bool,
@@ -226,9 +152,18 @@ OPTIONS: tuple[Option, ...] = (
         "server",
         str,
         "auto",
-        f"server design to start for this run; auto = {DEFAULT_DESIGN} unless --host is given; none = use --host only",
+        f"server design to start for this run; auto = {DEFAULT_DESIGN} unless --host is given; none = use --host "
+        "only (on this host, the monitor still watches its port)",
         choices=SERVER_CHOICES,
         restarts_server=True,
+    ),
+    Option(
+        "server-pid",
+        int,
+        0,
+        "with --server none: the pid of the server at --host, so the monitor records its CPU, memory, threads and "
+        "fds beside its port's sockets and queue (0 = the port's figures only)",
+        minimum=0,
     ),
     Option(
         "server-bind",

@@ -35,13 +35,14 @@ from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 from locust import User, constant, task
 
+from loadtest.client import protocols
 from loadtest.client.accounting import Accounts, process_tag
 from loadtest.client.pipeline import pipeline
 from loadtest.client.socket_client import RequestFailure, SocklabClient
 from loadtest.declare import mix
 from loadtest.declare.kinds import OP_NAMES
-from loadtest.declare.settings import CONNECT_PER_REQUEST, IDLE, PERSISTENT
-from loadtest.declare.target import parse_target
+from loadtest.declare.settings import CONNECT_PER_REQUEST, IDLE, ONE_SHOT, PERSISTENT
+from loadtest.declare.target import format_target, parse_target
 from loadtest.glue.state import LoadState
 from servers.protocol import Op, encode_request
 
@@ -138,7 +139,17 @@ class SocklabUser(User):
         self.frame = self.spec.frame
         self.host, self.port = parse_target(environment.host or "")
         self.ledger = self.socklab.accounts.register(process_tag(environment.runner))
-        self.requests = self.spec.requests()  # (op, frame) of each request in turn
+        # Another protocol's one request (loadtest.client.protocols), or None: socklab's frames and their fast paths.
+        host = format_target(self.host, self.port).removeprefix("tcp://")
+        self.protocol = protocols.from_options(
+            environment.parsed_options, host, self.spec.payload, one_shot=self.mode == ONE_SHOT
+        )
+        self.op: int | str = self.spec.op
+        if self.protocol is not None:
+            self.op, self.frame = self.protocol.kind, self.protocol.request(keep_alive=self.mode != CONNECT_PER_REQUEST)
+            self.requests: Iterator[tuple[int | str, bytes]] = itertools.repeat((self.op, self.frame))
+        else:
+            self.requests = self.spec.requests()  # (op, frame) of each request in turn
         self.client = self.new_client()
 
     def new_client(self) -> SocklabClient:
@@ -187,6 +198,7 @@ class SocklabUser(User):
             connect_timeout=self.spec.connect_timeout,
             reply_timeout=self.spec.reply_timeout,
             linger0=self.spec.linger0,
+            protocol=self.protocol,
             on_request=on_request,
             on_first_reply=lambda kind, seconds: recorder.record(kind, self.mode, seconds),
             on_connection=self.connection_ended,
@@ -220,11 +232,18 @@ class PersistentUser(SocklabUser):
         # greenlet switch) cost ~2 µs a request, 10% of the load generator's budget
         # (benchmarks/loadgen_cost.py).  Each request still fires its own event; the
         # socket waits yield to other users; Locust stops the user by killing it.
-        request, op, name, frame, requests = self.client.request, self.spec.op, self.mode, self.frame, self.requests
+        request, op, name, frame, requests = self.client.request, self.op, self.mode, self.frame, self.requests
         one_frame = not self.spec.mix  # a mix takes the general path, each request the mix's next
-        if one_frame and self.spec.pipeline == 1 and not self.spec.arrival_rate and not self.spec.request_events:
+        socklab = self.protocol is None  # the hot loop reads socklab's frames; another protocol's, the general path
+        if (
+            socklab
+            and one_frame
+            and self.spec.pipeline == 1
+            and not self.spec.arrival_rate
+            and not self.spec.request_events
+        ):
             # The hot loop: a request's µs count straight into this user's tally (loadtest.client.socket_client.repeat).
-            kind = Op(op).name
+            kind = Op(int(op)).name
             tally = self.socklab.recorder.tally(kind, name)
             while True:
                 self.client.repeat(kind, name, frame, tally, self.ledger)
@@ -252,6 +271,7 @@ class ConnectPerRequestUser(SocklabUser):
 
     mode = CONNECT_PER_REQUEST
     wait_time = constant(0)
+    latency_from_connect = False  # a request's latency runs from its send (the one-shot user's, from connect())
 
     @task
     def request(self) -> None:
@@ -278,6 +298,8 @@ class ConnectPerRequestUser(SocklabUser):
                 time.sleep(0.01)  # already reported; a short pause keeps a refused storm bounded
             return
         op, frame = next(self.requests)
+        if intended is None and self.latency_from_connect:
+            intended = client.connect_started
         client.request(op, name=self.mode, frame=frame, first_reply=True, intended=intended)
         client.close()
         self._count_connection()
@@ -344,10 +366,22 @@ class IdleUser(SocklabUser):
 
     @task
     def request(self) -> None:
+        if self.protocol is not None:
+            self.client.request(self.op, name=self.mode, frame=self.frame)
+            return
         self.client.request(Op.ECHO, name=self.mode, frame=encode_request(Op.ECHO, 0, b"i"))
+
+
+class OneShotUser(ConnectPerRequestUser):
+    """The seed's client: connect, send one message (--message, or --payload-bytes of 'x'), wait for the
+    server's close, close.  Its latency runs from connect() start to the server's FIN (the EOF); a server
+    that resets it or never closes fails it (reset, read timeout), as any request."""
+
+    mode = ONE_SHOT
+    latency_from_connect = True
 
 
 # Each mode's class; the modes themselves are declared in loadtest.declare.settings (which must not import locust).
 USER_CLASSES: dict[str, type[SocklabUser]] = {
-    cls.mode: cls for cls in (PersistentUser, ConnectPerRequestUser, IdleUser)
+    cls.mode: cls for cls in (PersistentUser, ConnectPerRequestUser, IdleUser, OneShotUser)
 }

@@ -79,18 +79,27 @@ class Run:
         else:
             conn_log = server_flags(conn_log=str(self.folder / SERVER_CONNECTIONS)) if options.conn_log_cap > 0 else []
             self.server = ServerProcess.start(
-                self.design, host=options.server_bind, extra_args=[*opts.server_args(options), *conn_log]
+                self.design, host=options.server_bind, extra_args=[*opts.server_args(options, self.design), *conn_log]
             )
         self.environment.host = self.options.host = self.target
         log.info("socklab: started %s server pid %d on %s", self.design, self.server.pid, self.environment.host)
 
     def start_monitor(self) -> None:
-        """The monitor samples the server and this load generator (with its workers)."""
-        if self.server is None or self.options.monitor_interval <= 0:
+        """The monitor samples the server and this load generator (with its workers): a server socklab started,
+        or a listener on this host it did not (its port's sockets, queue and counters; its process with
+        --server-pid)."""
+        if self.options.monitor_interval <= 0:
+            return
+        if self.server is not None:
+            pid, port = self.server.pid, self.server.port
+        else:
+            port = local_port(self.environment.host or "")[0]
+            pid = int(getattr(self.options, "server_pid", 0) or 0)
+        if port is None:
             return
         out = self.folder / "monitor.csv"
         self.monitor = MonitorProcess.start(
-            self.server.pid, self.server.port, out, interval=self.options.monitor_interval, loadgen_pids=[os.getpid()]
+            pid, port, out, interval=self.options.monitor_interval, loadgen_pids=[os.getpid()]
         )
         if self.monitor.rows_written() < 1:
             log.warning("socklab: the monitor did not start (exit status %s); no monitor.csv", self.monitor.proc.poll())

@@ -1,6 +1,6 @@
 """The monitor: a sampler in its own OS process, one CSV row per sample.
 
-    python -m loadtest.measure.monitor --pid PID --port PORT [--interval 0.5] --out FILE.csv
+    python -m loadtest.measure.monitor [--pid PID] --port PORT [--interval 0.5] --out FILE.csv
                                [--loadgen-pid PID ...]
 
 Each row holds the server process tree's cost (psutil: CPU, RSS, threads, fds,
@@ -17,6 +17,10 @@ declared in :mod:`loadtest.declare.columns`.  Rows are appended with one write()
 each and flushed, so a ``kill -9`` loses at most the row being written.  The
 monitor exits by itself when the server exits, and on SIGINT/SIGTERM after
 writing one last row.
+
+Without ``--pid`` (a server socklab did not start, and whose process it was not told) a row has the
+port's figures only — sockets, queue, counters — and the server's own columns stay empty, never 0; the
+monitor then exits when nothing listens on the port any more.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def rss_anon_bytes(pid: int) -> int | None:
 
 class Monitor:
     def __init__(self, pid: int, port: int, loadgen_pids: list[int]) -> None:
-        self.server = psutil.Process(pid)
+        self.server = psutil.Process(pid) if pid else None  # None: the port's figures only
         self.port = port
         self.loadgen_roots = [psutil.Process(p) for p in loadgen_pids if psutil.pid_exists(p)]
         self._loadgen: dict[int, psutil.Process] = {}
@@ -97,6 +101,8 @@ class Monitor:
         return self.diag.count(self.port).listening
 
     def _server_tree(self) -> list[psutil.Process]:
+        if self.server is None:
+            return []
         try:
             return [self.server, *self.server.children(recursive=True)]
         except psutil.Error:
@@ -123,39 +129,9 @@ class Monitor:
         t0 = time.perf_counter()
         now = time.monotonic()
         row: dict[str, object] = {"timestamp": f"{time.time():.3f}", "elapsed_s": f"{now - self.started:.3f}"}
-        user = system = 0.0
-        rss = threads = fds = 0
-        anon: int | None = 0  # None once a process of the tree has no RssAnon
         tree = self._server_tree()
-        for p in tree:
-            try:
-                with p.oneshot():
-                    t = p.cpu_times()
-                    # children_*: CPU of children this process has reaped (Stevens' pr_cpu_time adds
-                    # RUSAGE_CHILDREN for this reason): a forked child's work stays counted after it exits.
-                    user += t.user + t.children_user
-                    system += t.system + t.children_system
-                    rss += p.memory_info().rss
-                    own = rss_anon_bytes(p.pid)
-                    anon = None if anon is None or own is None else anon + own
-                    threads += p.num_threads()
-                    fds += count_fds(p)
-            except (psutil.Error, OSError):  # the process is gone (OSError: its /proc/PID/status)
-                continue
-        cpu_percent = 0.0
-        if self._last_cpu is not None and now > self._last_cpu[0]:
-            cpu_percent = 100 * (user + system - self._last_cpu[1]) / (now - self._last_cpu[0])
-        self._last_cpu = (now, user + system)
-        row.update(
-            server_cpu_user_s=f"{user:.2f}",
-            server_cpu_system_s=f"{system:.2f}",
-            server_cpu_percent=f"{max(cpu_percent, 0.0):.1f}",
-            server_rss_bytes=rss,
-            server_rss_anon_bytes="" if anon is None else anon,
-            server_threads=threads,
-            server_fds=fds,
-            server_children=len(tree) - 1,
-        )
+        if self.server is not None:
+            row.update(self._server_figures(tree, now))
         sockets = self.diag.count(self.port)
         for state in REPORTED_STATES:
             row[f"server_{state}"] = sockets.server.get(state, 0)
@@ -177,6 +153,41 @@ class Monitor:
         row["sample_cost_ms"] = f"{(time.perf_counter() - t0) * 1000:.2f}"
         return row
 
+    def _server_figures(self, tree: list[psutil.Process], now: float) -> dict[str, object]:
+        """The server process tree's CPU, memory, threads, fds and children (psutil, /proc)."""
+        user = system = 0.0
+        rss = threads = fds = 0
+        anon: int | None = 0  # None once a process of the tree has no RssAnon
+        for p in tree:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    # children_*: CPU of children this process has reaped (Stevens' pr_cpu_time adds
+                    # RUSAGE_CHILDREN for this reason): a forked child's work stays counted after it exits.
+                    user += t.user + t.children_user
+                    system += t.system + t.children_system
+                    rss += p.memory_info().rss
+                    own = rss_anon_bytes(p.pid)
+                    anon = None if anon is None or own is None else anon + own
+                    threads += p.num_threads()
+                    fds += count_fds(p)
+            except (psutil.Error, OSError):  # the process is gone (OSError: its /proc/PID/status)
+                continue
+        cpu_percent = 0.0
+        if self._last_cpu is not None and now > self._last_cpu[0]:
+            cpu_percent = 100 * (user + system - self._last_cpu[1]) / (now - self._last_cpu[0])
+        self._last_cpu = (now, user + system)
+        return dict(
+            server_cpu_user_s=f"{user:.2f}",
+            server_cpu_system_s=f"{system:.2f}",
+            server_cpu_percent=f"{max(cpu_percent, 0.0):.1f}",
+            server_rss_bytes=rss,
+            server_rss_anon_bytes="" if anon is None else anon,
+            server_threads=threads,
+            server_fds=fds,
+            server_children=len(tree) - 1,
+        )
+
     def counters(self) -> dict[str, object]:
         """The kernel counters since the monitor started, and when they were read (CLOCK_MONOTONIC: the
         kernel trace's SYN-ACK re-sends are cut at this moment to cover the same span)."""
@@ -188,6 +199,8 @@ class Monitor:
         return row
 
     def server_alive(self) -> bool:
+        if self.server is None:
+            return self.listening()
         try:
             return self.server.is_running() and self.server.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
@@ -211,7 +224,7 @@ class CsvSink:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m loadtest.measure.monitor", description="Sample a socklab server into a CSV file.")
-    p.add_argument("--pid", type=int, required=True, help="the server's pid")
+    p.add_argument("--pid", type=int, default=0, help="the server's pid (default: none, the port's figures only)")
     p.add_argument("--port", type=int, required=True, help="the server's listening port")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between samples (default 0.5)")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -230,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.interval <= 0:
         parser.error("--interval must be > 0 seconds")
-    if not psutil.pid_exists(args.pid):
+    if args.pid and not psutil.pid_exists(args.pid):
         parser.error(f"no process with pid {args.pid}; give the server's pid (run.json's server.pid in a run folder)")
     monitor = Monitor(args.pid, args.port, args.loadgen_pid)
     if not monitor.listening():

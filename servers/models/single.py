@@ -24,6 +24,6 @@ from servers.base import BaseServer
 
 class Single(BaseServer):
     model = "single"
-    loops: ClassVar[frozenset[str]] = frozenset({"blocking", "selectors", "asyncio"})
+    loops: ClassVar[frozenset[str]] = frozenset({"blocking", "selectors", "asyncio", "one-shot"})
     stevens = "serv00"
     # BaseServer.serve_forever already runs the loop on the listener in this thread.
