@@ -107,7 +107,10 @@ def run_locust(
 
 def _ours(proc: psutil.Process) -> bool:
     cmdline = " ".join(proc.info.get("cmdline") or [])
-    return "locust" in cmdline or "-m servers" in cmdline or "socklab-tracer" in cmdline
+    return any(name in cmdline for name in OURS)
+
+
+OURS = ("locust", "-m servers", "socklab-tracer", "nginx", "redis-server", "seed-c")  # what the harness may start
 
 
 # -- socklab compare ---------------------------------------------------------------------------------

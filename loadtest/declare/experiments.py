@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ class Arm:
     design: str
     users: int
     options: dict[str, Any] = field(default_factory=dict)
-    needs: str = ""  # a kernel feature it needs (see unavailable): "" none
+    needs: str = ""  # a kernel feature or program it needs (see unavailable): "" none
+    server_cmd: str = ""  # a server socklab did not write, as --server-cmd runs it: "" = the design
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,38 @@ ROLLING_RESTART = Experiment(
     ),
     quick_seconds=1.5,
 )
+NGINX_WORKERS = 4
+
+
+def _nginx(*flags: str) -> str:
+    """The --server-cmd of real nginx with this many workers and these flags (servers.external)."""
+    return (
+        f"nginx={sys.executable} -m servers.external nginx --port {{port}} --workers {NGINX_WORKERS} {' '.join(flags)}"
+    )
+
+
+NGINX_ACCEPT = Experiment(
+    "nginx-accept",
+    "Which nginx worker gets the next connection?",
+    claim="with accept_mutex off (nginx's default) every worker watches the one listener with EPOLLEXCLUSIVE, "
+    "woken last-in first-out, so the worker that waited last keeps winning and few workers take most "
+    "connections; with accept_mutex on the workers take turns holding the listener; with `listen … reuseport` "
+    "each worker has its own queue and the kernel spreads connections by hash, evenly",
+    user_class="ConnectPerRequestUser",
+    # 500 connections/s on a schedule: workers idle between them, waiting, where who is woken shows
+    options={"protocol": "http", "arrival-rate": 500},
+    source=f"{NGINX_WORKER}: the shared listener unbalanced, SO_REUSEPORT balanced with a worse tail — "
+    f"{_latency(SHARED_QUEUE, ' ms')}; {_latency(QUEUE_PER_WORKER)}; nginx's docs (accept_mutex, off since 1.11.3)",
+    reported=(SHARED_QUEUE, QUEUE_PER_WORKER),
+    arms=(
+        Arm("accept_mutex off", "nginx", 10, server_cmd=_nginx("--accept-mutex", "off"), needs="nginx"),
+        Arm("accept_mutex on", "nginx", 10, server_cmd=_nginx("--accept-mutex", "on"), needs="nginx"),
+        Arm("reuseport", "nginx", 10, server_cmd=_nginx("--reuseport"), needs="nginx"),
+    ),
+    seconds=3.0,
+    quick_arms=("accept_mutex off", "reuseport"),
+    quick_seconds=1.5,
+)
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -269,6 +304,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ACCEPT_BALANCE,
         HEAD_OF_LINE,
         ROLLING_RESTART,
+        NGINX_ACCEPT,
     )
 }
 
@@ -277,6 +313,9 @@ def unavailable(arm: Arm, isolated: bool) -> str:
     """Why this arm cannot run here ("" when it can): a kernel feature it needs, or a namespace for a sysctl."""
     if arm.options.get("sysctl") and not isolated:
         return "its sysctl needs a private network namespace (root), and socklab never changes the host's"
+    if arm.needs == "nginx":
+        have = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        return "" if have else "nginx is not installed (bash .ci/setup --test installs it)"
     if arm.needs == "epollexclusive":
         return "" if hasattr(select, "EPOLLEXCLUSIVE") and kernel() >= (4, 5) else "EPOLLEXCLUSIVE needs Linux 4.5"
     if arm.needs.startswith("net."):

@@ -39,6 +39,12 @@ KERNEL_COLUMNS: tuple[Column, ...] = (
     ),
     Column("kernel_accepted", "s", "accept() returned this connection to the server", "sys_exit_accept(4)"),
     Column(
+        "kernel_accepted_by",
+        "pid",
+        "the process (thread group) whose accept() returned it: which worker of a pre-forked server took it",
+        "sys_exit_accept(4)",
+    ),
+    Column(
         "kernel_synack_retrans",
         "segments",
         "SYN-ACKs the server re-sent for this connection (its final ACK had not got in)",

@@ -17,6 +17,7 @@ and waits for the server's close.  No locust, no gevent.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from loadtest.declare.option import Option
@@ -78,7 +79,17 @@ def decode_escapes(text: str) -> bytes:
 def protocol_problem(options: Any) -> str | None:
     """What the protocol cannot do with these options, as one line; None if it can."""
     protocol = getattr(options, "protocol", SOCKLAB)
-    mode = getattr(options, "user_mode", "")
+    named = getattr(options, "user_classes", None) or []  # user classes named on the command line win over the mode
+    modes = {re.sub(r"(?<!^)(?=[A-Z])", "-", str(n).removesuffix("User")).lower() for n in named}
+    for mode in sorted(modes or {getattr(options, "user_mode", "")}):
+        problem = _mode_problem(options, protocol, mode)
+        if problem:
+            return problem
+    return None
+
+
+def _mode_problem(options: Any, protocol: str, mode: str) -> str | None:
+    """What this protocol cannot do for a user of this mode, with these options."""
     for name in ("message", "expect_delimiter"):
         try:
             decode_escapes(getattr(options, name, "") or "")

@@ -134,12 +134,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "seed",
             "What does the lesson's own server do when more clients come than its backlog holds?",
-            "the seed's client against listen(10): 50 one-shot users (connect, one message, wait for the server's "
-            "close) arriving at once; the accept queue holds 11, the rest of the SYNs and final ACKs are dropped "
-            "(ListenOverflows) and those clients wait on the SYN schedule: ~1 s at p99.9, starved users counted",
+            "the seed's client against listen(10): 50 one-shot clients (connect, one message, wait for the server's "
+            "close), one connection each, arriving at once; the accept queue holds 11, the rest of the burst is "
+            "dropped (ListenOverflows) and those clients wait on the SYN schedule: ~1 s, some ~3 s, every one served",
             user_class="OneShotUser",
             options={"backlog": 10},
             users=(50,),
+            connections=50,
         ),
         Scenario(
             "cpu",

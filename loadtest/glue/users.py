@@ -380,6 +380,22 @@ class OneShotUser(ConnectPerRequestUser):
     mode = ONE_SHOT
     latency_from_connect = True
 
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        # With --connections-total, each client its even share (one each for as many as there are users): a
+        # client that finished first must not take the turn of one still being spawned, which would never go.
+        opts = environment.parsed_options
+        total = int(getattr(opts, "connections_total", 0) or 0)
+        self.own_share = -(-total // self.spec.users) if total else 0
+        self.started_here = 0
+
+    def _ticket(self) -> bool:
+        if self.own_share and self.started_here >= self.own_share:
+            return False
+        taken = super()._ticket()
+        self.started_here += taken
+        return taken
+
 
 # Each mode's class; the modes themselves are declared in loadtest.declare.settings (which must not import locust).
 USER_CLASSES: dict[str, type[SocklabUser]] = {

@@ -54,6 +54,7 @@ def plan(names: list[str], out: Path, isolated: bool, quick: bool = False) -> tu
                     arm.users,
                     out / folder_name(name, arm),
                     options={**arm.options, "arm": arm.label},
+                    server_cmd=arm.server_cmd,
                 )
             )
     return cells, skipped

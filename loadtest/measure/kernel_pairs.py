@@ -91,14 +91,19 @@ def to_connections(records: pd.DataFrame, port: int, whole: bool) -> pd.DataFram
 
 
 def with_accepts(children: pd.DataFrame, accepts: pd.DataFrame) -> pd.DataFrame:
-    """Each child life's accept() time: the first accept of that socket after the life began."""
+    """Each child life's accept() time and accepting process: the first accept of that socket after the life began."""
     children = children.sort_values("born")
     if children.empty or accepts.empty:
-        return children.assign(accepted=np.nan)
+        return children.assign(accepted=np.nan, accepted_by=np.nan)
     found = pd.merge_asof(
-        accepts[["t", "sk"]].sort_values("t"), children[["born", "sk", "life"]], left_on="t", right_on="born", by="sk"
+        accepts[["t", "sk", "extra"]].sort_values("t"),
+        children[["born", "sk", "life"]],
+        left_on="t",
+        right_on="born",
+        by="sk",
     )
-    first = found.dropna(subset=["life"]).groupby(["sk", "life"])["t"].min().rename("accepted")
+    first = found.dropna(subset=["life"]).sort_values("t").groupby(["sk", "life"]).first()
+    first = first[["t", "extra"]].rename(columns={"t": "accepted", "extra": "accepted_by"})
     return children.join(first, on=["sk", "life"])
 
 
@@ -146,6 +151,7 @@ def build(clients: pd.DataFrame, children: pd.DataFrame, synacks: pd.DataFrame, 
             "kernel_connect_failed": at(c, SYN_SENT, CLOSE),
             "kernel_server_established": at(s, SYN_RECV, ESTABLISHED),
             "kernel_accepted": s.get("accepted", np.nan),
+            "kernel_accepted_by": s["accepted_by"].astype("Int64") if "accepted_by" in s else pd.NA,
             "kernel_synack_retrans": resent.size().reindex(clients.index).fillna(0).astype(int),
             "kernel_synack_at": resent.agg(lambda t: " ".join(f"{v:.9f}" for v in sorted(t)[:SYNACK_TIMES]))
             .reindex(clients.index)

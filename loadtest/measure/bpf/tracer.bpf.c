@@ -104,6 +104,7 @@ static __always_inline int accepted(struct sys_exit *ctx)
 		return 0;
 	struct record r = {
 		.sk = (__u64)sk,
+		.extra = bpf_get_current_pid_tgid() >> 32,  // the accepting process: which worker took it
 		.laddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr),
 		.raddr = BPF_CORE_READ(sk, __sk_common.skc_daddr),
 		.lport = port,

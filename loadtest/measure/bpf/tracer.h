@@ -11,7 +11,7 @@
 struct record {
 	__u64 ts;     // CLOCK_MONOTONIC, ns
 	__u64 sk;     // the socket (a request socket for a SYN-ACK re-send)
-	__u64 extra;  // the listener, for a SYN-ACK re-send
+	__u64 extra;  // the listener, for a SYN-ACK re-send; the accepting process (tgid), for an accept
 	__u32 laddr;  // local and remote IPv4 address, network order (0 for IPv6)
 	__u32 raddr;
 	__u16 lport;  // local and remote port, host order

@@ -1,0 +1,109 @@
+"""The check of the lab's ``nginx-accept``: real nginx's workers, and which of them accepted each connection.
+
+nginx keeps no count of its own that socklab can read, so the accepts per worker come from the kernel:
+the tracer stamps each ``accept()`` with the process that made it (``kernel_accepted_by``), whatever the
+server.  A worker that accepted nothing is a zero, counted, so four workers always give four figures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from loadtest.declare.experiments import NGINX_ACCEPT, NGINX_WORKERS
+from loadtest.declare.kinds import FIRST_REPLY
+from loadtest.report.load import RunData, merged_histogram
+from loadtest.report.rules.claims import DIFFERS, FAILS, HOLDS, Arms, check, say
+from loadtest.report.rules.summary import jain
+
+
+def accepts_per_worker(run: RunData) -> list[int]:
+    """Connections each worker accepted, most first, from the kernel's trace of the whole run (zeros for a
+    worker that took none); [] when the kernel was not traced."""
+    frame = run.connections
+    if frame is None or "kernel_accepted_by" not in frame:
+        return []
+    counts = sorted(frame["kernel_accepted_by"].dropna().astype(int).value_counts().tolist(), reverse=True)
+    return counts + [0] * max(NGINX_WORKERS - len(counts), 0)
+
+
+def _row(label: str, run: RunData, row: dict[str, Any]) -> dict[str, Any]:
+    accepts = accepts_per_worker(run)
+    wait = merged_histogram(run, (FIRST_REPLY,))  # connect() start → first reply byte: what a client waits
+    timed = wait is not None and wait.get_total_count() > 0
+
+    def ms(value: float) -> float:
+        return round(value / 1000, 3) if timed else math.nan
+
+    return {
+        "arm": label,
+        "accepts per worker": " / ".join(map(str, accepts)) or "not traced",
+        "fairness": round(jain(accepts), 3) if sum(accepts) else math.nan,
+        "busiest worker's share": round(max(accepts) / sum(accepts), 3) if sum(accepts) else math.nan,
+        "first reply avg ms": ms(wait.get_mean_value()) if timed else math.nan,  # type: ignore[union-attr]
+        "p99 ms": ms(wait.get_value_at_percentile(99)) if timed else math.nan,  # type: ignore[union-attr]
+        "max ms": ms(wait.get_max_value()) if timed else math.nan,  # type: ignore[union-attr]
+        "stddev ms": ms(wait.get_stddev()) if timed else math.nan,  # type: ignore[union-attr]
+        "failures": row["failures"],
+    }
+
+
+@check(NGINX_ACCEPT)
+def nginx_accept(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
+    rows = [_row(label, run, row) for label, (run, row) in arms.items()]
+    by = {r["arm"]: r for r in rows}
+    off, on, own = by.get("accept_mutex off"), by.get("accept_mutex on"), by.get("reuseport")
+    verdicts = []
+    if off:
+        verdicts.append(
+            say(
+                HOLDS if off["fairness"] < 0.8 else FAILS,
+                "accept_mutex off: the worker that waited last keeps winning, few take most connections",
+                f"Jain's index {off['fairness']}, accepts per worker {off['accepts per worker']}",
+            )
+        )
+    if on:
+        even = off is None or on["fairness"] > off["fairness"]
+        verdicts.append(
+            say(
+                HOLDS if even else DIFFERS,
+                "accept_mutex on: the workers take turns holding the listener, more evenly than without it",
+                f"Jain's index {on['fairness']}, accepts per worker {on['accepts per worker']}",
+            )
+        )
+    if own:
+        verdicts.append(
+            say(
+                HOLDS if own["fairness"] >= 0.9 else DIFFERS,
+                "reuseport: each worker's own queue, connections spread by hash, evenly",
+                f"Jain's index {own['fairness']}, accepts per worker {own['accepts per worker']}",
+            )
+        )
+    if own and off:
+        verdicts.append(_tail(off, own))
+    names = {"avg": "first reply avg ms", "max": "max ms", "stddev": "stddev ms"}  # the source's latency, as ours
+    reported = [
+        {"arm": f"{r.who}: {r.setup}", **{names[k]: v for k, v in r.figures.items()}} for r in NGINX_ACCEPT.reported
+    ]
+    table = pd.DataFrame(rows + reported).rename(columns={"fairness": "Jain's index"})
+    rate = NGINX_ACCEPT.options["arrival-rate"]
+    note = (
+        f"nginx {NGINX_WORKERS} workers, {rate} connect-per-request GETs/s on a schedule; accepts per worker from "
+        "the kernel's accept() stamps over the whole run; the wait is connect() start → first reply byte."
+    )
+    return table, verdicts, note
+
+
+def _tail(shared: dict[str, Any], own: dict[str, Any]) -> str:
+    """Cloudflare's tail: a queue per worker makes a connection wait behind a busy worker while another idles."""
+    worse = own["stddev ms"] >= 1.5 * shared["stddev ms"] and own["max ms"] >= 1.5 * shared["max ms"]
+    cf_shared, cf_own = (r.figures for r in NGINX_ACCEPT.reported)
+    return say(
+        HOLDS if worse else DIFFERS,
+        "reuseport's even spread costs tail latency (a connection hashed to a busy worker waits)",
+        f"stddev {shared['stddev ms']} → {own['stddev ms']} ms, max {shared['max ms']} → {own['max ms']} ms "
+        f"(Cloudflare, with busy workers: stddev {cf_shared['stddev']} → {cf_own['stddev']}, max "
+        f"{cf_shared['max']} → {cf_own['max']}); here a worker is busy for microseconds a request",
+    )

@@ -1,0 +1,147 @@
+"""Real servers socklab did not write, started on a port with a throwaway configuration: nginx and Redis.
+
+    python -m servers.external nginx --port P [--workers 4] [--accept-mutex on|off] [--reuseport] [--backlog N]
+    python -m servers.external redis --port P
+
+socklab runs them as any other server of the user's (``--server-cmd 'nginx=python -m servers.external nginx
+--port {port}'``): it waits until the port accepts, the monitor watches this process's tree (the launcher,
+then nginx's master and workers, or redis-server), the kernel tracer sees which worker accepted each
+connection, and the run's stop signals the group.  The configuration and data go to a temporary folder that
+this launcher removes when the server exits; nothing is written to /etc, /var or a system port, and neither
+program is left behind (each runs in the foreground, as the launcher's child).
+
+nginx answers ``GET /`` with a short 200 (``return 200``: no file read), logs nothing, and keeps
+connections alive for 10,000 requests (``--keepalive-requests``), then says ``Connection: close``.
+``--accept-mutex`` and ``--reuseport`` are the three ways nginx spreads connections over its
+workers that Cloudflare's 2017 write-up compared (the lab's ``nginx-accept``): a shared listener each
+worker watches (mutex off, with EPOLLEXCLUSIVE where the kernel has it), a shared listener only the mutex
+holder watches (on), or a listener of each worker's own (reuseport).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{
+    worker_connections 4096;
+    accept_mutex {accept_mutex};
+}}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    keepalive_requests {keepalive};
+    server {{
+        listen {host}:{port} backlog={backlog}{reuseport};
+        location / {{
+            default_type text/plain;
+            return 200 "socklab\\n";
+        }}
+    }}
+}}
+"""
+
+
+def program(name: str) -> str:
+    """The program's path: on PATH or in /usr/sbin (where Debian puts nginx); SystemExit(2) says how to get it."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        sys.stderr.write(f"servers.external: {name} is not installed; bash .ci/setup --test installs it\n")
+        raise SystemExit(2)
+    return found
+
+
+def nginx_command(args: argparse.Namespace, root: Path) -> list[str]:
+    conf = root / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            workers=args.workers,
+            root=root,
+            accept_mutex=args.accept_mutex,
+            host=args.host,
+            port=args.port,
+            backlog=args.backlog,
+            reuseport=" reuseport" if args.reuseport else "",
+            keepalive=args.keepalive_requests,
+        )
+    )
+    return [program("nginx"), "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")]
+
+
+def redis_command(args: argparse.Namespace, root: Path) -> list[str]:
+    return [
+        program("redis-server"),
+        "--port",
+        str(args.port),
+        "--bind",
+        args.host,
+        "--dir",
+        str(root),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--tcp-backlog",
+        str(args.backlog),
+        "--daemonize",
+        "no",
+        "--logfile",
+        "",
+        "--loglevel",
+        "warning",
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m servers.external", description="Run nginx or Redis on a port.")
+    p.add_argument("server", choices=("nginx", "redis"))
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--backlog", type=int, default=511, help="listen() backlog (both programs' default: 511)")
+    p.add_argument("--workers", type=int, default=1, help="nginx: worker processes")
+    p.add_argument("--accept-mutex", choices=("on", "off"), default="off", help="nginx: accept_mutex")
+    p.add_argument("--reuseport", action="store_true", help="nginx: a SO_REUSEPORT listener for each worker")
+    p.add_argument(
+        "--keepalive-requests", type=int, default=10000, help="nginx: requests on a connection before it closes it"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix=f"socklab-{args.server}-"))
+    try:
+        command = (nginx_command if args.server == "nginx" else redis_command)(args, root)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+        def stop(signum: int, _frame: object) -> None:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # nginx: fast shutdown; redis: shutdown (no save: --save "")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        status = child.wait()
+        if status and (root / "error.log").exists():
+            sys.stderr.write((root / "error.log").read_text()[-2000:])
+        return 0 if status in (0, -signal.SIGTERM) else status
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
