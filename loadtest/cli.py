@@ -23,7 +23,7 @@ from loadtest.declare.kinds import CONNECT
 from loadtest.declare.target import format_target, parse_target
 from loadtest.matrix import expect
 from loadtest.matrix.processes import ServerProcess, ServerStartError
-from servers import DESIGNS
+from servers import speaking
 from servers.protocol import Op, encode_request
 
 
@@ -120,7 +120,8 @@ def _compare(args: argparse.Namespace) -> int:
             [lesson.scenario for lesson in scenarios.QUICK] if args.quick else list(scenarios.DEFAULT_SCENARIOS)
         )
     if args.designs is None:
-        args.designs = [] if args.server_cmd else list(DESIGNS)  # --server-cmd alone: only the commands
+        # --server-cmd alone: only the commands; else every design that answers the scenarios' frames
+        args.designs = [] if args.server_cmd else speaking("socklab")
     try:
         args.expectations = [expect.parse(text) for text in args.expect]
         if args.expect_file is not None:

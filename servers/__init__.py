@@ -77,6 +77,9 @@ class Design(NamedTuple):
     parts: str  # "MODEL+LOOP", or "module:Class" for a class written by hand
     description: str
     defaults: tuple[tuple[str, object], ...] = ()  # its own defaults of ServerConfig fields, run alone
+    # What it answers: socklab's frames (servers.protocol), or "one-shot": it reads one message and closes,
+    # never replying (the seed), so it is loaded by the one-shot user and left out of socklab's scenarios.
+    protocol: str = "socklab"
 
 
 # The registry: a design is a line here.  The CLI, the harness, `socklab compare`, the benchmarks and
@@ -118,6 +121,7 @@ DESIGNS: dict[str, Design] = {
         "the lesson's own server: listen(10), then accept() → one recv(4096) → close(), no reply (port 6666 "
         "run alone; servers/c/seed.c is its twin in C)",
         (("port", 6666), ("backlog", 10)),
+        "one-shot",
     ),
 }
 # Out of tree: SOCKLAB_DESIGNS="name=MODEL+LOOP,name=package.module:Class,..." (inherited by children).
@@ -129,6 +133,11 @@ for _entry in filter(None, os.environ.get("SOCKLAB_DESIGNS", "").split(",")):
     _name, _, _parts = _entry.partition("=")
     if _name.strip() and (":" in _parts or "+" in _parts):
         DESIGNS[_name.strip()] = Design(_parts.strip(), f"{_parts.strip()} (from SOCKLAB_DESIGNS)")
+
+
+def speaking(protocol: str = "socklab") -> list[str]:
+    """The registered designs that answer this protocol: socklab's frames by default (all but the seed)."""
+    return [name for name, design in DESIGNS.items() if design.protocol == protocol]
 
 
 def _load(target: str) -> type:

@@ -1,6 +1,6 @@
 """Real servers socklab did not write, started on a port with a throwaway configuration: nginx and Redis.
 
-    python -m servers.external nginx --port P [--workers 4] [--accept-mutex on|off] [--reuseport] [--backlog N]
+    python -m servers.external nginx --port P [--workers 4] [--accept-mutex on|off] [--reuseport] [--listen-backlog N]
     python -m servers.external redis --port P
 
 socklab runs them as any other server of the user's (``--server-cmd 'nginx=python -m servers.external nginx
@@ -75,7 +75,7 @@ def nginx_command(args: argparse.Namespace, root: Path) -> list[str]:
             accept_mutex=args.accept_mutex,
             host=args.host,
             port=args.port,
-            backlog=args.backlog,
+            backlog=args.listen_backlog,
             reuseport=" reuseport" if args.reuseport else "",
             keepalive=args.keepalive_requests,
         )
@@ -97,7 +97,7 @@ def redis_command(args: argparse.Namespace, root: Path) -> list[str]:
         "--appendonly",
         "no",
         "--tcp-backlog",
-        str(args.backlog),
+        str(args.listen_backlog),
         "--daemonize",
         "no",
         "--logfile",
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("server", choices=("nginx", "redis"))
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--backlog", type=int, default=511, help="listen() backlog (both programs' default: 511)")
+    p.add_argument("--listen-backlog", type=int, default=511, help="listen() backlog (both programs' default: 511)")
     p.add_argument("--workers", type=int, default=1, help="nginx: worker processes")
     p.add_argument("--accept-mutex", choices=("on", "off"), default="off", help="nginx: accept_mutex")
     p.add_argument("--reuseport", action="store_true", help="nginx: a SO_REUSEPORT listener for each worker")

@@ -299,3 +299,27 @@ def peak_accept_queue(kernel: pd.DataFrame) -> int:
     events = pd.concat([pd.Series(1, index=ins.to_numpy()), pd.Series(-1, index=outs.to_numpy())])
     events = events.groupby(level=0).sum().sort_index()  # an accept and an arrival at one instant: net
     return int(events.cumsum().max())
+
+
+def test_the_seed_survives_any_bytes_and_says_what_it_read_when_stopped() -> None:
+    """The seed reads one message of up to 4,096 bytes and closes: nothing, garbage, a socklab frame, or more
+    than one read takes (its close then resets the client), one after another — it serves each and is still
+    there; SIGTERM ends it with its stopped line: every connection, a message from each that sent one."""
+    from loadtest.matrix.processes import ServerProcess
+
+    server = ServerProcess.start("seed")
+    try:
+        assert server.backlog == 10  # its own default: listen(10)
+        messages = [b"", b"\xff\x00garbage", encode_request(Op.ECHO, 0, b"x"), b"y" * 10_000]
+        for message in messages:
+            with socket.create_connection(server.address, timeout=5) as sock:
+                sock.sendall(message)
+                if not message:
+                    sock.shutdown(socket.SHUT_WR)
+                try:
+                    assert sock.recv(100) == b""  # no reply: its close
+                except ConnectionResetError:
+                    assert len(message) > 4096  # unread bytes at its close(): a reset
+    finally:
+        stopped = server.stop()
+    assert stopped is not None and stopped["connections"] == 4 and stopped["requests"] == 3, stopped

@@ -176,7 +176,7 @@ def test_a_foreign_blocking_server_shows_its_staircase_from_the_kernel_alone(tmp
 def test_a_listener_socklab_did_not_start_gets_the_kernels_stages_too(tmp_path: Path) -> None:
     """--host tcp://127.0.0.1:P, a blocking server started by someone else: 3 connect-per-request users and
     SLEEP 50 ms; each connection waits for the other two in the accept queue, about 100 ms, and the kernel
-    alone says so."""
+    alone says so; the monitor, by the port alone, sees those two in the queue."""
     from loadtest.measure.tracer import unavailable_reason
 
     if unavailable_reason():
@@ -198,3 +198,6 @@ def test_a_listener_socklab_did_not_start_gets_the_kernels_stages_too(tmp_path: 
         row = next(csv.DictReader(f))
     assert row["kernel_trace"].startswith("measured: stages up to accept() from the kernel"), row["kernel_trace"]
     assert abs(float(row["accept_queue_wait_p50_ms"]) - 100) <= 15, row["accept_queue_wait_p50_ms"]
+    # The monitor watched its port, not its process (no --server-pid): 2 wait while 1 is served; no CPU figure
+    assert row["peak_accept_queue"] == "2" and row["peak_established"] == "3", row
+    assert row["server_cpu_us_per_request"] == "" and row["peak_rss_bytes"] == "", row

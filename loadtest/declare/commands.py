@@ -25,7 +25,7 @@ from loadtest.declare import options
 from loadtest.declare.experiments import EXPERIMENTS
 from loadtest.declare.scenarios import DEFAULT_SCENARIOS, DEFAULT_SWEEP, SCENARIOS, SWEEP_SCENARIOS
 from loadtest.declare.settings import BY_NAME, DEFAULT_DESIGN, Option
-from servers import DESIGNS
+from servers import DESIGNS, speaking
 from servers.cli import OneLineParser, nonneg_int, positive_int, positive_number
 
 REPORTS = Path("reports")
@@ -290,7 +290,7 @@ COMMANDS: dict[str, Command] = {
             "run a matrix of designs × loads × scenarios and compare them (the main job)",
             COMPARE_OPTIONS,
             folder=f"compare-{DATE_TIME}",
-            said={"designs": f"every registered design, {','.join(DESIGNS)}"},
+            said={"designs": f"every design that answers socklab's frames, {','.join(speaking('socklab'))}"},
             overrides=True,
         ),
         Command(

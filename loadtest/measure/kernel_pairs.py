@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,10 +154,7 @@ def build(clients: pd.DataFrame, children: pd.DataFrame, synacks: pd.DataFrame, 
             "kernel_accepted": s.get("accepted", np.nan),
             "kernel_accepted_by": s["accepted_by"].astype("Int64") if "accepted_by" in s else pd.NA,
             "kernel_synack_retrans": resent.size().reindex(clients.index).fillna(0).astype(int),
-            "kernel_synack_at": resent.agg(lambda t: " ".join(f"{v:.9f}" for v in sorted(t)[:SYNACK_TIMES]))
-            .reindex(clients.index)
-            .astype(object)
-            .fillna(""),
+            "kernel_synack_at": _resent_at(resent, clients.index),
             "kernel_first_fin": pd.Series("", index=c.index).mask(client_first, "client").mask(server_first, "server"),
             "kernel_fin_sent": closer(client_fin, server_fin),
             "kernel_fin_arrived": other(at(c, ESTABLISHED, CLOSE_WAIT), at(s, ESTABLISHED, CLOSE_WAIT)),
@@ -179,6 +177,12 @@ def build(clients: pd.DataFrame, children: pd.DataFrame, synacks: pd.DataFrame, 
         & (out["kernel_server_closed"].notna() | out["kernel_server_established"].isna())
     )
     return out[list(KERNEL_FILE_NAMES)]
+
+
+def _resent_at(resent: Any, index: pd.Index) -> pd.Series:
+    """When each connection's re-sent SYN-ACKs left (the first 63), space-separated; '' for none."""
+    times = resent.agg(lambda t: " ".join(f"{v:.9f}" for v in sorted(t)[:SYNACK_TIMES]))
+    return times.reindex(index).astype(object).fillna("")
 
 
 def ipv4(addr: int) -> str:

@@ -168,7 +168,9 @@ class Reading:
             value = edges["close"][counter] - edges["open"][counter]  # the window's own, read at its edges
         else:
             value = mon.iloc[-1][column]
-        return value if isinstance(value, str) else int(value)
+        if isinstance(value, str):
+            return value
+        return math.nan if value != value else int(value)  # NaN: a column the monitor could not fill (no --server-pid)
 
     def counters_scope(self) -> Any:
         """isolated or shared: the monitor's, else what run.json says."""
