@@ -39,6 +39,7 @@ HOLD = {
         "a worker of its own per connection keeps the fast requests fast",
     ),
     "rolling-restart": ("a worker exiting resets what waits in its queue", "with tcp_migrate_req=1 they move"),
+    "nginx-accept": ("reuseport: each worker's own queue",),  # nginx ≥ 1.21.6 balances its shared listener too
 }
 
 

@@ -274,15 +274,16 @@ def _nginx(*flags: str) -> str:
 NGINX_ACCEPT = Experiment(
     "nginx-accept",
     "Which nginx worker gets the next connection?",
-    claim="with accept_mutex off (nginx's default) every worker watches the one listener with EPOLLEXCLUSIVE, "
-    "woken last-in first-out, so the worker that waited last keeps winning and few workers take most "
-    "connections; with accept_mutex on the workers take turns holding the listener; with `listen … reuseport` "
-    "each worker has its own queue and the kernel spreads connections by hash, evenly",
+    claim="one listener shared by nginx's workers with accept_mutex off (its default since 1.11.3: EPOLLEXCLUSIVE) "
+    "wakes the worker that waited last, so one worker takes most connections; accept_mutex on lets the workers "
+    "accept by turn; `listen … reuseport` gives each worker its own queue, spread evenly by hash, at the cost of "
+    "the tail when a worker is busy",
     user_class="ConnectPerRequestUser",
     # 500 connections/s on a schedule: workers idle between them, waiting, where who is woken shows
     options={"protocol": "http", "arrival-rate": 500},
     source=f"{NGINX_WORKER}: the shared listener unbalanced, SO_REUSEPORT balanced with a worse tail — "
-    f"{_latency(SHARED_QUEUE, ' ms')}; {_latency(QUEUE_PER_WORKER)}; nginx's docs (accept_mutex, off since 1.11.3)",
+    f"{_latency(SHARED_QUEUE, ' ms')}; {_latency(QUEUE_PER_WORKER)}; nginx's docs (accept_mutex: 'worker processes "
+    "will accept new connections by turn'); nginx 1.21.6's change log (ngx_reorder_accept_events)",
     reported=(SHARED_QUEUE, QUEUE_PER_WORKER),
     arms=(
         Arm("accept_mutex off", "nginx", 10, server_cmd=_nginx("--accept-mutex", "off"), needs="nginx"),
