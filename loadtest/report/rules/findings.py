@@ -62,13 +62,21 @@ def overflow_finding(row: dict[str, Any], name: str) -> str:
     text = (
         f"{name}: {row['listen_overflows']:,} packets dropped at a full accept queue at backlog {row['backlog']} "
         f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
-        f"not a count of SYNs); the accept queue peaked at {row['peak_accept_queue']}"
+        f"not a count of SYNs); the accept queue peaked at {queue_peak(row)}"
     )
     text += syn_retrans_note(row)
     p99 = num(row, "connect_p99_ms")
     if p99 is not None and p99 >= 900:
         text += f"; connect p99 {shown(row, 'connect_p99_ms')}, the kernel's SYN retry schedule (about 1, 2, 3 s)"
     return text + "."
+
+
+def queue_peak(row: dict[str, Any]) -> str:
+    """The accept queue's peak in words: the kernel's, exact, beside the monitor's samples; or the samples'."""
+    kernel = num(row, "kernel_peak_accept_queue")
+    if kernel is None:
+        return f"{row['peak_accept_queue']} (the monitor's samples)"
+    return f"{kernel:.0f} (the kernel's account; the monitor's samples saw {row['peak_accept_queue']})"
 
 
 def queue_findings(row: dict[str, Any], name: str, one_at_a_time: bool) -> list[str]:

@@ -106,6 +106,22 @@ def synacks_in_counters_span(frame: pd.DataFrame | None, info: dict[str, Any]) -
     return float(frame["kernel_synack_retrans"].sum())
 
 
+def kernel_peak_accept_queue(frame: pd.DataFrame | None, info: dict[str, Any]) -> float:
+    """The deepest the accept queue was, from the kernel's stamps: a connection joins it at the server child's
+    ESTABLISHED and leaves as accept() returns it (NaN: no whole trace).  Exact where the monitor samples; one
+    over the kernel's own count at most, while an accept() that has taken one is returning."""
+    trace = info.get("kernel_trace") or {}
+    if frame is None or trace.get("status") != "measured" or int(trace.get("lost_events") or 0):
+        return float("nan")
+    if "kernel_server_established" not in frame:
+        return float("nan")
+    ins, outs = frame["kernel_server_established"].dropna(), frame["kernel_accepted"].dropna()
+    steps = pd.concat([pd.Series(1, index=ins.to_numpy()), pd.Series(-1, index=outs.to_numpy())])
+    if steps.empty:
+        return 0.0
+    return float(max(steps.groupby(level=0).sum().sort_index().cumsum().max(), 0))
+
+
 def kernel_half_open_until(out: pd.DataFrame, ev: pd.DataFrame, close: float) -> pd.Series:
     """The server's child ESTABLISHED (the final ACK got in), between the client's and accept(); NaN when
     it had not by the window's close (or the client's own close): half-open then."""

@@ -18,7 +18,7 @@ from typing import Any
 from loadtest.declare.columns import WINDOW_SHARES
 from loadtest.declare.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.report.load import RunData, unfinished_ages
-from loadtest.report.rules.kernel_times import kernel_summary, synacks_in_counters_span
+from loadtest.report.rules.kernel_times import kernel_peak_accept_queue, kernel_summary, synacks_in_counters_span
 from loadtest.report.rules.server_columns import SERVER_COLUMNS
 from loadtest.report.rules.summary import Computation, Family, Percentile, Reading, Summary, ms_at
 
@@ -193,6 +193,14 @@ SUMMARY: tuple[Summary, ...] = (
         "the SYN-ACKs the server re-sent, from the kernel trace, connection by connection, up to the monitor's last "
         "read of the counters: server_synack_retrans counted one by one (every client connection's own)",
         value=lambda r: synacks_in_counters_span(r.run.connections, r.info),
+    ),
+    Summary(
+        "kernel_peak_accept_queue",
+        "connections",
+        "the deepest the accept queue was over the run, from the kernel's stamps (in at the server child's "
+        "ESTABLISHED, out as accept() returns; one over at most, while an accept() returns): exact where "
+        "peak_accept_queue is the monitor's samples, which miss a queue that fills and drains between two",
+        value=lambda r: kernel_peak_accept_queue(r.run.connections, r.info),
     ),
     Summary(
         "timeline",
