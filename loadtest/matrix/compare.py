@@ -199,8 +199,7 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
                 column, justify="left" if column in ("design", "time went to", "verdict") else "right", overflow="fold"
             )
         for s in a.standings:
-            stage = max(s.shares, key=s.shares.get) if s.shares else ""  # type: ignore[arg-type]
-            went = f"{answers.STAGE_WORDS[stage]} {s.shares[stage]:.0%}" if stage else "not measured"
+            went = time_went_to(s.shares)
             est = f"≈ {s.estimate:,.0f}" if s.estimate is not None else "not CPU-bound" if s.no_estimate else ""
             table.add_row(
                 str(s.rank),
@@ -218,3 +217,13 @@ def print_answers(console: Console, finished: list[Outcome]) -> None:
         for line in a.headlines:
             console.print(f"  • {line}")
         console.print()
+
+
+def time_went_to(shares: dict[str, float]) -> str:
+    """The stage most of the users' time went to; when that is time with no request in flight (a user with
+    nothing left to send, or the load generator's own), the stage after it too: where the waiting went."""
+    if not shares:
+        return "not measured"
+    ranked = sorted(shares, key=shares.get, reverse=True)  # type: ignore[arg-type]
+    shown = ranked[:2] if ranked[0] == "load_generator" and len(ranked) > 1 and shares[ranked[1]] > 0 else ranked[:1]
+    return ", ".join(f"{answers.STAGE_WORDS[stage]} {shares[stage]:.0%}" for stage in shown)
