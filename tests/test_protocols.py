@@ -156,10 +156,10 @@ def test_http_against_a_stdlib_server_socklab_did_not_start_is_monitored_by_its_
         pid,
     ):
         args = ("--server", "none", "--host", f"tcp://127.0.0.1:{port}", "--server-pid", str(pid), "--protocol", "http")
-        run = run_locust(tmp_path, *args, users=4, seconds=2, page=True)
+        run = run_locust(tmp_path, *args, users=4, seconds=1, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     row = summary_row(run.report_dir)
-    assert int(row["requests"]) > 50 and int(row["failures"]) == 0, row
+    assert int(row["requests"]) > 30 and int(row["failures"]) == 0, row
     assert int(row["users_served"]) == 4
     assert int(row["peak_established"]) >= 1 and row["peak_accept_queue"] != "", row
     assert float(row["server_cpu_us_per_request"]) > 0 and int(row["peak_threads"]) >= 1  # --server-pid's process
@@ -181,10 +181,10 @@ def test_nginx_serves_http_with_no_failure_and_the_kernel_names_the_worker_of_ea
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     closing = run_locust(
-        tmp_path / "a", "ConnectPerRequestUser", "--server-cmd", command, "--protocol", "http", page=True
+        tmp_path / "a", "ConnectPerRequestUser", "--server-cmd", command, "--protocol", "http", seconds=1, page=True
     )
     assert closing.returncode == 0, closing.stderr[-2000:]
-    kept = run_locust(tmp_path / "b", "--server-cmd", command, "--protocol", "http", users=4, page=True)
+    kept = run_locust(tmp_path / "b", "--server-cmd", command, "--protocol", "http", users=4, seconds=1, page=True)
     assert kept.returncode == 0, kept.stderr[-2000:]
     row = summary_row(kept.report_dir)
     assert int(row["failures"]) == 0 and int(row["requests"]) > 1000, row
@@ -210,7 +210,9 @@ def test_nginx_serves_http_with_no_failure_and_the_kernel_names_the_worker_of_ea
 def test_redis_answers_resp_commands_with_no_failure(tmp_path: Path) -> None:
     with started(*EXTERNAL, "redis", "--port", "{port}") as (port, pid):
         host = ("--server", "none", "--host", f"tcp://127.0.0.1:{port}", "--server-pid", str(pid))
-        run = run_locust(tmp_path, *host, "--protocol", "resp", "--resp-command", "SET key value", "--pipeline", "4")
+        run = run_locust(
+            tmp_path, *host, "--protocol", "resp", "--resp-command", "SET key value", "--pipeline", "4", seconds=1
+        )
     assert run.returncode == 0, run.stderr[-2000:]
     stats = run.locust_stats()[("RESP", "persistent")]
     assert int(stats["Request Count"]) > 1000 and int(stats["Failure Count"]) == 0
