@@ -125,3 +125,18 @@ def _mode_problem(options: Any, protocol: str, mode: str) -> str | None:
     if protocol == RESP and not (getattr(options, "resp_command", "") or "").split():
         return "--resp-command is empty; give a command such as PING or 'GET key'"
     return None
+
+
+def request_label(options: dict[str, Any], user_classes: list[str] | tuple[str, ...] = ()) -> str:
+    """What a run's requests were, in a word or two, from run.json's options: the socklab op ('ECHO'), or the
+    other protocol's request ('GET /', 'RESP SET k v', 'RAW'), or the one-shot user's 'MESSAGE'."""
+    if "OneShotUser" in user_classes or (options.get("user_mode") == "one-shot" and not user_classes):
+        return "MESSAGE"
+    protocol = options.get("protocol") or SOCKLAB
+    if protocol == HTTP:
+        return f"GET {options.get('http_path') or '/'}"
+    if protocol == RESP:
+        return f"RESP {options.get('resp_command') or 'PING'}"
+    if protocol == RAW:
+        return "RAW"
+    return str(options.get("op", ""))

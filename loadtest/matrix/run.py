@@ -29,6 +29,7 @@ from loadtest.client.failures import failure_class
 from loadtest.client.latency import LatencyStore
 from loadtest.declare import options as opts
 from loadtest.declare.columns import LOAD_PROCESSES, USERS
+from loadtest.declare.kernel import KERNEL_FILE
 from loadtest.declare.kinds import OP_NAMES
 from loadtest.declare.settings import parse_sysctls
 from loadtest.declare.target import format_target, local_port, split_named_command
@@ -108,6 +109,7 @@ class Run:
     def start_watchers(self) -> None:
         """The kernel tracer and the monitor, the tracer's compile (about a second) overlapping the monitor's
         first sample; both watching before any load starts."""
+        (self.folder / KERNEL_FILE).unlink(missing_ok=True)  # an earlier run's, in a folder used again
         self.start_tracer()
         self.start_monitor()
         tracer = self.tracer

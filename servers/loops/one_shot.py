@@ -36,8 +36,17 @@ class OneShotLoop(BlockingLoop):
             served = 1 if message else 0
             if served:
                 self.stats.add(requests=1)
-            in_window = log.in_window(read, monotonic()) if log is not None and served else 0.0
-            record.figures = (read if served else 0.0, 0.0, 0.0 if served else read, served, in_window)
+            # Its answer is its close: "first written" is when close() is called, so the service it logs runs
+            # read → close (it writes nothing; a timeline would otherwise stretch it to the client's EOF).
+            answered = monotonic() if log is not None else 0.0
+            in_window = log.in_window(read, answered) if log is not None and served else 0.0
+            record.figures = (
+                read if served else 0.0,
+                answered if served else 0.0,
+                0.0 if served else read,
+                served,
+                in_window,
+            )
             record.clean = True
         except OSError:
             pass  # reset, or silent past --read-timeout (EAGAIN)

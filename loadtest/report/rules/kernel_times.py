@@ -65,9 +65,10 @@ def attach_kernel(client: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
 
 
 def kernel_connections(run_dir: Path) -> pd.DataFrame | None:
-    """``kernel_connections.csv``, made first from the tracer's records if this is the run's first report."""
+    """``kernel_connections.csv``, made first from the tracer's records if this is the run's first report (its
+    records are then the newest: a folder used again keeps no earlier run's pairs)."""
     path, raw = run_dir / KERNEL_FILE, run_dir / KERNEL_RAW
-    if not path.exists() and raw.exists():
+    if raw.exists():
         trace = json.loads((run_dir / "run.json").read_text()).get("kernel_trace") or {}
         frame = to_connections(read_records(raw), int(trace.get("port") or 0), whole=not trace.get("lost_events"))
         frame.to_csv(path, index=False)

@@ -17,6 +17,7 @@ from typing import Any
 
 from loadtest.declare.columns import WINDOW_SHARES
 from loadtest.declare.kinds import CONNECT, FIRST_REPLY, OPS
+from loadtest.declare.protocols import request_label
 from loadtest.report.load import RunData, unfinished_ages
 from loadtest.report.rules.kernel_times import kernel_peak_accept_queue, kernel_summary, synacks_in_counters_span
 from loadtest.report.rules.server_columns import SERVER_COLUMNS
@@ -66,7 +67,13 @@ SUMMARY: tuple[Summary, ...] = (
         "the Locust user classes that ran",
         value=lambda r: ",".join(r.info.get("user_classes") or []),
     ),
-    Summary("op", "", "the request op", value=lambda r: r.options.get("op", "")),
+    Summary(
+        "op",
+        "",
+        "the request: socklab's op (ECHO, SLEEP, WORK), another protocol's ('GET /', 'RESP SET k v', 'RAW'), or "
+        "the one-shot user's MESSAGE",
+        value=lambda r: request_label(r.options, r.info.get("user_classes") or ()),
+    ),
     Summary(
         "pipeline",
         "requests",
