@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from loadtest.matrix.processes import ServerProcess
-from servers import DESIGNS, design_class
+from servers import design_class, speaking
 from servers.connlog import mark_window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_
 SERVERS: dict[str, tuple[list[str], bool]] = {
     **{
         name: ([sys.executable, "-m", "servers", name, "--port", "0"], design_class(name).serves_one_at_a_time)
-        for name in DESIGNS
+        for name in speaking("socklab")  # they load socklab's frames: not the one-shot seed
     },
     "ref:asyncio": ([sys.executable, "-m", "benchmarks.reference_servers", "asyncio", "--port", "0"], False),
     "ref:asyncio+pinned-malloc": (
@@ -168,7 +168,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks" / "results" / "server_cost.csv")
     ap.add_argument("--conn-log-ab", action="store_true", help="each design with its connection log off and on")
-    ap.add_argument("--designs", default=",".join(DESIGNS), help="with --conn-log-ab or --against: which designs")
+    ap.add_argument(
+        "--designs", default=",".join(speaking("socklab")), help="with --conn-log-ab or --against: which designs"
+    )
     ap.add_argument(
         "--loads", default="persistent,connect", help="with --conn-log-ab or --against: persistent, connect or both"
     )

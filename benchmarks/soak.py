@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 
 from loadtest.matrix.processes import ServerProcess
-from servers import DESIGNS, design_class
+from servers import design_class, speaking
 from servers.protocol import Op, Status, encode_request, read_response
 
 READ_TIMEOUT = 2.0  # the server's --read-timeout for the soak: bounds what slow clients can hold
@@ -193,7 +193,7 @@ def regressions(r: dict[str, object]) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--designs", default=",".join(DESIGNS))
+    ap.add_argument("--designs", default=",".join(speaking("socklab")))
     ap.add_argument("--frames", type=int, default=10_000)
     ap.add_argument("--idle", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=1)
