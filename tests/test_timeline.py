@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from loadtest.report import build_run_report
+from loadtest.report.rules.timeline import STOPPED_BY_THE_RUN
 from tests.helpers import run_locust
 
 
@@ -201,3 +202,7 @@ def test_a_listener_socklab_did_not_start_gets_the_kernels_stages_too(tmp_path: 
     # The monitor watched its port, not its process (no --server-pid): 2 wait while 1 is served; no CPU figure
     assert row["peak_accept_queue"] == "2" and row["peak_established"] == "3", row
     assert row["server_cpu_us_per_request"] == "" and row["peak_rss_bytes"] == "", row
+    # No server log: who closed first is the kernel's account (the client, after its reply), not left blank.
+    frame = pd.read_csv(run.report_dir / "connections.csv", low_memory=False)
+    ended = frame[(frame["connected"] == 1) & (frame["teardown"] != STOPPED_BY_THE_RUN)]["teardown"]
+    assert len(ended) >= 10 and ended.str.startswith("client closed first").all(), ended.value_counts()

@@ -343,15 +343,21 @@ def after_first_reply(out: pd.DataFrame, ev: pd.DataFrame, stop: pd.Series, open
 
 
 def mark_teardown(out: pd.DataFrame, close: float) -> None:
-    """How each joined connection ended (``teardown``): its server record's flags, or the run's stop."""
+    """How each connection ended (``teardown``): its server record's flags; with no record, the kernel's first
+    FIN; or the run's stop."""
     joined = out["join"] == "joined"
     out["teardown"] = ""
     if joined.any():
         out.loc[joined, "teardown"] = [teardown_of(r) for r in out[joined].itertuples()]
+    side = out.get("kernel_first_fin", pd.Series("", index=out.index)).fillna("").astype(str)
+    traced = ~joined & side.isin(["client", "server"])
+    out.loc[traced, "teardown"] = (
+        side[traced] + " closed first: the " + side[traced] + " holds TIME_WAIT (the kernel's)"
+    )
     # Ended after the window closed: the run's stop ended it (users killed with replies unread, the server
     # shut down), not the server's or the client's way of closing.
     first_close = np.fmin(out["closed"].astype(float).where(out["closed"] > 0), out["server_closed"].astype(float))
-    stopped = joined & (first_close > close)
+    stopped = (joined | traced) & (first_close > close)
     out.loc[stopped, "teardown"] = STOPPED_BY_THE_RUN
 
 

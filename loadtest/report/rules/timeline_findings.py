@@ -31,7 +31,8 @@ def timeline_findings(run: RunData, name: str, row: dict[str, Any] | None = None
         *first_request_finding(mine, joined),
         *handshake_findings(mine),
         *unaccepted_finding(mine),
-        *teardown_finding(joined),
+        # No server log: the kernel's first FIN says who closed, for every connection it traced.
+        *teardown_finding(joined if (mine["join"] == "joined").any() else mine[mine["teardown"] != ""]),
     ]
 
 
@@ -141,7 +142,7 @@ def teardown_finding(joined: pd.DataFrame) -> list[str]:
     if len(teardown):
         top, n = str(teardown.index[0]), int(teardown.iloc[0])
         return [
-            f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'joined connection')} that "
+            f"teardown: {top.split(':')[0]} in {n:,} of the {plural(len(closed), 'connection')} that "
             "closed in the window" + (f" —{top.split(':', 1)[1]}" if ":" in top else "") + f"{later}."
         ]
     if stopped.any():
