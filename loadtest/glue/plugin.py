@@ -152,7 +152,7 @@ class Socklab(LoadState):
         locust_private.warm_stop_path()
         gevent.spawn(self.flush_loop)
         if isinstance(env.runner, WorkerRunner):
-            env.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: self.open_own_window())
+            env.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: self.worker_window_opens())
             env.runner.register_message(CLOSE_MESSAGE, lambda *_, **__: self.close_own_window())
             return
         options = env.parsed_options
@@ -242,6 +242,13 @@ class Socklab(LoadState):
         self.recorder.reset()
         self.accounts.open_window()
         self.load_process.open()
+
+    def worker_window_opens(self) -> None:
+        """A worker, told the warm-up is over: its own Locust stats are reset too, so that the warm-up's requests it
+        has not yet reported (a worker reports every 3 s) do not reach the master's stats after their reset."""
+        self.recorder.reset()
+        self.environment.runner.stats.reset_all()
+        self.open_own_window()
 
     def close_window(self) -> None:
         """The measured window ends here, and in every worker; idempotent."""

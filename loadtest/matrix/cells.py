@@ -36,6 +36,7 @@ from loadtest.report.load import RunData
 from loadtest.report.rules.findings import waiting
 from loadtest.report.rules.summary import shown
 
+MAX_LOAD_PROCESSES = 4  # a cell whose one Locust process gave out runs again with one per core, up to this
 CELL_OVERHEAD_S = 2.5  # Locust start-up, server and monitor start, the cell's page: for the ETA (measured 2.3 s)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 COUNTED_CELL_LIMIT_S = 120  # a cell that ends on a count still stops by itself

@@ -8,6 +8,7 @@ comparison is built from the cells' folders.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -24,10 +25,11 @@ from loadtest.declare import options as opts
 from loadtest.declare.commands import COMMANDS, output_folder
 from loadtest.declare.scenarios import QUICK, SCENARIOS
 from loadtest.matrix import expect
-from loadtest.matrix.cells import CELL_OVERHEAD_S, Cell, CellRunner, Outcome, result_line
-from loadtest.report import build_compare
+from loadtest.matrix.cells import CELL_OVERHEAD_S, MAX_LOAD_PROCESSES, Cell, CellRunner, Outcome, result_line
+from loadtest.report import build_compare, load_bound
 from loadtest.report.rules import answer as answers
 from loadtest.report.rules import checks
+from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
 
 
 def plan_quick(out: Path) -> list[Cell]:
@@ -149,9 +151,33 @@ def run_cells(cells: list[Cell], runner: CellRunner, console: Console, quiet: bo
         for cell in cells:
             progress.update(task, description=cell.name)
             outcome = runner.run(cell)
+            processes = more_load_processes(outcome, runner.args)
+            if processes:
+                # Its one Locust process gave out before the server or the machine did: the rate it measured is the
+                # load generator's. Again with a load process per core, so the server saturates, or the machine.
+                progress.console.print(
+                    f"{result_line(outcome)}\n  {cell.name}: one load process gave out with a core to spare; "
+                    f"again with --processes {processes}"
+                )
+                shutil.rmtree(cell.folder, ignore_errors=True)
+                cell.options["processes"] = processes
+                outcome = runner.run(cell)
             outcomes.append(outcome)
             progress.console.print(result_line(outcome))
             progress.advance(task)
+
+
+def more_load_processes(outcome: Outcome, args: Any) -> int:
+    """How many load processes a client-bound cell should run again with (0: it is not, or cannot be helped): its
+    one Locust process at a core while the machine had one to spare, and no --processes given."""
+    row, cpus = outcome.row, int((outcome.run.info.get("cpus") if outcome.run else 0) or 0)
+    if outcome.status != "done" or row is None or cpus < 2 or getattr(args, "processes", 0):
+        return 0
+    if outcome.cell.options.get("processes") or load_bound(row, cpus) != "client-bound":
+        return 0
+    machine = row.get("machine_cpu_percent")  # server and load generator together, % of one core
+    spare = not isinstance(machine, float) or machine < CLIENT_BOUND_PERCENT * cpus  # not machine-bound
+    return min(cpus, MAX_LOAD_PROCESSES) if spare else 0
 
 
 EXPECTATIONS_FAILED = 3

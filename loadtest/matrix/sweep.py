@@ -27,7 +27,7 @@ from rich.console import Console
 
 from loadtest.declare.commands import COMMANDS, SWEEP_DESIGNS, output_folder
 from loadtest.declare.scenarios import DEFAULT_SWEEP, SCENARIOS, Scenario
-from loadtest.matrix.cells import Cell, CellRunner, result_line
+from loadtest.matrix.cells import MAX_LOAD_PROCESSES, Cell, CellRunner, result_line
 from loadtest.matrix.compare import over_caps
 from loadtest.report.load import traits_of
 from loadtest.report.rules.knee import Ladder, Step, judge, knee_line, ladder_rates, what_gave_out
@@ -83,7 +83,7 @@ def run_ladder(ladder: Ladder, args: Any, out: Path, runner: CellRunner, console
             # in the kernel's connect() and close() (benchmarks.loadgen_cost: 0.9 of a minimal loop), so one
             # process tops out near 14,000 connections/s.  Run this rate and the rest of the ladder again
             # with a Locust process per core, so the server (or the machine) gives out first, if anything.
-            ladder.processes = min(cpus, MAX_PROCESSES)
+            ladder.processes = min(cpus, MAX_LOAD_PROCESSES)
             console.print(
                 f"{ladder.scenario}/{ladder.design}: one load process gave out at "
                 f"{(s.row or {}).get('rps', 0):,.0f} req/s; again with --processes {ladder.processes}"
@@ -146,9 +146,6 @@ def settle(ladder: Ladder, good: Step | None, bad: Step | None, top: float, cpus
         ladder.gave_out = f"the server: {bad.verdict}"
     else:
         ladder.gave_out = what_gave_out(bad.row, bad.traits, bad.workers, bad.verdict, cpus)
-
-
-MAX_PROCESSES = 4
 
 
 def more_processes_would_help(s: Step, ladder: Ladder, args: Any, cpus: int) -> bool:
