@@ -35,6 +35,8 @@ def test_io_wait_blocking_serializes_selectors_scales(tmp_path: Path) -> None:
         "1.5s",
         "--warmup",
         "0.5s",
+        "--processes",
+        "1",  # one load process, always: no second run of a client-bound cell here
         "--out",
         str(out),
         "--expect",

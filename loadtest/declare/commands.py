@@ -127,7 +127,13 @@ SWEEP_DESIGNS = ("blocking", "threaded", "selectors")  # the lesson's three; --d
 DESIGN_LIST = CommandOption("designs", design_list, None, "comma-separated (default: {default})")
 DURATION = CommandOption("duration", positive_duration, 4.0, "measured seconds per {unit} (default {default}s)")
 WARMUP = CommandOption("warmup", parse_duration, 1.0, "uncounted seconds first (default {default}s)")
-PROCESSES = CommandOption("processes", nonneg_int, 0, "Locust worker processes per {unit} (default: one process)")
+PROCESSES = CommandOption(
+    "processes",
+    nonneg_int,
+    0,
+    "Locust worker processes per {unit} (default: one, and one per core again for a {unit} whose one process "
+    "gave out with a core to spare; 1: one, always)",
+)
 OUT = CommandOption("out", Path, None, "output folder (default {folder})")
 NO_ISOLATE = CommandOption("no-isolate", bool, False, "do not give each {unit} its own network namespace")
 

@@ -118,7 +118,7 @@ def cell_command(cell: Cell, args: Any, isolate: bool) -> list[str]:
             cmd += [f"--{name}"] if value else []
         else:
             cmd += [f"--{name}", str(value)]
-    if getattr(args, "processes", 0):
+    if getattr(args, "processes", 0) > 1:  # 1: one process, the local runner, and never more
         cmd += ["--processes", str(args.processes)]
     if isolate:
         cmd = [sys.executable, "-m", "loadtest.hosts.isolate", "--", *cmd]
