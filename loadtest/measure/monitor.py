@@ -18,6 +18,10 @@ each and flushed, so a ``kill -9`` loses at most the row being written.  The
 monitor exits by itself when the server exits, and on SIGINT/SIGTERM after
 writing one last row.
 
+The sockets by state are counted every sample while that is cheap, and less often at many thousands of
+sockets, so that the walk costs at most 1.5 % of a core (``STATES_BUDGET``); a row between two walks repeats
+the last counts, and ``states_counted_at`` says when they were taken.
+
 Without ``--pid`` (a server socklab did not start, and whose process it was not told) a row has the
 port's figures only — sockets, queue, counters — and the server's own columns stay empty, never 0; the
 monitor then exits when nothing listens on the port any more.
@@ -42,6 +46,9 @@ from loadtest.measure.sockdiag import SockDiag
 from servers.cli import OneLineParser
 
 COLUMNS = list(MONITOR_NAMES)  # declared, with their units and meanings, in loadtest.declare.columns
+STATES_BUDGET = 0.015  # the share of a core the sockets-by-state walk may take, once it is not cheap (the rest of a
+# sample, psutil and the counters, stays under half a percent at 1 Hz)
+STATES_WALK_CHEAP_S = 0.01  # under this (about 8,000 sockets) the walk is taken at every sample
 
 
 def read_kernel_counters() -> dict[str, int]:
@@ -94,6 +101,8 @@ class Monitor:
         self.started_wall = time.time()
         self.started = time.monotonic()
         self._last_cpu: tuple[float, float] | None = None  # (monotonic, tree cpu seconds)
+        self.states_due = 0.0  # when the port's sockets are next counted by state (monotonic)
+        self.states: dict[str, object] = {}  # the last such count, and when (states_counted_at)
         for p in self._loadgen_processes():
             p.cpu_percent(None)  # the first call only sets psutil's reference point
 
@@ -132,10 +141,20 @@ class Monitor:
         tree = self._server_tree()
         if self.server is not None:
             row.update(self._server_figures(tree, now))
-        sockets = self.diag.count(self.port)
-        for state in REPORTED_STATES:
-            row[f"server_{state}"] = sockets.server.get(state, 0)
-            row[f"client_{state}"] = sockets.client.get(state, 0)
+        # The listeners' queues every sample (under a millisecond); the port's sockets by state when due: that walk
+        # costs ~1.2 µs a socket, so past ~8,000 it is spaced to cost STATES_BUDGET of a core (every ~6 s at
+        # 100,000), and the rows between repeat its counts, saying when they were taken (states_counted_at).
+        walk = now >= self.states_due
+        started = time.perf_counter()
+        sockets = self.diag.count(self.port, states=walk)
+        cost = time.perf_counter() - started
+        if walk:
+            self.states = {f"server_{s}": sockets.server.get(s, 0) for s in REPORTED_STATES}
+            self.states.update({f"client_{s}": sockets.client.get(s, 0) for s in REPORTED_STATES})
+            self.states["states_counted_at"] = row["elapsed_s"]
+            if cost >= STATES_WALK_CHEAP_S:  # a cheap walk (a few thousand sockets) is taken every sample
+                self.states_due = now + cost / STATES_BUDGET
+        row.update(self.states)
         row["accept_queue"] = sockets.accept_queue
         row["deepest_accept_queue"] = sockets.deepest_queue
         row["listeners"] = sockets.listeners
