@@ -125,8 +125,8 @@ MONITOR: tuple[Column, ...] = (
         "states_counted_at",
         "s",
         "elapsed_s of the walk of the port's sockets by state that this row's server_* and client_* state counts "
-        "come from: every sample while the walk is cheap; past ~8,000 sockets it is spaced so that it costs at most "
-        "1.5 % of a core (~1.2 µs a socket), and the rows between repeat its counts",
+        "come from: every sample while the walk takes under 50 ms (~40,000 sockets); past that it is spaced to "
+        "cost at most 1.5 % of a core (~1.2 µs a socket), and the rows between repeat its counts",
         "monitor",
     ),
     Column(

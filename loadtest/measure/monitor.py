@@ -48,7 +48,7 @@ from servers.cli import OneLineParser
 COLUMNS = list(MONITOR_NAMES)  # declared, with their units and meanings, in loadtest.declare.columns
 STATES_BUDGET = 0.015  # the share of a core the sockets-by-state walk may take, once it is not cheap (the rest of a
 # sample, psutil and the counters, stays under half a percent at 1 Hz)
-STATES_WALK_CHEAP_S = 0.01  # under this (about 8,000 sockets) the walk is taken at every sample
+STATES_WALK_CHEAP_S = 0.05  # under this (~40,000 sockets on the port) the walk is taken at every sample
 
 
 def read_kernel_counters() -> dict[str, int]:
@@ -142,7 +142,7 @@ class Monitor:
         if self.server is not None:
             row.update(self._server_figures(tree, now))
         # The listeners' queues every sample (under a millisecond); the port's sockets by state when due: that walk
-        # costs ~1.2 µs a socket, so past ~8,000 it is spaced to cost STATES_BUDGET of a core (every ~6 s at
+        # costs ~1.2 µs a socket, so once it costs 50 ms it is spaced to STATES_BUDGET of a core (every ~10 s at
         # 100,000), and the rows between repeat its counts, saying when they were taken (states_counted_at).
         walk = now >= self.states_due
         started = time.perf_counter()
