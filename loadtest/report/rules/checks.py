@@ -203,11 +203,22 @@ def listen_drops_split(run: RunData, row: dict[str, Any]) -> Outcome:
     )
 
 
+# The monitor exits with the server, so its counters stop there while the clients' own records go on.
+DIED = "the server died during the run: the kernel counters stop with it, the clients' records do not"
+
+
+def server_died(run: RunData) -> bool:
+    """A server socklab started that gave no stopped line (its own, or a command's exit status)."""
+    return bool(run.info.get("server")) and run.info.get("server_stopped") is None
+
+
 @rule("TCPSynRetrans less the clients' own SYN re-sends leaves ≥ 0 for the server")
 def synack_split_not_negative(run: RunData, row: dict[str, Any]) -> Outcome:
     server = number(row, "server_synack_retrans")
     if server is None:
         return na("counters not the run's own (not isolated)")
+    if server_died(run):
+        return na(DIED)
     return verdict(
         server >= 0,
         f"TCPSynRetrans {number(row, 'tcp_syn_retrans') or 0:,.0f} less clients' "
@@ -220,6 +231,8 @@ def kernel_synacks_add_up(run: RunData, row: dict[str, Any]) -> Outcome:
     traced, server = number(row, "kernel_synack_retrans"), number(row, "server_synack_retrans")
     if traced is None or server is None:
         return na("no whole kernel trace, or counters not the run's own (not isolated)")
+    if server_died(run):
+        return na(DIED)
     return verdict(traced == server, f"{traced:,.0f} traced vs {server:,.0f} from TCPSynRetrans less the clients'")
 
 
