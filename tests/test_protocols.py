@@ -188,8 +188,9 @@ def test_nginx_serves_http_with_no_failure_and_the_kernel_names_the_worker_of_ea
     assert kept.returncode == 0, kept.stderr[-2000:]
     row = summary_row(kept.report_dir)
     assert int(row["failures"]) == 0 and int(row["requests"]) > 1000, row
-    # The monitor watched its port: a user may be between two connections at a sample (one each 50 requests)
-    assert 1 <= int(row["peak_established"]) <= 4 and row["peak_accept_queue"] != "", row
+    # The monitor watched its port. At a sample a user may be between two connections (one each 50 requests),
+    # or its next may be up before nginx's close() of the last: 1 to 2 a user.
+    assert 1 <= int(row["peak_established"]) <= 8 and row["peak_accept_queue"] != "", row
     # Every connection nginx ended carried exactly 50 requests and ended well, nearly always its FIN first (the
     # kernel's; the client, told "Connection: close", may close before nginx's close() does); the only others are
     # the 4 still open as the run stopped.
