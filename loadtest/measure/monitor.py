@@ -152,7 +152,9 @@ class Monitor:
             self.states = {f"server_{s}": sockets.server.get(s, 0) for s in REPORTED_STATES}
             self.states.update({f"client_{s}": sockets.client.get(s, 0) for s in REPORTED_STATES})
             self.states["states_counted_at"] = row["elapsed_s"]
-            if cost >= STATES_WALK_CHEAP_S:  # a cheap walk (a few thousand sockets) is taken every sample
+            # Spaced only in the run's own namespace, where the table holds the run's sockets alone: in a shared one
+            # its cost is everybody's sockets, and the run's counts would go stale for them.
+            if self.scope == "isolated" and cost >= STATES_WALK_CHEAP_S:
                 self.states_due = now + cost / STATES_BUDGET
         row.update(self.states)
         row["accept_queue"] = sockets.accept_queue
