@@ -1,10 +1,20 @@
 """A server's counters: connections accepted, requests answered OK, connections that ended badly,
-connections closed at once over --max-connections.  One class per way of sharing them."""
+connections closed at once over --max-connections.  One class per way of sharing them.
+
+Requests are counted once per request, on every design's hot path, so they have a cheaper way in
+than :meth:`Counters.add`: a thread that serves asks for its own cell (:meth:`Counters.requests_cell`)
+and adds to it with ``cell[0] += n`` — a list item, no call and no lock, since no other thread writes
+it.  A snapshot adds up the cells; a thread hands its cell back (:meth:`Counters.fold`) when it stops
+serving.  The lock a thread-per-connection server took for every request cost ~0.4 µs of its ~18.
+Across fork() a cell is a window on the shared count instead, so the parent's ``stopped`` line has
+every request even from a child that died.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+from contextlib import AbstractContextManager, nullcontext
 
 
 class Counters:
@@ -12,13 +22,33 @@ class Counters:
 
     def __init__(self) -> None:
         self.connections = 0
-        self.requests = 0
+        self._requests = 0  # from cells handed back, and from add()
         self.errors = 0
         self.rejected = 0
+        self._cells: list[list[int]] = []
+        self._cells_lock: AbstractContextManager[object] = nullcontext()
+
+    @property
+    def requests(self) -> int:
+        with self._cells_lock:
+            return self._requests + sum(cell[0] for cell in self._cells)
+
+    def requests_cell(self) -> list[int]:
+        """A count of requests for the calling thread alone: ``cell[0] += n``.  Hand it back with :meth:`fold`."""
+        cell = [0]
+        with self._cells_lock:
+            self._cells.append(cell)
+        return cell
+
+    def fold(self, cell: list[int]) -> None:
+        """A cell its thread is done with: its count joins the total."""
+        with self._cells_lock:
+            self._cells.remove(cell)
+            self._requests += cell[0]
 
     def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
         self.connections += connections
-        self.requests += requests
+        self._requests += requests
         self.errors += errors
         self.rejected += rejected
 
@@ -36,11 +66,11 @@ class LockedCounters(Counters):
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = self._cells_lock = threading.Lock()
 
     def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
         with self._lock:
-            super().add(connections, requests, errors, rejected)
+            Counters.add(self, connections, requests, errors, rejected)
 
 
 class SharedCounters(Counters):
@@ -59,10 +89,32 @@ class SharedCounters(Counters):
             values[2] += errors
             values[3] += rejected
 
+    def requests_cell(self) -> SharedCell:  # type: ignore[override]
+        return SharedCell(self)
+
+    def fold(self, cell: list[int]) -> None:
+        pass  # a SharedCell added each of its requests to the shared count as it came
+
     connections = property(lambda self: self._values[0])  # type: ignore[assignment]
     requests = property(lambda self: self._values[1])  # type: ignore[assignment]
     errors = property(lambda self: self._values[2])  # type: ignore[assignment]
     rejected = property(lambda self: self._values[3])  # type: ignore[assignment]
+
+
+class SharedCell:
+    """A process's cell of a :class:`SharedCounters`: ``cell[0] += n`` adds n to the shared count at once."""
+
+    __slots__ = ("_counters", "_value")
+
+    def __init__(self, counters: SharedCounters) -> None:
+        self._counters, self._value = counters, 0
+
+    def __getitem__(self, index: int) -> int:
+        return self._value
+
+    def __setitem__(self, index: int, value: int) -> None:
+        self._counters.add(requests=value - self._value)
+        self._value = value
 
 
 MAX_WORKERS = 256  # worker slots of a tally; workers past it share the last one

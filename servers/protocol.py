@@ -82,6 +82,7 @@ def check_header(length: int, op: int, arg: int, reply_len: int, limits: Limits)
 
 
 _OPS = frozenset(int(op) for op in Op)
+_SLEEP, _WORK = int(Op.SLEEP), int(Op.WORK)  # plain ints: comparing with an IntEnum member costs 4× as much
 _unpack_header = REQUEST_HEADER.unpack_from
 _new_request = tuple.__new__  # builds a Request without NamedTuple's Python-level __new__
 
@@ -96,17 +97,15 @@ class RequestDecoder:
     than one frame of at most ``limits.max_frame`` bytes plus one read.
     """
 
-    __slots__ = ("_buf", "error", "limits")
+    __slots__ = ("_buf", "buffered", "error", "limits")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.error: Status | None = None
         self._buf = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held for a frame that is not complete yet."""
-        return len(self._buf)
+        # Bytes held for a frame that is not complete yet: an attribute, not a property, because every
+        # server loop asks after every read.
+        self.buffered = 0
 
     def feed(self, data: bytes) -> list[Request]:
         if self.error is not None:
@@ -140,6 +139,7 @@ class RequestDecoder:
             if status:
                 self.error = status
                 buf.clear()
+                self.buffered = 0
                 return requests
             end = pos + 4 + length
             if end > end_of_data:
@@ -148,6 +148,7 @@ class RequestDecoder:
             pos = end
         if pos:
             del buf[:pos]  # bytearray drops a prefix without moving the rest
+        self.buffered = len(buf)
         return requests
 
 
@@ -279,9 +280,9 @@ def burn_cpu(microseconds: int) -> None:
 def serve_request_blocking(request: Request) -> bytes:
     """Carry out a request in the calling thread (SLEEP sleeps, WORK spins), return its reply."""
     op = request.op
-    if op == Op.SLEEP:
+    if op == _SLEEP:
         if request.arg:
             time.sleep(request.arg / 1000)
-    elif op == Op.WORK:
+    elif op == _WORK:
         burn_cpu(request.arg)
     return reply_for(request)

@@ -6,7 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
+from loadtest.client.latency import read_histograms
 from tests.helpers import run_locust
 
 
@@ -20,6 +22,18 @@ def bucket_width_ms(ms: float) -> float:
     return 1.0 if ms < 100 else 10.0 if ms < 1000 else 100.0
 
 
+def locust_percentile_us(hist: HdrHistogram, fraction: float) -> float:
+    """locust.stats.calculate_response_time_percentile on an HdrHistogram: counting down from the top, the
+    first value at which no more than int(n × fraction) samples are left below."""
+    total, at_or_above = hist.get_total_count(), 0
+    values = [(v.value_iterated_to, v.count_at_value_iterated_to) for v in hist.get_recorded_iterator()]
+    for value, count in reversed(values):
+        at_or_above += count
+        if total - at_or_above <= int(total * fraction):
+            return hist.get_highest_equivalent_value(value)
+    return 0.0
+
+
 @pytest.mark.parametrize("events", [[], ["--request-events"]], ids=["in-bulk", "an-event-each"])
 def test_locusts_statistics_are_socklabs_counts(tmp_path: Path, events: list[str]) -> None:
     # SLEEP 20 ms on threaded: response times Locust can tell apart, and a CONNECT per user.
@@ -28,9 +42,11 @@ def test_locusts_statistics_are_socklabs_counts(tmp_path: Path, events: list[str
     ours, locust = run.latency(), run.locust_stats()
     for key in (("SLEEP", "persistent"), ("CONNECT", "connect")):
         assert int(locust[key]["Request Count"]) == int(ours[key]["count"]) + int(ours[key]["failures"]) > 0, key
-    sleep = ours[("SLEEP", "persistent")]
-    for theirs, mine in (("50%", "p50_us"), ("90%", "p90_us"), ("99%", "p99_us")):
-        ms = int(sleep[mine]) / 1000
+    # Locust's percentile of the same samples: its rank differs from HdrHistogram's by one for some counts,
+    # which in a loaded tail can be many ms (CI once saw it fail), so its own rank is taken on our histogram.
+    hist = read_histograms(run.report_dir / "socklab_latency_hist.json")[("SLEEP", "persistent")]
+    for theirs, fraction in (("50%", 0.5), ("90%", 0.9), ("99%", 0.99)):
+        ms = locust_percentile_us(hist, fraction) / 1000
         assert abs(float(locust[("SLEEP", "persistent")][theirs]) - ms) <= bucket_width_ms(ms), (theirs, ms)
     total = locust[("", "Aggregated")]
     assert int(total["Request Count"]) == sum(int(r["Request Count"]) for k, r in locust.items() if k[0])

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import psutil
 
 from loadtest.matrix.processes import ServerProcess
 from loadtest.measure.monitor import Monitor
-from servers.counters import SharedCounters
+from servers.counters import LockedCounters, SharedCounters
 
 # A stand-in server: speaks the listening/stopped lines, forks a child that ignores SIGTERM
 # (a careless worker), and on SIGTERM exits without waiting for it.
@@ -66,6 +67,50 @@ def test_shared_counters_sum_every_process() -> None:
     for pid in children:
         os.waitpid(pid, 0)
     assert counters.snapshot() == {"connections": 4, "requests": 4000, "errors": 8, "rejected": 0}
+
+
+def test_request_cells_count_across_fork_even_from_a_child_that_dies() -> None:
+    # A process's cell writes through to shared memory as it counts: a child killed mid-connection has
+    # counted every request it answered, though it never handed its cell back.
+    counters = SharedCounters()
+    pid = os.fork()
+    if pid == 0:
+        cell = counters.requests_cell()
+        for _ in range(500):
+            cell[0] += 1
+        cell[0] += 7
+        os._exit(0)  # no fold()
+    os.waitpid(pid, 0)
+    assert counters.requests == 507
+
+
+def test_request_cells_of_threads_add_up_while_they_count_and_after() -> None:
+    # Each serving thread counts into its own cell with no lock; a snapshot taken while they count sums the
+    # live cells and the folded ones, and is never more than was counted.
+    counters = LockedCounters()
+    counted, seen = [0] * 8, []
+    start = threading.Barrier(9)
+
+    def serve(i: int) -> None:
+        cell = counters.requests_cell()
+        start.wait()
+        for _ in range(20_000 + i):
+            cell[0] += 1
+        counted[i] = cell[0]
+        if i % 2:
+            counters.fold(cell)  # half hand theirs back (their connection ended), half are still serving
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    start.wait()
+    while any(t.is_alive() for t in threads):
+        seen.append(counters.snapshot()["requests"])
+    for t in threads:
+        t.join()
+    counters.add(requests=3)
+    assert counters.snapshot()["requests"] == sum(counted) + 3 == 8 * 20_000 + 28 + 3
+    assert seen == sorted(seen) and all(n <= sum(counted) for n in seen)
 
 
 def test_stop_takes_the_whole_process_group() -> None:

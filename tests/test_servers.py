@@ -350,7 +350,14 @@ def test_a_threaded_server_stopped_with_connections_open_writes_its_logs_counts(
             assert call(sock, Op.ECHO, 0, b"a") == (Status.OK, b"a")
         for sock in socks[:10]:
             sock.close()
-        time.sleep(0.2)  # ten records closed; ten connections open at the stop
+        # ten records written (their threads see the FIN; on a loaded machine that took over the 0.2 s this
+        # once slept), ten connections open at the stop
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            log, _ = read_server_log(path)
+            if log is not None and len(log.records) >= 10:
+                break
+            time.sleep(0.05)
     for sock in socks[10:]:
         sock.close()
     log, why = read_server_log(path)

@@ -78,7 +78,8 @@ class BlockingLoop(BaseServer):
         # in_window: service inside the measured window; read_at: when the request being served was read;
         # frame_deadline: while a request is partly here, by when the rest must arrive.
         first_read = first_written = eof = in_window = read_at = frame_deadline = 0.0
-        decoder, recv, add, served = RequestDecoder(self.limits), conn.recv, self.stats.add, 0
+        decoder, recv, served = RequestDecoder(self.limits), conn.recv, 0
+        counted = self.stats.requests_cell()  # this thread's own count: += with no lock
         bound, most = self.config.read_timeout, self.config.max_requests  # most: requests before our FIN; 0 = never
         try:
             while True:
@@ -100,7 +101,7 @@ class BlockingLoop(BaseServer):
                 ):
                     # Pipelined requests that neither wait nor compute, small replies: in one send.
                     replies = b"".join(map(reply_for, requests))
-                    add(requests=len(requests))  # counted before the client can see them: a stop just after has them
+                    counted[0] += len(requests)  # counted before the client can see them: a stop just after has them
                     send_within(conn, replies, bound)
                     if read_at:
                         written = monotonic()
@@ -111,7 +112,7 @@ class BlockingLoop(BaseServer):
                 else:
                     for request in requests:
                         reply = serve_request_blocking(request)
-                        add(requests=1)
+                        counted[0] += 1
                         send_within(conn, reply, bound)
                         if read_at:
                             # The next request's service starts as this reply is written: no overlap.
@@ -128,6 +129,7 @@ class BlockingLoop(BaseServer):
                     # byte, however it trickles (the idle timeout alone restarts on every byte).
                     frame_deadline = arm_deadline(conn, frame_deadline, bound, decoder.buffered > 0)
         finally:
+            self.stats.fold(counted)
             record.figures = first_read, first_written, eof, served, in_window
 
     def close_first(self, conn: socket.socket, spent: bool, error: Status | None, bound: float) -> bool:

@@ -71,7 +71,6 @@ class Connection(Session):
 class SelectorLoop(BaseServer):
     loop = "selectors"
     event_loop = True
-    # Counters are touched by the loop's one thread only: plain Counters, no lock (single process).
 
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
@@ -81,6 +80,8 @@ class SelectorLoop(BaseServer):
         self._timer_seq = count()
         self._now = time.monotonic()  # loop time, read once per wake-up
         self._worker_slot = 0  # this loop's slot in the tally of accepts and wake-ups
+        self._counted = [0]  # replaced by the stats' cell as the loop starts
+        self._window: Any = (0.0, 0.0)  # the connection log's measured window, once the loop starts
 
     # -- the loop ----------------------------------------------------------------------------
     def serve_listener(self, listener: socket.socket) -> None:
@@ -90,6 +91,9 @@ class SelectorLoop(BaseServer):
         if self.config.epoll_exclusive:
             watch_exclusively(self.selector, listener)
         self._worker_slot = self.worker_index
+        self._counted = self.stats.requests_cell()  # this loop's count of requests: += with no lock or call
+        if self.connlog is not None:
+            self._window = self.connlog.window
         select, timers = self.selector.select, self._timers
         next_sweep = time.monotonic() + SWEEP_INTERVAL
         while True:
@@ -154,16 +158,19 @@ class SelectorLoop(BaseServer):
             if not conn.first:
                 conn.first_read = conn.read_at = monotonic()
                 conn.first = 1
-            elif not conn.read_at and self.connlog.window_open():  # type: ignore[union-attr]
-                conn.read_at = monotonic()
+            elif not conn.read_at:
+                window = self._window  # open and not yet closed: window_open(), inlined (once a request)
+                if window[0] and not window[1]:
+                    conn.read_at = monotonic()
         if len(requests) == 1 and not conn.queue and not conn.out:
-            # Fast path, the common case: one request, nothing owed before it.
+            # Fast path, the common case: one request, nothing owed before it.  Calls are inlined here
+            # where it costs nothing to read: this runs once per request.
             request = requests[0]
             if request.op != SLEEP or not request.arg:
                 if request.op == WORK:
                     burn_cpu(request.arg)  # blocks the whole loop: the lesson of this op
                 reply = reply_for(request)
-                self.stats.add(requests=1)  # counted before the client can see it: a stop just after has it
+                self._counted[0] += 1  # counted before the client can see it: a stop just after has it
                 try:
                     sent = sock.send(reply)
                 except (BlockingIOError, InterruptedError):
@@ -172,7 +179,7 @@ class SelectorLoop(BaseServer):
                     self._close(conn, error=True)
                     return
                 conn.served += 1
-                last = conn.spend(1)  # the --max-requests budget spent: close once it is written
+                last = conn.budget >= 0 and conn.spend(1)  # the --max-requests budget spent: close once written
                 if sent < len(reply):
                     conn.out = reply[sent:]
                     conn.out_since = self._now
@@ -181,7 +188,8 @@ class SelectorLoop(BaseServer):
                 if conn.first == 1:
                     self._first_written(conn)
                 if conn.read_at:
-                    self._served(conn)
+                    conn.in_window += self.connlog.in_window(conn.read_at, monotonic())  # type: ignore[union-attr]
+                    conn.read_at = 0.0
                 if conn.decoder.error is not None or last:
                     self._serve(conn)  # answers the error status and closes, or closes after the last
                 return
@@ -209,7 +217,7 @@ class SelectorLoop(BaseServer):
                 wake_at = time.monotonic() + sleeper.arg / 1000
                 heapq.heappush(self._timers, (wake_at, next(self._timer_seq), conn, sleeper))
             if replies:
-                self.stats.add(requests=len(replies))
+                self._counted[0] += len(replies)
                 conn.served += len(replies)
                 conn.spend(len(replies))
             error = conn.final_error()
@@ -233,7 +241,7 @@ class SelectorLoop(BaseServer):
             if conn.sock.fileno() < 0:
                 continue  # closed while it slept
             conn.out += conn.woke(request, now)
-            self.stats.add(requests=1)
+            self._counted[0] += 1
             conn.served += 1
             conn.spend(1)
             self._serve(conn)
