@@ -164,6 +164,8 @@ def main() -> None:
                 "server_user_us_per_request": user / n * 1e6,
                 "server_sys_us_per_request": system / n * 1e6,
                 "client_cpu_us_per_request": ((own1.user + own1.system) - (own0.user + own0.system)) / n * 1e6,
+                "client_user_us_per_request": (own1.user - own0.user) / n * 1e6,
+                "client_sys_us_per_request": (own1.system - own0.system) / n * 1e6,
                 "client_cpu_percent": 100 * ((own1.user + own1.system) - (own0.user + own0.system)) / (t1 - t0),
                 "errors": errors[0],
             }

@@ -167,19 +167,33 @@ def main() -> int:
                         file=sys.stderr,
                     )
     ok = True
-    print("| load | side | req/s | load-generator CPU µs/req | server CPU µs/req | ÷ minimal (req/s) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| load | side | req/s | load-generator CPU µs/req | server CPU µs/req | ÷ minimal (req/s) "
+        "| load generator ÷ server (CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for load in args.load.split(","):
+        # The server's CPU per request, from the bare sides' exact windows (a Locust side's is an upper
+        # bound: its start-up and warm-up are in it): what a load generator's CPU is set against.
+        server_cost = statistics.median(r["server_us"] for r in results[(load, "minimal")])
         for side in sides:
             rs = results[(load, side)]
             rps = statistics.median(r["rps"] for r in rs)
             cpu = statistics.median(r["cpu_us"] for r in rs)
             server_us = statistics.median(r["server_us"] for r in rs)
             ratio = statistics.median(r["rps"] / m["rps"] for r, m in zip(rs, results[(load, "minimal")], strict=True))
-            print(f"| {load} | {side} | {rps:,.0f} | {cpu:.1f} | {server_us:.1f} | {ratio:.3f} |")
+            per_server = cpu / server_cost
+            print(f"| {load} | {side} | {rps:,.0f} | {cpu:.1f} | {server_us:.1f} | {ratio:.3f} | {per_server:.2f} |")
             if side == "locust":
                 ok &= ratio >= GOAL
     print(f"\ngoal: locust ÷ minimal ≥ {GOAL} for every load: {'met' if ok else 'MISSED'}")
+    if "connect" in args.load.split(","):
+        print(
+            "connect-per-request: the issue's goal is a load generator ÷ server ≤ 1.0 a connection; on loopback "
+            "the connecting side's system time carries the kernel's handshake and teardown (the final ACK that "
+            "makes the server's socket is processed in the client's connect()), so see the minimal side's "
+            "ratio for the floor any Python client has here"
+        )
     return 0 if ok else 1
 
 
