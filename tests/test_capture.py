@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.hosts.isolate import can_isolate
-from loadtest.report.rules.timeline import STOPPED_BY_THE_RUN
+from loadtest.report.rules.stages import STOPPED_BY_THE_RUN
 
 ISOLATION, WHY_NOT = can_isolate()
 needs_capture = pytest.mark.skipif(

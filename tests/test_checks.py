@@ -10,7 +10,7 @@ import pytest
 
 from loadtest.report.load import PER_SECOND, RunData
 from loadtest.report.rules import checks
-from loadtest.report.rules.timeline import WINDOW_STAGES
+from loadtest.report.rules.stages import WINDOW_STAGES
 
 
 def run_of(**kw: Any) -> RunData:

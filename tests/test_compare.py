@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from loadtest.hosts.isolate import can_isolate
-from loadtest.report.rules.timeline import WINDOW_STAGES
+from loadtest.report.rules.stages import WINDOW_STAGES
 from tests.helpers import compare, ours_running, start_compare, summary
 
 ISOLATION, WHY_NOT = can_isolate()

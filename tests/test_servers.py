@@ -341,7 +341,7 @@ def test_a_threaded_server_stopped_with_connections_open_writes_its_logs_counts(
     # At a SIGTERM the first connection thread to end stops the process at once (a thread storm's stop):
     # the log's header must still say what it holds, or the report calls the server killed.  An audit saw
     # "the server log is incomplete (the server was killed)" for a clean stop with 7 connections open.
-    from loadtest.report.rules.timeline import read_server_log
+    from loadtest.report.rules.server_log import read_server_log
 
     path = tmp_path / "conns.bin"
     with ServerProcess.start("threaded", extra_args=["--conn-log", str(path)]) as server:
@@ -368,7 +368,7 @@ def test_a_threaded_server_stopped_with_connections_open_writes_its_logs_counts(
 def test_every_design_records_each_connection_in_its_log(design: str, tmp_path: Path) -> None:
     # The connection log is written in place by whichever process or thread served the connection:
     # the records of every design, forked children's included, are all there after the stop.
-    from loadtest.report.rules.timeline import read_server_log
+    from loadtest.report.rules.server_log import read_server_log
 
     path = tmp_path / "conns.bin"
     ports = []

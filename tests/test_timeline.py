@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from loadtest.report import build_run_report
-from loadtest.report.rules.timeline import STOPPED_BY_THE_RUN
+from loadtest.report.rules.stages import STOPPED_BY_THE_RUN
 from tests.helpers import run_locust
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtest.report.rules import account, timeline
+from loadtest.report.rules import account
+from loadtest.report.rules import stages as timeline_stages
 
 OPEN, CLOSE = 100.0, 104.0  # the window, CLOCK_MONOTONIC s
 
@@ -45,7 +46,7 @@ def connection(**times: float) -> dict[str, object]:
 
 
 def stages(rows: list[dict[str, object]]) -> pd.DataFrame:
-    frame = timeline.with_stages(pd.DataFrame(rows), OPEN, CLOSE)
+    frame = timeline_stages.with_stages(pd.DataFrame(rows), OPEN, CLOSE)
     frame["in_window"] = True
     return frame
 
@@ -64,11 +65,11 @@ def test_a_late_client_stamp_does_not_overlap_the_stages_they_add_up() -> None:
         server_first_written=101.692600,
     )
     frame = stages([row])
-    total = sum(float(frame.loc[0, s]) for s in timeline.STAGES)
+    total = sum(float(frame.loc[0, s]) for s in timeline_stages.STAGES)
     assert total == pytest.approx((101.692907 - 101.689023) * 1000, abs=1e-6)  # connect start → last byte
     assert float(frame.loc[0, "handshake"]) == pytest.approx(0.425, abs=1e-3)  # not the late 3.18 ms
     assert float(frame.loc[0, "client_late"]) == pytest.approx(2.76, abs=1e-2)  # the client's own lateness
-    assert all(float(frame.loc[0, s]) >= 0 for s in timeline.STAGES)
+    assert all(float(frame.loc[0, s]) >= 0 for s in timeline_stages.STAGES)
 
 
 def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
@@ -94,7 +95,7 @@ def test_every_user_counts_an_unfinished_wait_up_to_the_close() -> None:
     assert row["window_share_later_service"] == pytest.approx(3.8 / 200, abs=0.0005)
     assert row["window_share_later_waiting"] == pytest.approx(0.2 / 200, abs=0.0005)
     assert row["window_share_later_requests"] == 0
-    assert sum(row[f"window_share_{s}"] for s in timeline.WINDOW_STAGES) == pytest.approx(1.0, abs=0.001)
+    assert sum(row[f"window_share_{s}"] for s in timeline_stages.WINDOW_STAGES) == pytest.approx(1.0, abs=0.001)
     assert row["connections_never_accepted"] == 49 and row["connections_half_open"] == 0
 
 
@@ -142,14 +143,14 @@ def test_without_a_server_log_later_requests_stay_one_stage() -> None:
 def test_the_account_is_declared_once_and_summarised_whole() -> None:
     from loadtest.report.rules.summary_columns import SUMMARY_NAMES
 
-    assert timeline.WINDOW_STAGES[: len(timeline.STAGES)] == timeline.STAGES
+    assert timeline_stages.WINDOW_STAGES[: len(timeline_stages.STAGES)] == timeline_stages.STAGES
     assert [c for c in SUMMARY_NAMES if c.startswith("window_share_")] == [
-        f"window_share_{s}" for s in timeline.WINDOW_STAGES
+        f"window_share_{s}" for s in timeline_stages.WINDOW_STAGES
     ]
-    assert set(timeline.WINDOW_LABELS) == set(timeline.WINDOW_STAGES)
+    assert set(timeline_stages.WINDOW_LABELS) == set(timeline_stages.WINDOW_STAGES)
     from loadtest.report.timeline_charts import COLORS
 
-    assert set(COLORS) == set(timeline.WINDOW_STAGES)  # every stage drawn in its own colour
+    assert set(COLORS) == set(timeline_stages.WINDOW_STAGES)  # every stage drawn in its own colour
 
 
 def test_a_late_server_stamp_is_bounded_by_the_client_event_after_it() -> None:
@@ -169,8 +170,8 @@ def test_a_late_server_stamp_is_bounded_by_the_client_event_after_it() -> None:
     )
     frame = stages([row])
     assert float(frame.loc[0, "service"]) == pytest.approx(2.0, abs=1e-6)  # read → the reply's first byte
-    assert sum(float(frame.loc[0, s]) for s in timeline.STAGES) == pytest.approx(3.1, abs=1e-6)
-    in_window = sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline.STAGES)
+    assert sum(float(frame.loc[0, s]) for s in timeline_stages.STAGES) == pytest.approx(3.1, abs=1e-6)
+    in_window = sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline_stages.STAGES)
     assert in_window == pytest.approx(0.0031, abs=1e-9)  # no more than the connection's own life
 
 
@@ -190,4 +191,4 @@ def test_a_connection_is_the_users_only_until_its_client_closes_it() -> None:
     )
     frame = stages([row])
     assert frame.loc[0, "stage_at_stop"] == "service"
-    assert sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline.STAGES) == pytest.approx(0.1002, abs=1e-9)
+    assert sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline_stages.STAGES) == pytest.approx(0.1002, abs=1e-9)

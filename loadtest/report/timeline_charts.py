@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from loadtest.report.charts import layout
 from loadtest.report.kernel_sequence import kernel_sequence
-from loadtest.report.rules.timeline import STAGE_LABELS, STAGES
+from loadtest.report.rules.stages import STAGE_LABELS, STAGES
 
 COLORS = {
     "syn_retry_wait": "#EF553B",

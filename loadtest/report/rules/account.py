@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loadtest.report.rules.timeline import STAGES, WINDOW_LABELS, WINDOW_STAGES
+from loadtest.report.rules.stages import STAGES, WINDOW_LABELS, WINDOW_STAGES
 
 WAITS = ("accept_queue_wait", "pool_queue_wait", "server_service")  # their p50 and p99: columns of the summary
 

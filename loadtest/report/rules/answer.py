@@ -38,8 +38,8 @@ from loadtest.report.rules.estimates import ESTIMATE_CPU_SHARE, NO_ESTIMATE, bou
 from loadtest.report.rules.findings import findings, num, waiting
 from loadtest.report.rules.headlines import HEADLINES, by_design, headlines, trend, trend_sentence
 from loadtest.report.rules.ranked import Cell, ScenarioAnswer, Standing
+from loadtest.report.rules.stages import WINDOW_LABELS, WINDOW_STAGES
 from loadtest.report.rules.summary import shown
-from loadtest.report.rules.timeline import WINDOW_LABELS, WINDOW_STAGES
 from loadtest.report.rules.timeline_findings import timeline_findings
 
 __all__ = [  # what the compare page, the terminal and the tests read of the answer

@@ -23,7 +23,7 @@ import pandas as pd
 
 from loadtest.declare.kinds import OPS
 from loadtest.report.load import RunData, merged_histogram, unfinished_ages, window_rows
-from loadtest.report.rules.timeline import STAGES, WINDOW_STAGES
+from loadtest.report.rules.stages import STAGES, WINDOW_STAGES
 
 CHECKS_FILE = "checks.csv"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from loadtest.report.load import RunData
-from loadtest.report.rules import account, timeline
+from loadtest.report.rules import account, stages
 from loadtest.report.rules.findings import plural
 from loadtest.report.rules.kernel_times import HALF_OPEN_MS
 
@@ -53,8 +53,8 @@ def first_request_finding(mine: pd.DataFrame, joined: pd.DataFrame) -> list[str]
     """The median connection's first request, split into its two largest stages."""
     if len(joined):
         median = joined.sort_values("first_request").iloc[(len(joined) - 1) // 2]
-        parts = sorted(((float(median[s]), s) for s in timeline.STAGES), reverse=True)
-        said = [f"{ms:,.3f} ms {timeline.STAGE_LABELS[s]}" for ms, s in parts[:2] if ms > 0]
+        parts = sorted(((float(median[s]), s) for s in stages.STAGES), reverse=True)
+        said = [f"{ms:,.3f} ms {stages.STAGE_LABELS[s]}" for ms, s in parts[:2] if ms > 0]
         return [
             f"a connection's first request, the median of {plural(len(joined), 'joined connection')} whose "
             f"first reply came back in the window: {median['first_request']:,.3f} ms from connect start to "
@@ -133,7 +133,7 @@ def unaccepted_finding(mine: pd.DataFrame) -> list[str]:
 
 def teardown_finding(joined: pd.DataFrame) -> list[str]:
     """Who closed first, of the connections that closed in the window (not those the run's stop closed)."""
-    stopped = joined["teardown"] == timeline.STOPPED_BY_THE_RUN
+    stopped = joined["teardown"] == stages.STOPPED_BY_THE_RUN
     closed = joined[~stopped]
     teardown = closed["teardown"].value_counts()
     later = (
