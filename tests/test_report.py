@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from hdrh.histogram import HdrHistogram
+from loadtest.declare.charts import CHARTS
 
 from loadtest.client.latency import CSV_COLUMNS
-from loadtest.declare.columns import CHARTS
 from loadtest.measure.monitor import COLUMNS as MONITOR_COLUMNS
 from loadtest.report import SUMMARY_COLUMNS, build_compare, build_run_report
 from loadtest.report.rules.summary import CPU_TICK_S, MIN_CPU_TICKS, tick_rounded

@@ -1,10 +1,11 @@
 """Every measured column, declared once: its name, unit, meaning and source, and the views that show it.
 
 The monitor writes :data:`MONITOR` in this order; the live tab shows the monitor columns that declare
-``live``; the charts of the run page and of the live page are :data:`CHARTS`, drawn from these columns; and
+``live``; the charts of the run page and of the live page are drawn from these columns; and
 the docs' column tables are generated from all of it (``python -m loadtest.docs``).  The summary row's
 columns are declared beside their computations (:mod:`loadtest.report.rules.summary_columns`), which read
-the monitor's by name, checked against :data:`MONITOR_NAMES` at import.  So a new monitor column is its sampler code
+the monitor's by name, checked against :data:`MONITOR_NAMES` at import; the charts that draw them are
+declared in :mod:`loadtest.declare.charts`.  So a new monitor column is its sampler code
 and one line here.  Names of request kinds (ops, CONNECT, FIRST_REPLY) are in :mod:`loadtest.declare.kinds`.
 
 No locust, no pandas: every process reads it.
@@ -285,84 +286,6 @@ MONITOR_BY_NAME: dict[str, Column] = {c.name: c for c in MONITOR}  # (settings.B
 TCPEXT_COUNTERS: tuple[str, ...] = tuple(_COUNTERS)
 TCP_COUNTERS: tuple[str, ...] = tuple(_SNMP)
 LIVE_DELTAS: tuple[str, ...] = tuple(c.name for c in MONITOR if c.live == "delta")
-
-
-@dataclass(frozen=True)
-class Series:
-    column: str
-    dash: str = "solid"
-    scale: float = 1.0  # bytes → MiB and the like
-    offset: float = 0.0  # backlog + 1: where the queue is full
-
-    def label(self) -> str:
-        extra = " + 1 (queue full)" if self.offset == 1 else ""
-        return MONITOR_BY_NAME[self.column].shown + extra
-
-
-@dataclass(frozen=True)
-class Chart:
-    """One chart of monitor columns over time, drawn alike on the run page and the live page."""
-
-    key: str
-    title: str
-    y_title: str
-    series: tuple[Series, ...]
-    stacked: bool = False
-
-    @property
-    def columns(self) -> list[str]:
-        return [s.column for s in self.series]
-
-
-CHARTS: tuple[Chart, ...] = (
-    Chart(
-        "accept-queue",
-        "Accept queue against the backlog",
-        "connections",
-        (Series("accept_queue"), Series("backlog", "dash"), Series("backlog", "dot", offset=1)),
-    ),
-    Chart(
-        "server-states",
-        "Server-side sockets of the port by state (stacked)",
-        "sockets",
-        tuple(Series(f"server_{s}") for s in REPORTED_STATES),
-        stacked=True,
-    ),
-    Chart(
-        "client-states",
-        "Client-side sockets of the port by state (stacked)",
-        "sockets",
-        tuple(Series(f"client_{s}") for s in REPORTED_STATES),
-        stacked=True,
-    ),
-    Chart(
-        "kernel-counters",
-        "Kernel counters since the monitor started",
-        "events",
-        (
-            Series("TcpExt_ListenOverflows"),
-            Series("TcpExt_ListenDrops"),
-            Series("TcpExt_TCPReqQFullDrop"),
-            Series("TcpExt_TCPReqQFullDoCookies"),
-            Series("TcpExt_SyncookiesSent"),
-            Series("TcpExt_TCPSynRetrans"),
-            Series("Tcp_RetransSegs"),
-        ),
-    ),
-    Chart(
-        "cpu",
-        "CPU (100 % = one core)",
-        "% of one core",
-        (Series("server_cpu_percent"), Series("loadgen_cpu_percent_max")),
-    ),
-    Chart(
-        "server-cost",
-        "Server memory, threads and fds",
-        "count · MiB",
-        (Series("server_rss_bytes", scale=1 / 2**20), Series("server_threads"), Series("server_fds")),
-    ),
-)
-CHART_COLUMNS: tuple[str, ...] = ("timestamp", *dict.fromkeys(c for chart in CHARTS for c in chart.columns))
 
 
 # -- the per-user and per-load-process files (loadtest.matrix.run) -----------------------------------------

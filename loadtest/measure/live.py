@@ -27,7 +27,8 @@ from typing import Any
 
 from loadtest.client.accounting import waiting_words
 from loadtest.client.latency import LatencyStore
-from loadtest.declare.columns import CHART_COLUMNS, CHARTS, LIVE_DELTAS, MONITOR, MONITOR_BY_NAME, Column
+from loadtest.declare.charts import CHART_COLUMNS, CHARTS
+from loadtest.declare.columns import LIVE_DELTAS, MONITOR, MONITOR_BY_NAME, Column
 from loadtest.declare.kinds import CONNECT, OPS
 
 TICK_S = 2.0  # how often latency points are taken and the local recorder drained (Locust polls every 2 s)

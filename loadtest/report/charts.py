@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from loadtest.client.latency import recorded
-from loadtest.declare.columns import CHARTS, Chart
+from loadtest.declare.charts import CHARTS, Chart
 from loadtest.declare.kinds import CONNECT, FIRST_REPLY, OPS
 from loadtest.report.load import RunData, merged_histogram
 from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
