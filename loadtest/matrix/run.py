@@ -13,44 +13,32 @@ class, so the order of a run reads top to bottom here.
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import os
-import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from loadtest.client.accounting import AccountsStore, own_cpu
 from loadtest.client.connections import ConnectionFile
-from loadtest.client.failures import failure_class
 from loadtest.client.latency import LatencyStore
 from loadtest.declare import options as opts
-from loadtest.declare.columns import LOAD_PROCESSES, USERS
 from loadtest.declare.kernel import KERNEL_FILE
 from loadtest.declare.kinds import OP_NAMES
-from loadtest.declare.settings import parse_sysctls
 from loadtest.declare.target import format_target, local_port, split_named_command
-from loadtest.hosts.isolate import in_private_netns, netns_label
+from loadtest.matrix.manifest import CLIENT_CONNECTIONS, SERVER_CONNECTIONS, RunFiles
 from loadtest.matrix.processes import MonitorProcess, ServerProcess
 from loadtest.matrix.window import Window
 from loadtest.measure.live import LiveFeed, UserFigures
-from loadtest.measure.machine import sysctls, versions
 from loadtest.measure.tracer import KernelTracer, netns_inode
 from servers.config import flags as server_flags
 from servers.connlog import mark_window
 
 log = logging.getLogger("socklab")
 
-USERS_CSV_COLUMNS = [c.name for c in USERS]  # declared in loadtest.declare.columns
-CLIENT_CONNECTIONS = "connections_client.csv"  # each connection as its client saw it (loadtest.client.connections)
-SERVER_CONNECTIONS = "server_connections.bin"  # each connection as the server saw it (servers.connlog)
 
-
-class Run:
-    """What the master or local runner owns for one run."""
+class Run(RunFiles):
+    """What the master or local runner owns for one run; the files it writes are :class:`RunFiles`'."""
 
     def __init__(self, environment: Any, folder: Path, design: str) -> None:
         self.environment = environment
@@ -253,23 +241,6 @@ class Run:
         self._finish_manifest()
         self._write()
 
-    def _write_users(self) -> None:
-        """socklab_users.csv: one row per user of the measured window, across every load process."""
-        with (self.folder / "socklab_users.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=USERS_CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.accounts.rows())
-
-    def _write_load_processes(self) -> None:
-        """socklab_load_processes.csv: per load process (each worker, or the local runner) its requests,
-        CPU and where it ran — one saturated worker shows as such even when the rest idle."""
-        rows = [load_process_row(worker_id, facts) for worker_id, facts in sorted(self.load_processes.items())]
-        with (self.folder / "socklab_load_processes.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOAD_PROCESS_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.manifest["load_processes"] = rows
-
     def stop_processes(self) -> None:
         """Monitor first (its last row sees the server), then the kernel tracer (its SYN-ACK re-sends are
         counted up to the monitor's last read), then the server.  Safe to call twice."""
@@ -284,103 +255,3 @@ class Run:
             self.manifest["server_stopped"] = server.stop()
         if tracer is not None:
             self.kernel_trace = self.manifest["kernel_trace"] = tracer.stop()
-
-    def _finish_manifest(self) -> None:
-        info = self.manifest
-        info["window"] = {
-            **self.window.describe(),
-            "in_flight_at_open_s": round(sum(self.accounts.open_in_flight.values()), 6),
-        }
-        info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        runner = self.environment.runner
-        if runner is not None:
-            stats = runner.stats
-            info["locust"] = {"requests": stats.total.num_requests, "failures": stats.total.num_failures}
-            info["failures"] = [
-                {
-                    "type": e.method,
-                    "name": e.name,
-                    "class": failure_class(e.error),
-                    "error": str(e.error),
-                    "occurrences": e.occurrences,
-                }
-                for e in stats.errors.values()
-            ]
-        info["latency_total"] = self.store.total()
-        server_log = self.folder / SERVER_CONNECTIONS
-        info["connections"] = {
-            "client": self.connections.describe(),
-            "server_log": server_log.name if server_log.exists() else None,
-        }
-        late, lag = self.accounts.late_total()
-        info["open_loop"] = (
-            {
-                "arrival_rate": self.options.arrival_rate,
-                "arrivals": self.options.arrivals,
-                "late_arrivals": late,
-                "late_lag_s": round(lag, 6),
-            }
-            if self.options.arrival_rate > 0
-            else None
-        )
-        if self.loadgen is not None:
-            info["loadgen"] = self.loadgen
-
-    def _write(self) -> None:
-        (self.folder / "run.json").write_text(json.dumps(self.manifest, indent=1, default=str))
-
-    def describe(self) -> dict[str, Any]:
-        """What is needed to understand and repeat the run."""
-        options, env = self.options, self.environment
-        return {
-            "format": "socklab-run/1",
-            "run_id": self.folder.name,
-            "scenario": options.scenario,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": sys.argv,
-            "design": self.design,
-            "variant": self.design,  # its name before "design" was the one word: kept for one release
-            "server": None if self.server is None else self.server.describe(),
-            "host": env.host,
-            "user_classes": [cls.__name__ for cls in env.user_classes],
-            "users": options.num_users,
-            "spawn_rate": options.spawn_rate,
-            "run_time_s": options.run_time,
-            "processes": options.processes,
-            "headless": options.headless,
-            "options": opts.option_values(options),
-            "counters_scope": "isolated" if in_private_netns() else "shared",
-            # Whose counters they are: the monitor runs beside this process, in its namespace.
-            "counters_from": {"host": socket.gethostname(), "netns": netns_label()},
-            "cpus": os.cpu_count(),
-            "versions": versions(),
-            "sysctl": sysctls(),
-            "sysctl_set": parse_sysctls(getattr(options, "sysctl", "") or ""),  # by --sysctl, in this namespace
-            "kernel_trace": self.kernel_trace,  # the tracer's status; its figures when it stops
-        }
-
-
-# requests, failures and rps count ops, as the summary does; locust_events is every Locust request event
-# (ops and CONNECTs, successes and failures): what Locust's own total counts.
-LOAD_PROCESS_COLUMNS = [c.name for c in LOAD_PROCESSES]  # declared in loadtest.declare.columns
-
-
-def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
-    wall = float(facts.get("wall_s") or 0.0)
-    cpu_percent = 100 * float(facts.get("cpu_s") or 0.0) / wall if wall else 0.0
-    requests, failures = int(facts.get("requests", 0)), int(facts.get("failures", 0))
-    return {
-        "worker_id": worker_id,
-        "host": facts.get("host", ""),
-        "netns": facts.get("netns", ""),
-        "pid": facts.get("pid", ""),
-        "requests": requests,
-        "failures": failures,
-        "rps": round((requests - failures) / wall, 1) if wall else 0.0,
-        "locust_events": int(facts.get("locust_events", requests)),
-        "syn_retrans": int(facts.get("syn_retrans", 0)),
-        "syn_retried": int(facts.get("syn_retried", 0)),
-        "boot_id": facts.get("boot_id", ""),
-        "clock_offset": facts.get("clock_offset", ""),
-        "cpu_percent": round(cpu_percent, 1),
-    }
