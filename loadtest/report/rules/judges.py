@@ -8,9 +8,15 @@ imports every rules module that registers one, so whoever asks here finds them a
 from __future__ import annotations
 
 from loadtest.declare.scenarios import CHECKS, CheckFunction, Workload
-from loadtest.report.rules import claims, nginx_accept, stevens, workers
+from loadtest.report.rules import claims, nginx_accept, stevens, time_wait, workers
 
-JUDGES = (claims, nginx_accept, stevens, workers)  # the rules modules with checks, imported for what they register
+JUDGES = (
+    claims,
+    nginx_accept,
+    stevens,
+    time_wait,
+    workers,
+)  # the rules modules with checks, imported for what they register
 
 
 def check_of(declared: Workload) -> CheckFunction | None:
