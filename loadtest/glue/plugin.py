@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import atexit
 import ipaddress
-import json
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -45,6 +42,7 @@ from loadtest.declare.commands import DATE_TIME, output_folder
 from loadtest.declare.settings import parse_sysctls
 from loadtest.declare.target import parse_target
 from loadtest.glue import locust_private, webui
+from loadtest.glue.outputs import FinalOutputs
 from loadtest.glue.state import LoadState, TestState, quiet_gc
 from loadtest.glue.users import USER_CLASSES
 from loadtest.hosts.isolate import set_sysctls
@@ -81,45 +79,6 @@ def fail(message: str) -> None:
     sys.stderr.write(f"socklab: {message}\n")
     sys.stderr.flush()
     sys.exit(2)
-
-
-@dataclass
-class FinalOutputs:
-    """Locust's CSVs and JSON, which socklab writes itself at the very end (after the last worker
-    report): Locust's own CSV writer stops before those arrive, and its ``--json-file`` writer resets
-    every entry as it strips it.  The CSVs are still rewritten every few seconds while the run goes on.
-    The JSON always goes into the run folder (the report reads its per-second counts), and also where the
-    user's ``--json-file`` named."""
-
-    writer: Any
-    greenlet: Any
-    prefix: str
-    json_paths: list[str]
-
-    @classmethod
-    def route(cls, environment: Any, folder: Path) -> FinalOutputs:
-        """Locust's outputs into the run folder unless the user named them; its own writers stood down."""
-        options = environment.parsed_options
-        if not options.html_file:
-            options.html_file = str(folder / "locust_report.html")
-        json_paths = [str(folder / "locust_stats.json")]
-        if options.json_file:
-            json_paths.append(f"{options.json_file}.json")  # Locust adds ".json"; so do we
-        options.json_file = None
-        prefix = options.csv_prefix or str(folder / "locust")
-        full_history = True if not options.csv_prefix else bool(options.stats_history_enabled)
-        options.csv_prefix = None  # Locust made its writer before `init` and spawns it only if this is set
-        writer = locust_private.csv_writer(environment, prefix, full_history)
-        return cls(writer, gevent.spawn(writer.stats_writer), prefix, json_paths)
-
-    def write(self, environment: Any) -> None:
-        self.greenlet.kill(block=True)
-        self.writer.close_files()
-        locust_private.write_final_csvs(self.writer, self.prefix)
-        stats = environment.runner.stats.serialize_stats()  # last: it resets each entry as it strips it
-        for path in self.json_paths:
-            with open(path, "w") as f:
-                json.dump(stats, f, indent=4)
 
 
 class Socklab(LoadState):
