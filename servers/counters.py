@@ -2,19 +2,25 @@
 connections closed at once over --max-connections.  One class per way of sharing them.
 
 Requests are counted once per request, on every design's hot path, so they have a cheaper way in
-than :meth:`Counters.add`: a thread that serves asks for its own cell (:meth:`Counters.requests_cell`)
-and adds to it with ``cell[0] += n`` — a list item, no call and no lock, since no other thread writes
-it.  A snapshot adds up the cells; a thread hands its cell back (:meth:`Counters.fold`) when it stops
-serving.  The lock a thread-per-connection server took for every request cost ~0.4 µs of its ~18.
-Across fork() a cell is a window on the shared count instead, so the parent's ``stopped`` line has
-every request even from a child that died.
+than :meth:`Counters.add`: whoever serves asks for a cell of its own (:meth:`Counters.requests_cell`)
+and adds to it with ``cell[0] += n`` — an item of a list or of a ctypes array, no Python call and no
+lock, because nobody else writes that cell.  A snapshot adds up the cells.  A thread that serves one
+connection hands its cell back as the connection ends (:meth:`Counters.fold`); an event loop keeps its
+cell for its life.  The lock a thread-per-connection server took for every request cost ~0.4 µs of its
+~18.  Across fork() a pooled worker's cell is its own slot of shared memory, and a forked child that
+serves one connection writes through the shared lock, so the parent's ``stopped`` line has every
+request, even from a child that died.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import threading
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+MAX_WORKERS = 256  # worker slots of a tally and of the shared request cells; workers past it share the last
 
 
 class Counters:
@@ -25,26 +31,28 @@ class Counters:
         self._requests = 0  # from cells handed back, and from add()
         self.errors = 0
         self.rejected = 0
-        self._cells: list[list[int]] = []
+        self._cells: dict[int, list[int]] = {}  # by id(): two cells with equal counts are still two cells
         self._cells_lock: AbstractContextManager[object] = nullcontext()
 
     @property
     def requests(self) -> int:
         with self._cells_lock:
-            return self._requests + sum(cell[0] for cell in self._cells)
+            return self._requests + sum(cell[0] for cell in self._cells.values())
 
-    def requests_cell(self) -> list[int]:
-        """A count of requests for the calling thread alone: ``cell[0] += n``.  Hand it back with :meth:`fold`."""
+    def requests_cell(self, worker: int = 0) -> Any:
+        """A count of requests for the caller alone to add to: ``cell[0] += n``.  `worker` is the caller's
+        slot in a fixed pool of processes (1…N), where a slot has one writer; 0 for anyone else.  Hand a
+        cell back with :meth:`fold` when done with it."""
         cell = [0]
         with self._cells_lock:
-            self._cells.append(cell)
+            self._cells[id(cell)] = cell
         return cell
 
-    def fold(self, cell: list[int]) -> None:
+    def fold(self, cell: Any) -> None:
         """A cell its thread is done with: its count joins the total."""
         with self._cells_lock:
-            self._cells.remove(cell)
-            self._requests += cell[0]
+            if self._cells.pop(id(cell), None) is not None:
+                self._requests += cell[0]
 
     def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
         self.connections += connections
@@ -80,6 +88,7 @@ class SharedCounters(Counters):
         # Deliberately not calling super().__init__: the values live in shared memory.
         self._values = multiprocessing.RawArray("q", 4)
         self._lock = multiprocessing.Lock()
+        self._worker_requests = multiprocessing.RawArray("q", MAX_WORKERS + 1)  # slot w: worker w's cell
 
     def add(self, connections: int = 0, requests: int = 0, errors: int = 0, rejected: int = 0) -> None:
         with self._lock:
@@ -89,14 +98,24 @@ class SharedCounters(Counters):
             values[2] += errors
             values[3] += rejected
 
-    def requests_cell(self) -> SharedCell:  # type: ignore[override]
-        return SharedCell(self)
+    def requests_cell(self, worker: int = 0) -> Any:
+        """A pooled worker's own slot of shared memory, seen as a one-item ctypes array (C-level ``+=``, no
+        lock: the worker is its slot's one writer; a worker forked to replace one that exited goes on from
+        its count).  Anyone else — a child forked per connection, many at once — gets a :class:`SharedCell`,
+        which adds each request under the shared lock."""
+        if worker < 1:
+            return SharedCell(self)
+        slot = min(worker, MAX_WORKERS)
+        return (ctypes.c_int64 * 1).from_buffer(self._worker_requests, slot * ctypes.sizeof(ctypes.c_int64))
 
-    def fold(self, cell: list[int]) -> None:
-        pass  # a SharedCell added each of its requests to the shared count as it came
+    def fold(self, cell: Any) -> None:
+        pass  # every cell wrote its requests into shared memory as they came
+
+    @property
+    def requests(self) -> int:  # type: ignore[override]
+        return self._values[1] + sum(self._worker_requests)
 
     connections = property(lambda self: self._values[0])  # type: ignore[assignment]
-    requests = property(lambda self: self._values[1])  # type: ignore[assignment]
     errors = property(lambda self: self._values[2])  # type: ignore[assignment]
     rejected = property(lambda self: self._values[3])  # type: ignore[assignment]
 
@@ -115,9 +134,6 @@ class SharedCell:
     def __setitem__(self, index: int, value: int) -> None:
         self._counters.add(requests=value - self._value)
         self._value = value
-
-
-MAX_WORKERS = 256  # worker slots of a tally; workers past it share the last one
 
 
 class WorkerTally:

@@ -3,6 +3,7 @@ and the CPU of children that have already exited."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -70,18 +71,29 @@ def test_shared_counters_sum_every_process() -> None:
 
 
 def test_request_cells_count_across_fork_even_from_a_child_that_dies() -> None:
-    # A process's cell writes through to shared memory as it counts: a child killed mid-connection has
-    # counted every request it answered, though it never handed its cell back.
+    # A cell writes through to shared memory as it counts: a child that exits without handing its cell back
+    # has still counted every request it answered.  Pooled workers (1, 2) each own a slot, lock-free; children
+    # forked per connection (worker 0, several at once) share the locked count; a worker forked to replace
+    # one that exited goes on from its count.
     counters = SharedCounters()
-    pid = os.fork()
-    if pid == 0:
-        cell = counters.requests_cell()
-        for _ in range(500):
-            cell[0] += 1
-        cell[0] += 7
-        os._exit(0)  # no fold()
-    os.waitpid(pid, 0)
-    assert counters.requests == 507
+    children = []
+    for worker, n in ((1, 500), (2, 300), (0, 200), (0, 100), (1, 40)):
+        pid = os.fork()
+        if pid == 0:
+            cell = counters.requests_cell(worker)
+            for _ in range(n):
+                cell[0] += 1
+            cell[0] += 7
+            os._exit(0)  # no fold()
+        children.append(pid)
+        if worker == 1:
+            os.waitpid(pid, 0)  # worker 1 exits before its replacement starts: one writer a slot
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    counters.add(requests=2)
+    assert counters.requests == 500 + 300 + 200 + 100 + 40 + 5 * 7 + 2
+    assert counters.snapshot()["requests"] == counters.requests
 
 
 def test_request_cells_of_threads_add_up_while_they_count_and_after() -> None:
@@ -101,6 +113,10 @@ def test_request_cells_of_threads_add_up_while_they_count_and_after() -> None:
             counters.fold(cell)  # half hand theirs back (their connection ended), half are still serving
 
     threads = [threading.Thread(target=serve, args=(i,)) for i in range(8)]
+    first, second = counters.requests_cell(), counters.requests_cell()  # equal (0 each), still two cells
+    counters.fold(second)
+    first[0] += 28
+    counters.fold(first)
     for t in threads:
         t.start()
     start.wait()
@@ -109,8 +125,8 @@ def test_request_cells_of_threads_add_up_while_they_count_and_after() -> None:
     for t in threads:
         t.join()
     counters.add(requests=3)
-    assert counters.snapshot()["requests"] == sum(counted) + 3 == 8 * 20_000 + 28 + 3
-    assert seen == sorted(seen) and all(n <= sum(counted) for n in seen)
+    assert counters.snapshot()["requests"] == sum(counted) + 28 + 3 == 8 * 20_000 + 28 + 28 + 3
+    assert seen == sorted(seen) and all(n <= sum(counted) + 28 for n in seen)
 
 
 def test_stop_takes_the_whole_process_group() -> None:

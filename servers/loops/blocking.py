@@ -79,7 +79,7 @@ class BlockingLoop(BaseServer):
         # frame_deadline: while a request is partly here, by when the rest must arrive.
         first_read = first_written = eof = in_window = read_at = frame_deadline = 0.0
         decoder, recv, served = RequestDecoder(self.limits), conn.recv, 0
-        counted = self.stats.requests_cell()  # this thread's own count: += with no lock
+        counted = self.stats.requests_cell(self.worker_index)  # its own count: += with no lock
         bound, most = self.config.read_timeout, self.config.max_requests  # most: requests before our FIN; 0 = never
         try:
             while True:

@@ -91,7 +91,7 @@ class SelectorLoop(BaseServer):
         if self.config.epoll_exclusive:
             watch_exclusively(self.selector, listener)
         self._worker_slot = self.worker_index
-        self._counted = self.stats.requests_cell()  # this loop's count of requests: += with no lock or call
+        self._counted = self.stats.requests_cell(self.worker_index)  # its own count: += with no lock or call
         if self.connlog is not None:
             self._window = self.connlog.window
         select, timers = self.selector.select, self._timers
