@@ -132,10 +132,11 @@ class KernelTracer:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 self.status = "unavailable: the tracer did not exit on SIGINT (killed)"
-        info: dict[str, Any] = {"status": self.status, "mechanism": "libbpf ring buffer (loadtest/measure/bpf)"}
         lost = self._lost()
         if self.status == "measured" and lost is None:
             self.status = "unavailable: the tracer did not say how many events it lost"
+        # Made after the status is final: a trace that cannot say what it lost is not called whole.
+        info: dict[str, Any] = {"status": self.status, "mechanism": "libbpf ring buffer (loadtest/measure/bpf)"}
         if self.status == "measured" and lost is not None:
             recorded = self.raw.stat().st_size // RECORD_BYTES if self.raw.exists() else 0
             info.update(events=recorded + lost, lost_events=lost, port=self.port)

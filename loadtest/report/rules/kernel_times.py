@@ -70,7 +70,9 @@ def kernel_connections(run_dir: Path) -> pd.DataFrame | None:
     path, raw = run_dir / KERNEL_FILE, run_dir / KERNEL_RAW
     if raw.exists():
         trace = json.loads((run_dir / "run.json").read_text()).get("kernel_trace") or {}
-        frame = to_connections(read_records(raw), int(trace.get("port") or 0), whole=not trace.get("lost_events"))
+        # Whole only when the tracer said it lost nothing: one that could not say is not whole.
+        whole = trace.get("status") == "measured" and not trace.get("lost_events")
+        frame = to_connections(read_records(raw), int(trace.get("port") or 0), whole=whole)
         frame.to_csv(path, index=False)
         raw.unlink()
     if not path.exists():

@@ -15,7 +15,7 @@ import pandas as pd
 from loadtest.declare.experiments import NGINX_ACCEPT, NGINX_WORKERS
 from loadtest.declare.kinds import FIRST_REPLY
 from loadtest.report.load import RunData, merged_histogram
-from loadtest.report.rules.claims import DIFFERS, FAILS, HOLDS, Arms, check, say
+from loadtest.report.rules.claims import DIFFERS, FAILS, HOLDS, NOT_HERE, Arms, check, say
 from loadtest.report.rules.summary import jain
 
 
@@ -44,7 +44,7 @@ def _row(label: str, run: RunData, row: dict[str, Any]) -> dict[str, Any]:
     timed = wait is not None and wait.get_total_count() > 0
 
     def ms(value: float) -> float:
-        return round(value / 1000, 3) if timed else math.nan
+        return round(value / 1000, 3)
 
     queued = _queue_wait_ms(run)
     return {
@@ -81,8 +81,11 @@ HOLDER_KEEPS = (
 def nginx_accept(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
     rows = [_row(label, run, row) for label, (run, row) in arms.items()]
     by = {r["arm"]: r for r in rows}
-    off, on, own = by.get("accept_mutex off"), by.get("accept_mutex on"), by.get("reuseport")
-    verdicts = []
+    verdicts = [say(NOT_HERE, f"{label}: accepts per worker", UNTRACED) for label, r in by.items() if not _traced(r)]
+    # A claim on an arm the kernel did not trace has nothing to stand on: its verdict is the one above.
+    off, on, own = (
+        by.get(arm) if _traced(by.get(arm)) else None for arm in ("accept_mutex off", "accept_mutex on", "reuseport")
+    )
     if off:
         verdicts.append(
             say(
@@ -123,6 +126,13 @@ def nginx_accept(arms: Arms) -> tuple[pd.DataFrame, list[str], str]:
         "the kernel's accept() stamps over the whole run; the wait is connect() start → first reply byte."
     )
     return table, verdicts, note
+
+
+UNTRACED = "the kernel tracer did not run (accepts per worker come from its accept() stamps): no verdict"
+
+
+def _traced(row: dict[str, Any] | None) -> bool:
+    return row is not None and not math.isnan(row["fairness"]) and not math.isnan(row["accept queue p99 ms"])
 
 
 def _tail(shared: dict[str, Any], own: dict[str, Any]) -> str:
