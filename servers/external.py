@@ -56,9 +56,14 @@ http {{
 """
 
 
+def find_program(name: str) -> str | None:
+    """The program's path: on PATH or in /usr/sbin (where Debian puts nginx); None when it is not installed."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
 def program(name: str) -> str:
-    """The program's path: on PATH or in /usr/sbin (where Debian puts nginx); SystemExit(2) says how to get it."""
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    """The program's path; SystemExit(2) says how to get it."""
+    found = find_program(name)
     if not found:
         sys.stderr.write(f"servers.external: {name} is not installed; bash .ci/setup --test installs it\n")
         raise SystemExit(2)

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from servers.protocol import Limits, Op, Request, RequestDecoder, burn_cpu, error_response, reply_for
+from servers.protocol import SLEEP, WORK, Limits, Request, RequestDecoder, burn_cpu, error_response, reply_for
 
-SLEEP, WORK = int(Op.SLEEP), int(Op.WORK)
 SWEEP_INTERVAL = 1.0  # seconds between two sweeps for overdue connections
 OUT_HIGH_WATER = 256 * 1024  # stop producing replies while this much is unsent
 

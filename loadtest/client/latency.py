@@ -24,12 +24,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadtest.declare.kinds import NOT_LOCUST_EVENTS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
@@ -63,6 +65,8 @@ def new_histogram() -> HdrHistogram:
 def recorded(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     """Every recorded value (µs, each bucket's lowest) and its count, read off the counts array at once
     (hdrh's own recorded-value iterator costs ~10 µs a bucket in Python)."""
+    import numpy as np  # here, not at the top: a load process never calls this, and numpy costs it ~0.1 s to start
+
     counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len]
     index = np.flatnonzero(counts)
     values = np.array([hist.get_value_from_index(int(i)) for i in index], dtype=np.int64)

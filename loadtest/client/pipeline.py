@@ -88,6 +88,8 @@ def _take_replies(
             break
         if status != 0:
             raise RequestFailure("bad status", STATUS_NAMES.get(status, f"unknown status {status}"))
+        if not sent:
+            raise RequestFailure("protocol error", "a reply with no request in flight")
         pos += 4 + length
         client.done_at = now
         on_request(request_type, name, now - sent.popleft(), length - 1, None)

@@ -146,7 +146,7 @@ class Http(Protocol):
             closing = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
             if status in (204, 304):
                 return body, closing
-            if "chunked" in headers.get("transfer-encoding", "").lower():
+            if _chunked(headers):
                 end = _chunked_end(buf, body)
                 return None if end is None else (end, closing)
             if "content-length" in headers:
@@ -162,9 +162,14 @@ class Http(Protocol):
         if head_end < 0:
             return super().at_close(buf, start)
         headers = _parse_head(bytes(buf[start:head_end]))[2]
-        if "content-length" in headers or "chunked" in headers.get("transfer-encoding", ""):
+        if "content-length" in headers or _chunked(headers):
             return super().at_close(buf, start)  # it said how long the body is, and closed before its end
         return len(buf)
+
+
+def _chunked(headers: dict[str, str]) -> bool:
+    """The body comes in chunks (Transfer-Encoding is case-insensitive: 'Chunked' too)."""
+    return "chunked" in headers.get("transfer-encoding", "").lower()
 
 
 def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:

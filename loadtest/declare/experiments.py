@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 from loadtest.declare.mix import parse
 from loadtest.declare.scenarios import Workload
+from servers.external import find_program
 
 
 @dataclass(frozen=True)
@@ -315,8 +315,7 @@ def unavailable(arm: Arm, isolated: bool) -> str:
     if arm.options.get("sysctl") and not isolated:
         return "its sysctl needs a private network namespace (root), and socklab never changes the host's"
     if arm.needs == "nginx":
-        have = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-        return "" if have else "nginx is not installed (bash .ci/setup --test installs it)"
+        return "" if find_program("nginx") else "nginx is not installed (bash .ci/setup --test installs it)"
     if arm.needs == "epollexclusive":
         return "" if hasattr(select, "EPOLLEXCLUSIVE") and kernel() >= (4, 5) else "EPOLLEXCLUSIVE needs Linux 4.5"
     if arm.needs.startswith("net."):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from loadtest.client.accounting import own_cpu
 from loadtest.declare.columns import TCPEXT_COUNTERS
-from loadtest.measure.monitor import read_kernel_counters
+from loadtest.measure.kernel_counters import read_kernel_counters
 
 
 def window_counters() -> dict[str, int]:

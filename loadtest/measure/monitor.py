@@ -42,6 +42,7 @@ import psutil
 from loadtest.declare.columns import MONITOR_NAMES, TCP_COUNTERS, TCPEXT_COUNTERS
 from loadtest.declare.kinds import REPORTED_STATES
 from loadtest.hosts.isolate import in_private_netns
+from loadtest.measure.kernel_counters import read_kernel_counters
 from loadtest.measure.sockdiag import SockDiag
 from servers.cli import OneLineParser
 
@@ -49,21 +50,6 @@ COLUMNS = list(MONITOR_NAMES)  # declared, with their units and meanings, in loa
 STATES_BUDGET = 0.015  # the share of a core the sockets-by-state walk may take, once it is not cheap (the rest of a
 # sample, psutil and the counters, stays under half a percent at 1 Hz)
 STATES_WALK_CHEAP_S = 0.05  # under this (~40,000 sockets on the port) the walk is taken at every sample
-
-
-def read_kernel_counters() -> dict[str, int]:
-    """TcpExt (/proc/net/netstat) and Tcp (/proc/net/snmp) counters of this network namespace."""
-    counters: dict[str, int] = {}
-    for path, prefixes in (("/proc/net/netstat", ("TcpExt:",)), ("/proc/net/snmp", ("Tcp:",))):
-        with open(path) as f:
-            lines = f.read().splitlines()
-        for names, values in zip(lines[::2], lines[1::2], strict=False):
-            prefix = names.split(" ", 1)[0]
-            if prefix in prefixes:
-                tag = prefix[:-1]
-                for name, value in zip(names.split()[1:], values.split()[1:], strict=True):
-                    counters[f"{tag}_{name}"] = int(value)
-    return counters
 
 
 def count_fds(proc: psutil.Process) -> int:

@@ -27,8 +27,8 @@ from typing import Any
 
 from servers.base import RECV_SIZE, BaseServer, ServerConfig
 from servers.connlog import ENDED_BADLY, client_fin
-from servers.protocol import Request, burn_cpu, reply_for
-from servers.session import OUT_HIGH_WATER, SLEEP, SWEEP_INTERVAL, WORK, Session
+from servers.protocol import SLEEP, WORK, Request, burn_cpu, reply_for
+from servers.session import OUT_HIGH_WATER, SWEEP_INTERVAL, Session
 from servers.sockets import set_nodelay
 
 EVENT_READ = selectors.EVENT_READ

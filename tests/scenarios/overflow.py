@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadtest.measure.monitor import read_kernel_counters
+from loadtest.measure.kernel_counters import read_kernel_counters
 
 
 def main() -> None:

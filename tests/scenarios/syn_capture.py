@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadtest.measure.monitor import read_kernel_counters
+from loadtest.measure.kernel_counters import read_kernel_counters
 from tests.pcap import ACK, SYN, retransmitted, segments
 
 ROOT = Path(__file__).resolve().parents[2]
