@@ -201,14 +201,16 @@ class SocklabClient:
             sent = sock.send(frame)  # not sendall(): see repeat()
             if sent < len(frame):
                 sock.sendall(frame[sent:])
-            body, closing = self._read_any_reply(sock, first_reply, first)
+            if self.protocol is None:  # socklab's frames: their own reader
+                body, closing = self._read_reply(sock, first_reply, first), False
+            else:
+                body, closing = self._read_protocol_reply(sock, first_reply, first)
         except Exception as exc:
             self._request_failed(exc, request_type, name, started, basis)
             return None
         except BaseException:
-            # The user is being stopped (GreenletExit) mid-request: it stays pending for the
-            # accounting, but its connection goes now, so a one-at-a-time server is not left
-            # serving a client that is gone until its read timeout.
+            # Stopped (GreenletExit) mid-request: it stays pending for the accounting, but its connection goes
+            # now, so a one-at-a-time server is not left serving a client that is gone until its read timeout.
             self.close("unfinished")
             raise
         self.done_at = now = time.perf_counter()
@@ -222,12 +224,6 @@ class SocklabClient:
         if closing:  # the server closes after this reply (HTTP/1.0, Connection: close): the next one reconnects
             self.close()
         return body
-
-    def _read_any_reply(self, sock: socket.socket, first_reply: bool, first: bool) -> tuple[bytes, bool]:
-        """The reply, socklab's or another protocol's, and whether the server closes after it."""
-        if self.protocol is None:
-            return self._read_reply(sock, first_reply, first), False
-        return self._read_protocol_reply(sock, first_reply, first)
 
     def _request_failed(self, exc: Exception, request_type: str, name: str, started: float, basis: float) -> None:
         """Report a failed request (classified, timed to now) and close its connection: the next one reconnects."""
