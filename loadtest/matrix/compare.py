@@ -26,10 +26,10 @@ from loadtest.declare.commands import COMMANDS, output_folder
 from loadtest.declare.scenarios import QUICK, SCENARIOS
 from loadtest.matrix import expect
 from loadtest.matrix.cells import CELL_OVERHEAD_S, MAX_LOAD_PROCESSES, Cell, CellRunner, Outcome, result_line
-from loadtest.report import build_compare, load_bound
+from loadtest.report import build_compare
 from loadtest.report.rules import answer as answers
 from loadtest.report.rules import checks
-from loadtest.report.rules.summary import CLIENT_BOUND_PERCENT
+from loadtest.report.rules.summary import load_processes_would_help
 
 
 def plan_quick(out: Path) -> list[Cell]:
@@ -171,13 +171,14 @@ def more_load_processes(outcome: Outcome, args: Any) -> int:
     """How many load processes a client-bound cell should run again with (0: it is not, or cannot be helped): its
     one Locust process at a core while the machine had one to spare, and no --processes given."""
     row, cpus = outcome.row, int((outcome.run.info.get("cpus") if outcome.run else 0) or 0)
-    if outcome.status != "done" or row is None or cpus < 2 or getattr(args, "processes", 0):
+    if (
+        outcome.status != "done"
+        or row is None
+        or getattr(args, "processes", 0)
+        or outcome.cell.options.get("processes")
+    ):
         return 0
-    if outcome.cell.options.get("processes") or load_bound(row, cpus) != "client-bound":
-        return 0
-    machine = row.get("machine_cpu_percent")  # server and load generator together, % of one core
-    spare = not isinstance(machine, float) or machine < CLIENT_BOUND_PERCENT * cpus  # not machine-bound
-    return min(cpus, MAX_LOAD_PROCESSES) if spare else 0
+    return min(cpus, MAX_LOAD_PROCESSES) if load_processes_would_help(row, cpus) else 0
 
 
 EXPECTATIONS_FAILED = 3

@@ -31,7 +31,7 @@ from loadtest.matrix.cells import MAX_LOAD_PROCESSES, Cell, CellRunner, result_l
 from loadtest.matrix.compare import over_caps
 from loadtest.report.load import traits_of
 from loadtest.report.rules.knee import Ladder, Step, judge, knee_line, ladder_rates, what_gave_out
-from loadtest.report.rules.summary import load_bound
+from loadtest.report.rules.summary import load_processes_would_help
 from loadtest.report.sweep_page import build_sweep
 
 SWEEP_USERS = 10
@@ -155,8 +155,7 @@ def more_processes_would_help(s: Step, ladder: Ladder, args: Any, cpus: int) -> 
         and s.row is not None
         and not ladder.processes
         and not getattr(args, "processes", 0)
-        and cpus > 1
-        and load_bound(s.row, cpus) == "client-bound"
+        and load_processes_would_help(s.row, cpus)
     )
 
 

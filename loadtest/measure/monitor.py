@@ -18,9 +18,11 @@ each and flushed, so a ``kill -9`` loses at most the row being written.  The
 monitor exits by itself when the server exits, and on SIGINT/SIGTERM after
 writing one last row.
 
-The sockets by state are counted every sample while that is cheap, and less often at many thousands of
-sockets, so that the walk costs at most 1.5 % of a core (``STATES_BUDGET``); a row between two walks repeats
-the last counts, and ``states_counted_at`` says when they were taken.
+The sockets by state are counted every sample while that is cheap.  In the run's own network namespace,
+where the table holds the run's sockets alone, they are counted less often at many thousands of sockets, so
+that the walk costs at most 1.5 % of a core (``STATES_BUDGET``); a row between two walks repeats the last
+counts, and ``states_counted_at`` says when they were taken.  In a shared namespace every sample walks: the
+table's size there is every socket on the machine, and spacing the walk left a short run's counts stale.
 
 Without ``--pid`` (a server socklab did not start, and whose process it was not told) a row has the
 port's figures only — sockets, queue, counters — and the server's own columns stay empty, never 0; the

@@ -36,8 +36,8 @@ class OneShotLoop(BlockingLoop):
             served = 1 if message else 0
             if served:
                 self.stats.add(requests=1)
-            # Its answer is its close: "first written" is when close() is called, so the service it logs runs
-            # read → close (it writes nothing; a timeline would otherwise stretch it to the client's EOF).
+            # Its answer is its close: "first written" is stamped as it turns to close() (end_connection, at once),
+            # so the service it logs runs read → close (it writes nothing; else a timeline stretches it to the EOF).
             answered = monotonic() if log is not None else 0.0
             in_window = log.in_window(read, answered) if log is not None and served else 0.0
             record.figures = (

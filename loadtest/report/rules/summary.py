@@ -333,3 +333,12 @@ def load_bound(row: dict[str, Any], cpus: int | None) -> str:
     if cpus and isinstance(machine, float) and machine >= CLIENT_BOUND_PERCENT * cpus:
         return "machine-bound"
     return ""
+
+
+def load_processes_would_help(row: dict[str, Any], cpus: int | None) -> bool:
+    """The load generator gave out (client-bound) while the machine had a core to spare (not machine-bound):
+    more load processes would measure the server.  Compare's rerun of a cell and sweep's of a step both ask."""
+    if not cpus or cpus < 2 or load_bound(row, cpus) != "client-bound":
+        return False
+    machine = row.get("machine_cpu_percent")  # server and load generator together, % of one core
+    return not isinstance(machine, float) or machine < CLIENT_BOUND_PERCENT * cpus
