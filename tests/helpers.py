@@ -85,9 +85,12 @@ def locust_command(users: int, seconds: int, *args: str) -> list[str]:
 def run_locust(
     tmp_path: Path, *args: str, users: int = 5, seconds: int = 2, timeout: float = 60, page: bool = False
 ) -> LocustRun:
-    """A headless run of the real locustfile, left-over processes checked.  Without ``page`` it ends with its
-    data files only (``--report data``, as a compare cell does): the page costs ~1.3 s a run of the suite's
-    time, and the tests that read summary.csv or report.html ask for it."""
+    """A headless run of the real locustfile, left-over processes checked.  It ends with its data files only
+    (``--report data``, as a compare cell does); with ``page`` its summary.csv, checks.csv and report.html are
+    then built here by the same function the Locust process would call (``build_run_report``), in this warm
+    process, as compare builds its cells' pages: built in a fresh Locust process they cost ~1.3 s a run of
+    the suite's time (pandas and plotly imported cold).  A test of the Locust process's own page passes
+    ``--report page``; the interrupted-run tests build it there too."""
     report_dir = tmp_path / "run"
     cmd = locust_command(
         users,
@@ -97,13 +100,17 @@ def run_locust(
         "--csv",
         str(report_dir / "locust"),
         "--only-summary",
-        *([] if page or "--report" in args else ["--report", "data"]),
+        *([] if "--report" in args else ["--report", "data"]),
         *args,
     )
     before = {p.pid for p in psutil.process_iter()}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
     leftover = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and _ours(p)]
     assert not leftover, f"left running: {[p.info['cmdline'] for p in leftover]}"
+    if page and "--report" not in args and (report_dir / "run.json").exists():
+        from loadtest.report import build_run_report
+
+        build_run_report(report_dir)
     return LocustRun(done.returncode, done.stdout, done.stderr, report_dir)
 
 

@@ -106,7 +106,9 @@ def test_no_server_listening_is_refused_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_processes_2_one_server_and_merged_counts(tmp_path: Path) -> None:
-    run = run_locust(tmp_path, "--processes", "2", "--server", "selectors", users=4, seconds=3, timeout=90, page=True)
+    run = run_locust(
+        tmp_path, "--processes", "2", "--server", "selectors", "--report", "page", users=4, seconds=3, timeout=90
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     server_lines = [line for line in run.stderr.splitlines() if "socklab: started" in line]
     assert len(server_lines) == 1, server_lines
