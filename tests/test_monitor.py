@@ -258,3 +258,32 @@ def test_the_kernel_tracer_says_when_it_measured_and_when_it_died(tmp_path: Path
     dying.proc.wait()
     info = dying.stop()
     assert info["status"].startswith("unavailable: the tracer exited during the run") and "lost_events" not in info
+
+
+def test_the_socket_walk_counts_alike_in_numpy_and_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A chunk of many same-size messages is decoded as one numpy array, a short one walked in Python (so a run
+    # with few sockets never imports numpy): both give the same counts, the ones made here — 150 connections,
+    # each an ESTABLISHED server end and client end, and 40 closed by the client first (its TIME_WAIT).
+    from loadtest.measure import sockdiag
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]
+    served = [listener.accept()[0] for _ in clients]
+    try:
+        for c, s in zip(clients[:40], served[:40], strict=True):
+            c.close()
+            s.close()
+        time.sleep(0.1)
+        counts = {}
+        for name, threshold in (("numpy", 1), ("python", 10**9)):
+            monkeypatch.setattr(sockdiag, "NUMPY_FROM", threshold)
+            found = sockdiag.SockDiag().count(port)
+            counts[name] = (dict(found.server), dict(found.client))
+        assert counts["numpy"] == counts["python"], counts
+        server, client = counts["python"]
+        assert server["ESTABLISHED"] == 110 and client["ESTABLISHED"] == 110, counts
+        assert client.get("TIME_WAIT", 0) == 40 and server.get("TIME_WAIT", 0) == 0, counts
+    finally:
+        for sock in (*clients, *served, listener):
+            sock.close()

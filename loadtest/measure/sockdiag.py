@@ -29,8 +29,10 @@ import struct
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np  # comes with pandas
+if TYPE_CHECKING:
+    import numpy as np
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -74,9 +76,17 @@ INET_DIAG_BC_S_EQ = 11
 INET_DIAG_BC_D_EQ = 12
 
 
+# A chunk of at least this many same-size messages is decoded as one numpy array; fewer are walked in Python,
+# which is as quick for them, and a run whose port has few sockets then never imports numpy (~45 ms of the
+# monitor's start, before its first row, on every run).
+NUMPY_FROM = 64
+
+
 @functools.cache
 def _key_dtype(size: int) -> np.dtype:
     """len, type, state and sport of one message of `size` bytes, as a numpy record."""
+    import numpy as np  # comes with pandas
+
     return np.dtype(
         {
             "names": ["len", "type", "state", "sport"],
@@ -211,10 +221,12 @@ class SockDiag:
         while True:
             n = self.sock.recv_into(view)
             size = int.from_bytes(view[:4], sys.byteorder) if n >= 4 else 0
-            if size >= _KEY_FIELDS and size % 4 == 0 and n % size == 0:
+            if size >= _KEY_FIELDS and size % 4 == 0 and n % size == 0 and n // size >= NUMPY_FROM:
                 # Same-size messages fill the chunk (the usual case): decode them as one
                 # numpy array.  Framing a chunk that is not uniform this way gives lengths
                 # and types that are not all `size` and SOCK_DIAG_BY_FAMILY; it is walked.
+                import numpy as np
+
                 msgs = np.frombuffer(buf, dtype=_key_dtype(size), count=n // size)
                 if (msgs["len"] == size).all() and (msgs["type"] == SOCK_DIAG_BY_FAMILY).all():
                     server_end = msgs["sport"] == port
