@@ -26,7 +26,8 @@ Traits.  A design's traits (``serves_one_at_a_time``, ``uses_threads``, ``uses_p
 and findings key on traits, never on a design's name.
 
 Counters.  Plain integers in one thread, locked ones for threads, shared memory across fork()
-(servers.counters), so the ``stopped`` line sums every process.
+(servers.counters), so the ``stopped`` line sums every process.  Requests, counted once a request, go
+into a cell of the serving thread's or worker's own, with no lock.
 
 Stopping.  SIGTERM and SIGINT raise :class:`ServerStopping` in the main thread.  Raising from the
 handler is what interrupts a blocking ``accept()``/``recv()`` (PEP 475 retries the call otherwise);

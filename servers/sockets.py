@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import selectors
 import socket
 import struct
 import time
@@ -107,3 +109,16 @@ def peer_closed_first(sock: socket.socket) -> bool:
         return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] in (TCP_CLOSE_WAIT, TCP_LAST_ACK)
     except (OSError, IndexError):
         return False
+
+
+def watch_exclusively(selector: selectors.BaseSelector, listener: socket.socket) -> None:
+    """Re-add a shared listener to this loop's epoll with EPOLLEXCLUSIVE (Linux 4.5): a new connection
+    wakes one of the processes waiting on it, not all (the thundering herd).  The flag can only be given
+    when a descriptor is added, so the selector's own registration is swapped for one that carries it;
+    the selector still maps the descriptor's events to its key."""
+    epoll = getattr(selector, "_selector", None)
+    exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+    if not isinstance(epoll, select.epoll) or not exclusive:
+        raise OSError("--epoll-exclusive needs epoll with EPOLLEXCLUSIVE (Linux 4.5)")
+    epoll.unregister(listener.fileno())
+    epoll.register(listener.fileno(), select.EPOLLIN | exclusive)

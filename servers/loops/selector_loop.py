@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import select
 import selectors
 import socket
 import time
@@ -29,7 +28,7 @@ from servers.base import RECV_SIZE, BaseServer, ServerConfig
 from servers.connlog import ENDED_BADLY, client_fin
 from servers.protocol import SLEEP, WORK, Request, burn_cpu, reply_for
 from servers.session import OUT_HIGH_WATER, SWEEP_INTERVAL, Session
-from servers.sockets import set_nodelay
+from servers.sockets import set_nodelay, watch_exclusively
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
@@ -357,16 +356,3 @@ class SelectorLoop(BaseServer):
         if self.selector is not None:
             self.selector.close()
         super().close_connections()
-
-
-def watch_exclusively(selector: selectors.BaseSelector, listener: socket.socket) -> None:
-    """Re-add a shared listener to this loop's epoll with EPOLLEXCLUSIVE (Linux 4.5): a new connection
-    wakes one of the processes waiting on it, not all (the thundering herd).  The flag can only be given
-    when a descriptor is added, so the selector's own registration is swapped for one that carries it;
-    the selector still maps the descriptor's events to its key."""
-    epoll = getattr(selector, "_selector", None)
-    exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
-    if not isinstance(epoll, select.epoll) or not exclusive:
-        raise OSError("--epoll-exclusive needs epoll with EPOLLEXCLUSIVE (Linux 4.5)")
-    epoll.unregister(listener.fileno())
-    epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
