@@ -104,6 +104,9 @@ def test_unfinished_work_is_news_only_past_the_finished_p99_and_the_floor() -> N
     assert waiting_words([("request", [3980.0 + i for i in range(9)] + [5.0], 21.0)]) == "waiting ≥ 3.98 s: 9 requests"
     said = waiting_words([("request", [250.0], 20.0), ("connect", [1200.0, 2100.0], 0.1)])
     assert said == "waiting ≥ 250 ms: 1 request; ≥ 1.20 s: 2 connects"  # each group its own bound
+    # Ages far apart: the youngest alone would understate the rest (an audit: "≥ 197 ms" for 28 waiting 3.88 s).
+    said = waiting_words([("request", [197.4] + [3880.0] * 28, 20.0)])
+    assert said == "waiting ≥ 197 ms: 29 requests, the longest ≥ 3.88 s"
 
 
 def cost(cpu_us: float) -> dict[str, float]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from hdrh.histogram import HdrHistogram
-from loadtest.declare.charts import CHARTS
 
 from loadtest.client.latency import CSV_COLUMNS
+from loadtest.declare.charts import CHARTS
 from loadtest.measure.monitor import COLUMNS as MONITOR_COLUMNS
 from loadtest.report import SUMMARY_COLUMNS, build_compare, build_run_report
 from loadtest.report.rules.summary import CPU_TICK_S, MIN_CPU_TICKS, tick_rounded
@@ -142,7 +142,9 @@ def test_csv_schemas(run_dir: Path) -> None:
 def test_findings_say_what_happened(run_dir: Path) -> None:
     _, page = build_run_report(run_dir)
     text = page.read_text()
-    assert re.search(r"blocking: \d[\d,]* packets dropped at a full accept queue at backlog 2 \(ListenOverflows", text)
+    assert re.search(
+        r"blocking: in the window, \d[\d,]* packets dropped at a full accept queue at backlog 2 \(ListenOverflows", text
+    )
     assert "TIME_WAIT at peak" in text
     assert "client-bound" in text
 

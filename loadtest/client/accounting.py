@@ -135,11 +135,17 @@ def waiting_words(groups: list[tuple[str, list[float], float]]) -> str:
     for noun, ages, p99 in groups:
         late = [a for a in ages if a > max(p99, WAITING_FLOOR_MS)]
         if late:
-            low = min(late)
-            # Rounded down: "≥ 4.90 s" for 4.8955 s would claim more than was waited.
-            since = f"{math.floor(low / 10) / 100:,.2f} s" if low >= 1000 else f"{math.floor(low):,.0f} ms"
-            parts.append(f"≥ {since}: {len(late):,} {noun}{'s' if len(late) != 1 else ''}")
+            low, high = min(late), max(late)
+            said = f"≥ {_at_least(low)}: {len(late):,} {noun}{'s' if len(late) != 1 else ''}"
+            if high >= 2 * low:  # the youngest alone would understate them (an audit: 197 ms said, 3.88 s waited)
+                said += f", the longest ≥ {_at_least(high)}"
+            parts.append(said)
     return "waiting " + "; ".join(parts) if parts else ""
+
+
+def _at_least(ms: float) -> str:
+    """An age in ms as words, rounded down: "≥ 4.90 s" for 4.8955 s would claim more than was waited."""
+    return f"{math.floor(ms / 10) / 100:,.2f} s" if ms >= 1000 else f"{math.floor(ms):,.0f} ms"
 
 
 def connections_at_close(ledgers: list[Ledger], now: float) -> None:

@@ -309,4 +309,5 @@ LOAD_PROCESSES: tuple[Column, ...] = (
     Column("boot_id", "", "its machine's boot id: its connection times compare with the server's when they match"),
     Column("clock_offset", "s", "its wall clock less CLOCK_MONOTONIC: what sets its connection times beside a capture"),
     Column("cpu_percent", "% of one core", "its CPU ÷ wall time in the window (≥ 90 %: it measures itself)"),
+    Column("window_s", "s", "its own window's wall time: the run's, each worker closing on its own timer"),
 )

@@ -57,6 +57,11 @@ LOAD_PROCESS_KEY = "socklab_load_process"
 CONNECTIONS_KEY = "socklab_connections"
 WINDOW_MESSAGE = "socklab_window_open"  # master → workers: the warm-up is over, count from now
 CLOSE_MESSAGE = "socklab_window_close"  # master → workers: the window is over, count nothing more
+# master → workers, as the test starts: when the window will open (the warm-up's end) and close (wall clock).  Each
+# worker opens and closes its own then, on its own timers, the messages above only a fallback: told by them alone, a
+# busy worker closed ~100 ms late and counted the connects its users started after the close as unfinished (an
+# audit: 50 unfinished connects where 39 were at the close).
+PLAN_MESSAGE = "socklab_window_plan"
 # The window closes on socklab's own timer this long before Locust's --run-time stop, so it ends on load that
 # ran undisturbed: Locust's stop() first calls inspect.stack(), which stalled every user 27–55 ms (CI) just
 # before the users' in-flight requests were aged — that stall was the printed p99.
@@ -113,6 +118,7 @@ class Socklab(LoadState):
         if isinstance(env.runner, WorkerRunner):
             env.runner.register_message(WINDOW_MESSAGE, lambda *_, **__: self.worker_window_opens())
             env.runner.register_message(CLOSE_MESSAGE, lambda *_, **__: self.close_own_window())
+            env.runner.register_message(PLAN_MESSAGE, self.worker_plans_window)
             return
         options = env.parsed_options
         if options is None:  # a library use of Locust without the command line
@@ -203,11 +209,21 @@ class Socklab(LoadState):
         self.load_process.open()
 
     def worker_window_opens(self) -> None:
-        """A worker, told the warm-up is over: its own Locust stats are reset too, so that the warm-up's requests it
-        has not yet reported (a worker reports every 3 s) do not reach the master's stats after their reset."""
+        """A worker, at the warm-up's end: its own Locust stats are reset too, so that the warm-up's requests it
+        has not yet reported (a worker reports every 3 s) do not reach the master's stats after their reset.  Once a
+        test: its timer and the master's word both call it."""
+        if self.test.warmed_up:
+            return
+        self.test.warmed_up = True
         self.recorder.reset()
         self.environment.runner.stats.reset_all()
         self.open_own_window()
+
+    def worker_plans_window(self, environment: Any, msg: Any, **_: Any) -> None:
+        """A worker, told when the window opens and closes: it does both then, on its own timers."""
+        for key, at in (("open_at", self.worker_window_opens), ("close_at", self.close_own_window)):
+            if key in msg.data:
+                gevent.spawn_later(max(float(msg.data[key]) - time.time(), 0.0), at)
 
     def close_window(self) -> None:
         """The measured window ends here, and in every worker; idempotent."""
@@ -234,11 +250,17 @@ class Socklab(LoadState):
         self.select_user_class()  # the web UI may have changed --user-mode
         options = environment.parsed_options
         self.open_window(warmup=options is not None and options.warmup > 0)
+        plan, now = {}, time.time()
         if options is not None and options.warmup > 0:
             gevent.spawn_later(options.warmup, self.end_warmup)
+            plan["open_at"] = now + options.warmup
         if options is not None and options.headless and options.run_time:
             # Locust's own stop comes at (about) this test's start + --run-time: close first, undisturbed.
-            gevent.spawn_later(max(options.run_time - CLOSE_AHEAD_S, 0.0), self.close_window)
+            close_in = max(options.run_time - CLOSE_AHEAD_S, 0.0)
+            gevent.spawn_later(close_in, self.close_window)
+            plan["close_at"] = now + close_in
+        if plan and not self.local:
+            environment.runner.send_message(PLAN_MESSAGE, plan)
 
     def open_window(self, warmup: bool = False) -> None:
         assert self.run is not None

@@ -24,6 +24,7 @@ class TestState:
     started: int = 0  # connections this load process has started (--connections-total)
     completed: int = 0  # … and completed
     connecting: BoundedSemaphore | None = None  # open loop, ConnectPerRequestUser: --max-connecting
+    warmed_up: bool = False  # a worker: its window opened at the warm-up's end (by its timer or the master's word)
 
 
 class LoadState:

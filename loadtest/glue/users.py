@@ -197,7 +197,6 @@ class ConnectPerRequestUser(SocklabUser):
 
     mode = CONNECT_PER_REQUEST
     wait_time = constant(0)
-    latency_from_connect = False  # a request's latency runs from its send (the one-shot user's, from connect())
 
     @task
     def request(self) -> None:
@@ -224,8 +223,6 @@ class ConnectPerRequestUser(SocklabUser):
                 time.sleep(0.01)  # already reported; a short pause keeps a refused storm bounded
             return
         op, frame = next(self.requests)
-        if intended is None and self.latency_from_connect:
-            intended = client.connect_started
         client.request(op, name=self.mode, frame=frame, first_reply=True, intended=intended)
         client.close()
         self._count_connection()
@@ -300,11 +297,11 @@ class IdleUser(SocklabUser):
 
 class OneShotUser(ConnectPerRequestUser):
     """The seed's client: connect, send one message (--message, or --payload-bytes of 'x'), wait for the
-    server's close, close.  Its latency runs from connect() start to the server's FIN (the EOF); a server
-    that resets it or never closes fails it (reset, read timeout), as any request."""
+    server's close, close.  Its latency runs as every request's, from its send to the reply's end, here the
+    server's FIN (the EOF); from connect() start to that FIN is its first reply, the connect-per-request
+    users' measure (FIRST_REPLY).  A server that resets it or never closes fails it (reset, read timeout)."""
 
     mode = ONE_SHOT
-    latency_from_connect = True
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)

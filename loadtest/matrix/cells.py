@@ -145,6 +145,8 @@ def result_line(outcome: Outcome) -> str:
     bits = [f"{row['rps']:>9,.0f} req/s", f"p50 {shown(row, 'latency_p50_ms')}", f"p99 {shown(row, 'latency_p99_ms')}"]
     if (row.get("pipeline") or 1) > 1:
         bits.append(f"pipelined ×{row['pipeline']}")
+    if (row.get("load_processes") or 1) > 1:
+        bits.append(f"{row['load_processes']} load processes")
     if isinstance(row["users_starved"], int) and row["users_starved"]:
         bits.append(f"served {row['users_served']}/{row['users_served'] + row['users_starved']}")
     if waited := waiting(outcome.run):  # only work that waited longer than the finished p99 is news

@@ -155,11 +155,16 @@ def run_cells(cells: list[Cell], runner: CellRunner, console: Console, quiet: bo
             if processes:
                 # Its one Locust process gave out before the server or the machine did: the rate it measured is the
                 # load generator's. Again with a load process per core, so the server saturates, or the machine.
+                first = cell.folder.with_name(f"{cell.folder.name}-1-process")  # kept: the re-run's premise, checkable
+                shutil.rmtree(first, ignore_errors=True)
+                cell.folder.rename(first)
+                row, cpus = outcome.row or {}, (outcome.run.info.get("cpus") if outcome.run else None) or 1
                 progress.console.print(
-                    f"{result_line(outcome)}\n  {cell.name}: one load process gave out with a core to spare; "
-                    f"again with --processes {processes}"
+                    f"{result_line(outcome)}\n  {cell.name}: its one load process gave out (median "
+                    f"{row.get('loadgen_median_cpu_percent', 0):.0f}% of a core) while the machine was not full "
+                    f"({row.get('machine_cpu_percent', 0):.0f}% of {100 * cpus}%); again with --processes "
+                    f"{processes} (the first run is kept in {first.name})"
                 )
-                shutil.rmtree(cell.folder, ignore_errors=True)
                 cell.options["processes"] = processes
                 outcome = runner.run(cell)
             outcomes.append(outcome)

@@ -165,4 +165,5 @@ def load_process_row(worker_id: str, facts: dict[str, Any]) -> dict[str, Any]:
         "boot_id": facts.get("boot_id", ""),
         "clock_offset": facts.get("clock_offset", ""),
         "cpu_percent": round(cpu_percent, 1),
+        "window_s": round(wall, 3),
     }

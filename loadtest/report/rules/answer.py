@@ -88,6 +88,8 @@ def badges(cell: Cell, cpus: int | None) -> list[str]:
         out.append(f"{int(failures):,} failures")
     if (row.get("pipeline") or 1) > 1:
         out.append(f"pipelined ×{row['pipeline']}")
+    if (num(row, "load_processes") or 1) > 1:  # not every cell had the same load generator: say which
+        out.append(f"{int(row['load_processes'])} load processes")
     return out
 
 

@@ -60,9 +60,9 @@ def pace_findings(run: RunData, row: dict[str, Any], name: str, one_at_a_time: b
 def overflow_finding(row: dict[str, Any], name: str) -> str:
     """The accept queue overflowing: the packets dropped, the SYN retransmissions, the connect times."""
     text = (
-        f"{name}: {row['listen_overflows']:,} packets dropped at a full accept queue at backlog {row['backlog']} "
-        f"(ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early data — "
-        f"not a count of SYNs); the accept queue peaked at {queue_peak(row)}"
+        f"{name}: in the window, {row['listen_overflows']:,} packets dropped at a full accept queue at backlog "
+        f"{row['backlog']} (ListenOverflows, {row['counters_scope']} counters: SYNs, final handshake ACKs and early "
+        f"data — not a count of SYNs); the accept queue peaked at {queue_peak(row)}"
     )
     text += syn_retrans_note(row)
     p99 = num(row, "connect_p99_ms")
@@ -76,7 +76,18 @@ def queue_peak(row: dict[str, Any]) -> str:
     kernel = num(row, "kernel_peak_accept_queue")
     if kernel is None:
         return f"{row['peak_accept_queue']} (the monitor's samples)"
-    return f"{kernel:.0f} (the kernel's account; the monitor's samples saw {row['peak_accept_queue']})"
+    why = ""
+    backlog = num(row, "backlog")
+    if backlog is not None and kernel > backlog + 1:
+        # The kernel admits to a queue of backlog + 1; one more is seen when two handshakes complete on two CPUs
+        # within microseconds (the length is checked without a lock), or an arrival lands while an accept() is
+        # returning, where the tracer stamps it.
+        over = kernel - backlog - 1
+        why = (
+            f", {over:.0f} over backlog + 1 for a moment: handshakes completing at once on two CPUs (the kernel "
+            "checks the queue's length without a lock), or one landing while an accept() returned"
+        )
+    return f"{kernel:.0f} (the kernel's account{why}; the monitor's samples saw {row['peak_accept_queue']})"
 
 
 def queue_findings(row: dict[str, Any], name: str, one_at_a_time: bool) -> list[str]:

@@ -81,6 +81,13 @@ SUMMARY: tuple[Summary, ...] = (
         "different workload, several frames per system call on both sides",
         value=lambda r: int(r.options.get("pipeline") or 1),
     ),
+    Summary(
+        "load_processes",
+        "count",
+        "Locust processes that ran the users (--processes; socklab compare runs a cell whose one process gave out "
+        "again with one a core)",
+        value=lambda r: sum(1 for p in r.info.get("load_processes") or [] if p.get("worker_id") != "local") or 1,
+    ),
     Summary("users", "count", "users of the run", value=lambda r: r.info.get("users")),
     Summary(
         "duration_s",
