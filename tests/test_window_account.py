@@ -192,3 +192,22 @@ def test_a_connection_is_the_users_only_until_its_client_closes_it() -> None:
     frame = stages([row])
     assert frame.loc[0, "stage_at_stop"] == "service"
     assert sum(float(frame.loc[0, f"in_window_{s}"]) for s in timeline_stages.STAGES) == pytest.approx(0.1002, abs=1e-9)
+
+
+def test_a_retried_connects_last_round_trip_is_the_runs_measured_one_not_tcp_infos_floor() -> None:
+    # After a re-sent SYN, TCP_INFO says exactly 1,000 µs (its millisecond floor): the last round trip is then the
+    # median of this run's connects that were not retried, and the rest of its connect() is the SYN retry wait.
+    fresh = connection(connect_start=100.5, connect_end=100.500025, rtt_us=25, sent=100.50003, first_byte=100.5001)
+    retried = connection(
+        user_id="local.2",
+        local_port=2,
+        connect_start=101.0,
+        connect_end=102.0203,
+        syn_retrans=1,
+        rtt_us=1000,
+        sent=102.0204,
+        first_byte=102.0206,
+    )
+    frame = stages([fresh, retried])
+    assert float(frame.loc[1, "handshake"]) == pytest.approx(0.025, abs=1e-6)  # not 1.000 ms
+    assert float(frame.loc[1, "syn_retry_wait"]) == pytest.approx(1020.3 - 0.025, abs=1e-6)
