@@ -30,10 +30,11 @@ USER_CLASSES = {"PersistentUser": "persistent", "ConnectPerRequestUser": "connec
 @pytest.mark.parametrize("design", DESIGNS)
 def test_each_user_class_against_each_design(tmp_path: Path, design: str) -> None:
     # One user of each class in one run; IdleUser requests once per --idle-interval.  A one-at-a-time
-    # server serves one connection at a time, and with an accept queue per worker a connection hashed
-    # to the worker that holds the idle user's waits behind it for good: there each class runs alone.
+    # server serves one connection at a time, and with an accept queue per blocking worker a connection hashed
+    # to the worker that holds the idle user's waits behind it for good: there each class runs alone (an event
+    # loop's worker is held by no connection).
     cls = design_class(design)
-    apart = cls.serves_one_at_a_time or not cls.one_accept_queue
+    apart = cls.serves_one_at_a_time or (not cls.one_accept_queue and not cls.event_loop)
     for n, classes in enumerate([[c] for c in USER_CLASSES] if apart else [list(USER_CLASSES)]):
         (tmp_path / str(n)).mkdir()
         run = run_locust(
