@@ -160,7 +160,9 @@ def test_http_against_a_stdlib_server_socklab_did_not_start_is_monitored_by_its_
         port,
         pid,
     ):
-        args = ("--server", "none", "--host", f"tcp://127.0.0.1:{port}", "--server-pid", str(pid), "--protocol", "http")
+        target = ("--server", "none", "--host", f"tcp://127.0.0.1:{port}", "--server-pid", str(pid))
+        # Samples every 0.1 s: its connections live a few ms each, and two samples at 0.5 s once saw none open.
+        args = (*target, "--protocol", "http", "--monitor-interval", "0.1")
         run = run_locust(tmp_path, *args, users=4, seconds=1, page=True)
     assert run.returncode == 0, run.stderr[-2000:]
     row = summary_row(run.report_dir)
@@ -170,6 +172,7 @@ def test_http_against_a_stdlib_server_socklab_did_not_start_is_monitored_by_its_
     assert float(row["server_cpu_us_per_request"]) > 0 and int(row["peak_threads"]) >= 1  # --server-pid's process
     monitor = pd.read_csv(run.report_dir / "monitor.csv")
     assert len(monitor) >= 3 and (monitor["listeners"] == 1).all()
+    assert (monitor["server_TIME_WAIT"] > 0).any()  # HTTP/1.0: the server closes first and holds TIME_WAIT
     info = run.manifest()
     assert info["design"] == "external" and info["kernel_trace"]["status"] == "measured"
     stats = run.locust_stats()

@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -220,10 +221,16 @@ class Socklab(LoadState):
         self.open_own_window()
 
     def worker_plans_window(self, environment: Any, msg: Any, **_: Any) -> None:
-        """A worker, told when the window opens and closes: it does both then, on its own timers."""
-        for key, at in (("open_at", self.worker_window_opens), ("close_at", self.close_own_window)):
+        """A worker, told when the window opens and closes: it does both then, on its own timers — for this test
+        only (a web-UI test stopped in its warm-up must not open the next one's window)."""
+        test = self.test
+
+        def then(act: Callable[[], None]) -> Callable[[], None]:
+            return lambda: act() if self.test is test else None
+
+        for key, act in (("open_at", self.worker_window_opens), ("close_at", self.close_own_window)):
             if key in msg.data:
-                gevent.spawn_later(max(float(msg.data[key]) - time.time(), 0.0), at)
+                gevent.spawn_later(max(float(msg.data[key]) - time.time(), 0.0), then(act))
 
     def close_window(self) -> None:
         """The measured window ends here, and in every worker; idempotent."""
