@@ -174,7 +174,8 @@ def run_cells(cells: list[Cell], runner: CellRunner, console: Console, quiet: bo
 
 def more_load_processes(outcome: Outcome, args: Any) -> int:
     """How many load processes a client-bound cell should run again with (0: it is not, or cannot be helped): its
-    one Locust process at a core while the machine had one to spare, and no --processes given."""
+    one Locust process at a core while the machine was not full (summary.load_processes_would_help), and no
+    --processes given."""
     row, cpus = outcome.row, int((outcome.run.info.get("cpus") if outcome.run else 0) or 0)
     if (
         outcome.status != "done"
